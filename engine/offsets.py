@@ -1,0 +1,99 @@
+"""Time offsets of pathway windows: calendar days in the hospital's zone, exact hours and minutes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+_DURATION = re.compile(r"^(?P<sign>[+-])?(?=\d)(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
+                       r"(?:(?P<m>\d+)min)?$")
+_DAY = re.compile(r"^day\s+(?P<n>-?\d+)(?:\s+(?P<hh>\d{1,2}):(?P<mm>\d{2})|\s+(?P<end>end))?$")
+
+OFFSET_PATTERN = r"^([+-]?0|[+-]?(\d+(w|d|h|min))+|day\s+-?\d+(\s+(\d{1,2}:\d{2}|end))?)$"
+OFFSET_HELP = (
+    "an offset such as '-4w', '-30d', '6h', '90min', '1d12h' (w/d move the local calendar, "
+    "h/min are exact), or a local day such as 'day 1', 'day 1 08:00', 'day 3 end'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """A parsed offset from an anchor: whole local days plus exact minutes, or a local day/time."""
+
+    days: int = 0
+    minutes: int = 0
+    day: int | None = None
+    at: time | None = None
+
+    @property
+    def approx_minutes(self) -> int:
+        """A length for ordering checks only (a calendar day counted as 24 h)."""
+        if self.day is not None:
+            clock = self.at or time(0)
+            return self.day * 1440 + clock.hour * 60 + clock.minute
+        return self.days * 1440 + self.minutes
+
+    def apply(self, anchor: datetime, tz: tzinfo) -> datetime:
+        """The instant (in UTC) this offset names from an aware anchor, days counted in `tz`."""
+        return self._apply_local(anchor, tz).astimezone(UTC)
+
+    def negated(self) -> Offset:
+        return Offset(days=-self.days, minutes=-self.minutes, day=self.day, at=self.at)
+
+    def _apply_local(self, anchor: datetime, tz: tzinfo) -> datetime:
+        local = anchor.astimezone(tz)
+        if self.day is not None:
+            target_day = local.date() + timedelta(days=self.day)
+            return _localise(target_day, self.at or time(0), tz)
+        if self.days:
+            local = _localise(local.date() + timedelta(days=self.days), local.time(), tz)
+        if not self.minutes:
+            return local
+        # Aware + timedelta is wall-clock arithmetic in Python; exact hours go through UTC.
+        return (local.astimezone(UTC) + timedelta(minutes=self.minutes)).astimezone(tz)
+
+    def scaled(self, factor: int) -> Offset:
+        """This duration repeated `factor` times (recurrence); local days are not scalable."""
+        return Offset(days=self.days * factor, minutes=self.minutes * factor)
+
+
+def _localise(day: date, clock: time, tz: tzinfo) -> datetime:
+    # Round-trip through UTC so a wall time inside a DST gap lands on a real instant.
+    naive = datetime.combine(day, clock.replace(tzinfo=None))
+    return naive.replace(tzinfo=tz).astimezone(tz).astimezone(tz)
+
+
+def parse_offset(text: str) -> Offset:
+    """Parse an offset string; raise ValueError saying what is accepted."""
+    raw = str(text).strip()
+    if raw in {"0", "+0", "-0"}:
+        return Offset()
+    m = _DAY.match(raw)
+    if m:
+        if m.group("end"):
+            return Offset(day=int(m.group("n")) + 1, at=time(0))
+        clock = time(0)
+        if m.group("hh"):
+            hh, mm = int(m.group("hh")), int(m.group("mm"))
+            if hh > 23 or mm > 59:
+                raise ValueError(f"'{raw}' has an impossible time of day")
+            clock = time(hh, mm)
+        return Offset(day=int(m.group("n")), at=clock)
+    m = _DURATION.match(raw)
+    if not m:
+        raise ValueError(f"'{raw}' is not {OFFSET_HELP}")
+    sign = -1 if m.group("sign") == "-" else 1
+    days = int(m.group("w") or 0) * 7 + int(m.group("d") or 0)
+    minutes = int(m.group("h") or 0) * 60 + int(m.group("m") or 0)
+    return Offset(days=sign * days, minutes=sign * minutes)
+
+
+def parse_duration(text: str) -> Offset:
+    """Parse a positive length (recurrence, escalation); local days are rejected."""
+    off = parse_offset(text)
+    if off.day is not None:
+        raise ValueError(f"'{text}' must be a length such as '4h' or '1d', not a local day")
+    if off.approx_minutes <= 0:
+        raise ValueError(f"'{text}' must be longer than zero")
+    return off

@@ -1,0 +1,65 @@
+"""A loaded pathway compiled for evaluation: parsed offsets and compiled FHIRPath, checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.expressions import CompiledExpression
+from engine.model import Element, Pathway, Score
+from engine.offsets import Offset
+from engine.terminology import Terminology
+
+BUILTIN_VARIABLES = {"sex": "the patient's administrative sex", "age": "age in whole years at now"}
+
+
+@dataclass(frozen=True)
+class CompiledWindow:
+    anchor: str
+    opens: Offset | None
+    due: Offset | None
+    closes: Offset | None
+
+
+@dataclass(frozen=True)
+class CompiledElement:
+    element: Element
+    applies_when: CompiledExpression | None
+    window: CompiledWindow
+    evidence_window: CompiledWindow | None
+    evidence_where: CompiledExpression | None
+    trigger_where: CompiledExpression | None
+    every: Offset | None
+    count: int | None
+    until: Offset | None
+    escalations: tuple[tuple[Offset, str], ...]
+    remind_before: Offset | None
+
+    @property
+    def id(self) -> str:
+        return self.element.id
+
+
+@dataclass(frozen=True)
+class CompiledScore:
+    name: str
+    score: Score
+    items: tuple[tuple[CompiledExpression, int], ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything evaluation needs that can be worked out once per pathway file."""
+
+    elements: tuple[CompiledElement, ...]
+    scores: tuple[CompiledScore, ...]
+    terminology: Terminology
+    sha256: str
+    files: dict[str, str]
+
+
+def plan_of(pathway: Pathway) -> Plan:
+    """The compiled plan attached by the loader; a hand-built Pathway must be loaded first."""
+    plan = pathway._plan  # type: ignore[attr-defined]
+    if plan is None:
+        raise ValueError(f"pathway {pathway.id} was not built by engine.loader.load_pathway")
+    return plan  # type: ignore[no-any-return]

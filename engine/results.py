@@ -1,0 +1,105 @@
+"""Value objects an evaluation returns: element and occurrence statuses, and planned actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+
+class Status(StrEnum):
+    NOT_APPLICABLE = "not-applicable"
+    UPCOMING = "upcoming"
+    DUE = "due"
+    OVERDUE = "overdue"
+    DONE = "done"
+    MISSED = "missed"
+    DECLINED = "declined"
+
+
+OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
+Counts = Literal["done", "not-done"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One occurrence of an element (one window) for one patient."""
+
+    key: str
+    element_id: str
+    occurrence: str
+    opens: datetime | None
+    due: datetime | None
+    closes: datetime | None
+    status: Status
+    done_at: datetime | None = None
+    evidence: tuple[str, ...] = ()
+    decline_reason: str | None = None
+    counts: Counts = None
+
+
+@dataclass(frozen=True, slots=True)
+class ElementResult:
+    """An element's status for the patient, aggregated over its occurrences."""
+
+    element_id: str
+    phase: str
+    category: str
+    status: Status
+    occurrences: tuple[Occurrence, ...] = ()
+    counts: Counts = None
+    note: str | None = None
+
+    @property
+    def occurrences_done(self) -> int:
+        return sum(1 for o in self.occurrences if o.counts == "done")
+
+    @property
+    def occurrences_counted(self) -> int:
+        return sum(1 for o in self.occurrences if o.counts is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    """Work the adapters should carry out: one Task, reminder or patient message."""
+
+    key: str
+    element_id: str
+    occurrence: str
+    kind: str
+    role: str
+    priority: str
+    title: str
+    instructions: str
+    status: Status
+    opens: datetime | None
+    due: datetime | None
+    closes: datetime | None
+    escalations: tuple[tuple[datetime, str], ...] = ()
+    remind_at: datetime | None = None
+    done_at: datetime | None = None
+    decline_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The result of `evaluate`: everything decided for one patient at one instant."""
+
+    pathway_id: str
+    pathway_version: int
+    patient_id: str
+    enrolment_id: str
+    now: datetime
+    anchors: dict[str, datetime | None]
+    variables: dict[str, object]
+    elements: tuple[ElementResult, ...]
+    actions: tuple[PlannedAction, ...]
+    next_change_at: datetime | None
+    warnings: tuple[str, ...] = ()
+
+    def element(self, element_id: str) -> ElementResult:
+        for result in self.elements:
+            if result.element_id == element_id:
+                return result
+        raise KeyError(element_id)

@@ -1,0 +1,1 @@
+"""The `eras` command line."""

@@ -1,0 +1,512 @@
+"""EHR → engine: FHIR R4 resources mapped to the facts and Task states one evaluation reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, tzinfo
+from decimal import Decimal
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
+
+from fhir.resources.R4B import FHIRAbstractModel, get_fhir_model_class
+from pydantic import ValidationError
+
+from engine.facts import Fact, PatientFacts, TaskState, Value
+from engine.terminology import Terminology
+from fhir_adapters.errors import TEMPORARY_STATUSES, FhirFatalError, FhirTemporaryError, outcome_issues
+
+# Statuses that mean "this did not happen"; such resources never become facts.
+DROPPED_STATUSES: Mapping[str, frozenset[str]] = {
+    "Observation": frozenset({"entered-in-error", "cancelled"}),
+    "Procedure": frozenset({"not-done", "entered-in-error"}),
+    "Encounter": frozenset({"cancelled", "entered-in-error"}),
+    "ServiceRequest": frozenset({"revoked", "entered-in-error"}),
+    "Appointment": frozenset({"cancelled", "noshow", "entered-in-error"}),
+    "MedicationRequest": frozenset({"cancelled", "entered-in-error"}),
+    "MedicationAdministration": frozenset({"not-done", "entered-in-error"}),
+    "Task": frozenset({"entered-in-error"}),
+}
+# Condition / AllergyIntolerance verification statuses that withdraw the record.
+DROPPED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+_PHYSICAL_TYPE = {"wa": "ward", "bd": "bed"}
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+class UnreadableResource(ValueError):
+    """A resource that is not valid FHIR R4; the message names it by type/id, never its content."""
+
+    def __init__(self, resource_type: str, resource_id: str, reason: str) -> None:
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+        self.reason = reason
+        super().__init__(f"{resource_type}/{resource_id}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedResource:
+    """A resource left out of the facts, and why (no patient data)."""
+
+    resource_type: str
+    resource_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}: {self.reason}"
+
+
+class FactsReading(NamedTuple):
+    """The patient's facts and the resources that could not be used."""
+
+    facts: PatientFacts
+    skipped: list[SkippedResource]
+
+
+def parse_resource(resource: Mapping[str, Any]) -> FHIRAbstractModel:
+    """The resource as an R4B model; UnreadableResource naming the failing elements otherwise."""
+    rtype = str(resource.get("resourceType") or "?")
+    rid = str(resource.get("id") or "?")
+    try:
+        model_class = get_fhir_model_class(rtype)
+    except (KeyError, ValueError) as exc:
+        raise UnreadableResource(rtype, rid, "unknown resource type") from exc
+    try:
+        return model_class.model_validate(dict(resource))
+    except ValidationError as exc:
+        # Messages only: pydantic's default text quotes input values, which may be patient data.
+        where = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+                          for err in exc.errors(include_input=False, include_url=False)[:5])
+        raise UnreadableResource(rtype, rid, f"not valid FHIR R4: {where}") from None
+
+
+def instant(value: datetime | date | str | None, tz: tzinfo = UTC) -> datetime | None:
+    """A FHIR date/dateTime/instant as an aware UTC datetime; dates start at local midnight."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    day = value if isinstance(value, date) else partial_date(value)
+    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
+
+
+def partial_date(value: date | str) -> date:
+    """A FHIR date, where a year or year-month alone stands for its first day."""
+    if isinstance(value, date):
+        return value
+    parts = [int(p) for p in value.split("-")]
+    return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+
+
+def codings_of(*elements: Any) -> list[tuple[str, str]]:
+    """(system, code) pairs from Codings, CodeableConcepts or lists of either."""
+    out: list[tuple[str, str]] = []
+    for element in elements:
+        if element is None:
+            continue
+        if isinstance(element, list):
+            out.extend(codings_of(*element))
+        elif getattr(element, "coding", None) is not None:
+            out.extend(codings_of(*element.coding))
+        elif getattr(element, "code", None) and getattr(element, "system", None):
+            out.append((element.system, element.code))
+    return out
+
+
+def concepts_of(terminology: Terminology, resource_type: str, codings: list[tuple[str, str]]) -> list[str]:
+    """Every concept one of the codings means that is read from resources of this type."""
+    names: list[str] = []
+    for system, code in codings:
+        for name in terminology.concepts_for(system, code):
+            if name not in names and resource_type in terminology.concept(name).resources:
+                names.append(name)
+    return names
+
+
+def value_concept(terminology: Terminology, codings: list[tuple[str, str]]) -> str | None:
+    """The coded-value concept (one with no `resources`, e.g. current_smoker) the codings mean."""
+    for system, code in codings:
+        for name in terminology.concepts_for(system, code):
+            if not terminology.concept(name).resources:
+                return name
+    return None
+
+
+def _number(value: Decimal | float | int | None) -> float | int | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _code(element: Any) -> str | None:
+    """The code of a code-typed element or the first coding of a CodeableConcept."""
+    if element is None or isinstance(element, str):
+        return element
+    pairs = codings_of(element)
+    if pairs:
+        return pairs[0][1]
+    first = (getattr(element, "coding", None) or [None])[0]
+    return getattr(first, "code", None)
+
+
+def _source(model: Any) -> str:
+    return f"{model.get_resource_type()}/{model.id}"
+
+
+def _facts(concepts: list[str], **fields: Any) -> list[Fact]:
+    return [Fact(concept=name, **fields) for name in concepts]
+
+
+def _period(period: Any, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
+    if period is None:
+        return None, None
+    return instant(period.start, tz), instant(period.end, tz)
+
+
+def observation_facts(obs: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    start, end = _period(obs.effectivePeriod, tz)
+    when = instant(obs.effectiveDateTime or obs.effectiveInstant, tz) or start
+    value, unit = observation_value(obs, terminology)
+    return _facts(concepts_of(terminology, "Observation", codings_of(obs.code)), time=when, end=end,
+                  value=value, unit=unit, status=obs.status, source=_source(obs),
+                  recorded=instant(obs.issued, tz))
+
+
+def observation_value(obs: Any, terminology: Terminology) -> tuple[Value, str | None]:
+    """The value and unit; a coded value becomes its value concept's name, else the code itself."""
+    if obs.valueQuantity is not None:
+        q = obs.valueQuantity
+        return _number(q.value), q.code or q.unit
+    if obs.valueCodeableConcept is not None:
+        pairs = codings_of(obs.valueCodeableConcept)
+        named = value_concept(terminology, pairs)
+        return named or (pairs[0][1] if pairs else obs.valueCodeableConcept.text), None
+    for scalar in (obs.valueString, obs.valueBoolean, obs.valueInteger):
+        if scalar is not None:
+            return scalar, None
+    return None, None
+
+
+def procedure_facts(proc: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    start, end = _period(proc.performedPeriod, tz)
+    return _facts(concepts_of(terminology, "Procedure", codings_of(proc.code)),
+                  time=instant(proc.performedDateTime, tz) or start, end=end, status=proc.status,
+                  source=_source(proc))
+
+
+def encounter_facts(enc: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    start, end = _period(enc.period, tz)
+    concepts = concepts_of(terminology, "Encounter", codings_of(enc.class_fhir, enc.type))
+    return _facts(concepts, time=start, end=end, status=enc.status, source=_source(enc),
+                  attrs=encounter_location(enc.location or []))
+
+
+def encounter_location(locations: list[Any]) -> dict[str, str]:
+    """Current ward and bed: per kind the last active entry, else the last one.
+
+    The kind comes from `physicalType` (`wa` ward, `bd` bed); entries without one fill the kinds
+    still missing, in order (first ward, then bed), from the current untyped entries.
+    """
+    out: dict[str, str] = {}
+    for kind in ("ward", "bed"):
+        typed = [loc for loc in locations if _location_kind(loc) == kind]
+        chosen = _current(typed)
+        if chosen:
+            out[kind] = _location_name(chosen[-1])
+    untyped = _current([loc for loc in locations if _location_kind(loc) is None])
+    for kind in ("ward", "bed"):
+        if kind not in out and untyped:
+            out[kind] = _location_name(untyped.pop(0))
+    return out
+
+
+def _location_kind(loc: Any) -> str | None:
+    kinds = [_PHYSICAL_TYPE.get(code) for _, code in codings_of(loc.physicalType)]
+    if not kinds:
+        return None
+    return next((k for k in kinds if k), "other")
+
+
+def _current(entries: list[Any]) -> list[Any]:
+    active = [loc for loc in entries if loc.status == "active"]
+    return active or entries[-1:]
+
+
+def _location_name(loc: Any) -> str:
+    ref = loc.location
+    return ref.display or (ref.reference or "").rsplit("/", 1)[-1]
+
+
+def service_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    start, end = _period(req.occurrencePeriod, tz)
+    # A booking is known from when it was authored, though its time lies in the future.
+    return _facts(concepts_of(terminology, "ServiceRequest", codings_of(req.code)),
+                  time=instant(req.occurrenceDateTime, tz) or start, end=end, status=req.status,
+                  source=_source(req), recorded=instant(req.authoredOn, tz))
+
+
+def appointment_facts(appt: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    pairs = codings_of(appt.serviceType, appt.appointmentType, appt.reasonCode)
+    return _facts(concepts_of(terminology, "Appointment", pairs), time=instant(appt.start, tz),
+                  end=instant(appt.end, tz), status=appt.status, source=_source(appt),
+                  recorded=instant(appt.created, tz))
+
+
+def condition_facts(cond: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    """Resolved conditions are kept, with their clinical status: history (of PONV) matters."""
+    if _code(cond.verificationStatus) in DROPPED_VERIFICATION:
+        return []
+    return _facts(concepts_of(terminology, "Condition", codings_of(cond.code)),
+                  time=instant(cond.onsetDateTime or cond.recordedDate, tz),
+                  end=instant(cond.abatementDateTime, tz), status=_code(cond.clinicalStatus),
+                  source=_source(cond), recorded=instant(cond.recordedDate, tz))
+
+
+def allergy_facts(allergy: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    if _code(allergy.verificationStatus) in DROPPED_VERIFICATION:
+        return []
+    return _facts(concepts_of(terminology, "AllergyIntolerance", codings_of(allergy.code)),
+                  time=instant(allergy.recordedDate or allergy.onsetDateTime, tz),
+                  status=_code(allergy.clinicalStatus), source=_source(allergy),
+                  recorded=instant(allergy.recordedDate, tz))
+
+
+def medication_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    concepts = concepts_of(terminology, "MedicationRequest", codings_of(req.medicationCodeableConcept))
+    return _facts(concepts, time=instant(req.authoredOn, tz), status=req.status, source=_source(req),
+                  attrs={"intent": req.intent})
+
+
+def medication_administration_facts(admin: Any, terminology: Terminology,
+                                    tz: tzinfo = UTC) -> list[Fact]:
+    """Administrations with dose; `mme` is added when the terminology gives the code an mme_factor.
+
+    MME = dose value × `mme_factor` of the matching coding (CDC 2022 factors are per mg/day, so
+    a day's administrations sum to MME/day). Fentanyl patches have a factor per mcg/h: their dose
+    is the patch strength in mcg/h and `mme` is then a daily rate while the patch is worn, not an
+    amount per administration. A coding may carry `mme_per` (e.g. `day`), copied to the fact, and
+    `mme_unit`: when given, `mme` is only computed for doses in that unit.
+    """
+    start, end = _period(admin.effectivePeriod, tz)
+    pairs = codings_of(admin.medicationCodeableConcept)
+    dose = admin.dosage.dose if admin.dosage is not None else None
+    value = _number(dose.value) if dose is not None else None
+    unit = (dose.code or dose.unit) if dose is not None else None
+    out = []
+    for name in concepts_of(terminology, "MedicationAdministration", pairs):
+        out.append(Fact(concept=name, time=instant(admin.effectiveDateTime, tz) or start, end=end,
+                        value=value, unit=unit, status=admin.status, source=_source(admin),
+                        attrs=_mme(terminology, name, pairs, value, unit)))
+    return out
+
+
+def _mme(terminology: Terminology, concept: str, pairs: list[tuple[str, str]],
+         dose: float | int | None, unit: str | None) -> dict[str, Any]:
+    if dose is None:
+        return {}
+    for coding in terminology.concept(concept).codings:
+        attrs = coding.attrs
+        if (coding.system, coding.code) not in pairs or "mme_factor" not in attrs:
+            continue
+        if "mme_unit" in attrs and attrs["mme_unit"] != unit:
+            continue
+        out: dict[str, Any] = {"mme": dose * float(attrs["mme_factor"])}
+        if "mme_per" in attrs:
+            out["mme_per"] = attrs["mme_per"]
+        return out
+    return {}
+
+
+Mapper = Callable[[Any, Terminology, tzinfo], list[Fact]]
+MAPPERS: Mapping[str, Mapper] = {
+    "Observation": observation_facts,
+    "Procedure": procedure_facts,
+    "Encounter": encounter_facts,
+    "ServiceRequest": service_request_facts,
+    "Appointment": appointment_facts,
+    "Condition": condition_facts,
+    "AllergyIntolerance": allergy_facts,
+    "MedicationRequest": medication_request_facts,
+    "MedicationAdministration": medication_administration_facts,
+}
+
+
+def task_state(task: Any, identifier_system: str) -> TaskState | None:
+    """The state of one of the engine's own Tasks (identified in `identifier_system`), else None."""
+    key = next((i.value for i in task.identifier or [] if i.system == identifier_system and i.value),
+               None)
+    if key is None:
+        return None
+    return TaskState(action_key=key, status=task.status,
+                     at=instant(task.lastModified or task.authoredOn),
+                     reason=_code(task.statusReason),
+                     by=task.owner.reference if task.owner is not None else None, source=_source(task))
+
+
+def facts_from_resources(
+    resources: Iterable[Mapping[str, Any]],
+    terminology: Terminology,
+    *,
+    patient_id: str,
+    enrolment_id: str,
+    enrolled_at: datetime | None,
+    parameters: Mapping[str, str],
+    task_identifier_system: str,
+    local_tz: tzinfo = UTC,
+) -> FactsReading:
+    """One patient's facts from their FHIR resources; unusable resources are skipped and listed.
+
+    `local_tz` places date-only values (no time of day) at the hospital's local midnight.
+    """
+    facts: list[Fact] = []
+    tasks: list[TaskState] = []
+    skipped: list[SkippedResource] = []
+    demographics: dict[str, Any] = {}
+    for resource in resources:
+        rtype, rid = str(resource.get("resourceType") or "?"), str(resource.get("id") or "?")
+        why_not = _not_this_patient(resource, patient_id)
+        if why_not:
+            skipped.append(SkippedResource(rtype, rid, why_not))
+            continue
+        try:
+            model = parse_resource(resource)
+        except UnreadableResource as exc:
+            skipped.append(SkippedResource(rtype, rid, exc.reason))
+            continue
+        if getattr(model, "status", None) in DROPPED_STATUSES.get(rtype, ()):
+            continue
+        if rtype == "Patient":
+            demographics = _demographics(model)
+        elif rtype == "Task":
+            state = task_state(model, task_identifier_system)
+            if state is not None:
+                tasks.append(state)
+        elif rtype in MAPPERS:
+            facts.extend(MAPPERS[rtype](model, terminology, local_tz))
+        else:
+            skipped.append(SkippedResource(rtype, rid, "no mapping to facts for this resource type"))
+    patient = PatientFacts(patient_id=patient_id, enrolment_id=enrolment_id, enrolled_at=enrolled_at,
+                           parameters=dict(parameters), facts=tuple(facts), tasks=tuple(tasks),
+                           **demographics)
+    return FactsReading(patient, skipped)
+
+
+def _demographics(patient: Any) -> dict[str, Any]:
+    birth = None if patient.birthDate is None else partial_date(patient.birthDate)
+    return {"sex": patient.gender, "birth_date": birth}
+
+
+def _not_this_patient(resource: Mapping[str, Any], patient_id: str) -> str | None:
+    """Why the resource is about someone else, or None: guards against mixing up patients."""
+    if resource.get("resourceType") == "Patient":
+        return None if resource.get("id") == patient_id else "a different Patient"
+    for element in ("subject", "patient", "for"):
+        ref = resource.get(element)
+        reference = ref.get("reference") if isinstance(ref, Mapping) else None
+        if isinstance(reference, str) and not _is_patient(reference, patient_id):
+            return f"{element} is not the patient being read"
+    return None
+
+
+def _is_patient(reference: str, patient_id: str) -> bool:
+    return reference == f"Patient/{patient_id}" or reference.endswith(f"/Patient/{patient_id}")
+
+
+# Resource types whose `code` search parameter covers the codes the mappers read.
+CODE_SEARCHABLE = frozenset({"Observation", "Procedure", "Condition", "ServiceRequest", "AllergyIntolerance",
+                             "MedicationRequest", "MedicationAdministration"})
+# Types searched by patient only: Encounter concepts come from `class` and `type` (two parameters),
+# Appointment's from three, and one search per type is the point.
+PATIENT_SEARCHABLE = frozenset({"Encounter", "Appointment"})
+SearchPlan = list[tuple[str, dict[str, str]]]
+
+
+def search_plan(terminology: Terminology, concepts: Iterable[str], *,
+                task_identifier_system: str | None = None) -> SearchPlan:
+    """The searches that read these concepts for one patient: one per resource type.
+
+    The first entry, ("Patient", {}), stands for the read of the Patient itself; `batch_bundle`
+    adds the patient to every search.
+    """
+    codes: dict[str, set[str]] = {}
+    for name in concepts:
+        if name not in terminology.concepts:
+            raise ValueError(f"concept '{name}' is not in terminology '{terminology.name}'")
+        concept = terminology.concept(name)
+        for rtype in concept.resources:
+            if rtype not in CODE_SEARCHABLE | PATIENT_SEARCHABLE:
+                raise ValueError(f"concept '{name}': facts are not read from {rtype} resources")
+            codes.setdefault(rtype, set()).update(
+                f"{escape_search_token(c.system)}|{escape_search_token(c.code)}" for c in concept.codings)
+    plan: SearchPlan = [("Patient", {})]
+    for rtype in sorted(codes):
+        if rtype in PATIENT_SEARCHABLE:
+            plan.append((rtype, {}))
+        elif codes[rtype]:  # a concept without codings cannot match anything
+            plan.append((rtype, {"code": ",".join(sorted(codes[rtype]))}))
+    if task_identifier_system:
+        plan.append(("Task", {"identifier": f"{escape_search_token(task_identifier_system)}|"}))
+    return plan
+
+
+def escape_search_token(token: str) -> str:
+    """FHIR search escaping of the characters that separate token values."""
+    for char in ("\\", ",", "|", "$"):
+        token = token.replace(char, "\\" + char)
+    return token
+
+
+def batch_bundle(patient_id: str, plan: SearchPlan) -> dict[str, Any]:
+    """One batch Bundle of relative GETs carrying out the plan for this patient."""
+    if not _FHIR_ID.fullmatch(patient_id):
+        raise ValueError("patient id is not a valid FHIR id")
+    entries = []
+    for rtype, params in plan:
+        if rtype == "Patient" and not params:
+            url = f"Patient/{patient_id}"
+        else:
+            query = urlencode({"patient": f"Patient/{patient_id}", **params}, safe="/:|,$\\")
+            url = f"{rtype}?{query}"
+        entries.append({"request": {"method": "GET", "url": url}})
+    return {"resourceType": "Bundle", "type": "batch", "entry": entries}
+
+
+def resources_from_batch_response(response: Mapping[str, Any],
+                                  request: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The resources of a batch-response: the read ones and every searchset match, once each.
+
+    Pass the `request` Bundle so that a failed entry is named by its search; a failure raises
+    FhirTemporaryError (5xx, 408, 429) or FhirFatalError.
+    """
+    if response.get("resourceType") != "Bundle" or response.get("type") != "batch-response":
+        raise FhirFatalError("FHIR server answered a batch with something other than a batch-response")
+    entries = response.get("entry") or []
+    asked = [e.get("request", {}) for e in (request or {}).get("entry") or []]
+    if request is not None and len(asked) != len(entries):
+        raise FhirFatalError(f"FHIR batch-response has {len(entries)} entries for {len(asked)} requests")
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, entry in enumerate(entries):
+        name = f"{asked[i].get('method', 'GET')} {asked[i].get('url')}" if asked else f"entry {i}"
+        resource = _entry_result(entry, i, name)
+        found = [resource]
+        if resource.get("resourceType") == "Bundle":
+            found = [e["resource"] for e in resource.get("entry") or []
+                     if "resource" in e and (e.get("search") or {}).get("mode") != "outcome"]
+        for item in found:
+            out.setdefault((str(item.get("resourceType")), str(item.get("id"))), item)
+    return list(out.values())
+
+
+def _entry_result(entry: Mapping[str, Any], index: int, name: str) -> dict[str, Any]:
+    answer = entry.get("response") or {}
+    match = re.match(r"\s*(\d{3})", str(answer.get("status", "")))
+    status = int(match.group(1)) if match else None
+    resource = entry.get("resource") or answer.get("outcome") or {}
+    if status is not None and status < 300 and resource.get("resourceType") not in (None, "OperationOutcome"):
+        return dict(resource)
+    text = "; ".join(i["diagnostics"] for i in outcome_issues(resource) if i["diagnostics"])
+    message = f"FHIR batch entry {index} ({name}) failed ({status or 'no status'})" + (
+        f": {text}" if text else "")
+    temporary = status is not None and (status >= 500 or status in TEMPORARY_STATUSES)
+    error = FhirTemporaryError if temporary else FhirFatalError
+    raise error(message, status=status, url=name, outcome_text=text, issues=outcome_issues(resource))

@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration of adapter and store calls."""

@@ -1,0 +1,1 @@
+"""The engine's own state: SQLModel tables, queries and Alembic migrations."""

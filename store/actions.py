@@ -1,0 +1,232 @@
+"""Planned actions: the engine's plan for an enrolment, kept in step with each evaluation."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+
+from sqlmodel import Session, col, or_, select
+
+from store.enrolments import require_enrolment
+from store.errors import ActionNotFound
+from store.history import record_transition
+from store.models import Enrolment, PlannedAction
+from store.types import TERMINAL_ACTION_STATUSES, ActionKind, ActionStatus, FhirType, as_utc
+
+
+@dataclass(frozen=True)
+class ActionState:
+    """What the evaluation says one action should look like now."""
+
+    key: str
+    element_id: str
+    occurrence: str
+    kind: str
+    role: str
+    priority: str
+    title: str
+    opens: datetime | None
+    due: datetime | None
+    closes: datetime | None
+    status: str
+
+
+SYNCED_FIELDS = tuple(f.name for f in fields(ActionState) if f.name != "key")
+
+
+@dataclass(frozen=True)
+class ActionChanges:
+    """Keys of the actions a sync created, changed, left alone, and cancelled as vanished."""
+
+    new: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    vanished: tuple[str, ...] = ()
+
+
+# An action whose status moved: (row, status before or None when new, cause).
+_Transition = tuple[PlannedAction, str | None, str]
+
+
+def action_key(enrolment_id: str, element_id: str, occurrence: str) -> str:
+    """The stable key of an action, also the seed of its FHIR business identifier."""
+    return f"{enrolment_id}:{element_id}:{occurrence}"
+
+
+def sync_actions(
+    *,
+    session: Session,
+    enrolment_id: str,
+    actions: Sequence[ActionState],
+    at: datetime,
+    cause: str,
+) -> ActionChanges:
+    """Make the stored plan match `actions`, recording every status transition.
+
+    Stored actions missing from `actions` and not yet terminal are marked cancelled and
+    reported as vanished, once, so the caller can cancel what was written for them.
+    """
+    enrolment = require_enrolment(session=session, enrolment_id=enrolment_id)
+    states = [_normalised(state, enrolment_id) for state in actions]
+    _check_unique(states)
+    at = as_utc(at)
+    stored = {row.key: row for row in list_actions(session=session, enrolment_id=enrolment_id)}
+    transitions: list[_Transition] = []
+    new, changed, unchanged = [], [], []
+    for state in states:
+        row = stored.get(state.key)
+        if row is None:
+            row = _insert(session=session, enrolment=enrolment, state=state, at=at)
+            transitions.append((row, None, cause))
+            new.append(state.key)
+        elif _update(row=row, state=state, at=at, cause=cause, transitions=transitions):
+            changed.append(state.key)
+        else:
+            unchanged.append(state.key)
+    seen = {state.key for state in states}
+    vanished = _cancel_vanished(
+        stored=stored, seen=seen, at=at, cause=cause, transitions=transitions
+    )
+    # Flushed before the history rows: without ORM relationships the unit of work does not
+    # order the inserts by the foreign key from element_status to planned_action.
+    session.flush()
+    for row, from_status, why in transitions:
+        record_transition(session=session, action=row, from_status=from_status, at=at, cause=why)
+    session.flush()
+    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished))
+
+
+def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
+    expected = action_key(enrolment_id, state.element_id, state.occurrence)
+    if state.key != expected:
+        raise ValueError(f"action key {state.key!r} should be {expected!r}")
+    ActionKind(state.kind)
+    ActionStatus(state.status)
+    return replace(
+        state,
+        opens=_utc_or_none(state.opens),
+        due=_utc_or_none(state.due),
+        closes=_utc_or_none(state.closes),
+    )
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+def _check_unique(states: Sequence[ActionState]) -> None:
+    keys = [state.key for state in states]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate action keys: {', '.join(duplicates)}")
+
+
+def _insert(
+    *, session: Session, enrolment: Enrolment, state: ActionState, at: datetime
+) -> PlannedAction:
+    row = PlannedAction(
+        key=state.key,
+        enrolment_id=enrolment.id,
+        ward=enrolment.ward,
+        updated_at=at,
+        **{name: getattr(state, name) for name in SYNCED_FIELDS},
+    )
+    session.add(row)
+    return row
+
+
+def _update(
+    *,
+    row: PlannedAction,
+    state: ActionState,
+    at: datetime,
+    cause: str,
+    transitions: list[_Transition],
+) -> bool:
+    differing = [name for name in SYNCED_FIELDS if getattr(row, name) != getattr(state, name)]
+    if not differing:
+        return False
+    from_status = row.status
+    for name in differing:
+        setattr(row, name, getattr(state, name))
+    row.revision += 1
+    row.updated_at = at
+    if row.status != from_status:
+        transitions.append((row, from_status, cause))
+    return True
+
+
+def _cancel_vanished(
+    *,
+    stored: Mapping[str, PlannedAction],
+    seen: set[str],
+    at: datetime,
+    cause: str,
+    transitions: list[_Transition],
+) -> list[str]:
+    vanished = [
+        key
+        for key, row in stored.items()
+        if key not in seen and row.status not in TERMINAL_ACTION_STATUSES
+    ]
+    for key in vanished:
+        row = stored[key]
+        transitions.append((row, row.status, f"{cause}: no longer planned"))
+        row.status = ActionStatus.CANCELLED
+        row.revision += 1
+        row.updated_at = at
+    return vanished
+
+
+def record_fhir_ids(*, session: Session, ids: Mapping[str, tuple[str, str, str | None]]) -> None:
+    """Note the FHIR resource (type, id, version) written for each action key.
+
+    The action's current revision counts as written: a later change makes it pending again.
+    """
+    for key, (fhir_type, fhir_id, fhir_version) in ids.items():
+        row = require_action(session=session, key=key)
+        row.fhir_type = FhirType(fhir_type)
+        row.fhir_id = fhir_id
+        row.fhir_version = fhir_version
+        row.fhir_synced_revision = row.revision
+        session.add(row)
+    session.flush()
+
+
+def get_action(*, session: Session, key: str) -> PlannedAction | None:
+    return session.get(PlannedAction, key)
+
+
+def require_action(*, session: Session, key: str) -> PlannedAction:
+    """The action, or ActionNotFound."""
+    row = session.get(PlannedAction, key)
+    if row is None:
+        raise ActionNotFound(key)
+    return row
+
+
+def list_actions(*, session: Session, enrolment_id: str) -> list[PlannedAction]:
+    """An enrolment's actions in due order (undated last), then by key."""
+    statement = (
+        select(PlannedAction)
+        .where(PlannedAction.enrolment_id == enrolment_id)
+        .order_by(col(PlannedAction.due).is_(None), col(PlannedAction.due), col(PlannedAction.key))
+    )
+    return list(session.exec(statement))
+
+
+def pending_fhir_writes(
+    *, session: Session, enrolment_id: str | None = None, limit: int | None = None
+) -> list[PlannedAction]:
+    """Actions changed since they were last written to FHIR (or never written)."""
+    statement = select(PlannedAction).where(
+        or_(
+            col(PlannedAction.fhir_synced_revision).is_(None),
+            col(PlannedAction.fhir_synced_revision) < col(PlannedAction.revision),
+        )
+    )
+    if enrolment_id is not None:
+        statement = statement.where(PlannedAction.enrolment_id == enrolment_id)
+    statement = statement.order_by(col(PlannedAction.key))
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(session.exec(statement))

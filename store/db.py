@@ -1,0 +1,118 @@
+"""Database URLs, engines and sessions for SQLite (embedded default) and PostgreSQL."""
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, SQLModel
+
+DEFAULT_DATABASE_URL = "sqlite:///./eras.db"
+DATABASE_URL_ENV = "ERAS_DATABASE_URL"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T", bound=SQLModel)
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def default_database_url(environ: Mapping[str, str] | None = None) -> str:
+    """The URL in ERAS_DATABASE_URL, else the SQLite file ./eras.db (for the CLI and API)."""
+    env = os.environ if environ is None else environ
+    return env.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def database_url(explicit: str | None) -> str:
+    """The explicit URL, else the default one, with PostgreSQL pointed at psycopg 3."""
+    url = make_url(explicit or default_database_url())
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def check_schema_name(schema: str) -> str:
+    """`schema` if it is a plain PostgreSQL identifier (it is spliced into SQL)."""
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"invalid schema name {schema!r}: use letters, digits and _")
+    return schema
+
+
+def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL; `schema` sets PostgreSQL's search_path."""
+    url = database_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        if schema is not None:
+            raise ValueError("SQLite databases have no schemas")
+        return _sqlite_engine(url, echo=echo)
+    if backend == "postgresql":
+        options = f"-csearch_path={check_schema_name(schema)}" if schema else None
+        connect_args = {"options": options} if options else {}
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
+
+
+def _sqlite_engine(url: str, *, echo: bool) -> Engine:
+    engine = create_engine(url, echo=echo)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 driver's legacy mode so that
+        # SAVEPOINTs and rollbacks behave (SQLAlchemy docs, "sqlite_transactions").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+        # then writes fails at once with SQLITE_BUSY when another writer got there first,
+        # whereas an IMMEDIATE one waits out busy_timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> Callable[[], Session]:
+    """Sessions whose objects stay readable after commit."""
+    return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit when the block succeeds, roll back when it raises.
+
+    Store functions only flush; the caller decides what makes one transaction.
+    """
+    with make_session_factory(engine)() as session, session.begin():
+        yield session
+
+
+def add_unless_exists(
+    *, session: Session, row: T, find_existing: Callable[[], T | None]
+) -> tuple[T, bool]:
+    """Insert `row`, or return the row a unique constraint says is already there.
+
+    The insert runs in a SAVEPOINT so that losing a race to another writer leaves the
+    caller's transaction usable.
+    """
+    existing = find_existing()
+    if existing is not None:
+        return existing, False
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = find_existing()
+        if existing is None:
+            raise
+        return existing, False
+    return row, True

@@ -1,0 +1,167 @@
+"""Enrolments: a patient on a pathway version, with the context last found for them."""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from store.db import add_unless_exists
+from store.errors import EnrolmentNotFound
+from store.models import Enrolment, PlannedAction
+from store.types import EnrolmentStatus, as_utc
+
+
+def enrol(
+    *,
+    session: Session,
+    patient_ref: str,
+    pathway_id: str,
+    pathway_version: int,
+    parameters: Mapping[str, Any],
+    enrolled_by: str,
+    at: datetime,
+) -> tuple[Enrolment, bool]:
+    """Enrol a patient on a pathway; True when new, else the existing enrolment unchanged.
+
+    One enrolment per (patient, pathway), whatever its status: enrolling again, even after
+    an exit, returns the existing row.
+    """
+    at = as_utc(at)
+    row = Enrolment(
+        patient_ref=patient_ref,
+        pathway_id=pathway_id,
+        pathway_version=pathway_version,
+        parameters=dict(parameters),
+        anchors={},
+        status=EnrolmentStatus.ACTIVE,
+        enrolled_at=at,
+        enrolled_by=enrolled_by,
+        updated_at=at,
+    )
+    return add_unless_exists(
+        session=session,
+        row=row,
+        find_existing=lambda: _find_one(
+            session=session, patient_ref=patient_ref, pathway_id=pathway_id
+        ),
+    )
+
+
+def _find_one(*, session: Session, patient_ref: str, pathway_id: str) -> Enrolment | None:
+    statement = select(Enrolment).where(
+        Enrolment.patient_ref == patient_ref, Enrolment.pathway_id == pathway_id
+    )
+    return session.exec(statement).first()
+
+
+def get_enrolment(*, session: Session, enrolment_id: str) -> Enrolment | None:
+    return session.get(Enrolment, enrolment_id)
+
+
+def require_enrolment(*, session: Session, enrolment_id: str) -> Enrolment:
+    """The enrolment, or EnrolmentNotFound."""
+    enrolment = session.get(Enrolment, enrolment_id)
+    if enrolment is None:
+        raise EnrolmentNotFound(enrolment_id)
+    return enrolment
+
+
+def find_enrolments(
+    *,
+    session: Session,
+    patient_ref: str | None = None,
+    pathway_id: str | None = None,
+    status: str | None = None,
+) -> list[Enrolment]:
+    """Enrolments matching every filter given, oldest first."""
+    statement = select(Enrolment).order_by(col(Enrolment.enrolled_at), col(Enrolment.id))
+    if patient_ref is not None:
+        statement = statement.where(Enrolment.patient_ref == patient_ref)
+    if pathway_id is not None:
+        statement = statement.where(Enrolment.pathway_id == pathway_id)
+    if status is not None:
+        statement = statement.where(Enrolment.status == EnrolmentStatus(status))
+    return list(session.exec(statement))
+
+
+def exit_enrolment(*, session: Session, enrolment_id: str, reason: str, at: datetime) -> Enrolment:
+    """Take a patient off the pathway; an enrolment already ended is left as it is."""
+    return _end(
+        session=session,
+        enrolment_id=enrolment_id,
+        status=EnrolmentStatus.EXITED,
+        reason=reason,
+        at=at,
+    )
+
+
+def complete_enrolment(*, session: Session, enrolment_id: str, at: datetime) -> Enrolment:
+    """Mark the pathway finished; an enrolment already ended is left as it is."""
+    return _end(
+        session=session,
+        enrolment_id=enrolment_id,
+        status=EnrolmentStatus.COMPLETED,
+        reason=None,
+        at=at,
+    )
+
+
+def _end(
+    *,
+    session: Session,
+    enrolment_id: str,
+    status: EnrolmentStatus,
+    reason: str | None,
+    at: datetime,
+) -> Enrolment:
+    enrolment = require_enrolment(session=session, enrolment_id=enrolment_id)
+    if enrolment.status != EnrolmentStatus.ACTIVE:
+        return enrolment
+    enrolment.status = status
+    enrolment.exit_reason = reason
+    enrolment.next_check_at = None
+    enrolment.updated_at = as_utc(at)
+    session.add(enrolment)
+    session.flush()
+    return enrolment
+
+
+def update_enrolment_context(
+    *,
+    session: Session,
+    enrolment_id: str,
+    anchors: Mapping[str, datetime],
+    encounter_ref: str | None,
+    ward: str | None,
+    bed: str | None,
+    next_check_at: datetime | None,
+    careplan_id: str | None,
+    careplan_version: str | None,
+    at: datetime,
+) -> Enrolment:
+    """Record what the last evaluation found; the ward is copied onto the planned actions."""
+    enrolment = require_enrolment(session=session, enrolment_id=enrolment_id)
+    enrolment.anchors = {name: as_utc(instant).isoformat() for name, instant in anchors.items()}
+    enrolment.encounter_ref = encounter_ref
+    enrolment.bed = bed
+    enrolment.next_check_at = None if next_check_at is None else as_utc(next_check_at)
+    enrolment.careplan_id = careplan_id
+    enrolment.careplan_version = careplan_version
+    enrolment.updated_at = as_utc(at)
+    if enrolment.ward != ward:
+        enrolment.ward = ward
+        session.exec(
+            update(PlannedAction)
+            .where(col(PlannedAction.enrolment_id) == enrolment_id)
+            .values(ward=ward)
+        )
+    session.add(enrolment)
+    session.flush()
+    return enrolment
+
+
+def anchor_instants(enrolment: Enrolment) -> dict[str, datetime]:
+    """The enrolment's anchors as UTC datetimes."""
+    return {name: datetime.fromisoformat(value) for name, value in enrolment.anchors.items()}

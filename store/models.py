@@ -1,0 +1,170 @@
+"""SQLModel tables of the engine's own state, with their public read models."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from store.types import UTCDateTime
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class PathwayVersionBase(SQLModel):
+    pathway_id: str
+    version: int
+    sha256: str
+    title: str
+    loaded_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PathwayVersion(PathwayVersionBase, table=True):
+    __tablename__ = "pathway_version"
+    __table_args__ = (
+        UniqueConstraint("pathway_id", "version", name="uq_pathway_version_id_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    content: str = Field(sa_type=Text)
+
+
+class PathwayVersionPublic(PathwayVersionBase):
+    id: int
+
+
+class EnrolmentBase(SQLModel):
+    patient_ref: str
+    pathway_id: str
+    pathway_version: int
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    anchors: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    status: str
+    exit_reason: str | None = Field(default=None, sa_type=Text)
+    enrolled_at: datetime = Field(sa_type=UTCDateTime)
+    enrolled_by: str
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    careplan_id: str | None = None
+    careplan_version: str | None = None
+    encounter_ref: str | None = None
+    ward: str | None = None
+    bed: str | None = None
+    next_check_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    parked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    parked_error: str | None = Field(default=None, sa_type=Text)
+    failure_count: int = 0
+
+
+class Enrolment(EnrolmentBase, table=True):
+    __tablename__ = "enrolment"
+    __table_args__ = (
+        UniqueConstraint("patient_ref", "pathway_id", name="uq_enrolment_patient_pathway"),
+        Index("ix_enrolment_status_next_check_at", "status", "next_check_at"),
+        Index("ix_enrolment_parked_at", "parked_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+
+
+class EnrolmentPublic(EnrolmentBase):
+    id: str
+
+
+class PlannedActionBase(SQLModel):
+    enrolment_id: str = Field(foreign_key="enrolment.id")
+    element_id: str
+    occurrence: str
+    kind: str
+    role: str
+    priority: str
+    title: str
+    opens: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closes: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str
+    ward: str | None = None
+    fhir_type: str | None = None
+    fhir_id: str | None = None
+    fhir_version: str | None = None
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_by: str | None = None
+    decline_reason: str | None = None
+    decline_text: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PlannedAction(PlannedActionBase, table=True):
+    """One planned piece of work; `revision` counts its changes so that FHIR writes can lag.
+
+    `fhir_synced_revision` is the revision last written to the FHIR server: an action whose
+    revision is ahead of it still has to be written (see `store.actions.pending_fhir_writes`).
+    """
+
+    __tablename__ = "planned_action"
+    __table_args__ = (
+        Index("ix_planned_action_ward_status_due", "ward", "status", "due"),
+        Index("ix_planned_action_enrolment_id", "enrolment_id"),
+    )
+
+    key: str = Field(primary_key=True)
+    revision: int = 1
+    fhir_synced_revision: int | None = None
+
+
+class PlannedActionPublic(PlannedActionBase):
+    key: str
+
+
+class ElementStatusBase(SQLModel):
+    enrolment_id: str = Field(foreign_key="enrolment.id")
+    element_id: str
+    action_key: str | None = Field(default=None, foreign_key="planned_action.key")
+    from_status: str | None = None
+    to_status: str
+    at: datetime = Field(sa_type=UTCDateTime)
+    cause: str = Field(sa_type=Text)
+
+
+class ElementStatus(ElementStatusBase, table=True):
+    """One status transition of an element (or one of its actions), kept for the audit."""
+
+    __tablename__ = "element_status"
+    __table_args__ = (
+        Index("ix_element_status_enrolment_id_at", "enrolment_id", "at"),
+        Index("ix_element_status_action_key", "action_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class ElementStatusPublic(ElementStatusBase):
+    id: int
+
+
+class AuditLogBase(SQLModel):
+    """Who did what to which resource, and why. Never a clinical value."""
+
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str
+    action: str
+    resource: str
+    purpose: str = Field(sa_type=Text)
+    outcome: str
+
+
+class AuditLog(AuditLogBase, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+        Index("ix_audit_log_resource_at", "resource", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class AuditLogPublic(AuditLogBase):
+    id: int

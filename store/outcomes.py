@@ -1,0 +1,55 @@
+"""Outcomes people record on the worklist: an action done, or declined with a reason."""
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from store.actions import require_action
+from store.history import record_transition
+from store.models import PlannedAction
+from store.types import ActionStatus, as_utc
+
+
+def complete_action(
+    *, session: Session, key: str, by: str, at: datetime, cause: str
+) -> PlannedAction:
+    """Mark an action done by `by` (a user id) at `at`."""
+    row = require_action(session=session, key=key)
+    row.completed_at = as_utc(at)
+    row.completed_by = by
+    return _finish(session=session, row=row, status=ActionStatus.DONE, at=at, cause=cause)
+
+
+def decline_action(
+    *,
+    session: Session,
+    key: str,
+    reason: str,
+    text: str | None,
+    by: str,
+    at: datetime,
+    cause: str,
+) -> PlannedAction:
+    """Mark an action declined, with a coded reason and optional free text."""
+    row = require_action(session=session, key=key)
+    row.completed_at = as_utc(at)
+    row.completed_by = by
+    row.decline_reason = reason
+    row.decline_text = text
+    return _finish(session=session, row=row, status=ActionStatus.DECLINED, at=at, cause=cause)
+
+
+def _finish(
+    *, session: Session, row: PlannedAction, status: ActionStatus, at: datetime, cause: str
+) -> PlannedAction:
+    from_status = row.status
+    row.status = status
+    row.revision += 1
+    row.updated_at = as_utc(at)
+    session.add(row)
+    if from_status != status:
+        record_transition(
+            session=session, action=row, from_status=from_status, at=as_utc(at), cause=cause
+        )
+    session.flush()
+    return row

@@ -1,0 +1,88 @@
+"""Column types and status vocabularies shared by the store's tables."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import DateTime
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC instant on every database.
+
+    PostgreSQL keeps the offset itself (timestamptz); SQLite has no datetime type, so the
+    instant is stored as naive UTC text and given back its UTC zone when read. Naive
+    datetimes are refused on the way in: an instant without a zone is a bug, not a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; refuses naive datetimes."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
+    return value.astimezone(UTC)
+
+
+class EnrolmentStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class ActionKind(StrEnum):
+    TASK = "task"
+    REMINDER = "reminder"
+    PATIENT_MESSAGE = "patient-message"
+
+
+class ActionStatus(StrEnum):
+    UPCOMING = "upcoming"
+    DUE = "due"
+    OVERDUE = "overdue"
+    DONE = "done"
+    MISSED = "missed"
+    DECLINED = "declined"
+    NOT_APPLICABLE = "not-applicable"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_ACTION_STATUSES = frozenset(
+    {
+        ActionStatus.DONE,
+        ActionStatus.MISSED,
+        ActionStatus.DECLINED,
+        ActionStatus.NOT_APPLICABLE,
+        ActionStatus.CANCELLED,
+    }
+)
+
+
+class FhirType(StrEnum):
+    TASK = "Task"
+    COMMUNICATION_REQUEST = "CommunicationRequest"
+
+
+class AuditOutcome(StrEnum):
+    OK = "ok"
+    DENIED = "denied"
+    ERROR = "error"

@@ -1,0 +1,112 @@
+"""Tests for database URLs, engines and sessions."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from store.db import (
+    DEFAULT_DATABASE_URL,
+    database_url,
+    default_database_url,
+    make_engine,
+    session_scope,
+)
+from store.models import AuditLog
+from tests.utils.databases import (
+    new_schema_name,
+    postgres_server_url,
+    require_postgres,
+    sqlite_database,
+)
+from tests.utils.store_factories import T0
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("postgresql://u:p@db:5432/eras", "postgresql+psycopg://u:p@db:5432/eras"),
+        ("postgres://u@db/eras", "postgresql+psycopg://u@db/eras"),
+        ("postgresql+psycopg://u@db/eras", "postgresql+psycopg://u@db/eras"),
+        ("sqlite:////var/lib/eras.db", "sqlite:////var/lib/eras.db"),
+        (
+            "postgresql://u@db/eras?options=-csearch_path%3Dward",
+            "postgresql+psycopg://u@db/eras?options=-csearch_path%3Dward",
+        ),
+    ],
+)
+def test_database_url_normalises_driver(given: str, expected: str) -> None:
+    assert database_url(given) == expected
+
+
+def test_database_url_none_falls_back_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERAS_DATABASE_URL", "postgresql://u@db/eras")
+
+    assert database_url(None) == "postgresql+psycopg://u@db/eras"
+
+
+def test_default_database_url_unset_is_local_sqlite_file() -> None:
+    assert default_database_url({}) == DEFAULT_DATABASE_URL == "sqlite:///./eras.db"
+    assert default_database_url({"ERAS_DATABASE_URL": "sqlite:///x.db"}) == "sqlite:///x.db"
+
+
+def test_make_engine_sqlite_sets_pragmas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")
+    try:
+        with engine.connect() as connection:
+            pragmas = [
+                connection.execute(text(f"PRAGMA {name}")).scalar_one()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            ]
+    finally:
+        engine.dispose()
+
+    assert pragmas == ["wal", 1, 30000]
+
+
+@pytest.mark.parametrize(
+    "url, schema, message",
+    [
+        ("mysql://u@db/eras", None, "unsupported database"),
+        ("sqlite:///x.db", "myschema", "no schemas"),
+        ("postgresql://u@db/eras", "bad; DROP TABLE x", "invalid schema name"),
+    ],
+)
+def test_make_engine_invalid_arguments_raise(url: str, schema: str | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_engine(url, schema=schema)
+
+
+def test_make_engine_postgresql_schema_sets_search_path() -> None:
+    server = postgres_server_url()
+    require_postgres(server)
+    schema = new_schema_name()
+    engine = make_engine(server, schema=schema)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW search_path")).scalar_one() == schema
+    finally:
+        engine.dispose()
+
+
+def test_session_scope_commits_on_success_and_rolls_back_on_error(tmp_path: Path) -> None:
+    with sqlite_database(tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            with session_scope(engine) as session:
+                session.add(_audit_row("kept"))
+            with pytest.raises(RuntimeError), session_scope(engine) as session:
+                session.add(_audit_row("lost"))
+                session.flush()
+                raise RuntimeError("boom")
+            with session_scope(engine) as session:
+                actors = session.exec(select(AuditLog.actor)).all()
+        finally:
+            engine.dispose()
+
+    assert actors == ["kept"]
+
+
+def _audit_row(actor: str) -> AuditLog:
+    return AuditLog(at=T0, actor=actor, action="read", resource="Task/x", purpose="t", outcome="ok")
