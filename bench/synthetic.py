@@ -8,6 +8,17 @@ from datetime import UTC, date, datetime, timedelta
 from engine.facts import Fact, PatientFacts
 
 BASE = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+# Process evidence the record usually holds, with its typical time from surgery start (hours).
+_PROCESS = [
+    ("preop_education_delivered", -24 * 14), ("prehabilitation_programme", -24 * 30),
+    ("psychological_screening", -24 * 20), ("discharge_plan_documented", -24 * 10),
+    ("fasting_status_documented", -3), ("carbohydrate_drink", -2.5),
+    ("pc6_bands_applied", -0.6), ("acetaminophen_administered", -0.5),
+    ("gabapentinoid_administered", -0.5), ("antibiotic_prophylaxis_administered", -0.4),
+    ("tranexamic_acid_administered", 0.1), ("goal_directed_fluid_therapy", 1),
+    ("pc6_bands_checked", 5), ("oral_fluids_started", 6), ("pc6_bands_removed", 24),
+    ("oral_diet_started", 26), ("physiotherapy_session", 28), ("protein_supplement", 48),
+]
 
 
 def synthetic_patient(i: int, rng: random.Random) -> tuple[PatientFacts, datetime]:
@@ -18,7 +29,9 @@ def synthetic_patient(i: int, rng: random.Random) -> tuple[PatientFacts, datetim
     discharge = end + timedelta(days=rng.randint(2, 6))
     f: list[Fact] = [
         Fact("spine_surgery_booked", start, recorded=booked, source=f"ServiceRequest/{i}"),
+        # The adapter emits one fact per concept a code means: fusion is also "spine surgery".
         Fact("spinal_fusion", start, end, source=f"Procedure/s{i}"),
+        Fact("spine_surgery", start, end, source=f"Procedure/s{i}"),
         Fact("inpatient_stay", start - timedelta(hours=3), discharge, source=f"Encounter/{i}"),
         Fact("tobacco_smoking_status", booked, value=rng.choice(
             ["current_smoker", "never_smoker", "ex_smoker"]), source=f"Observation/sm{i}"),
@@ -35,10 +48,15 @@ def synthetic_patient(i: int, rng: random.Random) -> tuple[PatientFacts, datetim
         f.append(Fact("ponv_history", booked - timedelta(days=900), source=f"Condition/pv{i}"))
     if rng.random() < 0.7:
         f.append(Fact("opioid_planned", booked + timedelta(days=3), source=f"MedicationRequest/o{i}"))
-    for k in range(24):
-        t = end + timedelta(hours=1 + k * 3 + rng.uniform(0, 2))
+    for concept, offset_h in _PROCESS:
+        if rng.random() < 0.75:
+            at = start + timedelta(
+                hours=offset_h + rng.uniform(-2, 2))
+            f.append(Fact(concept, at, value=1, source=f"Procedure/{concept[:6]}{i}"))
+    for k in range(14):
+        t = end + timedelta(hours=1 + k * 4 + rng.uniform(0, 2))
         f.append(Fact("pain_score", t, value=rng.randint(0, 9), source=f"Observation/p{i}-{k}"))
-    for k in range(8):
+    for k in range(6):
         t = end + timedelta(hours=4 + k * 9 + rng.uniform(0, 3))
         f.append(Fact("ambulation", t, source=f"Procedure/a{i}-{k}"))
     for k in range(3):

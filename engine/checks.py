@@ -126,6 +126,11 @@ def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElemen
         c.concept(where, ("evidence", "concepts", i), name)
     if el.trigger is not None:
         c.concept(where, ("trigger", "concept"), el.trigger.concept)
+        for key in ("after", "before"):
+            name = getattr(el.trigger, key)
+            if name is not None and name not in c.pathway.anchors:
+                c.problems.append(where.problem(("trigger", key), (
+                    f"unknown anchor '{name}'; expected one of {sorted(c.pathway.anchors)}")))
     if el.action is not None and el.action.record is not None:
         c.concept(where, ("action", "record", "concept"), el.action.record.concept)
     fact_fields = frozenset({"value", "unit", "status", "time", "end", "source", "concept"})

@@ -11,6 +11,13 @@ from engine.facts import Fact, FactIndex, PatientFacts, TaskState
 from engine.model import Pathway
 from engine.plan import Plan
 
+# A condition reading only a fact's value/unit/status gives the same answer for equal values,
+# so its results are shared across evaluations (a pure function of its key; bounded in size).
+_VALUE_FIELDS = frozenset({"value", "unit", "status"})
+_SHARED_FACT_MEMO: dict[tuple, bool] = {}
+_SHARED_MEMO: dict[tuple, bool] = {}
+_MEMO_LIMIT = 100_000
+
 
 def age_at(birth: date | None, when: date) -> int | None:
     if birth is None:
@@ -36,7 +43,7 @@ class EvaluationContext:
         }
         self._memo: dict[str, bool] = {}
         self.warnings: list[str] = []
-        self._fact_memo: dict[tuple[str, int], bool] = {}
+        self._fact_memo: dict[tuple, bool] = {}
         for score in plan.scores:
             self._vars[score.name] = sum(
                 points for expr, points in score.items if self.truthy(expr))
@@ -96,9 +103,20 @@ class EvaluationContext:
         """An expression over the patient's variables, evaluated once per evaluation."""
         cached = self._memo.get(expr.text)
         if cached is None:
-            env = {name: self.var(name) for name in expr.variables}
+            env = {name: self.var(name) for name in expr.env_names}
+            # With no facts to read the answer depends on scalars only: share it across patients.
+            shared = None
+            values = tuple(env.values())
+            if not any(isinstance(v, list) and v for v in values):
+                shared = (expr.text, *(None if isinstance(v, list) else v for v in values))
+                cached = _SHARED_MEMO.get(shared)
+                if cached is not None:
+                    self._memo[expr.text] = cached
+                    return cached
             try:
                 cached = self._memo[expr.text] = expr.truthy({}, env)
+                if shared is not None and len(_SHARED_MEMO) < _MEMO_LIMIT:
+                    _SHARED_MEMO[shared] = cached
             except Exception as exc:  # fhirpathpy raises bare Exception on type mismatches
                 raise EvaluationError(
                     f"condition '{expr.text}' cannot be evaluated on this patient's facts "
@@ -109,15 +127,19 @@ class EvaluationContext:
         """An expression evaluated on one fact (evidence `where`, trigger `where`)."""
         if expr is None:
             return True
-        key = (expr.text, id(fact))
-        cached = self._fact_memo.get(key)
+        shared = not expr.variables and expr.members <= _VALUE_FIELDS
+        key: tuple = (expr.text, fact.value, fact.unit, fact.status) if shared else (
+            expr.text, id(fact))
+        memo = _SHARED_FACT_MEMO if shared else self._fact_memo
+        cached = memo.get(key)
         if cached is None:
-            env = {name: self.var(name) for name in expr.variables}
+            env = {name: self.var(name) for name in expr.env_names}
             try:
                 cached = expr.truthy(fact.as_fhirpath(), env)
             except Exception:  # fhirpathpy raises bare Exception on type mismatches
                 # A fact of the wrong type (a text pain score) proves nothing; say which one.
                 self.warnings.append(f"'{expr.text}' not evaluable on {fact.source or fact.concept}")
                 cached = False
-            self._fact_memo[key] = cached
+            if len(memo) < _MEMO_LIMIT:
+                memo[key] = cached
         return cached

@@ -27,6 +27,8 @@ def evaluate(pathway: Pathway, facts: PatientFacts, *, now: datetime,
         result, nxt = _element(ctx, compiled)
         results.append(result)
         upcoming.extend(nxt)
+        if not result.occurrences or compiled.element.action is None:
+            continue
         planned = _actions(ctx, compiled, result)
         actions.extend(planned)
         for act in planned:
@@ -56,27 +58,23 @@ def _element(ctx: EvaluationContext, c: CompiledElement) -> tuple[ElementResult,
 
 def _actions(ctx: EvaluationContext, c: CompiledElement,
              result: ElementResult) -> list[PlannedAction]:
+    """One action per occurrence; a recurrence lists only started ones and the next (see
+    occurrence_windows), so a series never floods the task list. Escalation and reminder
+    times are only worked out for open work."""
     action = c.element.action
-    if action is None or not result.occurrences:
+    if action is None:
         return []
-    chosen = list(result.occurrences)
-    if c.every is not None:
-        # Recurring work: the occurrences already open plus the next one, not the whole series.
-        started = [o for o in chosen if o.status is not Status.UPCOMING]
-        nxt = [o for o in chosen if o.status is Status.UPCOMING][:1]
-        chosen = started + nxt
+    head = (action.kind, action.role, action.priority, c.element.title, action.instructions)
     out = []
-    for occ in chosen:
-        escalations = tuple((after.apply(occ.due, ctx.tz), role)
-                            for after, role in c.escalations) if occ.due else ()
+    for occ in result.occurrences:
+        escalations: tuple[tuple[datetime, str], ...] = ()
         remind_at = None
-        if c.remind_before is not None and occ.due is not None and occ.status in OPEN_STATUSES:
-            remind_at = c.remind_before.negated().apply(occ.due, ctx.tz)
-        out.append(PlannedAction(
-            key=occ.key, element_id=occ.element_id, occurrence=occ.occurrence, kind=action.kind,
-            role=action.role, priority=action.priority, title=c.element.title,
-            instructions=action.instructions, status=occ.status, opens=occ.opens, due=occ.due,
-            closes=occ.closes, escalations=escalations, remind_at=remind_at,
-            done_at=occ.done_at, decline_reason=occ.decline_reason,
-        ))
+        if occ.status in OPEN_STATUSES and occ.due is not None:
+            escalations = tuple((after.apply(occ.due, ctx.tz), role)
+                                for after, role in c.escalations)
+            if c.remind_before is not None:
+                remind_at = c.remind_before.negated().apply(occ.due, ctx.tz)
+        out.append(PlannedAction(occ.key, occ.element_id, occ.occurrence, *head, occ.status,
+                                 occ.opens, occ.due, occ.closes, escalations, remind_at,
+                                 occ.done_at, occ.decline_reason))
     return out

@@ -48,6 +48,20 @@ def parse_strict(text: str) -> dict:
     return ast
 
 
+def root_members(ast: dict) -> set[str]:
+    """Fields of the input resource an expression reads directly (e.g. {'value'})."""
+    found: set[str] = set()
+    stack = [ast]
+    while stack:
+        node = stack.pop()
+        if node.get("type") == "InvocationTerm":
+            for child in node.get("children", []):
+                if child.get("type") == "MemberInvocation":
+                    found.add(child["children"][0]["text"])
+        stack.extend(node.get("children", []))
+    return found
+
+
 def variables_of(ast: dict) -> set[str]:
     """Names used as %name in a parsed expression."""
     found: set[str] = set()
@@ -70,6 +84,16 @@ class CompiledExpression:
     text: str
     variables: frozenset[str]
     _run: Callable[[Any, Mapping[str, Any]], list]
+    members: frozenset[str] = frozenset()
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """The %names the engine supplies (FHIRPath's own %context etc. excluded), sorted."""
+        names: tuple[str, ...] | None = self.__dict__.get("_env_names")
+        if names is None:
+            names = tuple(sorted(self.variables - FHIRPATH_BUILTINS))
+            object.__setattr__(self, "_env_names", names)
+        return names
 
     def evaluate(self, resource: Any, env: Mapping[str, Any]) -> list:
         return self._run(resource, dict(env))
@@ -88,4 +112,5 @@ def compile_expression(text: str, *, fast: bool = True) -> CompiledExpression:
     """Check and compile; the common subset runs as Python closures, the rest via fhirpathpy."""
     ast = parse_strict(text)
     run = (compile_fast(ast) if fast else None) or fhirpathpy.compile(text, None)
-    return CompiledExpression(text=text, variables=frozenset(variables_of(ast)), _run=run)
+    return CompiledExpression(text=text, variables=frozenset(variables_of(ast)), _run=run,
+                              members=frozenset(root_members(ast)))

@@ -89,6 +89,8 @@ class Trigger(_Frozen):
 
     concept: ConceptName
     where: Expression | None = None
+    after: Identifier | None = Field(None, description="only facts at or after this anchor")
+    before: Identifier | None = Field(None, description="only facts up to this anchor (if known)")
 
 
 class RecordPrompt(_Frozen):

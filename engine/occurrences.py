@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from engine.context import EvaluationContext
 from engine.facts import Fact
@@ -13,34 +13,42 @@ from engine.results import ElementResult, Occurrence, Status
 MAX_OCCURRENCES = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """Where one occurrence sits in time: its id, its anchor instant, and its trigger fact."""
 
     occurrence: str
     anchor: datetime
+    bounds: tuple[datetime | None, datetime | None, datetime | None]
     trigger: Fact | None = None
 
 
 def occurrence_windows(ctx: EvaluationContext, c: CompiledElement) -> list[Slot] | None:
     """The element's occurrence slots, or None while its anchor is not yet known."""
-    if c.element.trigger is not None:
-        return [Slot(_trigger_id(f), f.time, f) for f in ctx.index.get(c.element.trigger.concept)
+    trigger = c.element.trigger
+    if trigger is not None:
+        lo = ctx.anchors.get(trigger.after) if trigger.after else None
+        if trigger.after and lo is None:
+            return []  # e.g. triggers during the stay, before admission: none yet
+        hi = ctx.anchors.get(trigger.before) if trigger.before else None
+        return [Slot(_trigger_id(f), f.time, _bounds(c.window, f.time, ctx), f)
+                for f in ctx.index.between(trigger.concept, lo, hi)
                 if f.time is not None and ctx.fact_matches(c.trigger_where, f)]
     anchor = ctx.anchors.get(c.window.anchor)
     if anchor is None:
         return None
     if c.every is None:
-        return [Slot("0", anchor)]
+        return [Slot("0", anchor, _bounds(c.window, anchor, ctx))]
     until = c.until.apply(anchor, ctx.tz) if c.until is not None else None
     limit = min(c.count or MAX_OCCURRENCES, MAX_OCCURRENCES)
     slots = []
     for i in range(limit):
         shifted = c.every.scaled(i).apply(anchor, ctx.tz)
-        first_bound = _bounds(c.window, shifted, ctx)[0] or shifted
-        if until is not None and first_bound >= until:
+        bounds = _bounds(c.window, shifted, ctx)
+        if until is not None and (bounds[0] or shifted) >= until:
             break
-        slots.append(Slot(str(i), shifted))
+        slots.append(Slot(str(i), shifted, bounds))
+        if bounds[0] is not None and bounds[0] > ctx.now:
+            break  # later occurrences are all upcoming: the first of them is all anyone needs
     return slots
 
 
@@ -49,8 +57,10 @@ def _trigger_id(fact: Fact) -> str:
     return "t:" + (fact.source or (fact.time.isoformat() if fact.time else "unknown"))
 
 
-def _bounds(w: CompiledWindow, anchor: datetime,
-            ctx: EvaluationContext) -> tuple[datetime | None, datetime | None, datetime | None]:
+Bounds = tuple[datetime | None, datetime | None, datetime | None]
+
+
+def _bounds(w: CompiledWindow, anchor: datetime, ctx: EvaluationContext) -> Bounds:
     opens = w.opens.apply(anchor, ctx.tz) if w.opens else None
     closes = w.closes.apply(anchor, ctx.tz) if w.closes else None
     due = w.due.apply(anchor, ctx.tz) if w.due else closes
@@ -60,8 +70,12 @@ def _bounds(w: CompiledWindow, anchor: datetime,
 def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: datetime | None,
               closes: datetime | None) -> list[Fact]:
     start, end = opens, closes
-    if c.evidence_window is not None:
-        start, _, end = _bounds(c.evidence_window, slot.anchor, ctx)
+    ew = c.evidence_window
+    if ew is not None:
+        anchor = slot.anchor if ew.anchor in (c.window.anchor, "trigger") else ctx.anchors.get(ew.anchor)
+        if anchor is None:
+            return []
+        start, _, end = _bounds(ew, anchor, ctx)
     found: list[Fact] = []
     for concept in c.element.evidence.concepts:
         for fact in ctx.index.between(concept, start, end):
@@ -70,32 +84,32 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: dat
                 continue  # a reassessment must come after what triggered it
             if ctx.fact_matches(c.evidence_where, fact):
                 found.append(fact)
-    found.sort(key=lambda f: f.time or ctx.now)
+    if len(c.element.evidence.concepts) > 1:
+        found.sort(key=lambda f: f.time or ctx.now)
     return found
 
 
 def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occurrence:
     el = c.element
-    opens, due, closes = _bounds(c.window, slot.anchor, ctx)
+    opens, due, closes = slot.bounds
     key = f"{ctx.facts.enrolment_id}:{el.id}:{slot.occurrence}"
-    base = dict(key=key, element_id=el.id, occurrence=slot.occurrence, opens=opens, due=due,
-                closes=closes)
+    head = (key, el.id, slot.occurrence, opens, due, closes)
     proof = _evidence(ctx, c, slot, opens, closes)
     need = el.evidence.min_count
     if len(proof) >= need:
-        return Occurrence(**base, status=Status.DONE, done_at=proof[need - 1].time,
-                          evidence=tuple(f.source or f.concept for f in proof[:need]), counts="done")
+        return Occurrence(*head, Status.DONE, proof[need - 1].time,
+                          tuple(f.source or f.concept for f in proof[:need]), None, "done")
     task = ctx.task(key)
     if task is not None and task.status == "completed" and el.evidence.task:
-        return Occurrence(**base, status=Status.DONE, done_at=task.at,
-                          evidence=(task.source or f"task:{key}",), counts="done")
+        return Occurrence(*head, Status.DONE, task.at, (task.source or f"task:{key}",), None,
+                          "done")
     if task is not None and task.status == "cancelled" and task.reason in ctx.decline_reasons:
         counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
-        return Occurrence(**base, status=Status.DECLINED, decline_reason=task.reason,
-                          evidence=(task.source or f"task:{key}",), counts=counts)
+        return Occurrence(*head, Status.DECLINED, None, (task.source or f"task:{key}",),
+                          task.reason, counts)
     status = _by_time(ctx.now, opens, due, closes)
-    counts = "not-done" if status in (Status.OVERDUE, Status.MISSED) else None
-    return Occurrence(**base, status=status, counts=counts)
+    counts = "not-done" if status is Status.OVERDUE or status is Status.MISSED else None
+    return Occurrence(*head, status, None, (), None, counts)
 
 
 def _by_time(now: datetime, opens: datetime | None, due: datetime | None,
@@ -109,33 +123,43 @@ def _by_time(now: datetime, opens: datetime | None, due: datetime | None,
     return Status.MISSED
 
 
-_SEVERITY = (Status.OVERDUE, Status.MISSED, Status.DECLINED)
+_OPEN = (Status.UPCOMING, Status.DUE, Status.OVERDUE)
+_RANK = {Status.OVERDUE: 3, Status.MISSED: 2, Status.DECLINED: 1}
 
 
 def element_result(ctx: EvaluationContext, c: CompiledElement,
                    slots: list[Slot]) -> tuple[ElementResult, list[datetime]]:
-    """Statuses of every occurrence, the element's overall status, and its next change times."""
+    """Statuses of every occurrence, the element's overall status, and its next change times.
+
+    Overall: the worst counted occurrence (overdue, then missed, then declined) or done when
+    every counted one is done; with nothing counted yet, the first due occurrence's status.
+    """
     el = c.element
-    occs = tuple(_occurrence(ctx, c, slot) for slot in slots)
+    if not slots:
+        status = Status.NOT_APPLICABLE if el.trigger else Status.UPCOMING
+        note = "no trigger yet" if el.trigger else "no occurrence"
+        return ElementResult(el.id, el.phase, el.category, status, note=note), []
+    occs = tuple([_occurrence(ctx, c, slot) for slot in slots])
     changes: list[datetime] = []
+    worst, rank, counted, all_done, declined = None, 0, False, True, False
+    first_due = None
     for occ in occs:
-        if occ.status in (Status.UPCOMING, Status.DUE, Status.OVERDUE):
+        st = occ.status
+        if st in _OPEN:
             changes.extend(t for t in (occ.opens, occ.due, occ.closes) if t is not None)
-    if not occs:
-        kind = "no trigger yet" if el.trigger else "no occurrence"
-        return ElementResult(el.id, el.phase, el.category, Status.NOT_APPLICABLE
-                             if el.trigger else Status.UPCOMING, note=kind), changes
-    counted = [o for o in occs if o.counts is not None]
-    status: Status
+            if st is Status.DUE and first_due is None:
+                first_due = st
+        all_done = all_done and st is Status.DONE
+        declined = declined or st is Status.DECLINED
+        if occ.counts is not None:
+            counted = True
+            r = _RANK.get(st, 0) if occ.counts == "not-done" else 0
+            if r > rank:
+                worst, rank = st, r
     if not counted:
-        status = next((o.status for o in occs if o.status is Status.DUE), occs[0].status)
-        if all(o.status is Status.DONE for o in occs):
-            status = Status.DONE
-        counts = None
-    else:
-        worst = [s for s in _SEVERITY if any(o.status is s and o.counts for o in counted)]
-        status = worst[0] if worst else Status.DONE
-        counts = "not-done" if worst else "done"
-        if not worst and any(o.status is Status.DECLINED for o in occs):
-            status = Status.DECLINED
-    return ElementResult(el.id, el.phase, el.category, status, occs, counts), changes
+        status = Status.DONE if all_done else (first_due or occs[0].status)
+        return ElementResult(el.id, el.phase, el.category, status, occs, None), changes
+    if worst is not None:
+        return ElementResult(el.id, el.phase, el.category, worst, occs, "not-done"), changes
+    status = Status.DECLINED if declined else Status.DONE
+    return ElementResult(el.id, el.phase, el.category, status, occs, "done"), changes

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 
 _DURATION = re.compile(r"^(?P<sign>[+-])?(?=\d)(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
                        r"(?:(?P<m>\d+)min)?$")
@@ -36,32 +37,33 @@ class Offset:
 
     def apply(self, anchor: datetime, tz: tzinfo) -> datetime:
         """The instant (in UTC) this offset names from an aware anchor, days counted in `tz`."""
-        return self._apply_local(anchor, tz).astimezone(UTC)
+        if self.day is None and not self.days:
+            # Exact hours and minutes need no local calendar: the hot path of evaluation.
+            utc = anchor if anchor.tzinfo is UTC else anchor.astimezone(UTC)
+            return utc + timedelta(minutes=self.minutes) if self.minutes else utc
+        # Aware + timedelta is wall-clock arithmetic in Python: exactly "same time, N days
+        # later" in the hospital's zone; astimezone(UTC) then resolves DST for that wall time.
+        local = _local(anchor, tz)
+        if self.day is not None:
+            clock = self.at or time(0)
+            local = local.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+            wall = local + timedelta(days=self.day)
+        else:
+            wall = local + timedelta(days=self.days)
+        utc = wall.astimezone(UTC)
+        return utc + timedelta(minutes=self.minutes) if self.minutes else utc
 
     def negated(self) -> Offset:
         return Offset(days=-self.days, minutes=-self.minutes, day=self.day, at=self.at)
-
-    def _apply_local(self, anchor: datetime, tz: tzinfo) -> datetime:
-        local = anchor.astimezone(tz)
-        if self.day is not None:
-            target_day = local.date() + timedelta(days=self.day)
-            return _localise(target_day, self.at or time(0), tz)
-        if self.days:
-            local = _localise(local.date() + timedelta(days=self.days), local.time(), tz)
-        if not self.minutes:
-            return local
-        # Aware + timedelta is wall-clock arithmetic in Python; exact hours go through UTC.
-        return (local.astimezone(UTC) + timedelta(minutes=self.minutes)).astimezone(tz)
 
     def scaled(self, factor: int) -> Offset:
         """This duration repeated `factor` times (recurrence); local days are not scalable."""
         return Offset(days=self.days * factor, minutes=self.minutes * factor)
 
 
-def _localise(day: date, clock: time, tz: tzinfo) -> datetime:
-    # Round-trip through UTC so a wall time inside a DST gap lands on a real instant.
-    naive = datetime.combine(day, clock.replace(tzinfo=None))
-    return naive.replace(tzinfo=tz).astimezone(tz).astimezone(tz)
+@lru_cache(maxsize=65536)
+def _local(anchor: datetime, tz: tzinfo) -> datetime:
+    return anchor.astimezone(tz)
 
 
 def parse_offset(text: str) -> Offset:

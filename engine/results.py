@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
 class Status(StrEnum):
@@ -22,8 +22,9 @@ OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
 Counts = Literal["done", "not-done"] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Occurrence:
+# Occurrence, ElementResult and PlannedAction are NamedTuples: immutable like frozen dataclasses
+# but about three times cheaper to build, and an evaluation builds hundreds of them.
+class Occurrence(NamedTuple):
     """One occurrence of an element (one window) for one patient."""
 
     key: str
@@ -39,8 +40,7 @@ class Occurrence:
     counts: Counts = None
 
 
-@dataclass(frozen=True, slots=True)
-class ElementResult:
+class ElementResult(NamedTuple):
     """An element's status for the patient, aggregated over its occurrences."""
 
     element_id: str
@@ -60,8 +60,7 @@ class ElementResult:
         return sum(1 for o in self.occurrences if o.counts is not None)
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedAction:
+class PlannedAction(NamedTuple):
     """Work the adapters should carry out: one Task, reminder or patient message."""
 
     key: str

@@ -26,6 +26,16 @@ class Coding(_Frozen):
     )
 
 
+class UnitConversion(_Frozen):
+    """value_in_canonical_unit = value × factor + add (e.g. °F → °C: 0.5556, -17.7778)."""
+
+    factor: float
+    add: float = 0.0
+
+
+Conversions = dict[str, float | UnitConversion]
+
+
 class Concept(_Frozen):
     """A concept and the codes that mean it; `resources` says where facts of it are found."""
 
@@ -34,8 +44,20 @@ class Concept(_Frozen):
         default=(), description="FHIR resource types holding it; empty for coded values"
     )
     codings: tuple[Coding, ...] = ()
-    unit: str | None = None
+    unit: str | None = Field(None, description="the unit conditions compare values in (UCUM)")
+    convert: Conversions = Field(
+        default_factory=dict, description="other units → factor (or factor and add) to `unit`")
     source: str | None = None
+
+    def normalise(self, value: object, unit: str | None) -> tuple[object, str | None]:
+        """A numeric value in this concept's unit, when the terminology says how to convert."""
+        if self.unit is None or unit == self.unit or unit not in self.convert:
+            return value, unit
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return value, unit
+        rule = self.convert[unit]
+        factor, add = (rule, 0.0) if isinstance(rule, int | float) else (rule.factor, rule.add)
+        return round(value * factor + add, 6), self.unit
 
 
 class ConceptOverride(_Frozen):
@@ -46,6 +68,7 @@ class ConceptOverride(_Frozen):
     codings: tuple[Coding, ...] | None = None
     add_codings: tuple[Coding, ...] = ()
     unit: str | None = None
+    convert: Conversions | None = None
     source: str | None = None
 
 
@@ -114,6 +137,7 @@ def _merge(base: Terminology, site: TerminologyFile, doc: SourceDoc) -> Terminol
             codings=(old.codings if change.codings is None else change.codings)
             + change.add_codings,
             unit=change.unit or old.unit,
+            convert=old.convert if change.convert is None else change.convert,
             source=change.source or old.source,
         )
     if problems:

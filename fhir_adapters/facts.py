@@ -157,6 +157,24 @@ def _facts(concepts: list[str], **fields: Any) -> list[Fact]:
     return [Fact(concept=name, **fields) for name in concepts]
 
 
+def _measured_facts(terminology: Terminology, concepts: list[str], pairs: list[tuple[str, str]],
+                    value: Value, unit: str | None, *,
+                    attrs_for: Mapping[str, dict[str, Any]] | None = None,
+                    **fields: Any) -> list[Fact]:
+    """One fact per concept, its value converted to the concept's unit (conversions are data)
+    and the matched codings' attrs (e.g. antiemetic_class) carried along."""
+    out = []
+    for name in concepts:
+        concept = terminology.concept(name)
+        norm_value, norm_unit = concept.normalise(value, unit)
+        attrs = {k: v for c in concept.codings if (c.system, c.code) in pairs
+                 for k, v in c.attrs.items() if not k.startswith("mme_")}
+        attrs.update((attrs_for or {}).get(name, {}))
+        out.append(Fact(concept=name, value=norm_value, unit=norm_unit,  # type: ignore[arg-type]
+                        attrs=attrs, **fields))
+    return out
+
+
 def _period(period: Any, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
     if period is None:
         return None, None
@@ -167,9 +185,10 @@ def observation_facts(obs: Any, terminology: Terminology, tz: tzinfo = UTC) -> l
     start, end = _period(obs.effectivePeriod, tz)
     when = instant(obs.effectiveDateTime or obs.effectiveInstant, tz) or start
     value, unit = observation_value(obs, terminology)
-    return _facts(concepts_of(terminology, "Observation", codings_of(obs.code)), time=when, end=end,
-                  value=value, unit=unit, status=obs.status, source=_source(obs),
-                  recorded=instant(obs.issued, tz))
+    pairs = codings_of(obs.code)
+    return _measured_facts(terminology, concepts_of(terminology, "Observation", pairs), pairs,
+                           value, unit, time=when, end=end, status=obs.status,
+                           source=_source(obs), recorded=instant(obs.issued, tz))
 
 
 def observation_value(obs: Any, terminology: Terminology) -> tuple[Value, str | None]:
@@ -292,12 +311,12 @@ def medication_administration_facts(admin: Any, terminology: Terminology,
     dose = admin.dosage.dose if admin.dosage is not None else None
     value = _number(dose.value) if dose is not None else None
     unit = (dose.code or dose.unit) if dose is not None else None
-    out = []
-    for name in concepts_of(terminology, "MedicationAdministration", pairs):
-        out.append(Fact(concept=name, time=instant(admin.effectiveDateTime, tz) or start, end=end,
-                        value=value, unit=unit, status=admin.status, source=_source(admin),
-                        attrs=_mme(terminology, name, pairs, value, unit)))
-    return out
+    concepts = concepts_of(terminology, "MedicationAdministration", pairs)
+    return _measured_facts(
+        terminology, concepts, pairs, value, unit,
+        time=instant(admin.effectiveDateTime, tz) or start, end=end, status=admin.status,
+        source=_source(admin),
+        attrs_for={name: _mme(terminology, name, pairs, value, unit) for name in concepts})
 
 
 def _mme(terminology: Terminology, concept: str, pairs: list[tuple[str, str]],

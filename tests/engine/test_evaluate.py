@@ -89,7 +89,7 @@ def test_evaluate_apfel_points(sex, facts, points) -> None:
 
 def test_evaluate_local_days_across_dst_change() -> None:
     # Surgery ends Saturday 28 March 2026; BST starts at 01:00 UTC on Sunday 29 March.
-    walk = evaluate(pathway(), patient(), now=at(1), tz=LONDON).element("walk")
+    walk = evaluate(pathway(), patient(), now=at(24 * 5), tz=LONDON).element("walk")
     windows = [(o.opens, o.due, o.closes) for o in walk.occurrences]
     assert windows == [
         (datetime(2026, 3, 29, 0, 0, tzinfo=UTC),    # POD1 00:00 GMT
@@ -104,11 +104,16 @@ def test_evaluate_local_days_across_dst_change() -> None:
 
 def test_evaluate_exact_hours_across_dst_change() -> None:
     # 4-hourly pain scores stay 4 real hours apart through the DST change.
-    pain = evaluate(pathway(), patient(), now=at(1), tz=LONDON).element("pain_score")
+    pain = evaluate(pathway(), patient(), now=at(24 * 5), tz=LONDON).element("pain_score")
     opens = [o.opens for o in pain.occurrences]
     assert all(b - a == timedelta(hours=4) for a, b in zip(opens, opens[1:], strict=False))
     # until 'day 3 end' = 1 April 00:00 BST = 31 March 23:00 UTC
     assert opens[-1] < datetime(2026, 3, 31, 23, tzinfo=UTC) <= opens[-1] + timedelta(hours=4)
+
+
+def test_evaluate_recurrence_stops_at_the_first_future_occurrence() -> None:
+    walk = evaluate(pathway(), patient(), now=at(1), tz=LONDON).element("walk")
+    assert [(o.occurrence, o.status) for o in walk.occurrences] == [("0", Status.UPCOMING)]
 
 
 def test_evaluate_recurrence_partly_done() -> None:
