@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,7 +66,7 @@ STATUS_ROWS = [
 @pytest.mark.parametrize(("status", "decline", "task_status", "reason"), STATUS_ROWS)
 def test_task_for_status_mapping(status: Status, decline: str | None, task_status: str,
                                  reason: str | None) -> None:
-    task = make_task(replace(ACTION, status=status, decline_reason=decline))
+    task = make_task(ACTION._replace(status=status, decline_reason=decline))
     assert_valid_r4(task)
     assert task["status"] == task_status
     assert task["businessStatus"] == {"coding": [{"system": CODES.business_status, "code": status.value}]}
@@ -103,7 +102,7 @@ def test_task_for_update_keeps_authored_on() -> None:
 
 
 def test_task_for_declined_reads_back_as_the_decline() -> None:
-    task = make_task(replace(ACTION, status=Status.DECLINED, decline_reason="patient-refused"))
+    task = make_task(ACTION._replace(status=Status.DECLINED, decline_reason="patient-refused"))
     state = task_state(parse_resource({**task, "id": "t1"}), TASK_SYSTEM)
     assert state is not None
     assert (state.action_key, state.status, state.reason) == ("e1:pc6_band:0", "cancelled", "patient-refused")
@@ -150,7 +149,7 @@ def test_communication_request_for_reminder_about_task() -> None:
 
 
 def test_communication_request_for_patient_message() -> None:
-    action = replace(ACTION, kind="patient-message", role="patient", status=Status.UPCOMING)
+    action = ACTION._replace(kind="patient-message", role="patient", status=Status.UPCOMING)
     request = communication_request_for(action, patient_id="p1", encounter_id=None,
                                         identifier_system=TASK_SYSTEM, now=NOW)
     assert_valid_r4(request)
@@ -160,7 +159,7 @@ def test_communication_request_for_patient_message() -> None:
 
 
 def test_communication_request_for_closed_action_is_revoked() -> None:
-    request = communication_request_for(replace(ACTION, status=Status.DONE), patient_id="p1",
+    request = communication_request_for(ACTION._replace(status=Status.DONE), patient_id="p1",
                                         encounter_id=None, identifier_system=TASK_SYSTEM, now=NOW)
     assert request["status"] == "revoked"
 
@@ -186,7 +185,7 @@ def test_transaction_for_creates_new_and_updates_known() -> None:
     plan_ref = local_reference(PLAN_SYSTEM, "e1")
     new_task = make_task(careplan_ref=plan_ref)
     plan = make_careplan(task_refs=[local_reference(TASK_SYSTEM, ACTION.key), "Task/t9"])
-    known = make_task(replace(ACTION, key="e1:pc6_band:1", occurrence="1"), careplan_ref=plan_ref)
+    known = make_task(ACTION._replace(key="e1:pc6_band:1", occurrence="1"), careplan_ref=plan_ref)
     bundle = transaction_for("p1", [Write(plan), Write(new_task), Write(known, id="t9", version="4")])
     assert_valid_r4(bundle)
     assert bundle["type"] == "transaction"
