@@ -63,3 +63,26 @@ def plan_of(pathway: Pathway) -> Plan:
     if plan is None:
         raise ValueError(f"pathway {pathway.id} was not built by engine.loader.load_pathway")
     return plan  # type: ignore[no-any-return]
+
+
+def concepts_used(pathway: Pathway) -> frozenset[str]:
+    """Every concept the pathway reads: enrolment, anchors, variants, conditions and evidence."""
+    plan = plan_of(pathway)
+    names: set[str] = set(pathway.enrols_on)
+    names.update(a.concept for a in pathway.anchors.values() if a.concept)
+    for param in pathway.parameters.values():
+        names.update(param.from_concepts.values())
+    known = plan.terminology.concepts
+    for score in plan.scores:
+        for expr, _ in score.items:
+            names.update(v for v in expr.variables if v in known)
+    for c in plan.elements:
+        names.update(c.element.evidence.concepts)
+        if c.element.trigger is not None:
+            names.add(c.element.trigger.concept)
+        if c.element.action is not None and c.element.action.record is not None:
+            names.add(c.element.action.record.concept)
+        for expr in (c.applies_when, c.evidence_where, c.trigger_where):
+            if expr is not None:
+                names.update(v for v in expr.variables if v in known)
+    return frozenset(names)

@@ -27,6 +27,7 @@ DROPPED_STATUSES: Mapping[str, frozenset[str]] = {
     "MedicationRequest": frozenset({"cancelled", "entered-in-error"}),
     "MedicationAdministration": frozenset({"not-done", "entered-in-error"}),
     "Task": frozenset({"entered-in-error"}),
+    "DocumentReference": frozenset({"superseded", "entered-in-error"}),
 }
 # Condition / AllergyIntolerance verification statuses that withdraw the record.
 DROPPED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
@@ -290,6 +291,15 @@ def allergy_facts(allergy: Any, terminology: Terminology, tz: tzinfo = UTC) -> l
                   recorded=instant(allergy.recordedDate, tz))
 
 
+def document_reference_facts(doc: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    """A document (e.g. a discharge plan) proves what its `type` says was documented, when dated."""
+    period = doc.context.period if doc.context is not None else None
+    start, _ = _period(period, tz)
+    when = instant(doc.date, tz) or start
+    return _facts(concepts_of(terminology, "DocumentReference", codings_of(doc.type)), time=when,
+                  status=doc.status, source=_source(doc), recorded=instant(doc.date, tz))
+
+
 def medication_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
     concepts = concepts_of(terminology, "MedicationRequest", codings_of(req.medicationCodeableConcept))
     return _facts(concepts, time=instant(req.authoredOn, tz), status=req.status, source=_source(req),
@@ -347,6 +357,7 @@ MAPPERS: Mapping[str, Mapper] = {
     "AllergyIntolerance": allergy_facts,
     "MedicationRequest": medication_request_facts,
     "MedicationAdministration": medication_administration_facts,
+    "DocumentReference": document_reference_facts,
 }
 
 
@@ -433,7 +444,9 @@ def _is_patient(reference: str, patient_id: str) -> bool:
 
 # Resource types whose `code` search parameter covers the codes the mappers read.
 CODE_SEARCHABLE = frozenset({"Observation", "Procedure", "Condition", "ServiceRequest", "AllergyIntolerance",
-                             "MedicationRequest", "MedicationAdministration"})
+                             "MedicationRequest", "MedicationAdministration", "DocumentReference"})
+# The search parameter that holds a type's concept codes, where it is not `code`.
+CODE_PARAMETER = {"DocumentReference": "type"}
 # Types searched by patient only: Encounter concepts come from `class` and `type` (two parameters),
 # Appointment's from three, and one search per type is the point.
 PATIENT_SEARCHABLE = frozenset({"Encounter", "Appointment"})
@@ -462,7 +475,7 @@ def search_plan(terminology: Terminology, concepts: Iterable[str], *,
         if rtype in PATIENT_SEARCHABLE:
             plan.append((rtype, {}))
         elif codes[rtype]:  # a concept without codings cannot match anything
-            plan.append((rtype, {"code": ",".join(sorted(codes[rtype]))}))
+            plan.append((rtype, {CODE_PARAMETER.get(rtype, "code"): ",".join(sorted(codes[rtype]))}))
     if task_identifier_system:
         plan.append(("Task", {"identifier": f"{escape_search_token(task_identifier_system)}|"}))
     return plan

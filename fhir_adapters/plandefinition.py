@@ -21,7 +21,12 @@ def fhir_id(name: str) -> str:
 
 
 def canonical(pathway: Pathway) -> str:
-    return f"{CANONICAL_BASE}/PlanDefinition/{fhir_id(pathway.id)}"
+    return pathway_canonical(pathway.id)
+
+
+def pathway_canonical(pathway_id: str) -> str:
+    """The PlanDefinition canonical URL of a pathway (without |version)."""
+    return f"{CANONICAL_BASE}/PlanDefinition/{fhir_id(pathway_id)}"
 
 
 def _duration(offset: Offset) -> dict[str, Any]:

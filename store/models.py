@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
@@ -168,3 +168,79 @@ class AuditLog(AuditLogBase, table=True):
 
 class AuditLogPublic(AuditLogBase):
     id: int
+
+
+class InboxEventBase(SQLModel):
+    """An EHR event as taken in: what arrived, from where, about which resource and patient."""
+
+    source: str
+    kind: str
+    dedup_key: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    patient_ref: str | None = None
+    event_number: int | None = Field(default=None, sa_type=BigInteger)
+    payload: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+class InboxEventCreate(InboxEventBase):
+    """An event to store; `store.inbox.store_event` adds the bookkeeping columns."""
+
+
+class InboxEvent(InboxEventBase, table=True):
+    """One event in the durable inbox, claimed and processed in batches by the drainer."""
+
+    __tablename__ = "inbox_event"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_inbox_event_dedup_key"),
+        Index("ix_inbox_event_status_received_at", "status", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    status: str
+    claimed_by: str | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SubscriptionState(SQLModel, table=True):
+    """What we last heard from one FHIR Subscription: event number, heartbeat, status."""
+
+    __tablename__ = "subscription_state"
+
+    subscription_id: str = Field(primary_key=True)
+    last_event_number: int | None = Field(default=None, sa_type=BigInteger)
+    last_event_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    handshake_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str | None = None
+    error: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SubscriptionGap(SQLModel, table=True):
+    """Backport event numbers that never arrived; a flow catches up by querying the EHR."""
+
+    __tablename__ = "subscription_gap"
+    __table_args__ = (Index("ix_subscription_gap_resolved_at", "resolved_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str
+    from_number: int = Field(sa_type=BigInteger)
+    to_number: int = Field(sa_type=BigInteger)
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    detected_at: datetime = Field(sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PollWatermark(SQLModel, table=True):
+    """The newest `meta.lastUpdated` seen when polling the EHR for one resource type."""
+
+    __tablename__ = "poll_watermark"
+
+    resource_type: str = Field(primary_key=True)
+    last_updated: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)

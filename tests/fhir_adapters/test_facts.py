@@ -355,3 +355,16 @@ def test_resources_from_batch_response_failed_entry_names_its_search(status: str
 def test_resources_from_batch_response_not_a_batch_response_raises() -> None:
     with pytest.raises(FhirFatalError, match="batch-response"):
         resources_from_batch_response({"resourceType": "OperationOutcome"})
+
+
+def test_search_plan_reads_every_concept_of_the_default_terminology() -> None:
+    # A concept bound to a resource type the adapter cannot read would never yield facts.
+    from pathlib import Path
+
+    from engine.terminology import load_terminology
+
+    default = Path(__file__).resolve().parents[2] / "pathways" / "terminology" / "default.yaml"
+    terms = load_terminology(default)
+    plan = search_plan(terms, list(terms.concepts), task_identifier_system="urn:eras:task")
+    searched = {rtype for rtype, _ in plan}
+    assert searched >= {r for c in terms.concepts.values() for r in c.resources}

@@ -1,0 +1,271 @@
+"""A cohort's compliance audit: compliance, trend, completeness, drill-down and outcomes by group."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from statistics import fmean, median
+from typing import Literal
+
+from engine.compliance import ComplianceReport, PatientCompliance, Ratio, cohort_compliance, patient_compliance
+from engine.facts import PatientFacts
+from engine.model import PHASES, Pathway
+from engine.outcomes import OutcomeDefinitions, OutcomeValue, PatientOutcomes, patient_outcomes
+from engine.results import ElementResult, Evaluation, Status
+
+Cell = Literal["done", "not-done", "excluded", "n-a"]
+SURGERY_MONTH = "surgery_month"
+_MISSING = frozenset({Status.MISSED, Status.OVERDUE})
+
+
+@dataclass(frozen=True)
+class AuditCase:
+    """One patient's episode: what the engine knew, what it decided, and how the cohort is cut."""
+
+    facts: PatientFacts
+    evaluation: Evaluation
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+def element_cell(result: ElementResult) -> Cell:
+    """done / not-done when counted; n-a when not applicable (or declined as such); else excluded
+    (not yet due, or waiting for its anchor)."""
+    if result.counts is not None:
+        return result.counts
+    if result.status in (Status.NOT_APPLICABLE, Status.DECLINED):
+        return "n-a"
+    return "excluded"
+
+
+def is_missing(result: ElementResult) -> bool:
+    """Counted with neither evidence nor a documented decline (EIAS 'missing data')."""
+    return result.counts == "not-done" and result.status in _MISSING
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    """One patient in the report: compliance, each element's cell, and outcomes."""
+
+    patient_id: str
+    attributes: Mapping[str, str]
+    compliance: PatientCompliance
+    cells: Mapping[str, Cell]
+    missing: frozenset[str]
+    outcomes: PatientOutcomes | None = None
+
+
+@dataclass(frozen=True)
+class ElementSummary:
+    element_id: str
+    title: str
+    phase: str
+    compliance: Ratio
+    missing: Ratio
+
+
+@dataclass(frozen=True)
+class MonthTrend:
+    month: str
+    patients: int
+    compliance: Ratio
+    high: Ratio
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """EIAS data quality: coverage of the procedure population, and missing data by element."""
+
+    coverage: Ratio | None
+    missing: Ratio
+    by_element: Mapping[str, Ratio]
+    most_undocumented: tuple[tuple[str, Ratio], ...]
+
+
+@dataclass(frozen=True)
+class OutcomeStat:
+    """n patients with the outcome recorded; mean/median when numeric, events/rate when yes-no."""
+
+    name: str
+    binary: bool
+    n: int
+    mean: float | None = None
+    median: float | None = None
+    events: int | None = None
+
+    @property
+    def rate(self) -> float | None:
+        return None if self.events is None or self.n == 0 else self.events / self.n
+
+
+@dataclass(frozen=True)
+class OutcomeGroup:
+    label: str
+    patients: int
+    stats: Mapping[str, OutcomeStat]
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Everything a quality team reads about one pathway's cohort."""
+
+    pathway_id: str
+    pathway_version: int
+    high_threshold: float
+    filters: Mapping[str, tuple[str, ...]]
+    compliance: ComplianceReport
+    patients: tuple[PatientRow, ...]
+    elements: tuple[ElementSummary, ...]
+    phases: Mapping[str, Ratio]
+    trend: tuple[MonthTrend, ...]
+    completeness: Completeness
+    outcomes: tuple[OutcomeGroup, OutcomeGroup] | None = None
+
+
+def case_attributes(case: AuditCase, *, tz: tzinfo = UTC,
+                    surgery_anchor: str = "surgery_start") -> dict[str, str]:
+    """The case's attributes, plus the surgery month and the pathway's parameters (variant)
+    worked out by the evaluation, unless the caller gave them."""
+    derived: dict[str, str] = {k: str(v) for k, v in case.evaluation.variables.items()
+                               if isinstance(v, str)}
+    surgery = case.evaluation.anchors.get(surgery_anchor)
+    if surgery is not None:
+        derived[SURGERY_MONTH] = surgery.astimezone(tz).strftime("%Y-%m")
+    return {**derived, **case.attributes}
+
+
+Filters = Mapping[str, str | Collection[str]]
+
+
+def _normalise(filters: Filters | None) -> dict[str, tuple[str, ...]]:
+    return {k: (v,) if isinstance(v, str) else tuple(v) for k, v in (filters or {}).items()}
+
+
+def _row(case: AuditCase, attributes: Mapping[str, str], outcomes: OutcomeDefinitions | None,
+         tz: tzinfo) -> PatientRow:
+    ev = case.evaluation
+    return PatientRow(
+        patient_id=ev.patient_id, attributes=attributes, compliance=patient_compliance(ev),
+        cells={r.element_id: element_cell(r) for r in ev.elements},
+        missing=frozenset(r.element_id for r in ev.elements if is_missing(r)),
+        outcomes=None if outcomes is None else patient_outcomes(
+            case.facts, ev, definitions=outcomes, tz=tz))
+
+
+def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: int | None = None,
+                 filters: Filters | None = None, outcomes: OutcomeDefinitions | None = None,
+                 tz: tzinfo = UTC, surgery_anchor: str = "surgery_start",
+                 top_missing: int = 5) -> AuditReport:
+    """Audit the cases of `pathway` matching `filters` (attribute -> accepted values).
+
+    `procedures` is how many patients had the procedure in the period (for coverage); `tz` is
+    the hospital's zone (surgery month, local days of outcomes)."""
+    wanted = _normalise(filters)
+    rows = []
+    for case in cases:
+        if (case.evaluation.pathway_id, case.evaluation.pathway_version) != (pathway.id, pathway.version):
+            raise ValueError(f"patient {case.evaluation.patient_id} was evaluated on "
+                             f"{case.evaluation.pathway_id} v{case.evaluation.pathway_version}")
+        attrs = case_attributes(case, tz=tz, surgery_anchor=surgery_anchor)
+        if all(attrs.get(key) in values for key, values in wanted.items()):
+            rows.append(_row(case, attrs, outcomes, tz))
+    threshold = pathway.audit.high_compliance
+    report = cohort_compliance((r.compliance for r in rows), high_threshold=threshold)
+    completeness = _completeness(pathway, rows, report, procedures, top_missing)
+    return AuditReport(
+        pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
+        filters=wanted, compliance=report, patients=tuple(rows),
+        elements=tuple(ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
+                                      completeness.by_element[el.id]) for el in pathway.elements),
+        phases={p: report.by_phase[p] for p in PHASES if p in report.by_phase},
+        trend=_trend(rows, threshold),
+        completeness=completeness,
+        outcomes=None if outcomes is None else _compare_outcomes(rows, threshold),
+    )
+
+
+def _completeness(pathway: Pathway, rows: Sequence[PatientRow], report: ComplianceReport,
+                  procedures: int | None, top: int) -> Completeness:
+    by_element = {}
+    for el in pathway.elements:
+        missing = sum(1 for r in rows if el.id in r.missing)
+        by_element[el.id] = Ratio(missing, report.by_element.get(el.id, Ratio()).counted)
+    total = sum(by_element.values(), Ratio())
+    order = {el.id: i for i, el in enumerate(pathway.elements)}
+    ranked = sorted((item for item in by_element.items() if item[1].done),
+                    key=lambda item: (-item[1].done, -(item[1].value or 0), order[item[0]]))
+    coverage = None if procedures is None else Ratio(len(rows), procedures)
+    return Completeness(coverage, total, by_element, tuple(ranked[:top]))
+
+
+def _trend(rows: Sequence[PatientRow], threshold: float) -> tuple[MonthTrend, ...]:
+    months: dict[str, list[PatientCompliance]] = {}
+    for r in rows:
+        month = r.attributes.get(SURGERY_MONTH)
+        if month is not None:
+            months.setdefault(month, []).append(r.compliance)
+    out = []
+    for month in sorted(months):
+        part = cohort_compliance(months[month], high_threshold=threshold)
+        out.append(MonthTrend(month, len(months[month]), part.overall, part.high))
+    return tuple(out)
+
+
+def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
+    known = [v for v in values if v is not None]
+    if binary:
+        return OutcomeStat(name, True, len(known), events=sum(1 for v in known if v is True))
+    numbers = [float(v) for v in known]
+    return OutcomeStat(name, False, len(numbers), fmean(numbers) if numbers else None,
+                       median(numbers) if numbers else None)
+
+
+def _compare_outcomes(rows: Sequence[PatientRow],
+                      threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
+    """High (>= threshold) and lower compliance groups; patients with nothing counted are in neither."""
+    scored = [r for r in rows if r.outcomes is not None and r.compliance.overall.counted]
+    values = [r.outcomes.values() for r in scored if r.outcomes is not None]
+    names = list(values[0]) if values else []
+    binary = {n: any(isinstance(v.get(n), bool) for v in values) for n in names}
+    groups = []
+    for label, high in (("high", True), ("lower", False)):
+        members = [v for r, v in zip(scored, values, strict=True) if r.compliance.is_high(threshold) is high]
+        stats = {n: _stat(n, [m[n] for m in members], binary[n]) for n in names}
+        groups.append(OutcomeGroup(label, len(members), stats))
+    return groups[0], groups[1]
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One element occurrence of one patient (or the element alone when it has none)."""
+
+    element_id: str
+    title: str
+    phase: str
+    occurrence: str | None
+    status: Status
+    opens: datetime | None = None
+    due: datetime | None = None
+    closes: datetime | None = None
+    done_at: datetime | None = None
+    evidence: tuple[str, ...] = ()
+    decline_reason: str | None = None
+    by: str | None = None
+    counts: str | None = None
+    note: str | None = None
+
+
+def patient_timeline(pathway: Pathway, case: AuditCase) -> tuple[TimelineRow, ...]:
+    """Drill-down: each element and occurrence with its window, status, proof or decline, and who."""
+    by = {t.action_key: t.by for t in case.facts.tasks}
+    rows = []
+    for result in case.evaluation.elements:
+        title = pathway.element(result.element_id).title
+        if not result.occurrences:
+            rows.append(TimelineRow(result.element_id, title, result.phase, None, result.status,
+                                    counts=result.counts, note=result.note))
+        for o in result.occurrences:
+            rows.append(TimelineRow(result.element_id, title, result.phase, o.occurrence, o.status,
+                                    o.opens, o.due, o.closes, o.done_at, o.evidence,
+                                    o.decline_reason, by.get(o.key), o.counts))
+    return tuple(rows)

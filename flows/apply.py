@@ -1,0 +1,265 @@
+"""apply(patient): read the record, evaluate each enrolment, write the work back, keep the store.
+
+Round trips: one batch read from the EHR (+ one Task search when Tasks live in a separate FHIR
+store) and at most one transaction. The plan is committed to the store before the FHIR write,
+so a write that fails stays pending and the next apply sends it (conditional creates on the
+business identifier make a resend after a crash create nothing twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.evaluate import evaluate
+from engine.facts import PatientFacts, TaskState
+from engine.model import Pathway
+from engine.plan import concepts_used, plan_of
+from engine.results import Evaluation
+from fhir_adapters.facts import (
+    batch_bundle,
+    facts_from_resources,
+    resources_from_batch_response,
+    search_plan,
+)
+from fhir_adapters.writeback import transaction_for
+from flows.runtime import Runtime, WriteTarget
+from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
+from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
+from store.db import session_scope
+from store.enrolments import enrol, find_enrolments, update_enrolment_context
+from store.models import Enrolment
+from store.pathways import register_pathway_version
+from store.types import EnrolmentStatus
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    patient_id: str
+    evaluations: tuple[Evaluation, ...]
+    new_enrolments: tuple[str, ...]
+    written: int
+    round_trips: int
+    skipped: tuple[str, ...]
+
+
+async def apply_patient(rt: Runtime, patient_id: str, *, now: datetime | None = None) -> ApplyResult:
+    """Evaluate and act on every pathway of one patient (enrolling them when the record says so)."""
+    now = now or rt.clock()
+    trips = rt.round_trips
+    resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
+    enrolments, new = _enrol_from_record(rt, patient_id, resources, now)
+    evaluations: list[Evaluation] = []
+    skipped: list[str] = []
+    batches: list[tuple[Enrolment, EnrolmentWrites]] = []
+    for enrolment in enrolments:
+        if enrolment.status != EnrolmentStatus.ACTIVE:
+            batches.append((enrolment, _retire(rt, enrolment, resources, now)))
+            continue
+        evaluation, facts, warnings = _evaluate(rt, enrolment, resources, now)
+        evaluations.append(evaluation)
+        skipped.extend(warnings)
+        batches.append((enrolment, _sync(rt, enrolment, evaluation, facts, resources, now)))
+    written = await _write(rt, patient_id, batches, now)
+    return ApplyResult(patient_id, tuple(evaluations), tuple(new), written,
+                       rt.round_trips - trips, tuple(dict.fromkeys(skipped)))
+
+
+def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
+    with session_scope(rt.db) as session:
+        enrolled = {e.pathway_id for e in find_enrolments(session=session,
+                                                          patient_ref=f"Patient/{patient_id}")}
+    # Pathways not yet enrolled are read too: their procedure in the record enrols the patient.
+    return [p for pid, p in rt.pathways.items() if pid in enrolled] + [
+        p for pid, p in rt.pathways.items() if pid not in enrolled]
+
+
+async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> list[dict[str, Any]]:
+    concepts: set[str] = set()
+    for pathway in pathways:
+        concepts |= concepts_used(pathway)
+    terms = plan_of(pathways[0]).terminology
+    own_tasks = rt.identifier_system if rt.target is WriteTarget.EHR else None
+    plan = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
+    request = batch_bundle(patient_id, plan)
+    resources = resources_from_batch_response(await rt.ehr.batch(request), request)
+    if rt.target is WriteTarget.FHIR_STORE and rt.tasks is not None:
+        resources += await rt.tasks.search("Task", {
+            "patient": f"Patient/{patient_id}", "identifier": f"{rt.identifier_system}|"})
+    return resources
+
+
+def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, Any]],
+                       now: datetime) -> tuple[list[Enrolment], list[str]]:
+    """Active enrolments, enrolling on every pathway whose procedure the record shows."""
+    ref = f"Patient/{patient_id}"
+    new: list[str] = []
+    with session_scope(rt.db) as session:
+        known = {e.pathway_id: e for e in find_enrolments(session=session, patient_ref=ref)}
+        for pid, pathway in rt.pathways.items():
+            if pid in known:
+                continue
+            source = _enrolling_fact(pathway, resources, patient_id)
+            if source is None:
+                continue
+            _register(session, pathway, now)
+            row, created = enrol(session=session, patient_ref=ref, pathway_id=pid,
+                                 pathway_version=pathway.version, parameters={},
+                                 enrolled_by=f"auto:{source}", at=now)
+            known[pid] = row
+            if created:
+                new.append(row.id)
+        # Ended enrolments come too while they still have work written out: it gets cancelled.
+        current = [e for e in known.values() if e.status == EnrolmentStatus.ACTIVE
+                   or pending_fhir_writes(session=session, enrolment_id=e.id)
+                   or _open_actions(session, e.id)]
+    return current, new
+
+
+def _open_actions(session: Any, enrolment_id: str) -> bool:
+    return any(a.status in ("upcoming", "due", "overdue")
+               for a in list_actions(session=session, enrolment_id=enrolment_id))
+
+
+def _enrolling_fact(pathway: Pathway, resources: list[dict[str, Any]], patient_id: str) -> str | None:
+    reading = facts_from_resources(resources, plan_of(pathway).terminology, patient_id=patient_id,
+                                   enrolment_id="-", enrolled_at=None, parameters={},
+                                   task_identifier_system="-")
+    wanted = set(pathway.enrols_on)
+    return next((f.source or f.concept for f in reading.facts.facts if f.concept in wanted), None)
+
+
+def _register(session: Any, pathway: Pathway, now: datetime) -> None:
+    plan = plan_of(pathway)
+    content = "\n".join(f"# {name}\n{text}" for name, text in sorted(plan.files.items()))
+    register_pathway_version(session=session, pathway_id=pathway.id, version=pathway.version,
+                             content=content, title=pathway.title, at=now)
+
+
+def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]],
+              now: datetime) -> tuple[Evaluation, PatientFacts, list[str]]:
+    pathway = rt.pathway(enrolment.pathway_id)
+    patient_id = enrolment.patient_ref.split("/", 1)[1]
+    reading = facts_from_resources(
+        resources, plan_of(pathway).terminology, patient_id=patient_id, enrolment_id=enrolment.id,
+        enrolled_at=enrolment.enrolled_at, parameters=enrolment.parameters or {},
+        task_identifier_system=rt.identifier_system, local_tz=rt.tz)
+    facts = reading.facts
+    if rt.target is WriteTarget.NONE:
+        facts = _with_store_tasks(rt, facts)
+    evaluation = evaluate(pathway, facts, now=now, tz=rt.tz)
+    return evaluation, facts, [str(s) for s in reading.skipped] + list(evaluation.warnings)
+
+
+def _with_store_tasks(rt: Runtime, facts: PatientFacts) -> PatientFacts:
+    """With no FHIR task list, completions and declines recorded in the store are the Task states."""
+    with session_scope(rt.db) as session:
+        rows = list_actions(session=session, enrolment_id=facts.enrolment_id)
+    states = tuple(
+        TaskState(r.key, "completed" if r.completed_at else "cancelled",
+                  at=r.completed_at or r.updated_at, reason=r.decline_reason, by=r.completed_by)
+        for r in rows if r.completed_at or r.decline_reason)
+    return PatientFacts(facts.patient_id, facts.enrolment_id, facts.sex, facts.birth_date,
+                        facts.enrolled_at, facts.parameters, facts.facts, states)
+
+
+def _action_states(evaluation: Evaluation) -> list[ActionState]:
+    return [ActionState(key=a.key, element_id=a.element_id, occurrence=a.occurrence, kind=a.kind,
+                        role=a.role, priority=a.priority, title=a.title, opens=a.opens, due=a.due,
+                        closes=a.closes, status=a.status.value) for a in evaluation.actions]
+
+
+def _stay(facts: PatientFacts) -> tuple[str | None, str | None, str | None]:
+    stays = [f for f in facts.facts if f.concept == "inpatient_stay" and f.time is not None]
+    if not stays:
+        return None, None, None
+    last = max(stays, key=lambda f: f.time)  # type: ignore[arg-type, return-value]
+    return last.source, last.attrs.get("ward"), last.attrs.get("bed")
+
+
+def _sync(rt: Runtime, enrolment: Enrolment, evaluation: Evaluation, facts: PatientFacts,
+          resources: list[dict[str, Any]], now: datetime) -> EnrolmentWrites:
+    """Commit the plan to the store, then work out the FHIR writes still pending."""
+    encounter, ward, bed = _stay(facts)
+    with session_scope(rt.db) as session:
+        sync_actions(session=session, enrolment_id=enrolment.id, actions=_action_states(evaluation),
+                     at=now, cause="evaluation")
+        row = update_enrolment_context(
+            session=session, enrolment_id=enrolment.id,
+            anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
+            encounter_ref=encounter, ward=ward, bed=bed, next_check_at=evaluation.next_change_at,
+            careplan_id=enrolment.careplan_id, careplan_version=enrolment.careplan_version, at=now)
+        if rt.target is WriteTarget.NONE:
+            return EnrolmentWrites()
+        return _pending_writes(rt, session, row, {a.key: a for a in evaluation.actions},
+                               resources, now)
+
+
+def _pending_writes(rt: Runtime, session: Any, enrolment: Enrolment,
+                    planned: Mapping[str, Any], resources: list[dict[str, Any]],
+                    now: datetime) -> EnrolmentWrites:
+    pending = pending_fhir_writes(session=session, enrolment_id=enrolment.id)
+    everything = list_actions(session=session, enrolment_id=enrolment.id)
+    ctx = WriteContext(patient_id=enrolment.patient_ref.split("/", 1)[1], enrolment=enrolment,
+                       planned=planned, pathway_version=enrolment.pathway_version,
+                       existing=_own_resources(resources, rt.identifier_system),
+                       system=rt.identifier_system, now=now)
+    return plan_writes(ctx, pending, everything, rt.pathway(enrolment.pathway_id).title)
+
+
+def _retire(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]],
+            now: datetime) -> EnrolmentWrites:
+    """An ended enrolment plans nothing: its open actions vanish and their Tasks are cancelled."""
+    with session_scope(rt.db) as session:
+        sync_actions(session=session, enrolment_id=enrolment.id, actions=[], at=now,
+                     cause=f"enrolment {enrolment.status}: {enrolment.exit_reason or ''}".strip())
+        if rt.target is WriteTarget.NONE:
+            return EnrolmentWrites()
+        return _pending_writes(rt, session, enrolment, {}, resources, now)
+
+
+def _own_resources(resources: Iterable[Mapping[str, Any]], system: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for res in resources:
+        if res.get("resourceType") not in ("Task", "CommunicationRequest"):
+            continue
+        for ident in res.get("identifier") or []:
+            if ident.get("system") == system and ident.get("value"):
+                out[ident["value"]] = dict(res)
+    return out
+
+
+async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, EnrolmentWrites]],
+                 now: datetime) -> int:
+    """One transaction for every enrolment of the patient; then note what was written."""
+    writes = [w for _, b in batches for w in b.writes]
+    untouched = {k: v for _, b in batches for k, v in b.untouched.items()}
+    if not writes:
+        if untouched:
+            with session_scope(rt.db) as session:
+                record_fhir_ids(session=session, ids=untouched)
+        return 0
+    assert rt.tasks is not None
+    response = await rt.tasks.transaction(transaction_for(patient_id, writes))
+    ids = iter(written_ids(response))
+    with session_scope(rt.db) as session:
+        for enrolment, batch in batches:
+            action_ids = dict(untouched)
+            for key in batch.keys:
+                rtype, rid, version = next(ids)
+                if key is None:
+                    _record_careplan(session, enrolment, rid, version, now)
+                else:
+                    action_ids[key] = (rtype, rid, version)
+            record_fhir_ids(session=session, ids=action_ids)
+            untouched = {}
+    return len(writes)
+
+
+def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, version: str | None,
+                     now: datetime) -> None:
+    row = session.get(Enrolment, enrolment.id)
+    row.careplan_id, row.careplan_version, row.updated_at = careplan_id, version, now
+    session.add(row)

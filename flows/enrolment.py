@@ -1,0 +1,43 @@
+"""Explicit enrolment and exclusion (the CLI's `eras enrol` / `eras unenrol`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flows.apply import _register
+from flows.runtime import Runtime
+from store.db import session_scope
+from store.enrolments import enrol, exit_enrolment, find_enrolments
+from store.models import Enrolment
+
+
+def enrol_patient(rt: Runtime, patient_id: str, pathway_id: str, *, variant: str | None,
+                  by: str, now: datetime | None = None) -> tuple[Enrolment, bool]:
+    """Enrol on a pathway (a no-op when already enrolled); `variant` sets its first parameter."""
+    pathway = rt.pathway(pathway_id)
+    parameters: dict[str, str] = {}
+    if variant is not None:
+        if not pathway.parameters:
+            raise ValueError(f"pathway '{pathway_id}' has no variants")
+        name, param = next(iter(pathway.parameters.items()))
+        if variant not in param.values:
+            raise ValueError(f"variant '{variant}' is not one of {list(param.values)} ({name})")
+        parameters[name] = variant
+    now = now or rt.clock()
+    with session_scope(rt.db) as session:
+        _register(session, pathway, now)
+        return enrol(session=session, patient_ref=f"Patient/{patient_id}", pathway_id=pathway_id,
+                     pathway_version=pathway.version, parameters=parameters, enrolled_by=by, at=now)
+
+
+def unenrol_patient(rt: Runtime, patient_id: str, pathway_id: str, *, reason: str,
+                    now: datetime | None = None) -> Enrolment:
+    """Exclude a patient from a pathway with a reason; their open Tasks are cancelled by the
+    next apply (the plan of an exited enrolment is no longer evaluated)."""
+    with session_scope(rt.db) as session:
+        found = find_enrolments(session=session, patient_ref=f"Patient/{patient_id}",
+                                pathway_id=pathway_id)
+        if not found:
+            raise LookupError(f"Patient/{patient_id} is not enrolled on '{pathway_id}'")
+        return exit_enrolment(session=session, enrolment_id=found[0].id, reason=reason,
+                              at=now or rt.clock())

@@ -1,0 +1,55 @@
+"""What a unit of work needs, built once at the edges: pathways, FHIR endpoints, store, clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from enum import StrEnum
+
+from sqlalchemy import Engine
+
+from engine.model import Pathway
+from fhir_adapters.client import FhirClient
+from fhir_adapters.plandefinition import CANONICAL_BASE
+
+DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
+
+
+class WriteTarget(StrEnum):
+    """Where the engine's Tasks, CarePlans and CommunicationRequests are written."""
+
+    EHR = "ehr"  # the EHR's own FHIR API accepts Task writes
+    FHIR_STORE = "fhir-store"  # a FHIR server the hospital runs beside the EHR
+    NONE = "none"  # no FHIR writes: the engine's store is the task list
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """The engine wired to one hospital. `tasks` is None when the write target is NONE."""
+
+    pathways: Mapping[str, Pathway]
+    ehr: FhirClient
+    tasks: FhirClient | None
+    target: WriteTarget
+    db: Engine
+    tz: tzinfo
+    identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
+    clock: Callable[[], datetime] = field(default=_utcnow)
+
+    def pathway(self, pathway_id: str) -> Pathway:
+        try:
+            return self.pathways[pathway_id]
+        except KeyError:
+            known = ", ".join(sorted(self.pathways)) or "none"
+            raise KeyError(f"pathway '{pathway_id}' is not configured (configured: {known})") from None
+
+    @property
+    def round_trips(self) -> int:
+        """HTTP requests sent so far to the EHR and the task store (retries included)."""
+        extra = self.tasks.round_trips if self.tasks is not None and self.tasks is not self.ehr else 0
+        return self.ehr.round_trips + extra

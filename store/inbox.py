@@ -1,0 +1,290 @@
+"""The durable inbox of EHR events, subscription bookkeeping and polling watermarks."""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from store.db import add_unless_exists
+from store.models import InboxEvent, InboxEventCreate, PollWatermark, SubscriptionGap, SubscriptionState
+from store.types import as_utc
+
+MAX_ERROR_LENGTH = 4000
+
+Gap = tuple[int, int]
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class InboxKind(StrEnum):
+    EVENT = "event"
+    HEARTBEAT = "heartbeat"
+    HANDSHAKE = "handshake"
+    POLL = "poll"
+
+
+def store_event(*, session: Session, event: InboxEventCreate, at: datetime) -> tuple[InboxEvent, bool]:
+    """Add a pending event; a duplicate (same dedup_key) returns the stored row and False.
+
+    One `INSERT ... ON CONFLICT DO NOTHING RETURNING id`: atomic against a concurrent
+    duplicate, and one round trip where a look-up plus a SAVEPOINT would take four.
+    """
+    values: dict[str, Any] = event.model_dump() | {
+        "received_at": as_utc(at),
+        "status": InboxStatus.PENDING.value,
+        "attempts": 0,
+    }
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(InboxEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(col(InboxEvent.id))
+    )
+    new_id = session.execute(statement).scalar_one_or_none()
+    if new_id is None:
+        existing = select(InboxEvent).where(InboxEvent.dedup_key == event.dedup_key)
+        return session.exec(existing).one(), False
+    return InboxEvent(id=new_id, **values), True
+
+
+def claim_batch(
+    *, session: Session, worker: str, limit: int, now: datetime, lease: timedelta
+) -> list[InboxEvent]:
+    """Claim up to `limit` events, oldest first: pending ones and those whose claim expired.
+
+    A claim older than `lease` belongs to a worker presumed dead, so its events are taken
+    again. PostgreSQL skips rows another transaction holds (FOR UPDATE SKIP LOCKED), so two
+    workers never claim the same event; SQLite has one writer at a time (BEGIN IMMEDIATE)
+    and ignores the FOR UPDATE.
+    """
+    now = as_utc(now)
+    claimable = or_(
+        col(InboxEvent.status) == InboxStatus.PENDING,
+        and_(
+            col(InboxEvent.status) == InboxStatus.PROCESSING,
+            col(InboxEvent.claimed_at) < now - lease,
+        ),
+    )
+    statement = (
+        select(InboxEvent)
+        .where(claimable)
+        .order_by(col(InboxEvent.received_at), col(InboxEvent.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    rows = list(session.exec(statement).all())
+    for row in rows:
+        row.status = InboxStatus.PROCESSING
+        row.claimed_by = worker
+        row.claimed_at = now
+        row.attempts += 1
+    session.flush()
+    return rows
+
+
+def mark_done(*, session: Session, ids: Sequence[int], at: datetime) -> None:
+    """Mark events processed; call it in the transaction that saved their effects."""
+    if not ids:
+        return
+    session.execute(
+        update(InboxEvent)
+        .where(col(InboxEvent.id).in_(ids))
+        .values(status=InboxStatus.DONE, processed_at=as_utc(at), last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_failed(*, session: Session, id: int, error: str, at: datetime) -> None:
+    """Mark one event failed with its error (one sentence, no patient data)."""
+    session.execute(
+        update(InboxEvent)
+        .where(col(InboxEvent.id) == id)
+        .values(
+            status=InboxStatus.FAILED,
+            processed_at=as_utc(at),
+            last_error=error[:MAX_ERROR_LENGTH],
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def pending_count(*, session: Session) -> int:
+    """How many events wait to be claimed (expired claims not included)."""
+    statement = select(func.count()).where(col(InboxEvent.status) == InboxStatus.PENDING)
+    return int(session.exec(statement).one())
+
+
+def record_handshake(
+    *, session: Session, subscription_id: str, at: datetime, status: str | None, events_since_start: int | None
+) -> None:
+    """Note a Backport handshake; its event count is the baseline for gap detection."""
+    state = _locked_state(session=session, subscription_id=subscription_id, at=at)
+    state.handshake_at = as_utc(at)
+    _set_status(state, status, at)
+    if state.last_event_number is None and events_since_start is not None:
+        state.last_event_number = events_since_start
+    session.flush()
+
+
+def record_heartbeat(
+    *,
+    session: Session,
+    subscription_id: str,
+    at: datetime,
+    status: str | None = None,
+    error: str | None = None,
+    events_since_start: int | None = None,
+) -> Gap | None:
+    """Note a heartbeat (or query-status); a count beyond the last event seen is a gap."""
+    state = _locked_state(session=session, subscription_id=subscription_id, at=at)
+    state.last_heartbeat_at = as_utc(at)
+    _set_status(state, status, at, error=error)
+    gap = None
+    if events_since_start is not None and events_since_start > (state.last_event_number or 0):
+        gap = _open_gap(session, state, events_since_start + 1, at)
+        state.last_event_number = events_since_start
+    session.flush()
+    return gap
+
+
+def record_event_number(*, session: Session, subscription_id: str, number: int, at: datetime) -> Gap | None:
+    """Note a Backport event number; return the numbers skipped since the last one, if any.
+
+    A subscription first heard of at event n > 1 gets the gap (1, n-1): a fresh deployment
+    cannot be told from lost events, and catching up is idempotent. A late event that fills
+    the edge of an open gap narrows or resolves it.
+    """
+    state = _locked_state(session=session, subscription_id=subscription_id, at=at)
+    last = state.last_event_number or 0
+    gap = None
+    if number > last + 1:
+        gap = _open_gap(session, state, number, at)
+    elif number <= last:
+        _fill_gap(session, subscription_id, number, at)
+    if number > last:
+        state.last_event_number = number
+        state.last_event_at = as_utc(at)
+    state.updated_at = as_utc(at)
+    session.flush()
+    return gap
+
+
+def gaps_to_catch_up(*, session: Session) -> list[SubscriptionGap]:
+    """Unresolved gaps, oldest first: a flow queries the EHR for what they missed."""
+    statement = (
+        select(SubscriptionGap)
+        .where(col(SubscriptionGap.resolved_at).is_(None))
+        .order_by(col(SubscriptionGap.detected_at), col(SubscriptionGap.id))
+    )
+    return list(session.exec(statement).all())
+
+
+def resolve_gap(*, session: Session, gap_id: int, at: datetime) -> None:
+    """Mark a gap caught up."""
+    session.execute(
+        update(SubscriptionGap)
+        .where(col(SubscriptionGap.id) == gap_id)
+        .values(resolved_at=as_utc(at))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def get_subscription_state(*, session: Session, subscription_id: str) -> SubscriptionState | None:
+    return session.get(SubscriptionState, subscription_id)
+
+
+def get_watermark(*, session: Session, resource_type: str) -> datetime | None:
+    """The newest lastUpdated seen when polling `resource_type`, or None before the first poll."""
+    row = session.get(PollWatermark, resource_type)
+    return None if row is None else row.last_updated
+
+
+def set_watermark(*, session: Session, resource_type: str, last_updated: datetime, at: datetime) -> datetime:
+    """Advance the watermark; it never moves back, so an overlapping poll cannot rewind it."""
+    last_updated = as_utc(last_updated)
+    statement = (
+        select(PollWatermark)
+        .where(PollWatermark.resource_type == resource_type)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    row, created = add_unless_exists(
+        session=session,
+        row=PollWatermark(resource_type=resource_type, last_updated=last_updated, updated_at=as_utc(at)),
+        find_existing=lambda: session.exec(statement).first(),
+    )
+    if not created and last_updated > row.last_updated:
+        row.last_updated = last_updated
+        row.updated_at = as_utc(at)
+        session.flush()
+    return row.last_updated
+
+
+def _locked_state(*, session: Session, subscription_id: str, at: datetime) -> SubscriptionState:
+    """The subscription's state row, created when new and locked (PostgreSQL) until commit.
+
+    The lock serialises two notifications of one subscription, so that both cannot read
+    the same last event number and report a gap that is not there.
+    """
+    statement = (
+        select(SubscriptionState)
+        .where(SubscriptionState.subscription_id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    state, _ = add_unless_exists(
+        session=session,
+        row=SubscriptionState(subscription_id=subscription_id, updated_at=as_utc(at)),
+        find_existing=lambda: session.exec(statement).first(),
+    )
+    return state
+
+
+def _set_status(state: SubscriptionState, status: str | None, at: datetime, *, error: str | None = None) -> None:
+    if status is not None:
+        state.status = status
+    if error is not None:
+        state.error = error[:MAX_ERROR_LENGTH]
+    state.updated_at = as_utc(at)
+
+
+def _open_gap(session: Session, state: SubscriptionState, number: int, at: datetime) -> Gap:
+    """Record the numbers between the last event seen and `number` (exclusive) as missing."""
+    gap = ((state.last_event_number or 0) + 1, number - 1)
+    session.add(
+        SubscriptionGap(
+            subscription_id=state.subscription_id,
+            from_number=gap[0],
+            to_number=gap[1],
+            last_seen_at=state.last_event_at,
+            detected_at=as_utc(at),
+        )
+    )
+    return gap
+
+
+def _fill_gap(session: Session, subscription_id: str, number: int, at: datetime) -> None:
+    """A late event at the edge of an open gap narrows it; the last one resolves it."""
+    statement = select(SubscriptionGap).where(
+        SubscriptionGap.subscription_id == subscription_id,
+        col(SubscriptionGap.resolved_at).is_(None),
+        or_(SubscriptionGap.from_number == number, SubscriptionGap.to_number == number),
+    )
+    for gap in session.exec(statement).all():
+        if gap.from_number == gap.to_number:
+            gap.resolved_at = as_utc(at)
+        elif gap.from_number == number:
+            gap.from_number += 1
+        else:
+            gap.to_number -= 1

@@ -1,0 +1,55 @@
+"""A Runtime wired to the sandbox FHIR server and a real database, for each write target."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine
+
+from engine.loader import load_pathway
+from engine.model import Pathway
+from fhir_adapters.client import FhirClient
+from fhir_adapters.sandbox import FhirSandbox
+from flows.runtime import Runtime, WriteTarget
+
+ROOT = Path(__file__).resolve().parents[2]
+LONDON = ZoneInfo("Europe/London")
+_pathways: dict[str, Pathway] = {}
+
+
+def lumbar() -> Pathway:
+    if "lumbar" not in _pathways:
+        _pathways["lumbar"] = load_pathway(ROOT / "pathways" / "lumbar_fusion.yaml")
+    return _pathways["lumbar"]
+
+
+@pytest.fixture(scope="session")
+def task_store() -> object:
+    """A second FHIR server: the store a hospital runs beside an EHR that refuses Task writes."""
+    with FhirSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def new_patient_id() -> str:
+    return f"pt-{uuid.uuid4().hex[:12]}"
+
+
+RuntimeFactory = Callable[..., "AsyncIterator[Runtime]"]
+
+
+@pytest.fixture
+def make_runtime(fhir_sandbox: FhirSandbox, task_store: FhirSandbox, db_engine: Engine):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def factory(target: WriteTarget = WriteTarget.EHR, **client_args) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
+        async with FhirClient(fhir_sandbox.base_url, **client_args) as ehr, \
+                FhirClient(task_store.base_url) as store:
+            tasks = {WriteTarget.EHR: ehr, WriteTarget.FHIR_STORE: store, WriteTarget.NONE: None}[target]
+            yield Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=ehr, tasks=tasks, target=target,
+                          db=db_engine, tz=LONDON)
+    return factory
