@@ -8,9 +8,15 @@ from datetime import UTC, datetime, tzinfo
 from statistics import fmean, median
 from typing import Literal
 
-from engine.compliance import ComplianceReport, PatientCompliance, Ratio, cohort_compliance, patient_compliance
+from engine.compliance import (
+    ComplianceReport,
+    PatientCompliance,
+    Ratio,
+    cohort_compliance,
+    patient_compliance,
+)
 from engine.facts import PatientFacts
-from engine.model import PHASES, Pathway
+from engine.model import PHASES, Element, Pathway
 from engine.outcomes import OutcomeDefinitions, OutcomeValue, PatientOutcomes, patient_outcomes
 from engine.results import ElementResult, Evaluation, Status
 
@@ -170,13 +176,14 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
         if all(attrs.get(key) in values for key, values in wanted.items()):
             rows.append(_row(case, attrs, outcomes, tz))
     threshold = pathway.audit.high_compliance
+    ordered = elements_in_order(pathway)
     report = cohort_compliance((r.compliance for r in rows), high_threshold=threshold)
-    completeness = _completeness(pathway, rows, report, procedures, top_missing)
+    completeness = _completeness(ordered, rows, report, procedures, top_missing)
     return AuditReport(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
         filters=wanted, compliance=report, patients=tuple(rows),
         elements=tuple(ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
-                                      completeness.by_element[el.id]) for el in pathway.elements),
+                                      completeness.by_element[el.id]) for el in ordered),
         phases={p: report.by_phase[p] for p in PHASES if p in report.by_phase},
         trend=_trend(rows, threshold),
         completeness=completeness,
@@ -184,14 +191,20 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     )
 
 
-def _completeness(pathway: Pathway, rows: Sequence[PatientRow], report: ComplianceReport,
+def elements_in_order(pathway: Pathway) -> tuple[Element, ...]:
+    """Elements by phase (pre-admission first), then in pathway order (includes come first there)."""
+    rank = {phase: i for i, phase in enumerate(PHASES)}
+    return tuple(sorted(pathway.elements, key=lambda el: rank[el.phase]))
+
+
+def _completeness(elements: Sequence[Element], rows: Sequence[PatientRow], report: ComplianceReport,
                   procedures: int | None, top: int) -> Completeness:
     by_element = {}
-    for el in pathway.elements:
+    for el in elements:
         missing = sum(1 for r in rows if el.id in r.missing)
         by_element[el.id] = Ratio(missing, report.by_element.get(el.id, Ratio()).counted)
     total = sum(by_element.values(), Ratio())
-    order = {el.id: i for i, el in enumerate(pathway.elements)}
+    order = {el.id: i for i, el in enumerate(elements)}
     ranked = sorted((item for item in by_element.items() if item[1].done),
                     key=lambda item: (-item[1].done, -(item[1].value or 0), order[item[0]]))
     coverage = None if procedures is None else Ratio(len(rows), procedures)

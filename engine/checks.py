@@ -115,6 +115,9 @@ def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElemen
     rec = el.recurrence
     if rec is not None and rec.count is None and rec.until is None:
         c.problems.append(where.problem(("recurrence",), "a recurrence needs count or until"))
+    if rec is not None and rec.stop_at is not None and rec.stop_at not in c.pathway.anchors:
+        c.problems.append(where.problem(("recurrence", "stop_at"), (
+            f"unknown anchor '{rec.stop_at}'; expected one of {sorted(c.pathway.anchors)}")))
     ev = el.evidence
     if not ev.concepts and not ev.task:
         c.problems.append(where.problem(("evidence",), "evidence needs concepts, or task: true"))

@@ -14,10 +14,8 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
-from engine.fastpath import compile_fast
+from engine.fastpath import FHIRPATH_BUILTINS, compile_fast
 
-# Variables FHIRPath itself defines; anything else after % must be a concept, parameter or score.
-FHIRPATH_BUILTINS = frozenset({"ucum", "sct", "loinc", "context", "resource", "rootResource"})
 
 
 class FhirPathSyntaxError(ValueError):

@@ -13,6 +13,10 @@ Coll = list[Any]
 Fn = Callable[[Coll, dict[str, Any]], Coll]
 
 
+# Variables FHIRPath itself defines; the fast path leaves expressions using them to fhirpathpy.
+FHIRPATH_BUILTINS = frozenset({"ucum", "sct", "loinc", "context", "resource", "rootResource"})
+
+
 class Unsupported(Exception):
     """The expression uses FHIRPath this compiler does not handle; use fhirpathpy."""
 
@@ -141,6 +145,8 @@ def _compile(node: dict) -> Fn:  # noqa: C901 - one branch per FHIRPath node typ
         return _compile(kids[0])
     if kind == "ExternalConstantTerm":
         name = kids[0]["children"][0]["text"].strip("`")
+        if name in FHIRPATH_BUILTINS:
+            raise Unsupported(f"%{name}")
         return lambda focus, env: _as_coll(env[name])
     if kind == "LiteralTerm":
         value = _literal(kids[0])

@@ -76,6 +76,8 @@ class Recurrence(_Frozen):
     every: OffsetText
     count: int | None = Field(None, ge=1, le=500)
     until: OffsetText | None = None
+    stop_at: Identifier | None = Field(
+        None, description="an anchor (e.g. discharge): no occurrence opens once it has passed")
 
     @field_validator("every")
     @classmethod

@@ -39,6 +39,10 @@ def occurrence_windows(ctx: EvaluationContext, c: CompiledElement) -> list[Slot]
     if c.every is None:
         return [Slot("0", anchor, _bounds(c.window, anchor, ctx))]
     until = c.until.apply(anchor, ctx.tz) if c.until is not None else None
+    rec = c.element.recurrence
+    stop = ctx.anchors.get(rec.stop_at) if rec is not None and rec.stop_at else None
+    if stop is not None and (until is None or stop < until):
+        until = stop
     limit = min(c.count or MAX_OCCURRENCES, MAX_OCCURRENCES)
     slots = []
     for i in range(limit):

@@ -1,4 +1,4 @@
-"""Patient outcomes for the audit (stay, readmission, PONV, opioids...) from facts, by definitions kept as data."""
+"""Patient outcomes for the audit (stay, readmission, PONV, opioids...) from facts, defined as data."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from statistics import fmean
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import InvalidPathway, Problem
 from engine.facts import Fact, FactIndex, PatientFacts
@@ -23,6 +24,14 @@ DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "pathways" / "audit"
 _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
 OutcomeValue = float | bool | None
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+DurationText = Annotated[str, AfterValidator(_check_duration)]
 
 
 class _Frozen(BaseModel):
@@ -48,15 +57,8 @@ class PonvDef(_Frozen):
     nausea_at_least: float
     vomiting_concepts: tuple[ConceptName, ...] = ()
     rescue_concepts: tuple[ConceptName, ...] = ()
-    windows: dict[Identifier, OffsetText] = Field(min_length=1)
+    windows: dict[Identifier, DurationText] = Field(min_length=1)
     source: Source
-
-    @field_validator("windows")
-    @classmethod
-    def _lengths(cls, value: dict[str, str]) -> dict[str, str]:
-        for text in value.values():
-            parse_duration(text)
-        return value
 
 
 class MobilisationDef(_Frozen):

@@ -37,6 +37,17 @@ def _fact(raw: dict[str, Any], i: int) -> Fact:
 
 def patient_from_json(data: dict[str, Any]) -> PatientFacts:
     """Build PatientFacts from a patient file (see deploy/demo/patients/ for examples)."""
+    if not isinstance(data, dict):
+        raise EvaluationError("a patient file must hold one JSON object")
+    try:
+        return _patient(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, EvaluationError):
+            raise
+        raise EvaluationError(f"not a valid patient file: {type(exc).__name__}: {exc}") from None
+
+
+def _patient(data: dict[str, Any]) -> PatientFacts:
     birth = data.get("birthDate")
     tasks = tuple(TaskState(action_key=t["key"], status=t["status"],
                             at=_instant(t.get("at"), "tasks"), reason=t.get("reason"),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from eras_cli import pathway_cmds
+from eras_cli import pathway_cmds, patient_cmds
 
 app = typer.Typer(help="ERAS pathway engine.", no_args_is_help=True, add_completion=False)
 app.add_typer(pathway_cmds.app, name="pathway")
+app.command()(patient_cmds.enrol)
+app.command()(patient_cmds.unenrol)
+app.command()(patient_cmds.apply)
 
 
 if __name__ == "__main__":

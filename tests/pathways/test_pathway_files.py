@@ -19,7 +19,8 @@ PATHWAYS = Path(__file__).resolve().parents[2] / "pathways"
 TERMINOLOGY_FILES = sorted((PATHWAYS / "terminology").glob("*.yaml"))
 LIBRARY_FILES = sorted((PATHWAYS / "library").glob("*.yaml"))
 PATHWAY_FILES = sorted(
-    p for p in PATHWAYS.rglob("*.yaml") if p not in TERMINOLOGY_FILES and p not in LIBRARY_FILES
+    p for p in PATHWAYS.rglob("*.yaml")
+    if p not in TERMINOLOGY_FILES and p not in LIBRARY_FILES and "audit" not in p.relative_to(PATHWAYS).parts
 )
 
 # The 22 items of the ERAS Society lumbar fusion bundle (Debono 2021), as element ids.

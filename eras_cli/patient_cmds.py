@@ -1,0 +1,88 @@
+"""`eras enrol`, `eras unenrol`, `eras apply`: act on one patient against the configured EHR."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import PathwayError
+from engine.results import Status
+from fhir_adapters.errors import FhirError
+from flows.apply import ApplyResult, apply_patient
+from flows.config import RuntimeSettings, open_runtime
+from flows.enrolment import enrol_patient, unenrol_patient
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def settings() -> RuntimeSettings:
+    try:
+        return RuntimeSettings()
+    except (ValidationError, ValueError) as exc:
+        err.print(f"[red]configuration error[/red]: {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _run(coro):  # type: ignore[no-untyped-def]
+    try:
+        return asyncio.run(coro)
+    except FhirError as exc:
+        err.print(f"[red]FHIR error[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    except (PathwayError, LookupError, ValueError, KeyError) as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from exc
+
+
+def enrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
+          variant: Annotated[str | None, typer.Option("--variant")] = None) -> None:
+    """Enrol a patient on a pathway (enrolling twice is a no-op)."""
+    async def go() -> None:
+        async with open_runtime(settings()) as rt:
+            row, created = enrol_patient(rt, patient_id, pathway, variant=variant, by="cli")
+        word = "enrolled" if created else "already enrolled"
+        console.print(f"Patient/{patient_id} {word} on {row.pathway_id} v{row.pathway_version} "
+                      f"(enrolment {row.id}, parameters {row.parameters or {}})")
+    _run(go())
+
+
+def unenrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
+            reason: Annotated[str, typer.Option("--reason")]) -> None:
+    """Exclude a patient from a pathway with a reason; the next apply cancels their Tasks."""
+    async def go() -> None:
+        async with open_runtime(settings()) as rt:
+            row = unenrol_patient(rt, patient_id, pathway, reason=reason)
+        console.print(f"Patient/{patient_id} exited {row.pathway_id}: {row.exit_reason}")
+    _run(go())
+
+
+def apply(patient_id: str) -> None:
+    """Read the patient's record, evaluate their pathways and write the work back."""
+    async def go() -> ApplyResult:
+        async with open_runtime(settings()) as rt:
+            return await apply_patient(rt, patient_id)
+    result = _run(go())
+    _print_result(result)
+
+
+def _print_result(result: ApplyResult) -> None:
+    if not result.evaluations:
+        console.print(f"Patient/{result.patient_id}: not on any pathway (no enrolling procedure)")
+    for ev in result.evaluations:
+        table = Table(title=f"Patient/{result.patient_id} on {ev.pathway_id} v{ev.pathway_version}")
+        for col in ("element", "phase", "status", "due"):
+            table.add_column(col)
+        for r in ev.elements:
+            if r.status is Status.NOT_APPLICABLE:
+                continue
+            due = next((o.due for o in r.occurrences if o.due), None)
+            table.add_row(r.element_id, r.phase, r.status.value, due.isoformat() if due else "")
+        console.print(table)
+    console.print(f"{result.written} resources written in {result.round_trips} FHIR round trips"
+                  + (f"; skipped: {', '.join(result.skipped)}" if result.skipped else ""))

@@ -1,0 +1,150 @@
+"""What a nurse does on the worklist: complete, decline, reassign, written to the EHR first, then the store.
+
+The Task is updated with If-Match on the version the store last wrote: if the EHR changed it
+meanwhile, nothing is overwritten and the nurse is told (`TaskChanged`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from engine.model import Element, Pathway
+from engine.plan import plan_of
+from fhir_adapters.client import FhirClient
+from fhir_adapters.errors import FhirConflictError
+from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
+from store.models import Enrolment, PlannedAction
+from store.outcomes import complete_action, decline_action
+from store.worklist import OPEN_STATUSES, action_with_enrolment, note_fhir_version, reassign_action
+
+DECLINE_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician")
+
+
+class TaskChanged(Exception):
+    """The Task changed in the EHR since the worklist last wrote it; nothing was overwritten."""
+
+
+class ActionClosed(Exception):
+    """The action is no longer open (done, declined, missed or cancelled)."""
+
+
+@dataclass(frozen=True)
+class WorklistWriter:
+    """Pathways (for element details), the FHIR server holding Tasks (or None), evidence identifiers."""
+
+    pathways: Mapping[str, Pathway]
+    fhir: FhirClient | None
+    evidence_system: str
+
+    def element(self, pathway_id: str, element_id: str) -> Element | None:
+        """The element as the loaded pathway defines it, or None if that pathway is not loaded."""
+        pathway = self.pathways.get(pathway_id)
+        if pathway is None:
+            return None
+        return next((e for e in pathway.elements if e.id == element_id), None)
+
+
+async def complete(writer: WorklistWriter, session: Session, *, key: str, by: str, at: datetime,
+                   value: float | str | None = None) -> PlannedAction:
+    """Task completed and evidence written in the EHR, then the action done in the store."""
+    action, enrolment = _open(session, key)
+    if writer.fhir is not None and action.fhir_id:
+        version = await _put_task(writer.fhir, action, lambda task: completed_task(task, now=at))
+        note_fhir_version(session=session, key=key, version=version)
+        await _write_evidence(writer, writer.fhir, action, enrolment, at=at, value=value)
+    row = complete_action(session=session, key=key, by=by, at=at, cause="worklist: completed")
+    _keep_synced(row)
+    return row
+
+
+async def decline(writer: WorklistWriter, session: Session, *, key: str, by: str, at: datetime,
+                  reason: str, text: str | None) -> PlannedAction:
+    """Task cancelled with the coded reason in the EHR, then the action declined in the store."""
+    if reason not in DECLINE_REASONS:
+        raise ValueError(f"decline reason must be one of {', '.join(DECLINE_REASONS)}")
+    action, _ = _open(session, key)
+    if writer.fhir is not None and action.fhir_id:
+        version = await _put_task(writer.fhir, action,
+                                  lambda task: declined_task(task, reason, text or reason, now=at))
+        note_fhir_version(session=session, key=key, version=version)
+    row = decline_action(session=session, key=key, reason=reason, text=text, by=by, at=at,
+                         cause="worklist: declined")
+    _keep_synced(row)
+    return row
+
+
+async def reassign(writer: WorklistWriter, session: Session, *, key: str, role: str,
+                   at: datetime) -> PlannedAction:
+    """Task given to another performer role in the EHR, then in the store."""
+    action, _ = _open(session, key)
+    row = reassign_action(session=session, key=key, role=role, at=at)
+    if writer.fhir is not None and action.fhir_id:
+        version = await _put_task(writer.fhir, action, lambda task: reassigned_task(task, role, now=at))
+        note_fhir_version(session=session, key=key, version=version)
+    return row
+
+
+def _open(session: Session, key: str) -> tuple[PlannedAction, Enrolment]:
+    action, enrolment = action_with_enrolment(session=session, key=key)
+    if action.status not in OPEN_STATUSES:
+        raise ActionClosed(f"this task is already {action.status}")
+    return action, enrolment
+
+
+def _keep_synced(row: PlannedAction) -> None:
+    # The Task already says what the store now says: no pending FHIR write for this revision.
+    if row.fhir_id and row.fhir_synced_revision is not None:
+        row.fhir_synced_revision = row.revision
+
+
+async def _put_task(fhir: FhirClient, action: PlannedAction,
+                    change: Callable[[dict[str, Any]], dict[str, Any]]) -> str | None:
+    """PUT the changed Task, conditional on the version the store knows; its new version."""
+    assert action.fhir_id is not None
+    task = await fhir.read("Task", action.fhir_id)
+    if action.fhir_version and task.get("meta", {}).get("versionId") != action.fhir_version:
+        raise TaskChanged(_changed_message())
+    try:
+        updated, _etag = await fhir.update(change(task), if_match=action.fhir_version)
+    except FhirConflictError:
+        raise TaskChanged(_changed_message()) from None
+    version = updated.get("meta", {}).get("versionId")
+    return str(version) if version is not None else None
+
+
+def _changed_message() -> str:
+    return ("This task was changed in the EHR since the worklist last saw it; nothing was saved. "
+            "Reload the list and check the task before acting again.")
+
+
+async def _write_evidence(writer: WorklistWriter, fhir: FhirClient, action: PlannedAction,
+                          enrolment: Enrolment, *, at: datetime, value: float | str | None) -> None:
+    """The Procedure or Observation the element's evidence names, created once per action."""
+    element = writer.element(enrolment.pathway_id, action.element_id)
+    resource = _evidence(writer, element, enrolment, action, at=at, value=value)
+    if resource is None:
+        return
+    ident = resource["identifier"][0]
+    await fhir.create(resource, if_none_exist=f"identifier={ident['system']}|{ident['value']}")
+
+
+def _evidence(writer: WorklistWriter, element: Element | None, enrolment: Enrolment, action: PlannedAction,
+              *, at: datetime, value: float | str | None) -> dict[str, Any] | None:
+    if element is None:
+        return None
+    record = element.action.record if element.action else None
+    name = record.concept if record is not None and value is not None else next(iter(element.evidence.concepts), None)
+    terminology = plan_of(writer.pathways[enrolment.pathway_id]).terminology
+    if name is None or name not in terminology.concepts:
+        return None
+    return evidence_for(terminology.concept(name), patient_id=enrolment.patient_ref.removeprefix("Patient/"),
+                        encounter_id=(enrolment.encounter_ref or "").removeprefix("Encounter/") or None,
+                        identifier=(writer.evidence_system, f"{action.key}:evidence"), at=at, value=value,
+                        unit=record.unit if record is not None else None)
+
+
