@@ -17,7 +17,6 @@ from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 from engine.fastpath import FHIRPATH_BUILTINS, compile_fast
 
 
-
 class FhirPathSyntaxError(ValueError):
     """An expression that is not FHIRPath."""
 
