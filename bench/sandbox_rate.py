@@ -1,11 +1,15 @@
-"""Measure the FHIR sandbox's own rate: 8-Task transaction bundles per second, one client.
+"""Measure the FHIR sandbox's own rate: 8-Task transaction bundles per second, one client;
+then the indexed searches: patient-scoped Observation searches with a 400-token code list
+(100 patients x 40 Observations stored) and conditional creates with 4,000 Tasks stored.
 
-Run: .venv/bin/python bench/sandbox_rate.py [--seconds 5] [--no-validate]
+Run: .venv/bin/python bench/sandbox_rate.py [--seconds 5] [--no-validate] [--searches 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +21,10 @@ from fhir_adapters.sandbox import FhirSandbox
 
 TASKS_PER_BUNDLE = 8
 SYSTEM = "urn:bench:task"
+LOINC = "http://loinc.org"
+PATIENTS = 100
+OBSERVATIONS_PER_PATIENT = 40
+CODES_PER_SEARCH = 400
 
 
 def _task(value: str, task_id: str | None = None) -> dict[str, Any]:
@@ -62,10 +70,62 @@ def _stored_tasks(client: httpx.Client) -> int:
     return int(client.get("Task", params={"_summary": "count"}).json()["total"])
 
 
+def _observation_bundle(patient: str, rng: random.Random) -> dict[str, Any]:
+    entries = [
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": f"{rng.randrange(1000)}-0"}]},
+                "subject": {"reference": f"Patient/{patient}"},
+                "effectiveDateTime": f"2024-03-{rng.randint(1, 28):02d}",
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        }
+        for _ in range(OBSERVATIONS_PER_PATIENT)
+    ]
+    entries.append(
+        {"resource": {"resourceType": "Patient", "id": patient}, "request": {"method": "PUT", "url": f"Patient/{patient}"}}
+    )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _percentiles(timings: list[float]) -> str:
+    cuts = statistics.quantiles(timings, n=100)
+    return f"p50 {cuts[49]:5.1f} ms  p95 {cuts[94]:5.1f} ms"
+
+
+def _patient_search_latency(client: httpx.Client, searches: int) -> None:
+    rng = random.Random(7)
+    for i in range(PATIENTS):
+        client.post("", json=_observation_bundle(f"p{i}", rng)).raise_for_status()
+    stored = client.get("Observation", params={"_summary": "count"}).json()["total"]
+    codes = ",".join(f"{LOINC}|{code}-0" for code in rng.sample(range(1000), CODES_PER_SEARCH))
+    round_trips, in_server, matched, examined = [], [], 0, 0
+    for _ in range(searches):
+        params = {"patient": f"Patient/p{rng.randrange(PATIENTS)}", "code": codes}
+        started = time.perf_counter()
+        response = client.get("Observation", params=params)
+        round_trips.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+        matched += response.json()["total"]
+        stats = {p["name"]: p for p in client.get("$stats").json()["parameter"]}
+        in_server.append(float(stats["milliseconds"]["valueDecimal"]))
+        examined += int(stats["examined"]["valueInteger"])
+    label = f"Observation?patient=&code=<{CODES_PER_SEARCH} tokens>"
+    print(f"{label}: in server  {_percentiles(in_server)}")
+    print(f"{label}: round trip {_percentiles(round_trips)}")
+    print(
+        f"  ({stored} Observations of {PATIENTS} patients; per search {examined / searches:.0f} examined,"
+        f" {matched / searches:.1f} matched)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument("--searches", type=int, default=300, help="patient-scoped searches to time")
     args = parser.parse_args()
 
     with (
@@ -78,12 +138,15 @@ def main() -> None:
         puts = _rate(client, lambda: _put_bundle(ids), args.seconds)
         print(f"PUT by id:          {puts:7.0f} transactions/s")
 
-        for target in (800, 3200):
+        for target in (800, 4000):
             sandbox.reset()
             while _stored_tasks(client) < target:
                 client.post("", json=_create_bundle(conditional=False)).raise_for_status()
             rate = _rate(client, lambda: _create_bundle(conditional=True), min(args.seconds, 3))
             print(f"conditional creates:{rate:7.0f} transactions/s  (from {target} Tasks)")
+
+        sandbox.reset()
+        _patient_search_latency(client, args.searches)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from eras_cli import pathway_cmds, patient_cmds
+from eras_cli import pathway_cmds, patient_cmds, runtime_cmds
 
 app = typer.Typer(help="ERAS pathway engine.", no_args_is_help=True, add_completion=False)
 app.add_typer(pathway_cmds.app, name="pathway")
 app.command()(patient_cmds.enrol)
 app.command()(patient_cmds.unenrol)
 app.command()(patient_cmds.apply)
+app.command()(runtime_cmds.serve)
+app.command()(runtime_cmds.worker)
+app.command()(runtime_cmds.drain)
+app.command()(runtime_cmds.parked)
+app.command()(runtime_cmds.unpark)
 
 
 if __name__ == "__main__":

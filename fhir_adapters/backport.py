@@ -8,8 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fhir_adapters.inbox_events import inbox_event_for_resource, ping_event, split_reference, subscription_event
-from fhir_adapters.notification_types import BadNotification, Notification, NotificationType, validate_resource
+from fhir_adapters.inbox_events import (
+    inbox_event_for_resource,
+    ping_event,
+    split_reference,
+    subscription_event,
+)
+from fhir_adapters.notification_types import (
+    BadNotification,
+    Notification,
+    NotificationType,
+    validate_resource,
+)
 from store.models import InboxEventCreate
 
 STATUS_PATH = "Bundle.entry[0].resource"
@@ -57,16 +67,27 @@ def _check_envelope(bundle: Mapping[str, Any]) -> list[Any]:
     kind = bundle.get("type")
     if kind != "history":
         shown = repr(kind) if isinstance(kind, str) and _CODE.match(kind) else "missing or unreadable"
-        raise BadNotification(422, f"Bundle.type is {shown}: a notification Bundle must be of type "
-                              "history (R4 Subscriptions Backport)", issue_code="not-supported")
+        raise BadNotification(
+            422,
+            f"Bundle.type is {shown}: a notification Bundle must be of type "
+            "history (R4 Subscriptions Backport)",
+            issue_code="not-supported",
+        )
     entries = bundle.get("entry")
     if not isinstance(entries, list) or not entries:
-        raise BadNotification(422, "Bundle.entry is empty: a notification Bundle starts with a "
-                              "SubscriptionStatus Parameters", issue_code="required")
+        raise BadNotification(
+            422,
+            "Bundle.entry is empty: a notification Bundle starts with a SubscriptionStatus Parameters",
+            issue_code="required",
+        )
     first = entries[0].get("resource") if isinstance(entries[0], Mapping) else None
     if not isinstance(first, Mapping) or first.get("resourceType") != "Parameters":
-        raise BadNotification(422, f"{STATUS_PATH} is not a Parameters: a Backport notification "
-                              "Bundle starts with its SubscriptionStatus", issue_code="invalid")
+        raise BadNotification(
+            422,
+            f"{STATUS_PATH} is not a Parameters: a Backport notification "
+            "Bundle starts with its SubscriptionStatus",
+            issue_code="invalid",
+        )
     return entries
 
 
@@ -93,16 +114,23 @@ def _read_status(parameters: Mapping[str, Any]) -> _Status:
 
 def _type(value: Any) -> NotificationType:
     if value is None:
-        raise BadNotification(422, f"{STATUS_PATH}.parameter 'type' is missing: a SubscriptionStatus "
-                              "must say whether it is a handshake, heartbeat or event-notification",
-                              issue_code="required")
+        raise BadNotification(
+            422,
+            f"{STATUS_PATH}.parameter 'type' is missing: a SubscriptionStatus "
+            "must say whether it is a handshake, heartbeat or event-notification",
+            issue_code="required",
+        )
     try:
         kind = NotificationType(value)
     except ValueError:
         kind = None
     if kind is None or kind in (NotificationType.PING, NotificationType.RESOURCE):
-        raise BadNotification(422, f"{STATUS_PATH}.parameter 'type' is not one of handshake, heartbeat, "
-                              "event-notification or query-status", issue_code="code-invalid")
+        raise BadNotification(
+            422,
+            f"{STATUS_PATH}.parameter 'type' is not one of handshake, heartbeat, "
+            "event-notification or query-status",
+            issue_code="code-invalid",
+        )
     return kind
 
 
@@ -159,23 +187,35 @@ def _error_codes(value: Any) -> str | None:
 
 def _subscription(named: str | None, posted_for: str | None) -> str:
     if named and posted_for and named != posted_for:
-        raise BadNotification(422, f"{STATUS_PATH}.parameter 'subscription' names another subscription "
-                              "than the one this notification was posted for", issue_code="business-rule")
+        raise BadNotification(
+            422,
+            f"{STATUS_PATH}.parameter 'subscription' names another subscription "
+            "than the one this notification was posted for",
+            issue_code="business-rule",
+        )
     subscription = named or posted_for
     if subscription is None:
-        raise BadNotification(422, f"{STATUS_PATH}.parameter 'subscription' is missing and no subscription "
-                              "id was given in the X-Subscription-Id header or the URL", issue_code="required")
+        raise BadNotification(
+            422,
+            f"{STATUS_PATH}.parameter 'subscription' is missing and no subscription "
+            "id was given in the X-Subscription-Id header or the URL",
+            issue_code="required",
+        )
     return subscription
 
 
 def _events(
     status: _Status, subscription: str, entries: list[Any], received_at: datetime
 ) -> tuple[InboxEventCreate, ...]:
-    resources = [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+    resources = [
+        e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+    ]
     if status.events:
         found = _by_reference(entries)
         return tuple(
-            subscription_event(subscription, number, focus=split_reference(focus), resource=_focus(found, focus))
+            subscription_event(
+                subscription, number, focus=split_reference(focus), resource=_focus(found, focus)
+            )
             for number, focus in sorted(status.events, key=lambda event: event[0])
         )
     if resources:

@@ -59,17 +59,20 @@ class Notification:
 
 def resource_model(resource_type: Any, path: str) -> type[Resource]:
     """The R4B model class of a resource type, or 422 for a name that is not one."""
+    where = f"{path}.resourceType" if path else "resourceType"
     if not isinstance(resource_type, str) or not resource_type:
-        raise BadNotification(422, f"{path}.resourceType is missing: the body is not a FHIR resource",
-                              issue_code="required")
+        raise BadNotification(
+            422, f"{where} is missing: the body is not a FHIR resource", issue_code="required"
+        )
     shown = resource_type if _TYPE_NAME.match(resource_type) else "(unreadable)"
     try:
         model = get_fhir_model_class(resource_type)
     except (KeyError, ValueError):
         model = None
     if model is None or not issubclass(model, Resource):
-        raise BadNotification(422, f"{path}.resourceType {shown!r} is not an R4 resource type",
-                              issue_code="not-supported")
+        raise BadNotification(
+            422, f"{where} {shown!r} is not an R4 resource type", issue_code="not-supported"
+        )
     return model
 
 
@@ -81,7 +84,9 @@ def validate_resource(resource: Mapping[str, Any], path: str) -> None:
     except ValidationError as error:
         raise _invalid(error, resource, path) from None
     except RecursionError:
-        raise BadNotification(422, f"{path} is nested too deeply to validate", issue_code="too-costly") from None
+        raise BadNotification(
+            422, f"{path} is nested too deeply to validate", issue_code="too-costly"
+        ) from None
 
 
 def _invalid(error: ValidationError, resource: Mapping[str, Any], path: str) -> BadNotification:

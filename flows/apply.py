@@ -8,10 +8,12 @@ business identifier make a resend after a crash create nothing twice).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from sqlmodel import Session
 
 from engine.evaluate import evaluate
 from engine.facts import PatientFacts, TaskState
@@ -24,6 +26,7 @@ from fhir_adapters.facts import (
     resources_from_batch_response,
     search_plan,
 )
+from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
@@ -45,8 +48,26 @@ class ApplyResult:
     skipped: tuple[str, ...]
 
 
-async def apply_patient(rt: Runtime, patient_id: str, *, now: datetime | None = None) -> ApplyResult:
-    """Evaluate and act on every pathway of one patient (enrolling them when the record says so)."""
+Finish = Callable[[Session], None]
+
+
+async def apply_patient(rt: Runtime, patient_id: str, *, now: datetime | None = None,
+                        finish: Finish | None = None) -> ApplyResult:
+    """Evaluate and act on every pathway of one patient (enrolling them when the record says so).
+
+    `finish` runs inside the last store transaction (e.g. marking inbox events processed), so
+    the events and their effects commit together. A Task changed on the server between our
+    read and our write (HTTP 412) is read again and the apply repeated once.
+    """
+    async with rt.patient_lock(patient_id):
+        try:
+            return await _apply(rt, patient_id, now, finish)
+        except FhirConflictError:
+            return await _apply(rt, patient_id, now, finish)
+
+
+async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
+                 finish: Finish | None) -> ApplyResult:
     now = now or rt.clock()
     trips = rt.round_trips
     resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
@@ -62,7 +83,7 @@ async def apply_patient(rt: Runtime, patient_id: str, *, now: datetime | None = 
         evaluations.append(evaluation)
         skipped.extend(warnings)
         batches.append((enrolment, _sync(rt, enrolment, evaluation, facts, resources, now)))
-    written = await _write(rt, patient_id, batches, now)
+    written = await _write(rt, patient_id, batches, now, finish)
     return ApplyResult(patient_id, tuple(evaluations), tuple(new), written,
                        rt.round_trips - trips, tuple(dict.fromkeys(skipped)))
 
@@ -232,14 +253,16 @@ def _own_resources(resources: Iterable[Mapping[str, Any]], system: str) -> dict[
 
 
 async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, EnrolmentWrites]],
-                 now: datetime) -> int:
+                 now: datetime, finish: Finish | None) -> int:
     """One transaction for every enrolment of the patient; then note what was written."""
     writes = [w for _, b in batches for w in b.writes]
     untouched = {k: v for _, b in batches for k, v in b.untouched.items()}
     if not writes:
-        if untouched:
+        if untouched or finish is not None:
             with session_scope(rt.db) as session:
                 record_fhir_ids(session=session, ids=untouched)
+                if finish is not None:
+                    finish(session)
         return 0
     assert rt.tasks is not None
     response = await rt.tasks.transaction(transaction_for(patient_id, writes))
@@ -255,6 +278,8 @@ async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, En
                     action_ids[key] = (rtype, rid, version)
             record_fhir_ids(session=session, ids=action_ids)
             untouched = {}
+        if finish is not None:
+            finish(session)
     return len(writes)
 
 

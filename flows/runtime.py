@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -40,6 +41,11 @@ class Runtime:
     tz: tzinfo
     identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
     clock: Callable[[], datetime] = field(default=_utcnow)
+    # One apply per patient at a time in this process (drain, tick and API share the loop).
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def patient_lock(self, patient_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(patient_id, asyncio.Lock())
 
     def pathway(self, pathway_id: str) -> Pathway:
         try:

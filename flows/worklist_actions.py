@@ -49,8 +49,15 @@ class WorklistWriter:
         return next((e for e in pathway.elements if e.id == element_id), None)
 
 
-async def complete(writer: WorklistWriter, session: Session, *, key: str, by: str, at: datetime,
-                   value: float | str | None = None) -> PlannedAction:
+async def complete(
+    writer: WorklistWriter,
+    session: Session,
+    *,
+    key: str,
+    by: str,
+    at: datetime,
+    value: float | str | None = None,
+) -> PlannedAction:
     """Task completed and evidence written in the EHR, then the action done in the store."""
     action, enrolment = _open(session, key)
     if writer.fhir is not None and action.fhir_id:
@@ -62,24 +69,35 @@ async def complete(writer: WorklistWriter, session: Session, *, key: str, by: st
     return row
 
 
-async def decline(writer: WorklistWriter, session: Session, *, key: str, by: str, at: datetime,
-                  reason: str, text: str | None) -> PlannedAction:
+async def decline(
+    writer: WorklistWriter,
+    session: Session,
+    *,
+    key: str,
+    by: str,
+    at: datetime,
+    reason: str,
+    text: str | None,
+) -> PlannedAction:
     """Task cancelled with the coded reason in the EHR, then the action declined in the store."""
     if reason not in DECLINE_REASONS:
         raise ValueError(f"decline reason must be one of {', '.join(DECLINE_REASONS)}")
     action, _ = _open(session, key)
     if writer.fhir is not None and action.fhir_id:
-        version = await _put_task(writer.fhir, action,
-                                  lambda task: declined_task(task, reason, text or reason, now=at))
+        version = await _put_task(
+            writer.fhir, action, lambda task: declined_task(task, reason, text or reason, now=at)
+        )
         note_fhir_version(session=session, key=key, version=version)
-    row = decline_action(session=session, key=key, reason=reason, text=text, by=by, at=at,
-                         cause="worklist: declined")
+    row = decline_action(
+        session=session, key=key, reason=reason, text=text, by=by, at=at, cause="worklist: declined"
+    )
     _keep_synced(row)
     return row
 
 
-async def reassign(writer: WorklistWriter, session: Session, *, key: str, role: str,
-                   at: datetime) -> PlannedAction:
+async def reassign(
+    writer: WorklistWriter, session: Session, *, key: str, role: str, at: datetime
+) -> PlannedAction:
     """Task given to another performer role in the EHR, then in the store."""
     action, _ = _open(session, key)
     row = reassign_action(session=session, key=key, role=role, at=at)
@@ -102,8 +120,9 @@ def _keep_synced(row: PlannedAction) -> None:
         row.fhir_synced_revision = row.revision
 
 
-async def _put_task(fhir: FhirClient, action: PlannedAction,
-                    change: Callable[[dict[str, Any]], dict[str, Any]]) -> str | None:
+async def _put_task(
+    fhir: FhirClient, action: PlannedAction, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> str | None:
     """PUT the changed Task, conditional on the version the store knows; its new version."""
     assert action.fhir_id is not None
     task = await fhir.read("Task", action.fhir_id)
@@ -118,12 +137,21 @@ async def _put_task(fhir: FhirClient, action: PlannedAction,
 
 
 def _changed_message() -> str:
-    return ("This task was changed in the EHR since the worklist last saw it; nothing was saved. "
-            "Reload the list and check the task before acting again.")
+    return (
+        "This task was changed in the EHR since the worklist last saw it; nothing was saved. "
+        "Reload the list and check the task before acting again."
+    )
 
 
-async def _write_evidence(writer: WorklistWriter, fhir: FhirClient, action: PlannedAction,
-                          enrolment: Enrolment, *, at: datetime, value: float | str | None) -> None:
+async def _write_evidence(
+    writer: WorklistWriter,
+    fhir: FhirClient,
+    action: PlannedAction,
+    enrolment: Enrolment,
+    *,
+    at: datetime,
+    value: float | str | None,
+) -> None:
     """The Procedure or Observation the element's evidence names, created once per action."""
     element = writer.element(enrolment.pathway_id, action.element_id)
     resource = _evidence(writer, element, enrolment, action, at=at, value=value)
@@ -133,18 +161,32 @@ async def _write_evidence(writer: WorklistWriter, fhir: FhirClient, action: Plan
     await fhir.create(resource, if_none_exist=f"identifier={ident['system']}|{ident['value']}")
 
 
-def _evidence(writer: WorklistWriter, element: Element | None, enrolment: Enrolment, action: PlannedAction,
-              *, at: datetime, value: float | str | None) -> dict[str, Any] | None:
+def _evidence(
+    writer: WorklistWriter,
+    element: Element | None,
+    enrolment: Enrolment,
+    action: PlannedAction,
+    *,
+    at: datetime,
+    value: float | str | None,
+) -> dict[str, Any] | None:
     if element is None:
         return None
     record = element.action.record if element.action else None
-    name = record.concept if record is not None and value is not None else next(iter(element.evidence.concepts), None)
+    name = (
+        record.concept
+        if record is not None and value is not None
+        else next(iter(element.evidence.concepts), None)
+    )
     terminology = plan_of(writer.pathways[enrolment.pathway_id]).terminology
     if name is None or name not in terminology.concepts:
         return None
-    return evidence_for(terminology.concept(name), patient_id=enrolment.patient_ref.removeprefix("Patient/"),
-                        encounter_id=(enrolment.encounter_ref or "").removeprefix("Encounter/") or None,
-                        identifier=(writer.evidence_system, f"{action.key}:evidence"), at=at, value=value,
-                        unit=record.unit if record is not None else None)
-
-
+    return evidence_for(
+        terminology.concept(name),
+        patient_id=enrolment.patient_ref.removeprefix("Patient/"),
+        encounter_id=(enrolment.encounter_ref or "").removeprefix("Encounter/") or None,
+        identifier=(writer.evidence_system, f"{action.key}:evidence"),
+        at=at,
+        value=value,
+        unit=record.unit if record is not None else None,
+    )

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, func, or_, update
@@ -26,9 +27,12 @@ class InboxStatus(StrEnum):
 
 
 class InboxKind(StrEnum):
+    """An event pushed by the EHR (rest-hook or Backport) or found by polling it.
+
+    Handshakes and heartbeats are bookkeeping, not work: they go to `subscription_state`.
+    """
+
     EVENT = "event"
-    HEARTBEAT = "heartbeat"
-    HANDSHAKE = "handshake"
     POLL = "poll"
 
 
@@ -43,18 +47,38 @@ def store_event(*, session: Session, event: InboxEventCreate, at: datetime) -> t
         "status": InboxStatus.PENDING.value,
         "attempts": 0,
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(InboxEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(col(InboxEvent.id))
-    )
-    new_id = session.execute(statement).scalar_one_or_none()
+    statement = _insert_unless_duplicate(session.get_bind().dialect.name)
+    new_id = session.execute(statement, values).scalar_one_or_none()
     if new_id is None:
         existing = select(InboxEvent).where(InboxEvent.dedup_key == event.dedup_key)
         return session.exec(existing).one(), False
     return InboxEvent(id=new_id, **values), True
+
+
+def store_events(*, session: Session, events: Sequence[InboxEventCreate], at: datetime) -> list[int | None]:
+    """Add many pending events in one statement; per event its new id, or None for a duplicate.
+
+    Of several events in `events` with one dedup_key, the first is stored and the others are
+    duplicates. One multi-row INSERT is one round trip, whatever the number of events.
+    """
+    if not events:
+        return []
+    common = {"received_at": as_utc(at), "status": InboxStatus.PENDING.value, "attempts": 0}
+    rows = [event.model_dump() | common for event in events]
+    statement = _insert_unless_duplicate(session.get_bind().dialect.name).returning(col(InboxEvent.dedup_key))
+    new_ids = {key: new_id for new_id, key in session.execute(statement, rows).all()}
+    return [new_ids.pop(event.dedup_key, None) for event in events]
+
+
+@cache
+def _insert_unless_duplicate(dialect_name: str) -> Any:
+    """One statement object per dialect, so SQLAlchemy compiles it once and caches it."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return (
+        dialect.insert(InboxEvent)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(col(InboxEvent.id))
+    )
 
 
 def claim_batch(
@@ -126,7 +150,12 @@ def pending_count(*, session: Session) -> int:
 
 
 def record_handshake(
-    *, session: Session, subscription_id: str, at: datetime, status: str | None, events_since_start: int | None
+    *,
+    session: Session,
+    subscription_id: str,
+    at: datetime,
+    status: str | None,
+    events_since_start: int | None,
 ) -> None:
     """Note a Backport handshake; its event count is the baseline for gap detection."""
     state = _locked_state(session=session, subscription_id=subscription_id, at=at)
@@ -251,7 +280,9 @@ def _locked_state(*, session: Session, subscription_id: str, at: datetime) -> Su
     return state
 
 
-def _set_status(state: SubscriptionState, status: str | None, at: datetime, *, error: str | None = None) -> None:
+def _set_status(
+    state: SubscriptionState, status: str | None, at: datetime, *, error: str | None = None
+) -> None:
     if status is not None:
         state.status = status
     if error is not None:
@@ -279,7 +310,7 @@ def _fill_gap(session: Session, subscription_id: str, number: int, at: datetime)
     statement = select(SubscriptionGap).where(
         SubscriptionGap.subscription_id == subscription_id,
         col(SubscriptionGap.resolved_at).is_(None),
-        or_(SubscriptionGap.from_number == number, SubscriptionGap.to_number == number),
+        or_(col(SubscriptionGap.from_number) == number, col(SubscriptionGap.to_number) == number),
     )
     for gap in session.exec(statement).all():
         if gap.from_number == gap.to_number:
@@ -288,3 +319,20 @@ def _fill_gap(session: Session, subscription_id: str, number: int, at: datetime)
             gap.from_number += 1
         else:
             gap.to_number -= 1
+
+
+def release(*, session: Session, ids: Sequence[int], error: str | None = None) -> None:
+    """Give claimed events back (the EHR was unreachable): the next drain takes them again."""
+    if not ids:
+        return
+    session.execute(
+        update(InboxEvent)
+        .where(col(InboxEvent.id).in_(ids))
+        .values(
+            status=InboxStatus.PENDING,
+            claimed_by=None,
+            claimed_at=None,
+            last_error=None if error is None else error[:MAX_ERROR_LENGTH],
+        )
+        .execution_options(synchronize_session=False)
+    )

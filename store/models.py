@@ -244,3 +244,19 @@ class PollWatermark(SQLModel, table=True):
     resource_type: str = Field(primary_key=True)
     last_updated: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ReminderSent(SQLModel, table=True):
+    """A reminder (level 0) or escalation (level 1..n) sent for one action, sent once."""
+
+    __tablename__ = "reminder_sent"
+    __table_args__ = (Index("ix_reminder_sent_sent_at", "sent_at"),)
+
+    action_key: str = Field(primary_key=True, foreign_key="planned_action.key")
+    kind: str = Field(primary_key=True)
+    level: int = Field(primary_key=True)
+    role: str
+    ward: str | None = None
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime = Field(sa_type=UTCDateTime)
+    fhir_id: str | None = None

@@ -41,9 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("dedup_key", name="uq_inbox_event_dedup_key"),
     )
-    op.create_index(
-        "ix_inbox_event_status_received_at", "inbox_event", ["status", "received_at"]
-    )
+    op.create_index("ix_inbox_event_status_received_at", "inbox_event", ["status", "received_at"])
     op.create_table(
         "subscription_state",
         sa.Column("subscription_id", sa.String(), nullable=False),

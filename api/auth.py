@@ -1,0 +1,198 @@
+"""Who is calling: OIDC bearer tokens checked against the identity provider's JWKS, roles and wards.
+
+A development mode signs local tokens with a key generated at start-up (for the demo only).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+ROLES = frozenset({"nurse", "charge_nurse", "physiotherapist", "anaesthetist", "quality", "admin"})
+# Roles that see any ward; nurses and charge nurses see their own wards only.
+ALL_WARD_ROLES = frozenset({"quality", "admin"})
+ALGORITHMS = ("RS256", "RS384", "ES256", "ES384")
+DEV_ISSUER = "urn:eras:dev"
+DEV_AUDIENCE = "eras-worklist"
+DEV_TOKEN_SECONDS = 8 * 3600
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class InvalidToken(Exception):
+    """The token is missing a claim, expired, for someone else, or not signed by a known key."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A signed-in user: subject, roles and wards, as the identity provider vouched for them."""
+
+    subject: str
+    roles: frozenset[str]
+    wards: frozenset[str]
+
+    def may_see_ward(self, ward: str) -> bool:
+        """Quality and admin see every ward; everyone else the wards in their token."""
+        return bool(self.roles & ALL_WARD_ROLES) or ward in self.wards
+
+
+@dataclass
+class JwksCache:
+    """The identity provider's signing keys, fetched by URL and kept for `ttl` seconds."""
+
+    url: str
+    ttl: float = 300.0
+    transport: httpx.AsyncBaseTransport | None = None
+    clock: Callable[[], float] = time.monotonic
+    _keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
+    _fetched_at: float | None = None
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        """The key named `kid`; an unknown kid refetches once (the provider may have rotated)."""
+        stale = self._fetched_at is None or self.clock() - self._fetched_at > self.ttl
+        if stale or kid not in self._keys:
+            await self._fetch()
+        if kid not in self._keys:
+            raise InvalidToken("the token is signed by a key the identity provider does not list")
+        return self._keys[kid]
+
+    async def _fetch(self) -> None:
+        try:
+            async with httpx.AsyncClient(transport=self.transport, timeout=10.0) as http:
+                response = await http.get(self.url)
+                response.raise_for_status()
+                document = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            why = type(error).__name__
+            raise InvalidToken(f"the identity provider's keys cannot be fetched ({why})") from None
+        self._keys = {jwk["kid"]: jwt.PyJWK(jwk) for jwk in document.get("keys", []) if "kid" in jwk}
+        self._fetched_at = self.clock()
+
+
+@dataclass
+class TokenVerifier:
+    """Checks signature, issuer, audience and expiry; reads roles and wards from claims."""
+
+    issuer: str
+    audience: str
+    keys: Callable[[str], Any]
+    roles_claim: str = "roles"
+    wards_claim: str = "wards"
+
+    async def verify(self, token: str) -> Principal:
+        """The principal a valid token names, or InvalidToken."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            raise InvalidToken("the token is not a JWT") from None
+        if not kid:
+            raise InvalidToken("the token names no signing key (kid)")
+        key = await self.keys(kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(f"the token was refused: {error}") from None
+        return Principal(
+            subject=str(claims["sub"]),
+            roles=_names(claims.get(self.roles_claim)),
+            wards=_names(claims.get(self.wards_claim)),
+        )
+
+
+def _names(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, Iterable):
+        return frozenset(str(item) for item in value)
+    return frozenset()
+
+
+class DevIssuer:
+    """Signs local tokens with a key made at start-up; its verifier knows only that key."""
+
+    def __init__(self) -> None:
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._kid = f"dev-{uuid.uuid4().hex[:8]}"
+        self._public = jwt.PyJWK.from_dict(
+            {
+                **jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True),
+                "kid": self._kid,
+                "alg": "RS256",
+            }
+        )
+
+    def issue(
+        self, subject: str, roles: Iterable[str], wards: Iterable[str], *, now: float | None = None
+    ) -> str:
+        """A token valid for eight hours."""
+        issued = int(now if now is not None else time.time())
+        claims = {
+            "iss": DEV_ISSUER,
+            "aud": DEV_AUDIENCE,
+            "sub": subject,
+            "iat": issued,
+            "exp": issued + DEV_TOKEN_SECONDS,
+            "roles": sorted(roles),
+            "wards": sorted(wards),
+        }
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self._kid})
+
+    def verifier(self) -> TokenVerifier:
+        """A verifier accepting this issuer's tokens only."""
+
+        async def keys(kid: str) -> jwt.PyJWK:
+            if kid != self._kid:
+                raise InvalidToken("the token is signed by a key the identity provider does not list")
+            return self._public
+
+        return TokenVerifier(issuer=DEV_ISSUER, audience=DEV_AUDIENCE, keys=keys)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller, from `Authorization: Bearer <token>`; 401 without a valid token."""
+    if credentials is None:
+        raise _unauthorized("sign in: this endpoint needs a bearer token")
+    verifier: TokenVerifier = request.app.state.worklist.verifier
+    try:
+        return await verifier.verify(credentials.credentials)
+    except InvalidToken as error:
+        raise _unauthorized(str(error)) from None
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_roles(*roles: str) -> Callable[..., Any]:
+    """A dependency: the caller, if they hold one of `roles`, else 403."""
+    allowed = frozenset(roles)
+
+    async def dependency(user: CurrentUser) -> Principal:
+        if not user.roles & allowed:
+            raise HTTPException(
+                status_code=403, detail=f"this needs one of the roles: {', '.join(sorted(allowed))}"
+            )
+        return user
+
+    return dependency

@@ -1,0 +1,42 @@
+"""Dependencies of the routes, as `Annotated` aliases: settings, engine, intake, database session.
+
+Plain look-ups on `app.state` are `async def`: FastAPI runs a sync dependency in a worker
+thread, a hop that costs more than the look-up on the intake's hot path.
+"""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from api.config import Settings
+from api.intake import IntakeBatcher
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_intake(request: Request) -> IntakeBatcher:
+    intake: IntakeBatcher = request.app.state.intake
+    return intake
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    """A session for reads; routes that write commit explicitly before they answer."""
+    with Session(engine) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SessionDep = Annotated[Session, Depends(get_session)]
+IntakeDep = Annotated[IntakeBatcher, Depends(get_intake)]

@@ -1,0 +1,186 @@
+"""Taking notifications in: events and subscription bookkeeping committed before the ack.
+
+Concurrent notifications are group-committed: while one transaction is being written, the
+next requests queue up and go into the following transaction together, and every request
+is answered only after the transaction holding it has committed. One commit (one fsync)
+then covers many notifications, and SQLite's single writer is never fought over by
+threads sleeping in its busy handler. Alone, a notification still gets its own commit at
+once: batching adds no wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from fhir_adapters.notifications import Notification, NotificationType
+from store.db import session_scope
+from store.inbox import Gap, record_event_number, record_handshake, record_heartbeat, store_events
+from store.models import InboxEventCreate
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 128
+POSTGRES_WRITERS = 4
+_STATUS_REPORTS = (NotificationType.HEARTBEAT, NotificationType.QUERY_STATUS)
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What one notification changed: new inbox rows, duplicates, gaps found."""
+
+    created_ids: tuple[int, ...]
+    duplicates: int
+    gaps: tuple[Gap, ...]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    notification: Notification
+    at: datetime
+    answer: asyncio.Future[IntakeResult]
+
+
+class IntakeBatcher:
+    """Group commit of notifications; `run()` is the writer task the app's lifespan starts."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH, writers: int | None = None) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        # SQLite has one writer whatever we do; PostgreSQL commits several batches at once.
+        self._writers = writers or (1 if engine.dialect.name == "sqlite" else POSTGRES_WRITERS)
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+
+    async def take_in(self, notification: Notification, *, at: datetime) -> IntakeResult:
+        """Store the notification; returns once it is committed (raises if it could not be)."""
+        answer: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(notification, at, answer))
+        return await answer
+
+    async def run(self) -> None:
+        slots = asyncio.Semaphore(self._writers)
+        running: set[asyncio.Task[None]] = set()
+        while True:
+            await slots.acquire()
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            task = asyncio.create_task(self._write(batch))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            task.add_done_callback(lambda _task: slots.release())
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        items = [(pending.notification, pending.at) for pending in batch]
+        try:
+            results = await run_in_threadpool(take_in_many, self._engine, items)
+        except Exception:
+            if len(batch) == 1:
+                _settle(batch[0], error=True)
+                return
+            # One bad notification must not fail the others: retry them one by one.
+            log.warning("group commit of %d notifications failed; retrying them one by one", len(batch))
+            for pending in batch:
+                await self._write([pending])
+            return
+        for pending, result in zip(batch, results, strict=True):
+            _settle(pending, result=result)
+
+
+def _settle(pending: _Pending, *, result: IntakeResult | None = None, error: bool = False) -> None:
+    if pending.answer.done():
+        return
+    if error:
+        pending.answer.set_exception(IntakeFailed())
+    elif result is not None:
+        pending.answer.set_result(result)
+
+
+class IntakeFailed(Exception):
+    """The database refused or could not store a notification; the notifier should retry."""
+
+    def __init__(self) -> None:
+        super().__init__("the notification could not be stored; retry later")
+
+
+def take_in_many(engine: Engine, items: list[tuple[Notification, datetime]]) -> list[IntakeResult]:
+    """Store several notifications in one transaction; committed when this returns."""
+    try:
+        with session_scope(engine) as session:
+            return _take_in(session, items)
+    except Exception:
+        log.exception("storing %d notification(s) failed", len(items))
+        raise
+
+
+def _take_in(session: Session, items: list[tuple[Notification, datetime]]) -> list[IntakeResult]:
+    """All the events in one multi-row INSERT, then each notification's bookkeeping in order."""
+    events = [(event, at) for notification, at in items for event in notification.events]
+    new_ids = store_events_at(session, events)
+    results, position = [], 0
+    for notification, at in items:
+        mine = new_ids[position : position + len(notification.events)]
+        position += len(notification.events)
+        created = tuple(new_id for new_id in mine if new_id is not None)
+        gaps = _bookkeeping(session, notification, at)
+        results.append(IntakeResult(created, len(mine) - len(created), tuple(gaps)))
+    return results
+
+
+def store_events_at(session: Session, events: list[tuple[InboxEventCreate, datetime]]) -> list[int | None]:
+    """`store_events` for events received at different instants (one statement per instant)."""
+    by_instant: dict[datetime, list[int]] = {}
+    for index, (_event, at) in enumerate(events):
+        by_instant.setdefault(at, []).append(index)
+    new_ids: list[int | None] = [None] * len(events)
+    for at, indexes in by_instant.items():
+        stored = store_events(session=session, events=[events[i][0] for i in indexes], at=at)
+        for index, new_id in zip(indexes, stored, strict=True):
+            new_ids[index] = new_id
+    return new_ids
+
+
+def _bookkeeping(session: Session, notification: Notification, at: datetime) -> list[Gap]:
+    subscription = notification.subscription_id
+    if notification.type == NotificationType.HANDSHAKE:
+        record_handshake(
+            session=session,
+            subscription_id=subscription,
+            at=at,
+            status=notification.status,
+            events_since_start=notification.events_since_start,
+        )
+        return []
+    if notification.type in _STATUS_REPORTS:
+        gap = record_heartbeat(
+            session=session,
+            subscription_id=subscription,
+            at=at,
+            status=notification.status,
+            error=notification.error,
+            events_since_start=notification.events_since_start,
+        )
+        return [gap] if gap else []
+    if notification.type == NotificationType.EVENT_NOTIFICATION:
+        return _event_numbers(session, notification, at)
+    return []
+
+
+def _event_numbers(session: Session, notification: Notification, at: datetime) -> list[Gap]:
+    numbers = sorted({e.event_number for e in notification.events if e.event_number is not None})
+    if not numbers and notification.events_since_start is not None:
+        numbers = [notification.events_since_start]
+    gaps = []
+    for number in numbers:
+        gap = record_event_number(
+            session=session, subscription_id=notification.subscription_id, number=number, at=at
+        )
+        if gap is not None:
+            gaps.append(gap)
+    return gaps

@@ -1,0 +1,31 @@
+"""The access audit for admins: who read or changed which patient's data, when and why."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api.auth import Principal, require_roles
+from api.deps import SessionDep
+from store.audit import list_audit
+from store.models import AuditLogPublic
+
+router = APIRouter(prefix="/admin/audit", tags=["audit"])
+
+AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+@router.get("", response_model=list[AuditLogPublic])
+def read_audit(
+    session: SessionDep,
+    _admin: AdminUser,
+    since: datetime | None = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    resource: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AuditLogPublic]:
+    """Audit entries, oldest first (admin only)."""
+    rows = list_audit(session=session, since=since, actor=actor, resource=resource, limit=limit)
+    return [AuditLogPublic.model_validate(row, from_attributes=True) for row in rows]

@@ -1,0 +1,17 @@
+"""The worklist web page: one server-rendered shell; the script signs in and polls the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+router = APIRouter(prefix="/ui", tags=["pages"])
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+async def worklist_page(request: Request) -> HTMLResponse:
+    """The page (no patient data in it: the script fetches the list with the user's token)."""
+    state = request.app.state.worklist
+    return state.templates.TemplateResponse(
+        request, "worklist.html", {"dev_mode": state.settings.dev_mode, "poll_seconds": 10}
+    )

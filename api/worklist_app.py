@@ -1,0 +1,91 @@
+"""Mounts the worklist on the API: sign-in, worklist routes, the audit view, the page and its assets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from api.auth import DevIssuer, JwksCache, TokenVerifier
+from api.routes import access_audit, dev_auth, worklist, worklist_page
+from api.worklist_settings import WorklistSettings
+from engine.loader import load_pathway
+from engine.model import Element, Pathway
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class WorklistState:
+    """What the worklist routes read from `app.state.worklist`."""
+
+    settings: WorklistSettings
+    verifier: TokenVerifier
+    pathways: Mapping[str, Pathway]
+    tz: ZoneInfo
+    templates: Jinja2Templates
+    dev_issuer: DevIssuer | None = None
+    _elements: dict[tuple[str, str], Element] = field(default_factory=dict)
+
+    def element(self, pathway_id: str, element_id: str) -> Element | None:
+        """The element as the loaded pathway defines it, or None."""
+        if not self._elements:
+            self._elements = {(p.id, e.id): e for p in self.pathways.values() for e in p.elements}
+        return self._elements.get((pathway_id, element_id))
+
+
+def mount_worklist(
+    app: FastAPI,
+    settings: WorklistSettings,
+    *,
+    pathways: Mapping[str, Pathway] | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """Add the worklist to `app`; `pathways` (else `settings.pathway_files`) give element details."""
+    loaded = dict(pathways) if pathways is not None else _load(settings.pathway_files)
+    dev_issuer = DevIssuer() if settings.dev_mode else None
+    app.state.worklist = WorklistState(
+        settings=settings,
+        verifier=_verifier(settings, dev_issuer, jwks_transport),
+        pathways=loaded,
+        tz=ZoneInfo(settings.timezone),
+        templates=Jinja2Templates(directory=HERE / "templates"),
+        dev_issuer=dev_issuer,
+    )
+    if dev_issuer is not None:
+        app.include_router(dev_auth.router)
+    app.include_router(worklist.router)
+    app.include_router(access_audit.router)
+    app.include_router(worklist_page.router)
+    app.mount("/static/worklist", StaticFiles(directory=HERE / "static"), name="worklist-static")
+
+
+def _load(files: tuple[Path, ...]) -> dict[str, Pathway]:
+    return {pathway.id: pathway for pathway in (load_pathway(path) for path in files)}
+
+
+def _verifier(
+    settings: WorklistSettings, dev_issuer: DevIssuer | None, transport: httpx.AsyncBaseTransport | None
+) -> TokenVerifier:
+    """Dev mode trusts its own key; otherwise the identity provider's JWKS."""
+    if dev_issuer is not None:
+        return dev_issuer.verifier()
+    if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
+        raise ValueError(
+            "the worklist needs ERAS_WORKLIST_OIDC_ISSUER, _OIDC_AUDIENCE and _OIDC_JWKS_URL "
+            "(or ERAS_WORKLIST_DEV_MODE=true for the demo)"
+        )
+    cache = JwksCache(url=settings.oidc_jwks_url, ttl=settings.jwks_cache_seconds, transport=transport)
+    return TokenVerifier(
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        keys=cache.key,
+        roles_claim=settings.roles_claim,
+        wards_claim=settings.wards_claim,
+    )

@@ -1,0 +1,82 @@
+"""Store rows → what the nurse sees: live status, patient display, instructions and POD."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, tzinfo
+
+from api.worklist_models import RecordPromptPublic, WorklistItemPublic
+from engine.model import Element, Pathway
+from store.models import Enrolment, PlannedAction
+from store.types import as_utc
+
+_WINDOW = re.compile(r"(\d+(?:\.\d+)?)([mhd]?)")
+_UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "": 3600.0}
+
+
+def parse_window(text: str | None, default_hours: float) -> timedelta:
+    """`30m`, `4h`, `2d` or a bare number of hours; ValueError otherwise."""
+    if text is None:
+        return timedelta(hours=default_hours)
+    match = _WINDOW.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("window must look like 30m, 4h or 2d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def live_status(action: PlannedAction, now: datetime) -> str:
+    """Overdue past due, due once open, else upcoming: the clock moves between evaluations."""
+    if action.due is not None and as_utc(action.due) < now:
+        return "overdue"
+    if action.opens is None or as_utc(action.opens) <= now:
+        return "due"
+    return "upcoming"
+
+
+def pod(enrolment: Enrolment, now: datetime, tz: tzinfo) -> int | None:
+    """Post-operative day: local calendar days since the surgery_end anchor, None before it."""
+    raw = (enrolment.anchors or {}).get("surgery_end")
+    if not raw:
+        return None
+    try:
+        end = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if end.tzinfo is None:
+        return None
+    return (now.astimezone(tz).date() - end.astimezone(tz).date()).days
+
+
+def item(
+    action: PlannedAction,
+    enrolment: Enrolment,
+    *,
+    pathway: Pathway | None,
+    element: Element | None,
+    now: datetime,
+    tz: tzinfo,
+) -> WorklistItemPublic:
+    """One worklist row; instructions and the value prompt come from the loaded pathway."""
+    ward = action.ward or enrolment.ward or ""
+    record = element.action.record if element is not None and element.action is not None else None
+    return WorklistItemPublic(
+        key=action.key,
+        title=action.title,
+        status=live_status(action, now),  # type: ignore[arg-type]
+        priority=action.priority,
+        role=action.role,
+        due=action.due,
+        opens=action.opens,
+        closes=action.closes,
+        patient_ref=enrolment.patient_ref,
+        patient_display=" · ".join(part for part in (ward, enrolment.bed) if part) or enrolment.patient_ref,
+        ward=ward,
+        bed=enrolment.bed,
+        element_id=action.element_id,
+        instructions=element.action.instructions if element is not None and element.action else None,
+        record=RecordPromptPublic(label=record.label, unit=record.unit) if record is not None else None,
+        pathway_id=enrolment.pathway_id,
+        pathway_title=pathway.title if pathway is not None else None,
+        pod=pod(enrolment, now, tz),
+        fhir_task_id=action.fhir_id,
+    )

@@ -1,0 +1,105 @@
+"""Ward worklist query p50/p95: 2,000 open tasks on one ward in a store of 100,000, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, insert
+from sqlmodel import Session
+
+from store.db import make_engine
+from store.migrate import upgrade
+from store.models import Enrolment, PlannedAction
+from store.worklist import open_actions
+from tests.utils.databases import postgres_schema
+
+TOTAL, ON_WARD, PER_PATIENT, RUNS = 100_000, 2_000, 20, 50
+
+
+def seed(engine: Engine, now: datetime) -> None:
+    """TOTAL tasks over 50 wards; ON_WARD of them open on ward 'BENCH'."""
+    enrolments, actions = [], []
+    for p in range(TOTAL // PER_PATIENT):
+        ward = "BENCH" if p < ON_WARD // PER_PATIENT else f"W{p % 49}"
+        eid = str(uuid.uuid4())
+        enrolments.append(
+            {
+                "id": eid,
+                "patient_ref": f"Patient/b{p}",
+                "pathway_id": "lumbar_fusion",
+                "pathway_version": 1,
+                "parameters": {},
+                "anchors": {},
+                "status": "active",
+                "enrolled_at": now,
+                "enrolled_by": "bench",
+                "updated_at": now,
+                "ward": ward,
+                "bed": f"Bed {p % 30}",
+                "failure_count": 0,
+            }
+        )
+        for a in range(PER_PATIENT):
+            status = "due" if ward == "BENCH" or a % 3 else "done"
+            actions.append(
+                {
+                    "key": f"{eid}:{a}",
+                    "enrolment_id": eid,
+                    "element_id": f"e{a}",
+                    "occurrence": "1",
+                    "kind": "task",
+                    "role": "nurse",
+                    "priority": "routine",
+                    "title": f"Element {a}",
+                    "opens": now - timedelta(hours=a),
+                    "due": now + timedelta(hours=a - 10),
+                    "status": status,
+                    "ward": ward,
+                    "updated_at": now,
+                    "revision": 1,
+                }
+            )
+    with engine.begin() as connection:
+        connection.execute(insert(Enrolment), enrolments)
+        for start in range(0, len(actions), 10_000):
+            connection.execute(insert(PlannedAction), actions[start : start + 10_000])
+
+
+def measure(engine: Engine, now: datetime) -> tuple[float, float, int]:
+    """p50 and p95 in ms of the ward query, and the rows it returned."""
+    times, count = [], 0
+    for _ in range(RUNS):
+        with Session(engine) as session:
+            started = time.perf_counter()
+            count = len(open_actions(session=session, ward="BENCH", until=now + timedelta(hours=4)))
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], count
+
+
+def run(name: str, url: str) -> None:
+    engine = make_engine(url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    seed(engine, now)
+    p50, p95, count = measure(engine, now)
+    print(f"{name:10} {count} rows  p50 {p50:.1f} ms  p95 {p95:.1f} ms")
+    engine.dispose()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        run("sqlite", f"sqlite:///{Path(directory) / 'bench.db'}")
+    if "--sqlite-only" not in sys.argv:
+        with postgres_schema(migrate=False) as url:
+            run("postgresql", url)
+
+
+if __name__ == "__main__":
+    main()

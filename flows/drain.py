@@ -1,0 +1,146 @@
+"""process-events: drain the inbox in batches, one apply per affected patient per batch."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from engine.errors import PathwayError
+from fhir_adapters.errors import FhirFatalError, FhirTemporaryError
+from fhir_adapters.inbox_events import patient_ref_of
+from flows.apply import apply_patient
+from flows.runtime import Runtime
+from store.db import session_scope
+from store.enrolments import find_enrolments
+from store.inbox import claim_batch, mark_done, mark_failed, release
+from store.models import InboxEvent
+from store.scheduling import clear_failures, record_failure
+
+log = logging.getLogger(__name__)
+PARK_AFTER = 3  # failed applies in a row before a patient's enrolment is parked
+
+
+@dataclass
+class DrainResult:
+    """What one batch did: events claimed, patients applied, and those deferred or failed."""
+
+    claimed: int = 0
+    patients: int = 0
+    applied: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # EHR unreachable: events given back
+    failed: list[str] = field(default_factory=list)  # a fatal error: events marked failed
+    round_trips: int = 0
+
+
+def _patient_id(event: InboxEvent) -> str | None:
+    ref = event.patient_ref or ""
+    return ref.split("/", 1)[1] if ref.startswith("Patient/") else None
+
+
+async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
+                     lease: timedelta = timedelta(minutes=5), now: datetime | None = None) -> DrainResult:
+    """Claim one batch, apply each affected patient once, and settle the batch's events."""
+    now = now or rt.clock()
+    trips = rt.round_trips
+    with session_scope(rt.db) as session:
+        events = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
+    try:
+        by_patient = await _group_by_patient(rt, events)
+    except FhirTemporaryError:
+        with session_scope(rt.db) as session:
+            release(session=session, ids=[int(e.id or 0) for e in events], error="EHR unreachable")
+        return DrainResult(claimed=len(events), deferred=["*"], round_trips=rt.round_trips - trips)
+    with session_scope(rt.db) as session:
+        # Events about no patient (a Location update, a resource since deleted) apply nothing.
+        mark_done(session=session, ids=by_patient.pop(None, []), at=now)
+    result = DrainResult(claimed=len(events), patients=len(by_patient))
+    for patient_id, ids in by_patient.items():
+        assert patient_id is not None
+        if result.deferred:  # the EHR is down: give the rest back untried
+            with session_scope(rt.db) as session:
+                release(session=session, ids=ids, error="EHR unreachable")
+            result.deferred.append(patient_id)
+            continue
+        await _apply_one(rt, patient_id, ids, result)
+    result.round_trips = rt.round_trips - trips
+    return result
+
+
+async def _group_by_patient(rt: Runtime, events: list[InboxEvent]) -> dict[str | None, list[int]]:
+    """Events by the patient they concern. Id-only notifications are looked up in one batch;
+    a ping that names nothing makes the poller look at what changed."""
+    groups: dict[str | None, list[int]] = defaultdict(list)
+    unknown: list[InboxEvent] = []
+    for event in events:
+        pid = _patient_id(event)
+        if pid is None and event.resource_type and event.resource_id:
+            unknown.append(event)
+        else:
+            groups[pid].append(int(event.id or 0))
+        if event.resource_type is None and event.source and not event.source.startswith("poll:"):
+            from flows.poll import poll_once  # a ping: something changed, the EHR did not say what
+
+            await poll_once(rt)
+    if unknown:
+        request = {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": f"{e.resource_type}/{e.resource_id}"}} for e in unknown]}
+        response = await rt.ehr.batch(request)
+        for event, entry in zip(unknown, response.get("entry", []), strict=False):
+            ref = patient_ref_of(entry.get("resource") or {})
+            groups[ref.split("/", 1)[1] if ref else None].append(int(event.id or 0))
+    return groups
+
+
+async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], result: DrainResult) -> None:
+    def finish(session) -> None:  # type: ignore[no-untyped-def]
+        mark_done(session=session, ids=ids, at=rt.clock())
+        for enrolment in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
+            clear_failures(session=session, enrolment_id=enrolment.id, at=rt.clock())
+
+    if _parked(rt, patient_id):
+        _fail(rt, patient_id, ids, "patient parked after repeated failures: see `eras parked`")
+        result.failed.append(patient_id)
+        return
+    try:
+        await apply_patient(rt, patient_id, finish=finish)
+        result.applied.append(patient_id)
+    except FhirTemporaryError as exc:
+        log.warning("EHR unreachable while applying Patient/%s: %s", patient_id, exc.status)
+        with session_scope(rt.db) as session:
+            release(session=session, ids=ids, error=f"temporary: {exc}")
+        result.deferred.append(patient_id)
+    except (FhirFatalError, PathwayError, ValueError, KeyError) as exc:
+        log.error("apply failed for Patient/%s: %s", patient_id, type(exc).__name__)
+        _fail(rt, patient_id, ids, f"{type(exc).__name__}: {exc}")
+        result.failed.append(patient_id)
+
+
+def _parked(rt: Runtime, patient_id: str) -> bool:
+    with session_scope(rt.db) as session:
+        rows = find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")
+    return bool(rows) and all(r.parked_at is not None for r in rows if r.status == "active")
+
+
+def _fail(rt: Runtime, patient_id: str, ids: list[int], error: str) -> None:
+    """Record the failure where people look (events and enrolment); park after repeats."""
+    now = rt.clock()
+    with session_scope(rt.db) as session:
+        for event_id in ids:
+            mark_failed(session=session, id=event_id, error=error, at=now)
+        for enrolment in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
+            record_failure(session=session, enrolment_id=enrolment.id, error=error, at=now,
+                           park_after=PARK_AFTER)
+
+
+async def drain_until_empty(rt: Runtime, *, worker: str, batch_size: int = 200,
+                            max_batches: int = 1000) -> list[DrainResult]:
+    """Drain batch after batch until a batch claims nothing (or only defers)."""
+    results = []
+    for _ in range(max_batches):
+        result = await drain_once(rt, worker=worker, batch_size=batch_size)
+        results.append(result)
+        if result.claimed == 0 or (result.deferred and not result.applied):
+            break
+    return results

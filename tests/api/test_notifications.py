@@ -1,0 +1,393 @@
+"""Tests for POST /fhir/notifications: auth, refusal of malformed bodies, dedup, Backport, ack."""
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from api.main import create_app
+from store.inbox import gaps_to_catch_up, get_subscription_state
+from store.models import InboxEvent
+from tests.api.conftest import api_settings
+from tests.utils.notifications import backport_bundle, clear_intake_tables, observation
+
+FHIR_JSON = "application/fhir+json"
+AUTH_A = {"Authorization": "Bearer token-a", "Content-Type": FHIR_JSON}
+
+
+def inbox_rows(engine: Engine) -> list[InboxEvent]:
+    with Session(engine) as session:
+        return list(session.exec(select(InboxEvent).order_by(col(InboxEvent.id))).all())
+
+
+def inbox_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(InboxEvent)).one())
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def _bad_observation(**changes: Any) -> bytes:
+    resource = observation() | changes
+    return _dumps({k: v for k, v in resource.items() if v is not None})
+
+
+def _event_number_not_integer() -> bytes:
+    bundle = backport_bundle("sub-a", events=[("seven", observation())])
+    return _dumps(bundle)
+
+
+MALFORMED: list[tuple[str, bytes, str, int]] = [
+    ("malformed-json", b'{"resourceType": "Observation", ', FHIR_JSON, 400),
+    ("not-utf8", b'{"resourceType": "\xff\xfe"}', FHIR_JSON, 400),
+    ("json-array", b'[{"resourceType": "Observation"}]', FHIR_JSON, 422),
+    ("no-resource-type", _dumps({"id": "x", "status": "final"}), FHIR_JSON, 422),
+    ("unknown-resource-type", _dumps({"resourceType": "Banana", "id": "x"}), FHIR_JSON, 422),
+    (
+        "bundle-searchset",
+        _dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}),
+        FHIR_JSON,
+        422,
+    ),
+    ("bundle-transaction", _dumps({"resourceType": "Bundle", "type": "transaction"}), FHIR_JSON, 422),
+    (
+        "history-first-entry-not-parameters",
+        _dumps({"resourceType": "Bundle", "type": "history", "entry": [{"resource": observation()}]}),
+        FHIR_JSON,
+        422,
+    ),
+    (
+        "status-without-type",
+        _dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "history",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Parameters",
+                            "parameter": [{"name": "status", "valueCode": "active"}],
+                        }
+                    }
+                ],
+            }
+        ),
+        FHIR_JSON,
+        422,
+    ),
+    ("event-number-not-integer", _event_number_not_integer(), FHIR_JSON, 422),
+    ("unknown-element", _bad_observation(colour="red"), FHIR_JSON, 422),
+    ("missing-required-element", _bad_observation(code=None), FHIR_JSON, 422),
+    ("datetime-without-zone", _bad_observation(effectiveDateTime="2025-03-10T08:00:00"), FHIR_JSON, 422),
+    ("payload-without-id", _bad_observation(id=None), FHIR_JSON, 422),
+    ("text-content-type", b"hello", "text/plain", 415),
+    ("xml-content-type", b'<Observation xmlns="http://hl7.org/fhir"/>', "application/fhir+xml", 415),
+    ("oversized", _dumps(observation() | {"note": [{"text": "x" * (1024 * 1024)}]}), FHIR_JSON, 413),
+    ("nested-too-deep", b"[" * 50_000 + b"]" * 50_000, FHIR_JSON, 400),
+]
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+async def test_post_malformed_body_4xx_operation_outcome_nothing_stored(
+    client: httpx.AsyncClient, app: FastAPI, body: bytes, content_type: str, status: int
+) -> None:
+    headers = {"Authorization": "Bearer token-a", "Content-Type": content_type}
+
+    response = await client.post("/fhir/notifications/sub-a", content=body, headers=headers)
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["severity"] == "error" and outcome["issue"][0]["diagnostics"]
+    assert inbox_count(app.state.engine) == 0
+
+
+async def test_post_streamed_oversized_body_without_content_length_413(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b" " * 100_000
+
+    response = await client.post("/fhir/notifications/sub-a", content=chunks(), headers=AUTH_A)
+
+    assert response.status_code == 413
+    assert inbox_count(app.state.engine) == 0
+
+
+async def test_post_invalid_resource_message_names_path_not_data(client: httpx.AsyncClient) -> None:
+    body = _bad_observation(effectiveDateTime="2025-03-10T08:00:00")
+
+    response = await client.post("/fhir/notifications/sub-a", content=body, headers=AUTH_A)
+
+    diagnostics = response.json()["issue"][0]["diagnostics"]
+    assert diagnostics.startswith("Observation.effectiveDateTime")
+    assert "2025-03-10" not in diagnostics
+
+
+@pytest.mark.parametrize(
+    "path, headers",
+    [
+        ("/fhir/notifications/sub-a", {}),
+        ("/fhir/notifications/sub-a", {"Authorization": "Bearer wrong"}),
+        ("/fhir/notifications/sub-a", {"Authorization": "Basic dG9rZW4tYQ=="}),
+        ("/fhir/notifications/sub-a", {"X-Subscription-Secret": "secret-b"}),
+        ("/fhir/notifications/unknown", {"Authorization": "Bearer token-a"}),
+        ("/fhir/notifications", {"X-Subscription-Id": "sub-b", "Authorization": "Bearer token-a"}),
+    ],
+    ids=[
+        "no-credential",
+        "wrong-token",
+        "basic-scheme",
+        "other-subscriptions-secret",
+        "unknown",
+        "header-id",
+    ],
+)
+async def test_post_bad_credentials_401(
+    client: httpx.AsyncClient, app: FastAPI, path: str, headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        path, content=_dumps(observation()), headers=headers | {"Content-Type": FHIR_JSON}
+    )
+
+    assert response.status_code == 401
+    assert response.json()["issue"][0]["code"] == "login"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert inbox_count(app.state.engine) == 0
+
+
+async def test_post_backport_bundle_authenticated_by_its_subscription(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    bundle = _dumps(backport_bundle("sub-b", events=[(1, observation())]))
+
+    wrong = await client.post("/fhir/notifications", content=bundle, headers=AUTH_A)
+    right = await client.post(
+        "/fhir/notifications", content=bundle, headers={"X-Subscription-Secret": "secret-b"}
+    )
+
+    assert (wrong.status_code, right.status_code) == (401, 200)
+    assert [row.source for row in inbox_rows(app.state.engine)] == ["sub-b"]
+
+
+async def test_post_resource_payload_stored_with_patient(client: httpx.AsyncClient, app: FastAPI) -> None:
+    resource = observation(resource_id="obs-1", version="3", patient="p42")
+
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(resource), headers=AUTH_A)
+
+    assert response.status_code == 200
+    assert response.json()["issue"][0]["severity"] == "information"
+    (row,) = inbox_rows(app.state.engine)
+    assert (row.dedup_key, row.patient_ref, row.status) == (
+        "res:Observation/obs-1/_history/3",
+        "Patient/p42",
+        "pending",
+    )
+    assert row.payload == resource
+
+
+async def test_post_same_resource_version_twice_stored_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+    body = _dumps(observation(resource_id="obs-dup", version="1"))
+    headers = {"X-Subscription-Id": "sub-a", "Authorization": "Bearer token-a"}
+
+    first = await client.post("/fhir/notifications", content=body, headers=headers)
+    second = await client.post("/fhir/notifications", content=body, headers=headers)
+    newer = await client.post(
+        "/fhir/notifications",
+        content=_dumps(observation(resource_id="obs-dup", version="2")),
+        headers=headers,
+    )
+
+    assert [r.status_code for r in (first, second, newer)] == [200, 200, 200]
+    assert "1 duplicate" in second.json()["issue"][0]["diagnostics"]
+    assert [row.dedup_key for row in inbox_rows(app.state.engine)] == [
+        "res:Observation/obs-dup/_history/1",
+        "res:Observation/obs-dup/_history/2",
+    ]
+
+
+async def test_post_empty_body_is_a_ping(client: httpx.AsyncClient, app: FastAPI) -> None:
+    response = await client.post("/fhir/notifications/sub-a", headers={"Authorization": "Bearer token-a"})
+
+    assert response.status_code == 200
+    (row,) = inbox_rows(app.state.engine)
+    assert row.dedup_key.startswith("ping:sub-a:") and row.resource_type is None
+
+
+async def test_post_empty_body_without_subscription_400(client: httpx.AsyncClient, app: FastAPI) -> None:
+    response = await client.post("/fhir/notifications", headers={"Authorization": "Bearer token-a"})
+
+    assert response.status_code == 400
+    assert "X-Subscription-Id" in response.json()["issue"][0]["diagnostics"]
+    assert inbox_count(app.state.engine) == 0
+
+
+async def test_post_backport_handshake_and_heartbeat_recorded_not_queued(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    handshake = backport_bundle("sub-a", "handshake", events_since_start=0)
+    heartbeat = backport_bundle("sub-a", "heartbeat", events_since_start=0)
+
+    shook = await client.post("/fhir/notifications/sub-a", content=_dumps(handshake), headers=AUTH_A)
+    beat = await client.post("/fhir/notifications/sub-a", content=_dumps(heartbeat), headers=AUTH_A)
+
+    assert (shook.status_code, beat.status_code) == (200, 200)
+    assert inbox_count(app.state.engine) == 0
+    with Session(app.state.engine) as session:
+        state = get_subscription_state(session=session, subscription_id="sub-a")
+        assert state is not None
+        assert state.handshake_at is not None and state.last_heartbeat_at is not None
+        assert (state.status, state.last_event_number) == ("active", 0)
+
+
+async def test_post_backport_events_full_and_id_only(client: httpx.AsyncClient, app: FastAPI) -> None:
+    full = observation(resource_id="obs-full", patient="p7")
+    bundle = backport_bundle("sub-a", events=[(1, full), (2, None)], events_since_start=2)
+
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
+    again = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
+
+    assert (response.status_code, again.status_code) == (200, 200)
+    rows = inbox_rows(app.state.engine)
+    assert [(r.dedup_key, r.event_number, r.resource_id, r.patient_ref) for r in rows] == [
+        ("sub:sub-a:1", 1, "obs-full", "Patient/p7"),
+        ("sub:sub-a:2", 2, None, None),
+    ]
+    assert rows[0].payload == full and rows[1].payload is None
+
+
+async def test_post_backport_gap_recorded_for_catch_up(client: httpx.AsyncClient, app: FastAPI) -> None:
+    first = backport_bundle("sub-a", events=[(1, observation())], events_since_start=1)
+    later = backport_bundle("sub-a", events=[(5, observation())], events_since_start=5)
+
+    await client.post("/fhir/notifications/sub-a", content=_dumps(first), headers=AUTH_A)
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(later), headers=AUTH_A)
+
+    assert response.status_code == 200
+    assert "2-4 missing" in response.json()["issue"][0]["diagnostics"]
+    with Session(app.state.engine) as session:
+        gaps = gaps_to_catch_up(session=session)
+        assert [(g.subscription_id, g.from_number, g.to_number) for g in gaps] == [("sub-a", 2, 4)]
+    assert inbox_count(app.state.engine) == 2
+
+
+async def test_post_ack_only_after_commit(client: httpx.AsyncClient, app: FastAPI, db_url: str) -> None:
+    seen: list[bool] = []
+
+    def visible_elsewhere(inbox_ids: tuple[int, ...]) -> None:
+        with Session(app.state.engine) as other:
+            rows = other.exec(select(InboxEvent).where(InboxEvent.id.in_(inbox_ids))).all()  # type: ignore[union-attr]
+            seen.append(len(rows) == len(inbox_ids) == 1)
+
+    app.state.on_event_stored = visible_elsewhere
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(observation()), headers=AUTH_A)
+
+    assert response.status_code == 200
+    assert seen == [True]
+
+
+async def test_post_logs_no_patient_reference(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    await client.post(
+        "/fhir/notifications/sub-a",
+        content=_dumps(observation(resource_id="o-log", patient="secret-pt")),
+        headers=AUTH_A,
+    )
+
+    assert "Observation/o-log" in caplog.text
+    assert "secret-pt" not in caplog.text
+
+
+async def test_post_hook_failure_still_acknowledged(client: httpx.AsyncClient, app: FastAPI) -> None:
+    def broken(_ids: tuple[int, ...]) -> None:
+        raise RuntimeError("drain loop gone")
+
+    app.state.on_event_stored = broken
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(observation()), headers=AUTH_A)
+
+    assert response.status_code == 200
+    assert inbox_count(app.state.engine) == 1
+
+
+async def test_healthz_reports_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(db_url: str) -> Iterator[tuple[str, FastAPI]]:
+    app = create_app(api_settings(db_url))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    clear_intake_tables(app.state.engine)
+    yield f"http://127.0.0.1:{port}", app
+    clear_intake_tables(app.state.engine)
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_post_through_uvicorn_stored_once(live_server: tuple[str, FastAPI]) -> None:
+    base_url, app = live_server
+    body = _dumps(observation(resource_id="obs-live"))
+
+    with httpx.Client(base_url=base_url) as http:
+        codes = [
+            http.post("/fhir/notifications/sub-a", content=body, headers=AUTH_A).status_code for _ in range(2)
+        ]
+        refused = http.post("/fhir/notifications/sub-a", content=b"{", headers=AUTH_A)
+        health = http.get("/healthz")
+
+    assert codes == [200, 200]
+    assert (refused.status_code, refused.headers["content-type"]) == (400, FHIR_JSON)
+    assert health.status_code == 200
+    assert [row.resource_id for row in inbox_rows(app.state.engine)] == ["obs-live"]
+
+
+async def test_post_concurrent_notifications_group_committed_each_once(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    resources = [observation() for _ in range(30)]
+    bodies = [_dumps(r) for r in resources] + [_dumps(r) for r in resources[:10]]
+
+    responses = await asyncio.gather(
+        *(client.post("/fhir/notifications/sub-a", content=body, headers=AUTH_A) for body in bodies)
+    )
+
+    assert {r.status_code for r in responses} == {200}
+    assert sorted(row.resource_id or "" for row in inbox_rows(app.state.engine)) == sorted(
+        r["id"] for r in resources
+    )

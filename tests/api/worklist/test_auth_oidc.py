@@ -1,0 +1,94 @@
+"""OIDC tokens checked against a JWKS served by a local identity-provider app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+
+from api.auth import InvalidToken, JwksCache, TokenVerifier
+from tests.utils.loopback import serve
+
+ISSUER = "https://idp.test"
+AUDIENCE = "eras"
+
+
+@pytest.fixture(scope="module")
+def idp_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks_url(idp_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    idp = FastAPI()
+    jwk = {
+        **jwt.algorithms.RSAAlgorithm.to_jwk(idp_key.public_key(), as_dict=True),
+        "kid": "k1",
+        "alg": "RS256",
+    }
+    idp.state.fetches = 0
+
+    @idp.get("/jwks")
+    def jwks() -> dict[str, Any]:
+        idp.state.fetches += 1
+        return {"keys": [jwk]}
+
+    with serve(idp) as base:
+        yield f"{base}/jwks"
+
+
+def _token(key: rsa.RSAPrivateKey, **overrides: Any) -> str:
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "n1",
+        "exp": int(time.time()) + 600,
+        "roles": ["nurse"],
+        "wards": ["4B"],
+    } | overrides
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": overrides.pop("kid", "k1")})
+
+
+def _verifier(jwks_url: str) -> TokenVerifier:
+    return TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=JwksCache(url=jwks_url).key)
+
+
+async def test_verify_valid_token_gives_roles_and_wards(idp_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
+    principal = await _verifier(jwks_url).verify(_token(idp_key))
+    assert principal.subject == "n1"
+    assert principal.roles == frozenset({"nurse"})
+    assert principal.wards == frozenset({"4B"})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": int(time.time()) - 60},
+        {"iss": "https://other.test"},
+        {"aud": "someone-else"},
+    ],
+)
+async def test_verify_bad_claim_is_refused(
+    idp_key: rsa.RSAPrivateKey, jwks_url: str, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidToken):
+        await _verifier(jwks_url).verify(_token(idp_key, **overrides))
+
+
+async def test_verify_other_key_is_refused(jwks_url: str) -> None:
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(InvalidToken):
+        await _verifier(jwks_url).verify(_token(stranger))
+
+
+async def test_jwks_cache_fetches_once(idp_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
+    cache = JwksCache(url=jwks_url)
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=cache.key)
+    first = await cache.key("k1")
+    await verifier.verify(_token(idp_key))
+    assert await cache.key("k1") is first

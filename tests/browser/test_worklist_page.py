@@ -1,0 +1,77 @@
+"""The worklist page in a real browser: sign in, open a ward, complete a task, check the EHR's Task."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.main import create_app
+from api.worklist_app import mount_worklist
+from api.worklist_settings import WorklistSettings
+from fhir_adapters.sandbox import FhirSandbox
+from store.db import make_engine
+from tests.api.conftest import api_settings
+from tests.flows.conftest import lumbar
+from tests.utils.loopback import serve
+from tests.utils.worklist import clear_ward, create_task, seed_action, seed_enrolment
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "test-output" / "worklist.png"
+
+
+def _require_browser() -> str:
+    if not CHROMIUM.exists():
+        print("SKIP: /usr/bin/chromium not found; run deploy/browser/install.sh")
+        pytest.skip("chromium not found at /usr/bin/chromium (run deploy/browser/install.sh)")
+    node = shutil.which("node")
+    assert node is not None, "node is needed for the browser test"
+    if not (HERE / "node_modules" / "playwright-core").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
+    return node
+
+
+def test_worklist_page_completes_task_in_ehr(sqlite_url: str, fhir_sandbox: FhirSandbox) -> None:
+    node = _require_browser()
+    ward, pid = f"W{uuid.uuid4().hex[:5]}", f"pt-{uuid.uuid4().hex[:10]}"
+    engine = make_engine(sqlite_url)
+    enrolment = seed_enrolment(engine, ward=ward, patient_id=pid)
+    task = create_task(fhir_sandbox.base_url, pid)
+    action = seed_action(
+        engine,
+        enrolment,
+        "urinary_catheter_removal",
+        due=datetime.now(UTC) - timedelta(hours=1),
+        fhir_id=task["id"],
+        fhir_version=task["meta"]["versionId"],
+    )
+    app = create_app(api_settings(sqlite_url))
+    mount_worklist(
+        app,
+        WorklistSettings(dev_mode=True, fhir_base_url=fhir_sandbox.base_url),
+        pathways={"lumbar_fusion": lumbar()},
+    )
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    try:
+        with serve(app) as base:
+            run = subprocess.run(
+                [node, str(HERE / "worklist.spec.mjs"), base, ward, action.key, str(SCREENSHOT)],
+                cwd=HERE,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        assert run.returncode == 0, run.stderr[-2000:]
+        stored = httpx.get(f"{fhir_sandbox.base_url}/Task/{task['id']}").json()
+        assert stored["status"] == "completed"
+        assert SCREENSHOT.exists()
+    finally:
+        clear_ward(engine, [enrolment.id])
+        engine.dispose()

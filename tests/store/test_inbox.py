@@ -1,0 +1,234 @@
+"""Tests for the durable inbox: deduplication, claims, leases, gaps and watermarks."""
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, delete
+from sqlmodel import Session, col, select
+
+from store.db import session_scope
+from store.inbox import (
+    InboxStatus,
+    claim_batch,
+    gaps_to_catch_up,
+    get_subscription_state,
+    get_watermark,
+    mark_done,
+    mark_failed,
+    pending_count,
+    record_event_number,
+    record_handshake,
+    record_heartbeat,
+    resolve_gap,
+    set_watermark,
+    store_event,
+    store_events,
+)
+from store.models import InboxEvent
+from tests.utils.notifications import clear_intake_tables, new_event
+from tests.utils.store_factories import T0
+
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture
+def inbox(db: Session) -> Session:
+    """The rolled-back session with an empty inbox, whatever other tests committed."""
+    db.execute(delete(InboxEvent))
+    return db
+
+
+@pytest.fixture
+def committed(db_engine: Engine) -> Iterator[Engine]:
+    """The engine, for tests whose rows must be committed (several connections); cleaned after."""
+    clear_intake_tables(db_engine)
+    yield db_engine
+    clear_intake_tables(db_engine)
+
+
+def test_store_event_new_is_pending(inbox: Session) -> None:
+    row, created = store_event(session=inbox, event=new_event(patient_ref="Patient/p1"), at=T0)
+
+    assert created
+    assert row.id is not None
+    stored = inbox.get(InboxEvent, row.id)
+    assert stored is not None
+    assert (stored.status, stored.attempts, stored.received_at) == (InboxStatus.PENDING, 0, T0)
+    assert stored.patient_ref == "Patient/p1"
+    assert stored.payload == row.payload
+
+
+def test_store_event_duplicate_stored_once(inbox: Session) -> None:
+    first, created_first = store_event(session=inbox, event=new_event(key="sub:s1:7"), at=T0)
+    again, created_again = store_event(session=inbox, event=new_event(key="sub:s1:7"), at=T0 + timedelta(1))
+
+    assert (created_first, created_again) == (True, False)
+    assert again.id == first.id
+    assert again.received_at == T0
+    assert pending_count(session=inbox) == 1
+
+
+def test_claim_batch_oldest_first_up_to_limit(inbox: Session) -> None:
+    ids = [
+        store_event(session=inbox, event=new_event(), at=T0 + timedelta(seconds=i))[0].id for i in range(3)
+    ]
+
+    claimed = claim_batch(session=inbox, worker="w1", limit=2, now=T0 + timedelta(minutes=1), lease=LEASE)
+
+    assert [row.id for row in claimed] == ids[:2]
+    assert {(row.status, row.claimed_by, row.attempts) for row in claimed} == {("processing", "w1", 1)}
+    assert pending_count(session=inbox) == 1
+
+
+def test_claim_batch_fresh_claim_not_taken_again(inbox: Session) -> None:
+    store_event(session=inbox, event=new_event(), at=T0)
+    claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)
+
+    assert claim_batch(session=inbox, worker="w2", limit=10, now=T0 + LEASE, lease=LEASE) == []
+
+
+def test_claim_batch_stale_claim_reclaimed(inbox: Session) -> None:
+    row, _ = store_event(session=inbox, event=new_event(), at=T0)
+    claim_batch(session=inbox, worker="dead-worker", limit=10, now=T0, lease=LEASE)
+
+    later = T0 + LEASE + timedelta(seconds=1)
+    reclaimed = claim_batch(session=inbox, worker="w2", limit=10, now=later, lease=LEASE)
+
+    assert [(r.id, r.claimed_by, r.claimed_at, r.attempts) for r in reclaimed] == [(row.id, "w2", later, 2)]
+
+
+def test_mark_done_and_failed_leave_the_queue(inbox: Session) -> None:
+    done, _ = store_event(session=inbox, event=new_event(), at=T0)
+    failed, _ = store_event(session=inbox, event=new_event(), at=T0)
+    claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)
+
+    mark_done(session=inbox, ids=[done.id or 0], at=T0 + timedelta(seconds=5))
+    mark_failed(session=inbox, id=failed.id or 0, error="Observation/x could not be read", at=T0)
+
+    rows = {r.id: r for r in inbox.exec(select(InboxEvent).execution_options(populate_existing=True))}
+    assert (rows[done.id].status, rows[done.id].processed_at) == ("done", T0 + timedelta(seconds=5))
+    assert (rows[failed.id].status, rows[failed.id].last_error) == (
+        "failed",
+        "Observation/x could not be read",
+    )
+    far_later = T0 + timedelta(days=1)
+    assert claim_batch(session=inbox, worker="w2", limit=10, now=far_later, lease=LEASE) == []
+
+
+def test_claim_batch_concurrent_workers_never_share_an_event(committed: Engine) -> None:
+    with session_scope(committed) as session:
+        for _ in range(20):
+            store_event(session=session, event=new_event(), at=T0)
+    both_claimed = threading.Barrier(2, timeout=30)
+    results: dict[str, list[int]] = {}
+
+    def worker(name: str) -> None:
+        with session_scope(committed) as session:
+            rows = claim_batch(session=session, worker=name, limit=8, now=T0, lease=LEASE)
+            results[name] = [row.id or 0 for row in rows]
+            if committed.dialect.name == "postgresql":
+                both_claimed.wait()  # hold the row locks until the other worker has claimed too
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in ("w1", "w2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(results["w1"]) == len(results["w2"]) == 8
+    assert not set(results["w1"]) & set(results["w2"])
+    with Session(committed) as session:
+        statuses = session.exec(select(InboxEvent.status, InboxEvent.claimed_by)).all()
+    assert sorted(statuses, key=str).count(("processing", "w1")) == 8
+    assert len([s for s in statuses if s[0] == "pending"]) == 4
+
+
+def test_record_event_number_in_order_no_gap(db: Session) -> None:
+    gaps = [record_event_number(session=db, subscription_id="s-order", number=n, at=T0) for n in (1, 2, 3)]
+
+    assert gaps == [None, None, None]
+    state = get_subscription_state(session=db, subscription_id="s-order")
+    assert state is not None and state.last_event_number == 3
+
+
+def test_record_event_number_skip_records_gap(db: Session) -> None:
+    record_event_number(session=db, subscription_id="s-gap", number=1, at=T0)
+
+    gap = record_event_number(session=db, subscription_id="s-gap", number=5, at=T0 + timedelta(1))
+
+    assert gap == (2, 4)
+    open_gaps = [g for g in gaps_to_catch_up(session=db) if g.subscription_id == "s-gap"]
+    assert [(g.from_number, g.to_number, g.last_seen_at) for g in open_gaps] == [(2, 4, T0)]
+
+
+def test_record_event_number_late_events_fill_gap(db: Session) -> None:
+    record_event_number(session=db, subscription_id="s-late", number=1, at=T0)
+    record_event_number(session=db, subscription_id="s-late", number=4, at=T0)
+
+    for late in (2, 3):
+        assert record_event_number(session=db, subscription_id="s-late", number=late, at=T0) is None
+
+    assert [g for g in gaps_to_catch_up(session=db) if g.subscription_id == "s-late"] == []
+
+
+def test_record_event_number_first_seen_late_is_a_gap(db: Session) -> None:
+    assert record_event_number(session=db, subscription_id="s-new", number=3, at=T0) == (1, 2)
+
+
+def test_record_handshake_sets_baseline(db: Session) -> None:
+    record_handshake(session=db, subscription_id="s-hs", at=T0, status="requested", events_since_start=10)
+
+    assert record_event_number(session=db, subscription_id="s-hs", number=11, at=T0) is None
+
+
+def test_record_heartbeat_ahead_of_events_is_a_gap(db: Session) -> None:
+    record_event_number(session=db, subscription_id="s-hb", number=2, at=T0)
+
+    gap = record_heartbeat(session=db, subscription_id="s-hb", at=T0, status="active", events_since_start=4)
+    same = record_heartbeat(session=db, subscription_id="s-hb", at=T0, status="active", events_since_start=4)
+
+    assert (gap, same) == ((3, 4), None)
+    state = get_subscription_state(session=db, subscription_id="s-hb")
+    assert state is not None and (state.last_heartbeat_at, state.status) == (T0, "active")
+
+
+def test_resolve_gap_removes_it_from_catch_up(db: Session) -> None:
+    record_event_number(session=db, subscription_id="s-res", number=3, at=T0)
+    (gap,) = [g for g in gaps_to_catch_up(session=db) if g.subscription_id == "s-res"]
+
+    resolve_gap(session=db, gap_id=gap.id or 0, at=T0)
+
+    assert not [g for g in gaps_to_catch_up(session=db) if g.subscription_id == "s-res"]
+
+
+def test_set_watermark_never_moves_back(db: Session) -> None:
+    assert get_watermark(session=db, resource_type="Procedure") is None
+
+    set_watermark(session=db, resource_type="Procedure", last_updated=T0, at=T0)
+    kept = set_watermark(session=db, resource_type="Procedure", last_updated=T0 - timedelta(1), at=T0)
+    ahead = set_watermark(session=db, resource_type="Procedure", last_updated=T0 + timedelta(1), at=T0)
+
+    assert (kept, ahead) == (T0, T0 + timedelta(1))
+    assert get_watermark(session=db, resource_type="Procedure") == T0 + timedelta(1)
+
+
+def test_pending_count_counts_only_pending(inbox: Session) -> None:
+    for _ in range(3):
+        store_event(session=inbox, event=new_event(), at=T0)
+    claim_batch(session=inbox, worker="w1", limit=1, now=T0, lease=LEASE)
+
+    assert pending_count(session=inbox) == 2
+    assert len(inbox.exec(select(InboxEvent).where(col(InboxEvent.status) == "processing")).all()) == 1
+
+
+def test_store_events_one_statement_first_of_a_key_wins(inbox: Session) -> None:
+    existing, _ = store_event(session=inbox, event=new_event(key="sub:s9:1"), at=T0)
+    events = [new_event(key="sub:s9:1"), new_event(key="sub:s9:2"), new_event(key="sub:s9:2"), new_event()]
+
+    new_ids = store_events(session=inbox, events=events, at=T0)
+
+    assert new_ids[0] is None and new_ids[2] is None
+    assert new_ids[1] is not None and new_ids[3] is not None and existing.id not in new_ids
+    assert pending_count(session=inbox) == 3
