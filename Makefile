@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SANDBOX := deploy/fhir-sandbox
 NODE_STAMP := $(SANDBOX)/node_modules/.installed
+BROWSER_STAMP := tests/browser/node_modules/.installed
 
 .PHONY: test demo lint bench schema clean
 
@@ -21,7 +22,12 @@ $(NODE_STAMP): $(SANDBOX)/package.json $(SANDBOX)/package-lock.json
 	cd $(SANDBOX) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
-test: $(STAMP) $(NODE_STAMP)
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	sh deploy/browser/install.sh
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(BROWSER_STAMP)
+
+test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 	$(BIN)/pytest -q
 
 demo: $(STAMP) $(NODE_STAMP)

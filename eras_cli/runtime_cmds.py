@@ -52,6 +52,7 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
         app = create_app(Settings(), worklist=worklist, pathways=rt.pathways)
         app.state.on_event_stored = loops.wake
         app.state.runtime = rt
+        app.state.clock = rt.clock
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         loops.start()
         console.print(f"eras serve: API on http://{host}:{port}, runtime running "

@@ -6,8 +6,9 @@ Runtime. Secrets are read from the environment or from files named by it, never 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -51,6 +52,8 @@ class RuntimeSettings(BaseSettings):
     terminology: Path | None = Field(None, description="a site terminology file (extends default)")
     fhir_timeout: float = 30.0
     fhir_max_retries: int = 4
+    clock_file: Path | None = Field(
+        None, description="simulation only (the demo): read the current instant from this file")
 
     @model_validator(mode="after")
     def _consistent(self) -> RuntimeSettings:
@@ -118,5 +121,15 @@ async def open_runtime(s: RuntimeSettings, *, migrate: bool = True) -> AsyncIter
 
 
 def _runtime(s: RuntimeSettings, ehr: FhirClient, tasks: FhirClient | None, db) -> Runtime:  # type: ignore[no-untyped-def]
-    return Runtime(pathways=load_pathways(s), ehr=ehr, tasks=tasks, target=s.write_target, db=db,
-                   tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system)
+    rt = Runtime(pathways=load_pathways(s), ehr=ehr, tasks=tasks, target=s.write_target, db=db,
+                 tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system)
+    if s.clock_file is not None:
+        rt.clock = file_clock(s.clock_file)
+    return rt
+
+
+def file_clock(path: Path) -> Callable[[], datetime]:
+    """A clock that reads an ISO instant from `path`: lets the demo replay weeks in seconds."""
+    def now() -> datetime:
+        return datetime.fromisoformat(path.read_text(encoding="utf-8").strip())
+    return now

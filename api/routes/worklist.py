@@ -31,6 +31,12 @@ from store.worklist import action_with_enrolment, open_actions
 router = APIRouter(prefix="/worklist", tags=["worklist"])
 
 
+def clock_now(request: Request) -> datetime:
+    """The runtime's clock when one is attached (a simulated one in the demo), else real time."""
+    clock = getattr(request.app.state, "clock", None)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
 async def get_writer(request: Request) -> AsyncIterator[WorklistWriter]:
     """The writer for this request, with a FHIR client when Tasks live on a FHIR server."""
     state = request.app.state.worklist
@@ -66,7 +72,7 @@ def read_worklist(
     wards = [ward] if ward else sorted(user.wards)
     for one in wards:
         require_ward(session, user, one, purpose="worklist view")
-    now = datetime.now(UTC)
+    now = clock_now(request)
     rows = [
         row
         for one in wards
@@ -92,7 +98,12 @@ def read_worklist(
 
 @router.post("/{key}/complete", response_model=ActionResultPublic)
 async def complete_task(
-    key: str, body: CompleteRequest, session: SessionDep, user: CurrentUser, writer: WriterDep
+    request: Request,
+    key: str,
+    body: CompleteRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    writer: WriterDep,
 ) -> ActionResultPublic:
     """Done: the Task completed and the evidence written in the EHR, then the store."""
     return await _act(
@@ -101,14 +112,19 @@ async def complete_task(
         key,
         "complete",
         lambda: worklist_actions.complete(
-            writer, session, key=key, by=user.subject, at=datetime.now(UTC), value=body.value
+            writer, session, key=key, by=user.subject, at=clock_now(request), value=body.value
         ),
     )
 
 
 @router.post("/{key}/decline", response_model=ActionResultPublic)
 async def decline_task(
-    key: str, body: DeclineRequest, session: SessionDep, user: CurrentUser, writer: WriterDep
+    request: Request,
+    key: str,
+    body: DeclineRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    writer: WriterDep,
 ) -> ActionResultPublic:
     """Not done, with a coded reason: the Task cancelled with statusReason, then the store."""
     return await _act(
@@ -121,7 +137,7 @@ async def decline_task(
             session,
             key=key,
             by=user.subject,
-            at=datetime.now(UTC),
+            at=clock_now(request),
             reason=body.reason,
             text=body.text,
         ),
@@ -130,7 +146,12 @@ async def decline_task(
 
 @router.post("/{key}/reassign", response_model=ActionResultPublic)
 async def reassign_task(
-    key: str, body: ReassignRequest, session: SessionDep, user: CurrentUser, writer: WriterDep
+    request: Request,
+    key: str,
+    body: ReassignRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    writer: WriterDep,
 ) -> ActionResultPublic:
     """Given to another role, in the EHR's Task and in the store."""
     return await _act(
@@ -138,7 +159,7 @@ async def reassign_task(
         user,
         key,
         "reassign",
-        lambda: worklist_actions.reassign(writer, session, key=key, role=body.role, at=datetime.now(UTC)),
+        lambda: worklist_actions.reassign(writer, session, key=key, role=body.role, at=clock_now(request)),
     )
 
 

@@ -347,6 +347,7 @@ function searchableReferences(value) {
   return found;
 }
 
+const EMPTY_STORE = new TypeStore();
 const planCache = new Map();
 
 /**
@@ -576,7 +577,7 @@ class SandboxRepository extends MemoryRepository {
   async search(searchRequest) {
     const { resourceType } = searchRequest;
     narrowSearchParams(resourceType);
-    const store = this.resources.get(resourceType);
+    const store = this.resources.get(resourceType) ?? EMPTY_STORE;
     const filters = searchRequest.filters ?? [];
     let best;
     if (store instanceof TypeStore && INDEXED) {
@@ -588,7 +589,7 @@ class SandboxRepository extends MemoryRepository {
         }
       }
     }
-    const pool = best ? store.inOrder(best.ids) : [...(store?.values() ?? [])];
+    const pool = best ? store.inOrder(best.ids) : [...store.values()];
     const request = best?.exact ? { ...searchRequest, filters: filters.filter((f) => f !== best.filter) } : searchRequest;
     const matches = pool.filter(narrowingMatcher(request));
     if (this.searchLog.length >= 1000) {

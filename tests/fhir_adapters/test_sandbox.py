@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -424,3 +425,301 @@ def test_sandbox_start_with_failing_npm_ci_raises_npm_output(tmp_path: Path) -> 
 
     with pytest.raises(FhirSandboxError, match="npm ci"):
         FhirSandbox(server_dir=server_dir).start()
+
+
+# ---------------------------------------------------------------- indexed search
+
+
+class _ScanningSandbox(FhirSandbox):
+    """The same server with its search indexes switched off (`--no-index`): every search scans."""
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), "--no-index"]
+
+
+def _stats(client: httpx.Client) -> dict[str, Any]:
+    """`GET $stats`: what the searches of the previous request examined."""
+    response = client.get("$stats")
+    assert response.status_code == 200
+    stats: dict[str, Any] = {"search": []}
+    for parameter in response.json()["parameter"]:
+        if parameter["name"] == "search":
+            part = {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in parameter["part"]}
+            stats["search"].append(part)
+        else:
+            stats[parameter["name"]] = next(v for k, v in parameter.items() if k.startswith("value"))
+    return stats
+
+
+def _observation(patient: str | None, code: str, system: str = "http://loinc.org", **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}]},
+    }
+    if patient is not None:
+        resource["subject"] = {"reference": patient}
+    return resource | extra
+
+
+def _ids(bundle: dict[str, Any]) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def _patients(client: httpx.Client, count: int) -> list[str]:
+    refs = []
+    for _ in range(count):
+        patient_id = f"pt-{uuid.uuid4()}"
+        client.put(f"Patient/{patient_id}", json={"resourceType": "Patient", "id": patient_id})
+        refs.append(f"Patient/{patient_id}")
+    return refs
+
+
+def test_patient_search_examines_only_that_patients_resources(client: httpx.Client) -> None:
+    alice, bob = _patients(client, 2)
+    alice_ids = [client.post("Observation", json=_observation(alice, str(i))).json()["id"] for i in range(3)]
+    for i in range(5):
+        client.post("Observation", json=_observation(bob, str(i)))
+
+    bundle = client.get("Observation", params={"patient": alice, "_count": "50"}).json()
+    stats = _stats(client)
+
+    assert _ids(bundle) == alice_ids
+    assert stats["search"] == [
+        {"resourceType": "Observation", "strategy": "compartment", "examined": 3, "matched": 3}
+    ]
+    assert stats["examined"] == 3
+    assert stats["milliseconds"] >= 0
+
+
+def test_conditional_create_examines_only_identifier_matches(client: httpx.Client) -> None:
+    system = _system()
+    client.post("", json=_conditional_bundle(system, 20))
+    headers = {"If-None-Exist": f"identifier={system}|7"}
+
+    response = client.post("Task", json=_task(system, "7"), headers=headers)
+    stats = _stats(client)
+
+    assert response.status_code == 200
+    assert [(s["strategy"], s["examined"], s["matched"]) for s in stats["search"]] == [("identifier", 1, 1)]
+
+
+def test_batch_of_patient_searches_examines_each_compartment(client: httpx.Client) -> None:
+    alice, bob = _patients(client, 2)
+    system = _system()
+    client.post("Observation", json=_observation(alice, "1"))
+    client.post("Task", json=_task(system, "a") | {"for": {"reference": alice}})
+    client.post("Task", json=_task(system, "b") | {"for": {"reference": bob}})
+    searches = [f"Observation?patient={alice}&code=http://loinc.org|1", f"Task?patient={alice}&identifier={system}|"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": url}} for url in searches],
+    }
+
+    response = client.post("", json=bundle).json()
+    stats = _stats(client)
+
+    assert [e["resource"]["total"] for e in response["entry"]] == [1, 1]
+    assert [(s["resourceType"], s["strategy"], s["examined"]) for s in stats["search"]] == [
+        ("Observation", "compartment", 1),
+        ("Task", "compartment", 1),
+    ]
+
+
+def test_update_that_moves_subject_moves_it_between_compartments(client: httpx.Client) -> None:
+    alice, bob = _patients(client, 2)
+    created = client.post("Observation", json=_observation(alice, "1")).json()
+
+    client.put(f"Observation/{created['id']}", json=created | {"subject": {"reference": bob}})
+
+    assert client.get("Observation", params={"patient": alice}).json()["total"] == 0
+    assert _ids(client.get("Observation", params={"subject": bob}).json()) == [created["id"]]
+    assert _stats(client)["examined"] == 1
+
+
+def test_deleted_resource_leaves_patient_and_identifier_indexes(client: httpx.Client) -> None:
+    (alice,) = _patients(client, 1)
+    system = _system()
+    kept = client.post("Task", json=_task(system, "kept") | {"for": {"reference": alice}}).json()
+    gone = client.post("Task", json=_task(system, "gone") | {"for": {"reference": alice}}).json()
+
+    client.delete(f"Task/{gone['id']}")
+
+    assert _ids(client.get("Task", params={"patient": alice}).json()) == [kept["id"]]
+    assert client.get("Task", params={"identifier": f"{system}|gone"}).json()["total"] == 0
+    assert _stats(client)["examined"] == 0
+
+
+def test_transaction_writes_are_indexed_and_rolled_back_writes_are_not(client: httpx.Client) -> None:
+    alice, bob = _patients(client, 2)
+    system = _system()
+    moved = client.post("Task", json=_task(system, "moved") | {"for": {"reference": alice}}).json()
+    good = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": _task(system, "new") | {"for": {"reference": alice}},
+                "request": {"method": "POST", "url": "Task", "ifNoneExist": f"identifier={system}|new"},
+            },
+            {
+                "resource": moved | {"for": {"reference": bob}},
+                "request": {"method": "PUT", "url": f"Task/{moved['id']}", "ifMatch": moved["meta"]["versionId"]},
+            },
+        ],
+    }
+    failing = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": _task(system, "rolled-back") | {"for": {"reference": bob}}, "request": {"method": "POST", "url": "Task"}},
+            {"resource": moved, "request": {"method": "PUT", "url": f"Task/{moved['id']}", "ifMatch": 'W/"stale"'}},
+        ],
+    }
+
+    created = client.post("", json=good).json()["entry"][0]["resource"]["id"]
+    assert client.post("", json=failing).status_code == 412
+
+    assert _ids(client.get("Task", params={"patient": alice}).json()) == [created]
+    assert _ids(client.get("Task", params={"patient": bob}).json()) == [moved["id"]]
+    assert client.get("Task", params={"identifier": f"{system}|rolled-back"}).json()["total"] == 0
+    assert client.get("Task", params={"identifier": f"{system}|new"}).json()["total"] == 1
+
+
+def test_reset_empties_the_indexes(seed_file: Path) -> None:
+    with FhirSandbox(seeds=[seed_file]) as server, httpx.Client(base_url=server.base_url, timeout=10) as http:
+        http.post("Observation", json=_observation("Patient/p1", "1", identifier=[{"system": "urn:s", "value": "1"}]))
+
+        server.reset()
+
+        assert http.get("Observation", params={"patient": "Patient/p1"}).json()["total"] == 0
+        assert http.get("Observation", params={"identifier": "urn:s|1"}).json()["total"] == 0
+        assert http.get("Patient", params={"identifier": f"urn:test:mrn|{SEED_MRN}"}).json()["total"] == 0
+        http.post("Observation", json=_observation("Patient/p1", "2"))
+        assert http.get("Observation", params={"patient": "Patient/p1"}).json()["total"] == 1
+        assert _stats(http)["examined"] == 1
+
+
+def test_many_token_code_search_in_compartment(client: httpx.Client) -> None:
+    alice, bob = _patients(client, 2)
+    wanted = [client.post("Observation", json=_observation(alice, f"{i}-0")).json()["id"] for i in range(0, 10, 2)]
+    for i in range(1, 10, 2):
+        client.post("Observation", json=_observation(alice, f"{i}-0"))
+    client.post("Observation", json=_observation(bob, "0-0"))
+    codes = ",".join(f"http://LOINC.org|{i}-0" for i in range(0, 800, 2))
+
+    bundle = client.get("Observation", params={"patient": alice, "code": codes}).json()
+
+    assert _ids(bundle) == wanted
+    assert _stats(client)["search"][0]["examined"] == 10
+
+
+def test_stats_is_loopback_json_and_does_not_count_itself(client: httpx.Client) -> None:
+    client.get("Task", params={"identifier": f"{_system()}|x"})
+
+    first, second = _stats(client), _stats(client)
+
+    assert first == second
+    assert first["search"][0]["strategy"] == "identifier"
+
+
+# Writes replayed on an indexed and a scanning sandbox; ids are client-assigned (PUT) so they agree.
+def _random_resource(rng: random.Random, resource_id: str, patients: list[str]) -> dict[str, Any]:
+    references = [*patients, patients[0].split("/")[1], "Group/g1", f"{patients[1]}/_history/1", None]
+    subject = rng.choice(references)
+    identifiers = [
+        {"system": rng.choice(["urn:a", "urn:B"]), "value": rng.choice(["v1", "V1", "v2"])}
+        for _ in range(rng.randint(0, 2))
+    ]
+    kind = rng.choice(["Observation", "Observation", "Task", "Encounter", "Coverage"])
+    resource: dict[str, Any] = {"resourceType": kind, "id": resource_id}
+    reference = {"reference": subject} if subject else None
+    if kind == "Observation":
+        resource |= _observation(subject, rng.choice(["1", "2", "3", "X"]), rng.choice(["urn:a", "urn:B"]))
+        resource["effectiveDateTime"] = f"2024-01-{rng.randint(10, 28)}"
+    elif kind == "Task":
+        resource |= {"status": "ready", "intent": "order"} | ({"for": reference} if reference else {})
+    elif kind == "Encounter":
+        resource |= {"status": "finished", "class": {"code": "IMP"}} | ({"subject": reference} if reference else {})
+    else:
+        resource |= {"status": "active", "beneficiary": reference or {"reference": patients[0]}}
+        resource |= {"payor": [{"reference": "Organization/o"}]}
+    return resource | ({"identifier": identifiers} if identifiers else {})
+
+
+def _comparable(bundle: dict[str, Any]) -> Any:
+    entries = [(e["resource"]["resourceType"], e["resource"]["id"], e["search"]["mode"]) for e in bundle.get("entry", [])]
+    return bundle.get("resourceType"), bundle.get("total"), entries
+
+
+def test_indexed_searches_answer_like_a_full_scan() -> None:
+    rng = random.Random(20240611)
+    patients = [f"Patient/p{i}" for i in range(4)]
+    with (
+        FhirSandbox() as indexed,
+        _ScanningSandbox() as scanning,
+        httpx.Client(base_url=indexed.base_url, timeout=30) as one,
+        httpx.Client(base_url=scanning.base_url, timeout=30) as other,
+    ):
+        both = (one, other)
+        written: list[tuple[str, str]] = []
+        for step in range(160):
+            roll = rng.random()
+            if roll < 0.6 or not written:
+                resource = _random_resource(rng, f"r{step}", patients)
+                written.append((resource["resourceType"], resource["id"]))
+                requests = [("PUT", f"{resource['resourceType']}/{resource['id']}", resource)]
+            elif roll < 0.85:
+                kind, resource_id = rng.choice(written)
+                resource = _random_resource(rng, resource_id, patients)
+                while resource["resourceType"] != kind:
+                    resource = _random_resource(rng, resource_id, patients)
+                requests = [("PUT", f"{kind}/{resource_id}", resource)]
+            elif roll < 0.95:
+                kind, resource_id = rng.choice(written)
+                requests = [("DELETE", f"{kind}/{resource_id}", None)]
+            else:
+                entries = []
+                for n in range(3):
+                    resource = _random_resource(rng, f"tx{step}-{n}", patients)
+                    written.append((resource["resourceType"], resource["id"]))
+                    url = f"{resource['resourceType']}/{resource['id']}"
+                    entries.append({"resource": resource, "request": {"method": "PUT", "url": url}})
+                if rng.random() < 0.5:
+                    stale = {"method": "PUT", "url": "Task/none", "ifMatch": 'W/"x"'}
+                    entries.append({"resource": _task("urn:x", "x") | {"id": "none"}, "request": stale})
+                requests = [("POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": entries})]
+            for method, url, body in requests:
+                statuses = {c.request(method, url, json=body).status_code for c in both}
+                assert len(statuses) == 1
+
+        found = compared = 0
+        codes = ",".join(f"{system}|{code}" for system in ("urn:a", "URN:B") for code in ("1", "x", *map(str, range(10, 40))))
+        for kind in ("Observation", "Task", "Encounter", "Coverage"):
+            searches: list[dict[str, str]] = [
+                {"identifier": "urn:a|v1"},
+                {"identifier": "V2"},
+                {"identifier": "|v1,urn:b|V2"},
+                {"identifier": "urn:a|"},
+                {"patient:missing": "true"},
+                {"patient": "p0"},
+                {"patient": f"{patients[1]}/_history/1"},
+                {"_sort": "-_lastUpdated", "_count": "3", "_offset": "1", "patient": patients[2]},
+            ]
+            for patient in patients:
+                searches += [
+                    {"patient": patient},
+                    {"patient": f"{patient},{patients[3]}", "_summary": "count"},
+                    {"patient": patient, "identifier": "urn:a|"},
+                    {"patient": patient, "_include": f"{kind}:patient"},
+                ]
+                searches += [{"subject": patient}, {"subject": "Group/g1"}] if kind != "Coverage" else []
+                searches += [{"patient": patient, "code": codes}, {"code": codes}] if kind == "Observation" else []
+            for params in searches:
+                answers = [c.get(kind, params=params) for c in both]
+                assert answers[0].status_code == answers[1].status_code, (kind, params)
+                assert _comparable(answers[0].json()) == _comparable(answers[1].json()), (kind, params)
+                found += bool(answers[0].json().get("total"))
+                compared += 1
+        assert found > compared // 2  # the comparison is not between empty answers

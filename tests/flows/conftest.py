@@ -8,14 +8,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
+from api.main import create_app
 from engine.loader import load_pathway
 from engine.model import Pathway
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.runtime import Runtime, WriteTarget
+from tests.api.conftest import api_settings
+from tests.utils.notifications import clear_intake_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 LONDON = ZoneInfo("Europe/London")
@@ -54,3 +58,13 @@ def make_runtime(fhir_sandbox: FhirSandbox, task_store: FhirSandbox, db_engine: 
             yield Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=ehr, tasks=tasks, target=target,
                           db=db_engine, tz=LONDON)
     return factory
+
+
+@pytest.fixture
+async def api(db_url: str):  # type: ignore[no-untyped-def]
+    app = create_app(api_settings(db_url))
+    async with app.router.lifespan_context(app):
+        clear_intake_tables(app.state.engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eras.test") as http:
+            yield http

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlmodel import select
 
 from fhir_adapters.client import FhirClient
@@ -22,27 +21,14 @@ from flows.poll import catch_up_gaps
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.models import InboxEvent
-from tests.api.conftest import api_settings
 from tests.flows.conftest import LONDON, lumbar
 from tests.utils import ehr
-from tests.utils.notifications import backport_bundle, clear_intake_tables
+from tests.utils.notifications import backport_bundle
 from tests.utils.tcp_proxy import TcpProxy
 
 SURGERY = datetime(2026, 4, 15, 8, 30, tzinfo=UTC)
 END = SURGERY + timedelta(hours=3)
 AUTH = {"Authorization": "Bearer token-a"}
-
-
-@pytest.fixture
-async def api(db_url: str):  # type: ignore[no-untyped-def]
-    from api.main import create_app
-
-    app = create_app(api_settings(db_url))
-    async with app.router.lifespan_context(app):
-        clear_intake_tables(app.state.engine)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://eras.test") as http:
-            yield http
 
 
 async def notify(api: httpx.AsyncClient, resource: dict[str, Any]) -> None:
@@ -194,3 +180,45 @@ async def test_backport_gap_triggers_catch_up_query(api, make_runtime, new_patie
         keys = await task_keys(rt.ehr, new_patient_id)
     assert caught >= 1  # the query found what the missing notification would have carried
     assert any(":out_of_bed_day_of_surgery:" in k for k in keys)
+
+
+async def test_engine_killed_mid_batch_and_restarted_loses_nothing(api, make_runtime, fhir_sandbox,
+                                                                   db_url) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    patients = [f"pt-{random.getrandbits(40):x}" for _ in range(12)]
+    async with make_runtime() as rt:
+        for pid in patients:
+            saved = await create_all(rt.ehr, *timeline(pid))
+            await notify(api, saved[-1])
+        env = {**os.environ, "ERAS_DATABASE_URL": db_url, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url,
+               "ERAS_WRITE_TARGET": "ehr"}
+        cmd = [sys.executable, "-m", "eras_cli.main", "drain", "--loop", "--lease-seconds", "2",
+               "--batch-size", "200"]
+        worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        statuses: Counter[str] = Counter()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with session_scope(rt.db) as session:
+                statuses = Counter(e.status for e in session.exec(select(InboxEvent)))
+            if statuses["done"] >= 1 and statuses["processing"] >= 1:
+                break
+            await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)  # dies mid-batch, holding claimed events
+        worker.wait()
+        killed_with = dict(statuses)
+        await asyncio.sleep(2.5)  # the dead worker's lease runs out
+        cmd = [sys.executable, "-m", "eras_cli.main", "drain", "--lease-seconds", "2"]
+        restarted = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert restarted.returncode == 0, restarted.stderr
+        with session_scope(rt.db) as session:
+            final = Counter(e.status for e in session.exec(select(InboxEvent)))
+        keys = {pid: await task_keys(rt.ehr, pid) for pid in patients}
+    assert killed_with["processing"] >= 1, killed_with  # it really died mid-batch
+    assert final == Counter({"done": len(patients)})
+    for pid in patients:
+        assert keys[pid] and max(keys[pid].values()) == 1, pid

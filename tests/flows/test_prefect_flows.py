@@ -1,0 +1,54 @@
+"""The Prefect flows run for real (one session-wide test harness) and retry only temporary errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from prefect.states import Completed, Failed
+from prefect.testing.utilities import prefect_test_harness
+from sqlmodel import select
+
+from fhir_adapters.errors import FhirFatalError, FhirTemporaryError
+from flows.prefect_flows import only_temporary, process_events, tick
+from store.db import session_scope
+from store.models import InboxEvent
+from tests.flows.test_runtime_e2e import AUTH, create_all, task_keys, timeline
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.mark.parametrize(("error", "retry"), [
+    (FhirTemporaryError("EHR overloaded", status=503), True),
+    (FhirFatalError("bad request", status=400), False),
+    (ValueError("a bug"), False),
+])
+def test_only_temporary_retries_temporary_errors(error: Exception, retry: bool) -> None:
+    assert only_temporary(None, None, Failed(data=error)) is retry
+
+
+def test_only_temporary_does_not_retry_success() -> None:
+    assert only_temporary(None, None, Completed(data=1)) is False
+
+
+async def test_process_events_flow_drains_the_inbox(prefect_harness, api, make_runtime, fhir_sandbox,
+                                                   db_url, new_patient_id, monkeypatch) -> None:
+    monkeypatch.setenv("ERAS_DATABASE_URL", db_url)
+    monkeypatch.setenv("ERAS_FHIR_BASE_URL", fhir_sandbox.base_url)
+    async with make_runtime() as rt:
+        saved = await create_all(rt.ehr, *timeline(new_patient_id))
+        response = await api.post("/fhir/notifications/sub-a", json=saved[-1], headers=AUTH)
+        assert response.status_code == 200
+        counts = await process_events()
+        ticked = await tick()
+        with session_scope(rt.db) as session:
+            statuses = {e.status for e in session.exec(select(InboxEvent))}
+        keys = await task_keys(rt.ehr, new_patient_id)
+    assert counts["claimed"] == 1 and counts["applied"] == 1
+    assert statuses == {"done"}
+    assert any(":patient_education:" in k for k in keys)
+    assert isinstance(ticked, int)
