@@ -7,7 +7,7 @@ SANDBOX := deploy/fhir-sandbox
 NODE_STAMP := $(SANDBOX)/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 
-.PHONY: test demo lint bench schema clean
+.PHONY: test demo simulate lint bench schema clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -32,6 +32,9 @@ test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 
 demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m deploy.demo
+
+simulate: $(STAMP)
+	sh deploy/demo/simulate.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -20,13 +20,13 @@ from engine.facts import PatientFacts, TaskState
 from engine.model import Pathway
 from engine.plan import concepts_used, plan_of
 from engine.results import Evaluation
+from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.facts import (
     batch_bundle,
     facts_from_resources,
     resources_from_batch_response,
     search_plan,
 )
-from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
@@ -288,3 +288,13 @@ def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, versi
     row = session.get(Enrolment, enrolment.id)
     row.careplan_id, row.careplan_version, row.updated_at = careplan_id, version, now
     session.add(row)
+
+
+async def evaluate_patient(rt: Runtime, patient_id: str, *,
+                           now: datetime | None = None) -> list[Evaluation]:
+    """Read the record and evaluate each enrolment, writing nothing (reports, the demo)."""
+    now = now or rt.clock()
+    resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
+    with session_scope(rt.db) as session:
+        enrolments = find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")
+    return [_evaluate(rt, e, resources, now)[0] for e in enrolments if e.status == EnrolmentStatus.ACTIVE]
