@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
 
+from api.audit_app import mount_audit
 from api.config import Settings
 from api.errors import install_error_handlers
 from api.intake import IntakeBatcher
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, worklist: WorklistSettings |
     app.include_router(health.router)
     if worklist is not None:
         mount_worklist(app, worklist, pathways=pathways)
+        mount_audit(app)
     return app
 
 

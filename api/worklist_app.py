@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api.auth import DevIssuer, JwksCache, TokenVerifier
-from api.routes import access_audit, dev_auth, worklist, worklist_page
+from api.routes import access_audit, dev_auth, runtime, worklist, worklist_page
 from api.worklist_settings import WorklistSettings
 from engine.loader import load_pathway
 from engine.model import Element, Pathway
@@ -62,6 +62,7 @@ def mount_worklist(
         app.include_router(dev_auth.router)
     app.include_router(worklist.router)
     app.include_router(access_audit.router)
+    app.include_router(runtime.router)
     app.include_router(worklist_page.router)
     app.mount("/static/worklist", StaticFiles(directory=HERE / "static"), name="worklist-static")
 

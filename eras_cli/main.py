@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from eras_cli import pathway_cmds, patient_cmds, runtime_cmds
+from eras_cli import audit_cmds, pathway_cmds, patient_cmds, runtime_cmds
 
 app = typer.Typer(help="ERAS pathway engine.", no_args_is_help=True, add_completion=False)
 app.add_typer(pathway_cmds.app, name="pathway")
+app.add_typer(audit_cmds.app, name="audit")
 app.command()(patient_cmds.enrol)
 app.command()(patient_cmds.unenrol)
 app.command()(patient_cmds.apply)
@@ -16,6 +17,7 @@ app.command()(runtime_cmds.worker)
 app.command()(runtime_cmds.drain)
 app.command()(runtime_cmds.parked)
 app.command()(runtime_cmds.unpark)
+app.command()(runtime_cmds.subscribe)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 from typing import Annotated
 
 import typer
@@ -16,8 +17,9 @@ from api.config import Settings
 from api.main import create_app
 from api.worklist_settings import WorklistSettings
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import open_runtime
+from flows.config import RuntimeSettings, open_runtime
 from flows.loops import Loops
+from flows.runtime import Runtime
 
 console = Console()
 
@@ -42,25 +44,76 @@ def serve(
     asyncio.run(_serve(host, port, poll_seconds or None, tick_seconds, prefect))
 
 
-async def _serve(host: str, port: int, poll: float | None, tick: float, prefect: bool) -> None:
-    async with open_runtime(runtime_settings()) as rt:
-        loops = Loops(rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}", poll_interval=poll,
-                      tick_interval=tick, scheduled=_scheduled if prefect else None)
-        worklist = WorklistSettings()
-        if worklist.fhir_base_url is None and rt.tasks is not None:
-            worklist = worklist.model_copy(update={"fhir_base_url": rt.tasks.base_url})
-        app = create_app(Settings(), worklist=worklist, pathways=rt.pathways)
-        app.state.on_event_stored = loops.wake
-        app.state.runtime = rt
-        app.state.clock = rt.clock
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-        loops.start()
-        console.print(f"eras serve: API on http://{host}:{port}, runtime running "
-                      f"(target {rt.target.value}, pathways {', '.join(rt.pathways)})")
+class RuntimeThread(threading.Thread):
+    """The runtime's loops on their own thread and event loop.
+
+    Its store calls are synchronous; on the API's loop they would stall request handling (and
+    on SQLite could wait for a lock only that loop can release). The intake wakes the drain
+    with a thread-safe call after each commit.
+    """
+
+    def __init__(self, settings: RuntimeSettings, *, poll: float | None, tick: float,
+                 prefect: bool) -> None:
+        super().__init__(name="eras-runtime", daemon=True)
+        self.settings, self.poll, self.tick, self.prefect = settings, poll, tick, prefect
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runtime: Runtime | None = None
+        self.loops: Loops | None = None
+        self.error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+
+    def run(self) -> None:
         try:
-            await server.serve()
-        finally:
-            await loops.stop()
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the API thread, which stops the server
+            self.error = exc
+            self.ready.set()
+
+    async def _main(self) -> None:
+        self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with open_runtime(self.settings) as rt:
+            self.runtime = rt
+            self.loops = Loops(rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
+                               poll_interval=self.poll, tick_interval=self.tick,
+                               scheduled=_scheduled if self.prefect else None)
+            self.loops.start()
+            self.ready.set()
+            await self._stop.wait()
+            await self.loops.stop()
+
+    def wake(self, *_: object) -> None:
+        if self.loop is not None and self.loops is not None:
+            self.loop.call_soon_threadsafe(self.loops.wake)
+
+    def stop(self) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.join(timeout=30)
+
+
+async def _serve(host: str, port: int, poll: float | None, tick: float, prefect: bool) -> None:
+    settings = runtime_settings()
+    runtime = RuntimeThread(settings, poll=poll, tick=tick, prefect=prefect)
+    runtime.start()
+    await asyncio.to_thread(runtime.ready.wait)
+    if runtime.error is not None or runtime.runtime is None:
+        console.print(f"[red]the runtime did not start[/red]: {runtime.error}")
+        raise typer.Exit(1)
+    rt = runtime.runtime
+    worklist = WorklistSettings()
+    if worklist.fhir_base_url is None and rt.tasks is not None:
+        worklist = worklist.model_copy(update={"fhir_base_url": rt.tasks.base_url})
+    app = create_app(Settings(), worklist=worklist, pathways=rt.pathways)
+    app.state.on_event_stored = runtime.wake
+    app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    console.print(f"eras serve: API on http://{host}:{port}, runtime running "
+                  f"(target {rt.target.value}, pathways {', '.join(rt.pathways)})")
+    try:
+        await server.serve()
+    finally:
+        await asyncio.to_thread(runtime.stop)
 
 
 def worker(
@@ -154,5 +207,46 @@ def unpark(patient_id: str) -> None:
                 for row in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
                     unpark_enrolment(session=session, enrolment_id=row.id, at=rt.clock())
         console.print(f"Patient/{patient_id} unparked; the next tick evaluates it")
+
+    asyncio.run(go())
+
+
+def subscribe(
+    endpoint: Annotated[str, typer.Option(help="public URL of POST /fhir/notifications/{id}")],
+    subscription_id: Annotated[str, typer.Option("--id", help="the id the notifier is known by")] = "ehr",
+    style: Annotated[str, typer.Option(help="r4 (criteria) or backport (topic)")] = "backport",
+    create: Annotated[bool, typer.Option(help="POST them to the EHR (else print)")] = False,
+) -> None:
+    """Print (or --create) the Subscriptions that make the EHR notify the engine."""
+    import json
+
+    from fhir_adapters.subscriptions import backport_subscription, r4_subscriptions
+    from flows.poll import watched_types
+
+    secret_env = f"ERAS_SUBSCRIPTION_SECRET_{subscription_id.upper().replace('-', '_')}"
+    header = f"Authorization: Bearer ${{{secret_env}}}"
+    url = f"{endpoint.rstrip('/')}/{subscription_id}"
+
+    async def go() -> None:
+        async with open_runtime(runtime_settings(), migrate=False) as rt:
+            types = [t for t in watched_types(rt) if t != "Patient"]
+            reason = f"ERAS pathway engine: {', '.join(rt.pathways)}"
+            subs = (r4_subscriptions(types, endpoint=url, secret_header=header, reason=reason)
+                    if style == "r4" else [backport_subscription(types, endpoint=url,
+                                                                 secret_header=header, reason=reason)])
+            if not create:
+                print(json.dumps(subs, indent=2))
+                err_note = (f"# replace ${{{secret_env}}} with the secret configured in "
+                            "ERAS_SUBSCRIPTIONS for this id before creating them")
+                console.print(err_note, style="dim")
+                return
+            secret = os.environ.get(secret_env)
+            if not secret:
+                console.print(f"[red]--create needs {secret_env}[/red] (the notifier's secret)")
+                raise typer.Exit(2)
+            for sub in subs:
+                sub["channel"]["header"] = [f"Authorization: Bearer {secret}"]
+                created = await rt.ehr.create(sub)
+                console.print(f"created Subscription/{created.get('id')} ({created.get('status')})")
 
     asyncio.run(go())

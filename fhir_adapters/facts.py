@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
@@ -64,10 +65,35 @@ class FactsReading(NamedTuple):
     skipped: list[SkippedResource]
 
 
+# A resource version never changes, so its validated model can be reused by the next apply of
+# the same patient: validation is the largest cost of reading a record (~0.5 ms a resource).
+_PARSED: OrderedDict[tuple[str, str, str], FHIRAbstractModel] = OrderedDict()
+PARSE_CACHE_SIZE = 20_000
+
+
 def parse_resource(resource: Mapping[str, Any]) -> FHIRAbstractModel:
-    """The resource as an R4B model; UnreadableResource naming the failing elements otherwise."""
+    """The resource as an R4B model; UnreadableResource naming the failing elements otherwise.
+
+    Versioned resources (meta.versionId) are validated once and the model reused; the models
+    are treated as read-only by every caller.
+    """
     rtype = str(resource.get("resourceType") or "?")
     rid = str(resource.get("id") or "?")
+    version = (resource.get("meta") or {}).get("versionId")
+    if not version or rid == "?":
+        return _validate(resource, rtype, rid)
+    key = (rtype, rid, str(version))
+    model = _PARSED.get(key)
+    if model is None:
+        model = _PARSED[key] = _validate(resource, rtype, rid)
+        if len(_PARSED) > PARSE_CACHE_SIZE:
+            _PARSED.popitem(last=False)
+    else:
+        _PARSED.move_to_end(key)
+    return model
+
+
+def _validate(resource: Mapping[str, Any], rtype: str, rid: str) -> FHIRAbstractModel:
     try:
         model_class = get_fhir_model_class(rtype)
     except (KeyError, ValueError) as exc:

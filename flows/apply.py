@@ -35,6 +35,7 @@ from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, update_enrolment_context
 from store.models import Enrolment
 from store.pathways import register_pathway_version
+from store.results import episode_attributes, record_element_results
 from store.types import EnrolmentStatus
 
 
@@ -212,6 +213,9 @@ def _sync(rt: Runtime, enrolment: Enrolment, evaluation: Evaluation, facts: Pati
             anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
             encounter_ref=encounter, ward=ward, bed=bed, next_check_at=evaluation.next_change_at,
             careplan_id=enrolment.careplan_id, careplan_version=enrolment.careplan_version, at=now)
+        record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
+                               attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
+                                                             facts, ward=ward))
         if rt.target is WriteTarget.NONE:
             return EnrolmentWrites()
         return _pending_writes(rt, session, row, {a.key: a for a in evaluation.actions},

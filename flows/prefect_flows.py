@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -84,3 +86,41 @@ async def poll_task() -> int:
 async def poll_ehr() -> int:
     """Resources changed since the watermark (and Backport gaps) into the inbox."""
     return await poll_task()
+
+
+@task(**RETRIES)
+async def audit_outcomes_task(since: datetime, until: datetime) -> int:
+    from engine.outcomes import load_outcome_definitions
+    from flows.audit_report import compute_outcomes, updated_enrolments
+
+    definitions = load_outcome_definitions()
+    async with open_runtime(RuntimeSettings()) as rt:
+        patients = dict.fromkeys(p for _, p in updated_enrolments(rt, since=since, until=until))
+        return sum([await compute_outcomes(rt, p, definitions=definitions, now=until) for p in patients])
+
+
+@task
+async def audit_files_task(today: date, directory: str) -> list[str]:
+    from flows.audit_report import previous_periods, write_period_report
+    from store.db import session_scope
+
+    written: list[str] = []
+    async with open_runtime(RuntimeSettings()) as rt:
+        with session_scope(rt.db) as session:
+            for pathway in rt.pathways.values():
+                for period in previous_periods(today):
+                    written += map(str, write_period_report(session, pathway, period, tz=rt.tz,
+                                                            directory=Path(directory), generated=rt.clock()))
+    return written
+
+
+@flow(name="audit-report")
+async def audit_report_flow(directory: str = "audit-reports", today: date | None = None) -> list[str]:
+    """Nightly: outcomes of the episodes updated the previous day, then the previous day's and
+    month's report (summary CSV and MeasureReport) under `directory`."""
+    today = today or datetime.now(UTC).date()
+    midnight = datetime.combine(today, datetime.min.time(), UTC)
+    computed = await audit_outcomes_task(midnight - timedelta(days=1), midnight)
+    files = await audit_files_task(today, directory)
+    get_run_logger().info("audit-report: outcomes of %d episodes, %d files", computed, len(files))
+    return files

@@ -260,3 +260,66 @@ class ReminderSent(SQLModel, table=True):
     due_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime = Field(sa_type=UTCDateTime)
     fhir_id: str | None = None
+
+
+class ElementResultRow(SQLModel, table=True):
+    """One element's latest result for one enrolment, as the engine decided it (audit source).
+
+    `counts` is the engine's ElementResult.counts (done, not-done or null) and `missing` its
+    `engine.audit.is_missing`, stored so that the audit sums them instead of re-deciding them.
+    """
+
+    __tablename__ = "element_result"
+    # Covering the audit's per-element sums, so they read the index, not the table.
+    __table_args__ = (Index("ix_element_result_element_counts", "element_id", "counts", "missing",
+                            "enrolment_id"),)
+
+    enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
+    element_id: str = Field(primary_key=True)
+    phase: str
+    category: str
+    status: str
+    counts: str | None = None
+    missing: bool = False
+    occurrences_done: int = 0
+    occurrences_counted: int = 0
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    evidence: list[str] = Field(default_factory=list, sa_type=JSON)
+    decline_reason: str | None = Field(default=None, sa_type=Text)
+    occurrences: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    evaluated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class AuditEpisode(SQLModel, table=True):
+    """The cohort attributes of one enrolment that the audit filters on, and its compliance
+    (`engine.compliance.patient_compliance`: done and counted elements; missing data)."""
+
+    __tablename__ = "audit_episode"
+    __table_args__ = (Index("ix_audit_episode_pathway_surgery_start", "pathway_id", "surgery_start"),)
+
+    enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
+    patient_ref: str
+    pathway_id: str
+    pathway_version: int
+    surgery_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    variant: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    ward: str | None = None
+    surgeon: str | None = None
+    sex: str | None = None
+    age_at_surgery: int | None = None
+    apfel: int | None = None
+    done: int = 0
+    counted: int = 0
+    missing: int = 0
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class AuditOutcome(SQLModel, table=True):
+    """One enrolment's outcomes (engine.outcomes), computed by the nightly audit report."""
+
+    __tablename__ = "audit_outcome"
+
+    enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
+    values: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    computed_at: datetime = Field(sa_type=UTCDateTime)

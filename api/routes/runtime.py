@@ -1,0 +1,31 @@
+"""Runtime status for operators (admin): inbox backlog, parked patients, FHIR round trips."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlmodel import col, func, select
+
+from api.auth import Principal, require_roles
+from api.deps import SessionDep
+from store.models import InboxEvent
+from store.scheduling import list_parked
+
+router = APIRouter(prefix="/runtime", tags=["runtime"])
+AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+@router.get("/status")
+def runtime_status(request: Request, session: SessionDep, _admin: AdminUser) -> dict[str, Any]:
+    """Inbox counts by status, parked enrolments (with their error) and FHIR round trips so far."""
+    by_status = select(InboxEvent.status, func.count()).group_by(col(InboxEvent.status))
+    counts = dict(session.exec(by_status).all())
+    parked = [{"patient": row.patient_ref, "pathway": row.pathway_id, "since": row.parked_at,
+               "failures": row.failure_count, "error": row.parked_error}
+              for row in list_parked(session=session, limit=100)]
+    runtime = getattr(request.app.state, "runtime", None)
+    loops = getattr(request.app.state, "loops", None)
+    return {"inbox": counts, "parked": parked,
+            "fhir_round_trips": runtime.round_trips if runtime is not None else None,
+            "patients_applied": loops.processed if loops is not None else None}

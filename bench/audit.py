@@ -1,0 +1,168 @@
+"""Audit report over 50,000 synthetic episodes (~40 element results each) on SQLite and PostgreSQL.
+
+Times the full report the API computes (`store.audit_summary.stored_audit`: per element, phase,
+patient, overall, high share, trend, completeness, outcome groups) against the floor: one
+hand-written SQL aggregation of per-element compliance on the same data, in the same run.
+Goal: <= 3 s and <= 3x the floor. Usage: python -m bench.audit [episodes]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from engine.loader import load_pathway
+from engine.model import Pathway
+from store.audit_queries import CohortFilter
+from store.audit_summary import stored_audit
+from store.db import make_engine
+from store.migrate import upgrade
+from tests.utils.databases import postgres_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+TZ = ZoneInfo("Europe/London")
+ELEMENTS_PER_EPISODE = 40
+# (status, counts, missing, weight): a realistic mix, most elements done.
+MIX = (("done", "done", False, 78), ("not-applicable", None, False, 10), ("missed", "not-done", True, 6),
+       ("overdue", "not-done", True, 1), ("declined", "not-done", False, 1),
+       ("declined", None, False, 1), ("upcoming", None, False, 3))
+FLOOR_SQL = """
+SELECT r.element_id, SUM(CASE WHEN r.counts = 'done' THEN 1 ELSE 0 END), COUNT(r.counts)
+FROM element_result r JOIN audit_episode e ON e.enrolment_id = r.enrolment_id
+WHERE e.pathway_id = 'lumbar_fusion' GROUP BY r.element_id
+"""
+Row = tuple[object, ...]
+
+
+def element_rows(i: int, pathway: Pathway) -> list[Row]:
+    """Episode i's element results, the same on every call (its own seeded generator)."""
+    rng = random.Random(i)
+    elements = pathway.elements[:ELEMENTS_PER_EPISODE]
+    picks = rng.choices(MIX, [m[3] for m in MIX], k=len(elements))
+    at = datetime(2026, 1, 31, tzinfo=UTC)
+    return [(f"e{i:07d}", el.id, el.phase, el.category, status, counts, missing,
+             1 if counts == "done" else 0, 0 if counts is None else 1, "[]", "[]", at)
+            for el, (status, counts, missing, _) in zip(elements, picks, strict=True)]
+
+
+def episodes(n: int, pathway: Pathway, rng: random.Random) -> Iterator[tuple[Row, Row, Row]]:
+    """(enrolment, audit_episode with its totals, outcome) rows; surgery over the months of 2025."""
+    base = datetime(2025, 1, 1, 8, tzinfo=UTC)
+    for i in range(n):
+        eid, start = f"e{i:07d}", base + timedelta(minutes=rng.randrange(365 * 24 * 60))
+        ward, sex = f"W{rng.randrange(1, 5)}", rng.choice(("female", "male"))
+        rows = element_rows(i, pathway)
+        done, counted = sum(r[7] for r in rows), sum(r[8] for r in rows)  # type: ignore[misc]
+        missing = sum(1 for r in rows if r[6])
+        yield ((eid, f"Patient/p{i:07d}", "lumbar_fusion", 1, "{}", "{}", "completed", start, "bench", start,
+                ward, 0),
+               (eid, f"Patient/p{i:07d}", "lumbar_fusion", 1, start, rng.choice(("fusion", "decompression")),
+                "{}", ward, sex, rng.randrange(35, 90), rng.randrange(0, 5), done, counted, missing, start),
+               (eid, json.dumps({"length_of_stay_days": round(rng.uniform(1.5, 9), 2),
+                                 "readmitted": rng.random() < 0.05}), start))
+
+
+def results(n: int, pathway: Pathway) -> Iterator[Row]:
+    for i in range(n):
+        yield from element_rows(i, pathway)
+
+
+ENROLMENT = ("id, patient_ref, pathway_id, pathway_version, parameters, anchors, status, enrolled_at, "
+             "enrolled_by, updated_at, ward, failure_count")
+EPISODE = ("enrolment_id, patient_ref, pathway_id, pathway_version, surgery_start, variant, parameters, "
+           "ward, sex, age_at_surgery, apfel, done, counted, missing, updated_at")
+OUTCOME = "enrolment_id, \"values\", computed_at"
+RESULT = ("enrolment_id, element_id, phase, category, status, counts, missing, occurrences_done, "
+          "occurrences_counted, evidence, occurrences, evaluated_at")
+
+
+def _sqlite_value(v: object) -> object:
+    return v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ") if isinstance(v, datetime) else v
+
+
+def load_sqlite(engine: Engine, tables: dict[str, tuple[str, list[Row] | Iterator[Row]]]) -> None:
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("BEGIN")  # the store's engine runs the driver in autocommit mode
+        for table, (columns, rows) in tables.items():
+            marks = ", ".join("?" * len(columns.split(",")))
+            cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                            ([_sqlite_value(v) for v in r] for r in rows))
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def load_postgres(engine: Engine, tables: dict[str, tuple[str, list[Row] | Iterator[Row]]]) -> None:
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for table, (columns, rows) in tables.items():
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for r in rows:
+                    copy.write_row(r)
+        raw.commit()
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def seed(engine: Engine, pathway: Pathway, n: int) -> None:
+    rng = random.Random(6)
+    enrol, epis, outs = zip(*episodes(n, pathway, rng), strict=True)
+    tables = {"enrolment": (ENROLMENT, list(enrol)), "audit_episode": (EPISODE, list(epis)),
+              "audit_outcome": (OUTCOME, list(outs)), "element_result": (RESULT, results(n, pathway))}
+    (load_sqlite if engine.dialect.name == "sqlite" else load_postgres)(engine, tables)
+
+
+def best(run: Callable[[], object], times: int = 3) -> float:
+    run()
+    out = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        run()
+        out.append(time.perf_counter() - t0)
+    return min(out)
+
+
+def measure(name: str, url: str, pathway: Pathway, n: int) -> None:
+    engine = make_engine(url)
+    upgrade(engine)
+    t0 = time.perf_counter()
+    seed(engine, pathway, n)
+    seeded = time.perf_counter() - t0
+    print(f"{name}: seeded {n} episodes x {ELEMENTS_PER_EPISODE} elements in {seeded:.1f} s", flush=True)
+    cohort = CohortFilter(pathway_id="lumbar_fusion", pathway_version=1)
+    with Session(engine) as session:
+        audit = stored_audit(pathway, session=session, cohort=cohort, tz=TZ)
+        assert len(audit.patients) == n
+        report = best(lambda: stored_audit(pathway, session=session, cohort=cohort, tz=TZ))
+        floor = best(lambda: session.connection().execute(text(FLOOR_SQL)).all())
+    print(f"{name}: full report {report:.3f} s, floor (per-element SQL) {floor:.3f} s, "
+          f"ratio {report / floor:.2f}x  (overall {audit.overall}, high {audit.high})")
+    engine.dispose()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    pathway = load_pathway(ROOT / "pathways" / "lumbar_fusion.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        measure("sqlite", f"sqlite:///{tmp}/audit.db", pathway, n)
+    with postgres_schema(migrate=False) as url:
+        measure("postgresql", url, pathway, n)
+
+
+if __name__ == "__main__":
+    main()

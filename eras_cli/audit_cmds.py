@@ -1,0 +1,91 @@
+"""`eras audit report`: the compliance audit of a period, from the store, in the terminal or as CSV."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import Session
+
+from engine.audit_export import percent
+from engine.loader import load_pathway
+from eras_cli.patient_cmds import settings as runtime_settings
+from store.audit_queries import CohortFilter
+from store.audit_summary import StoredAudit, stored_audit
+from store.db import database_url, make_engine
+
+app = typer.Typer(help="Quality audit: compliance, completeness and outcomes.", no_args_is_help=True)
+console = Console()
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+
+
+def _instant(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tz).astimezone(UTC)
+
+
+@app.command()
+def report(
+    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first surgery day")],
+    to: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="last surgery day (included)")],
+    pathway: Annotated[str, typer.Option(help="pathway id")] = "lumbar_fusion",
+    fmt: Annotated[Format, typer.Option("--format", help="table or csv")] = Format.TABLE,
+) -> None:
+    """Compliance per element and phase, overall, high-compliance share, trend and completeness."""
+    cfg = runtime_settings()
+    loaded = {p.id: p for p in (load_pathway(path) for path in cfg.pathways)}
+    if pathway not in loaded:
+        console.print(f"[red]unknown pathway[/red] {pathway} (configured: {', '.join(loaded)})")
+        raise typer.Exit(2)
+    tz = ZoneInfo(cfg.timezone)
+    chosen = loaded[pathway]
+    cohort = CohortFilter(pathway_id=pathway, pathway_version=chosen.version,
+                          start=_instant(from_.date(), tz), end=_instant(to.date() + timedelta(days=1), tz))
+    engine = make_engine(database_url(cfg.database_url))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        progress.add_task(f"auditing {pathway} {from_.date()}..{to.date()}", total=None)
+        with Session(engine) as session:
+            audit = stored_audit(chosen, session=session, cohort=cohort, tz=tz)
+    engine.dispose()
+    if fmt is Format.CSV:
+        write_csv(audit)
+    else:
+        console.print(audit_table(audit))
+
+
+def write_csv(audit: StoredAudit) -> None:
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["level", "element", "phase", "done", "counted", "percent", "missing"])
+    for e in audit.elements:
+        out.writerow(["element", e.element_id, e.phase, e.compliance.done, e.compliance.counted,
+                      percent(e.compliance), e.missing.done])
+    for phase, ratio in audit.phases.items():
+        out.writerow(["phase", "", phase, ratio.done, ratio.counted, percent(ratio), ""])
+    out.writerow(["overall", "", "", audit.overall.done, audit.overall.counted, percent(audit.overall),
+                  audit.completeness.missing.done])
+
+
+def audit_table(audit: StoredAudit) -> Table:
+    table = Table(title=f"{audit.pathway_id} v{audit.pathway_version}: {len(audit.patients)} patients, "
+                        f"overall {audit.overall}, at >= {audit.high_threshold:.0%}: {audit.high}")
+    for name in ("Element", "Phase", "Compliance", "Missing"):
+        table.add_column(name, justify="left" if name in ("Element", "Phase") else "right")
+    for e in audit.elements:
+        table.add_row(e.title, e.phase, str(e.compliance), str(e.missing.done))
+    for phase, ratio in audit.phases.items():
+        table.add_row(f"[b]{phase}[/b]", "", str(ratio), "")
+    for t in audit.trend:
+        table.add_row(f"[i]month {t.month}[/i]", f"{t.patients} patients", str(t.compliance), "")
+    return table

@@ -1,0 +1,141 @@
+"""The audit's reads: a cohort filter, and sums of the stored `counts` grouped by element and patient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func
+from sqlmodel import Session, col, select
+
+from store.models import AuditEpisode, AuditOutcome, ElementResultRow
+
+
+@dataclass(frozen=True)
+class CohortFilter:
+    """Which episodes: a pathway (and version), surgery in [start, end), and cohort attributes."""
+
+    pathway_id: str
+    pathway_version: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    variant: str | None = None
+    ward: str | None = None
+    surgeon: str | None = None
+    sex: str | None = None
+    age_band: tuple[int, int | None] | None = None
+    apfel: int | None = None
+
+
+def parse_age_band(text: str) -> tuple[int, int | None]:
+    """'60-69' -> (60, 69); '80+' -> (80, None)."""
+    if text.endswith("+"):
+        return int(text[:-1]), None
+    low, _, high = text.partition("-")
+    return int(low), int(high)
+
+
+def cohort_conditions(f: CohortFilter) -> list[ColumnElement[bool]]:
+    ep = AuditEpisode
+    where: list[ColumnElement[bool]] = [col(ep.pathway_id) == f.pathway_id]
+    if f.pathway_version is not None:
+        where.append(col(ep.pathway_version) == f.pathway_version)
+    if f.start is not None:
+        where.append(col(ep.surgery_start) >= f.start)
+    if f.end is not None:
+        where.append(col(ep.surgery_start) < f.end)
+    for column, value in ((ep.variant, f.variant), (ep.ward, f.ward), (ep.surgeon, f.surgeon),
+                          (ep.sex, f.sex), (ep.apfel, f.apfel)):
+        if value is not None:
+            where.append(col(column) == value)
+    if f.age_band is not None:
+        low, high = f.age_band
+        where.append(col(ep.age_at_surgery) >= low)
+        if high is not None:
+            where.append(col(ep.age_at_surgery) <= high)
+    return where
+
+
+def _sums() -> tuple[Any, Any, Any]:
+    row = ElementResultRow
+    done = func.sum(case((col(row.counts) == "done", 1), else_=0))
+    counted = func.count(col(row.counts))
+    missing = func.sum(case((col(row.missing), 1), else_=0))
+    return done, counted, missing
+
+
+@dataclass(frozen=True)
+class ElementCount:
+    element_id: str
+    phase: str
+    done: int
+    counted: int
+    missing: int
+
+
+def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCount]:
+    """Per element over the cohort: patients done, counted (the engine's `counts`), missing."""
+    done, counted, missing = _sums()
+    query = (select(ElementResultRow.element_id, ElementResultRow.phase, done, counted, missing)
+             .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
+             .where(*cohort_conditions(cohort))
+             .group_by(col(ElementResultRow.element_id), col(ElementResultRow.phase)))
+    return [ElementCount(e, p, int(d or 0), int(c or 0), int(m or 0))
+            for e, p, d, c, m in session.exec(query)]
+
+
+@dataclass(frozen=True)
+class PatientCount:
+    enrolment_id: str
+    patient_ref: str
+    surgery_start: datetime | None
+    done: int
+    counted: int
+    missing: int
+
+
+def patient_counts(*, session: Session, cohort: CohortFilter) -> list[PatientCount]:
+    """Per episode of the cohort: elements done, counted and missing (the engine's patient
+    compliance, stored with the episode), ordered by surgery start."""
+    ep = AuditEpisode
+    query = (select(ep.enrolment_id, ep.patient_ref, ep.surgery_start, ep.done, ep.counted, ep.missing)
+             .where(*cohort_conditions(cohort))
+             .order_by(col(ep.surgery_start), col(ep.patient_ref)))
+    return [PatientCount(*row) for row in session.exec(query)]
+
+
+def cohort_outcomes(*, session: Session, cohort: CohortFilter) -> dict[str, dict[str, Any]]:
+    """Stored outcome values by enrolment id, for the cohort's episodes that have them."""
+    query = (select(AuditOutcome.enrolment_id, AuditOutcome.values)
+             .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(AuditOutcome.enrolment_id))
+             .where(*cohort_conditions(cohort)))
+    return {e: dict(v or {}) for e, v in session.exec(query)}
+
+
+def cohort_episodes(*, session: Session, cohort: CohortFilter) -> list[AuditEpisode]:
+    query = (select(AuditEpisode).where(*cohort_conditions(cohort))
+             .order_by(col(AuditEpisode.surgery_start), col(AuditEpisode.patient_ref)))
+    return list(session.exec(query))
+
+
+def episode_results(*, session: Session,
+                    enrolment_ids: Sequence[str]) -> dict[str, list[ElementResultRow]]:
+    """Stored element results of these episodes, by enrolment id."""
+    out: dict[str, list[ElementResultRow]] = {e: [] for e in enrolment_ids}
+    for start in range(0, len(enrolment_ids), 500):
+        chunk = list(enrolment_ids[start:start + 500])
+        query = select(ElementResultRow).where(col(ElementResultRow.enrolment_id).in_(chunk))
+        for row in session.exec(query):
+            out[row.enrolment_id].append(row)
+    return out
+
+
+def episode(*, session: Session, enrolment_id: str) -> AuditEpisode | None:
+    return session.get(AuditEpisode, enrolment_id)
+
+
+def episode_outcome(*, session: Session, enrolment_id: str) -> dict[str, Any] | None:
+    row = session.get(AuditOutcome, enrolment_id)
+    return None if row is None else dict(row.values or {})

@@ -1,0 +1,135 @@
+"""The audit's source rows: each element's latest result and the episode's cohort attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from engine.audit import is_missing
+from engine.compliance import patient_compliance
+from engine.facts import PatientFacts
+from engine.model import Pathway
+from engine.outcomes import PatientOutcomes
+from engine.results import ElementResult, Evaluation, Occurrence
+from store.models import AuditEpisode, AuditOutcome, ElementResultRow
+from store.types import as_utc
+
+SURGERY_ANCHOR = "surgery_start"
+
+
+@dataclass(frozen=True)
+class EpisodeAttributes:
+    """What the audit cuts a cohort by: period (surgery start), variant, ward, sex, age, Apfel."""
+
+    surgery_start: datetime | None = None
+    variant: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    ward: str | None = None
+    surgeon: str | None = None
+    sex: str | None = None
+    age_at_surgery: int | None = None
+    apfel: int | None = None
+
+
+def _age(birth: date | None, on: datetime | None) -> int | None:
+    if birth is None or on is None:
+        return None
+    day = on.date()
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def episode_attributes(pathway: Pathway, evaluation: Evaluation, facts: PatientFacts, *,
+                       ward: str | None, surgeon: str | None = None) -> EpisodeAttributes:
+    """The cohort attributes of an evaluated episode; the variant is the pathway's parameters."""
+    start = evaluation.anchors.get(SURGERY_ANCHOR)
+    params = {name: evaluation.variables[name] for name in pathway.parameters
+              if name in evaluation.variables}
+    apfel = evaluation.variables.get("apfel")
+    sex = evaluation.variables.get("sex", facts.sex)
+    return EpisodeAttributes(
+        surgery_start=start, variant="/".join(str(v) for v in params.values()) or None,
+        parameters=params, ward=ward, surgeon=surgeon, sex=None if sex is None else str(sex),
+        age_at_surgery=_age(facts.birth_date, start),
+        apfel=apfel if isinstance(apfel, int) and not isinstance(apfel, bool) else None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).isoformat()
+
+
+def occurrence_json(o: Occurrence) -> dict[str, Any]:
+    return {"occurrence": o.occurrence, "status": str(o.status), "opens": _iso(o.opens),
+            "due": _iso(o.due), "closes": _iso(o.closes), "done_at": _iso(o.done_at),
+            "evidence": list(o.evidence), "decline_reason": o.decline_reason, "counts": o.counts}
+
+
+def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> None:
+    done = [o.done_at for o in result.occurrences if o.done_at is not None]
+    row.phase, row.category, row.status = result.phase, result.category, str(result.status)
+    row.counts, row.missing = result.counts, is_missing(result)
+    row.occurrences_done, row.occurrences_counted = result.occurrences_done, result.occurrences_counted
+    row.done_at = max(done) if done else None
+    row.evidence = list(dict.fromkeys(e for o in result.occurrences for e in o.evidence))
+    row.decline_reason = next((o.decline_reason for o in result.occurrences if o.decline_reason), None)
+    row.occurrences = [occurrence_json(o) for o in result.occurrences]
+    row.evaluated_at = as_utc(at)
+
+
+def record_element_results(*, session: Session, enrolment_id: str, evaluation: Evaluation,
+                           attributes: EpisodeAttributes, at: datetime) -> None:
+    """Upsert each element's result and the episode's attributes; drop elements no longer planned."""
+    existing = {r.element_id: r for r in session.exec(
+        select(ElementResultRow).where(col(ElementResultRow.enrolment_id) == enrolment_id))}
+    for result in evaluation.elements:
+        row = existing.pop(result.element_id, None)
+        if row is None:
+            row = ElementResultRow(enrolment_id=enrolment_id, element_id=result.element_id, phase="",
+                                   category="", status="", evaluated_at=at)
+        _fill(row, result, at)
+        session.add(row)
+    for stale in existing.values():
+        session.delete(stale)
+    _record_episode(session, enrolment_id, evaluation, attributes, at)
+
+
+def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
+                    attributes: EpisodeAttributes, at: datetime) -> None:
+    row = session.get(AuditEpisode, enrolment_id) or AuditEpisode(
+        enrolment_id=enrolment_id, patient_ref="", pathway_id="", pathway_version=0, updated_at=at)
+    row.patient_ref = f"Patient/{evaluation.patient_id}"
+    row.pathway_id, row.pathway_version = evaluation.pathway_id, evaluation.pathway_version
+    row.surgery_start = attributes.surgery_start
+    row.variant, row.parameters = attributes.variant, dict(attributes.parameters)
+    row.ward, row.surgeon, row.sex = attributes.ward, attributes.surgeon, attributes.sex
+    row.age_at_surgery, row.apfel = attributes.age_at_surgery, attributes.apfel
+    overall = patient_compliance(evaluation).overall
+    row.done, row.counted = overall.done, overall.counted
+    row.missing = sum(1 for r in evaluation.elements if is_missing(r))
+    row.updated_at = as_utc(at)
+    session.add(row)
+
+
+def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOutcomes,
+                    at: datetime) -> None:
+    """Store (replace) one enrolment's outcome values, as `PatientOutcomes.values()` names them."""
+    row = session.get(AuditOutcome, enrolment_id) or AuditOutcome(enrolment_id=enrolment_id,
+                                                                  computed_at=at)
+    row.values = dict(outcomes.values())
+    row.computed_at = as_utc(at)
+    session.add(row)
+
+
+def stored_outcomes(patient_id: str, values: Mapping[str, Any]) -> PatientOutcomes:
+    """The stored values back as `PatientOutcomes` (PONV windows are the ponv_* names)."""
+    def num(name: str) -> Any:
+        return values.get(name)
+    return PatientOutcomes(
+        patient_id=patient_id, length_of_stay_days=num("length_of_stay_days"),
+        readmitted=num("readmitted"), ponv={k: v for k, v in values.items() if k.startswith("ponv_")},
+        hours_to_mobilisation=num("hours_to_mobilisation"), catheter_hours=num("catheter_hours"),
+        opioid_mme=num("opioid_mme"), pain_pod1_mean=num("pain_pod1_mean"),
+        pain_pod1_max=num("pain_pod1_max"), odi_change=num("odi_change"), daily_steps=num("daily_steps"))

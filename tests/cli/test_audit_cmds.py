@@ -1,0 +1,43 @@
+"""`eras audit report` on the gold cohort in a SQLite store: the table and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from eras_cli.main import app
+from store.db import make_engine
+from tests.audit.cohort import gold_cohort, lumbar
+from tests.utils.audit import clear_audit, load_cases
+
+
+@pytest.fixture
+def gold_store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    engine = make_engine(sqlite_url)
+    ids = [c.evaluation.enrolment_id for c in gold_cohort()]
+    clear_audit(engine, "lumbar_fusion", ids)
+    load_cases(engine, lumbar(), gold_cohort())
+    monkeypatch.setenv("ERAS_DATABASE_URL", sqlite_url)
+    yield sqlite_url
+    clear_audit(engine, "lumbar_fusion", ids)
+    engine.dispose()
+
+
+def test_audit_report_csv_matches_gold(gold_store: str) -> None:
+    result = CliRunner().invoke(app, ["audit", "report", "--from", "2025-11-01", "--to", "2025-12-31",
+                                      "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    overall = next(r for r in rows if r["level"] == "overall")
+    # P30 (operated in April 2026) is outside the period.
+    assert (int(overall["done"]), int(overall["counted"])) == (1299 - 28, 1359 - 29)
+
+
+def test_audit_report_table_prints_elements(gold_store: str) -> None:
+    result = CliRunner().invoke(app, ["audit", "report", "--from", "2025-11-01", "--to", "2026-04-30"])
+    assert result.exit_code == 0, result.output
+    assert "35 patients" in result.stdout and "1299/1359" in result.stdout
