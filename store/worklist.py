@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlmodel import Session, col, or_, select
 
@@ -13,6 +14,35 @@ from store.types import ActionStatus, as_utc
 OPEN_STATUSES = (ActionStatus.UPCOMING, ActionStatus.DUE, ActionStatus.OVERDUE)
 
 
+class ActionRow(NamedTuple):
+    """The columns of a planned action the worklist shows (no ORM object: a ward has thousands)."""
+
+    key: str
+    element_id: str
+    title: str
+    priority: str
+    role: str
+    status: str
+    opens: datetime | None
+    due: datetime | None
+    closes: datetime | None
+    ward: str | None
+    fhir_id: str | None
+
+
+class EnrolmentRow(NamedTuple):
+    id: str
+    patient_ref: str
+    pathway_id: str
+    ward: str | None
+    bed: str | None
+    anchors: dict[str, str]
+
+
+_ACTION_COLUMNS = [getattr(PlannedAction, name) for name in (*ActionRow._fields, "enrolment_id")]
+_ENROLMENT_COLUMNS = [getattr(Enrolment, name) for name in EnrolmentRow._fields]
+
+
 def open_actions(
     *,
     session: Session,
@@ -20,14 +50,13 @@ def open_actions(
     until: datetime,
     roles: tuple[str, ...] | None = None,
     limit: int = 5000,
-) -> list[tuple[PlannedAction, Enrolment]]:
+) -> list[tuple[ActionRow, EnrolmentRow]]:
     """Open tasks on `ward` that have opened by `until`, undated last, earliest due first.
 
     Sorting by due puts overdue tasks (due in the past) first without a second pass.
     """
     statement = (
-        select(PlannedAction, Enrolment)
-        .join(Enrolment, col(Enrolment.id) == col(PlannedAction.enrolment_id))
+        select(*_ACTION_COLUMNS)
         .where(PlannedAction.ward == ward)
         .where(col(PlannedAction.status).in_([s.value for s in OPEN_STATUSES]))
         .where(PlannedAction.kind == "task")
@@ -37,7 +66,13 @@ def open_actions(
     )
     if roles:
         statement = statement.where(col(PlannedAction.role).in_(roles))
-    return [(action, enrolment) for action, enrolment in session.exec(statement)]
+    rows = list(session.connection().execute(statement))  # Core rows: no ORM loading
+    # Enrolments once each (a ward has tens of patients, not thousands): anchors are JSON.
+    ids = {row[-1] for row in rows}
+    enrolments = {} if not ids else {
+        r[0]: EnrolmentRow(*r) for r in session.connection().execute(
+            select(*_ENROLMENT_COLUMNS).where(col(Enrolment.id).in_(ids)))}
+    return [(ActionRow(*row[:-1]), enrolments[row[-1]]) for row in rows]
 
 
 def action_with_enrolment(*, session: Session, key: str) -> tuple[PlannedAction, Enrolment]:
