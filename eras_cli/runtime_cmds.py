@@ -142,7 +142,7 @@ async def _worker(poll: float | None) -> None:
         await runner.aadd_flow(poll_ehr, name="poll-ehr", interval=poll)
     async with open_runtime(runtime_settings()) as rt:
         loops = Loops(rt, worker=f"worker:{socket.gethostname()}:{os.getpid()}",
-                      tick_interval=3600 * 24 * 365)  # tick/reminders run as deployments here
+                      tick_interval=None)  # tick/reminders run as deployments here
         loops.start()
         try:
             await runner.start()

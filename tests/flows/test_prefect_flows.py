@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 from sqlmodel import select
 
+from api.main import create_app
+from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirFatalError, FhirTemporaryError
 from flows.prefect_flows import only_temporary, process_events, tick
-from store.db import session_scope
+from store.db import make_engine, session_scope
 from store.models import InboxEvent
+from tests.api.conftest import api_settings
 from tests.flows.test_runtime_e2e import AUTH, create_all, task_keys, timeline
 
 
@@ -35,19 +39,23 @@ def test_only_temporary_does_not_retry_success() -> None:
     assert only_temporary(None, None, Completed(data=1)) is False
 
 
-async def test_process_events_flow_drains_the_inbox(prefect_harness, api, make_runtime, fhir_sandbox,
-                                                   db_url, new_patient_id, monkeypatch) -> None:
+async def test_process_events_flow_drains_the_inbox(prefect_harness, fhir_sandbox, tmp_path,
+                                                   new_patient_id, monkeypatch) -> None:
+    # Its own database: tick() re-evaluates every due enrolment, not only this test's.
+    db_url = f"sqlite:///{tmp_path / 'flows.db'}"
     monkeypatch.setenv("ERAS_DATABASE_URL", db_url)
     monkeypatch.setenv("ERAS_FHIR_BASE_URL", fhir_sandbox.base_url)
-    async with make_runtime() as rt:
-        saved = await create_all(rt.ehr, *timeline(new_patient_id))
+    app = create_app(api_settings(db_url))
+    async with app.router.lifespan_context(app), FhirClient(fhir_sandbox.base_url) as client, \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eras.test") as api:
+        saved = await create_all(client, *timeline(new_patient_id))
         response = await api.post("/fhir/notifications/sub-a", json=saved[-1], headers=AUTH)
         assert response.status_code == 200
         counts = await process_events()
         ticked = await tick()
-        with session_scope(rt.db) as session:
+        with session_scope(make_engine(db_url)) as session:
             statuses = {e.status for e in session.exec(select(InboxEvent))}
-        keys = await task_keys(rt.ehr, new_patient_id)
+        keys = await task_keys(client, new_patient_id)
     assert counts["claimed"] == 1 and counts["applied"] == 1
     assert statuses == {"done"}
     assert any(":patient_education:" in k for k in keys)
