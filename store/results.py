@@ -67,16 +67,26 @@ def occurrence_json(o: Occurrence) -> dict[str, Any]:
             "evidence": list(o.evidence), "decline_reason": o.decline_reason, "counts": o.counts}
 
 
-def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> None:
+def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
+    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
+    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
     done = [o.done_at for o in result.occurrences if o.done_at is not None]
-    row.phase, row.category, row.status = result.phase, result.category, str(result.status)
-    row.counts, row.missing = result.counts, is_missing(result)
-    row.occurrences_done, row.occurrences_counted = result.occurrences_done, result.occurrences_counted
-    row.done_at = max(done) if done else None
-    row.evidence = list(dict.fromkeys(e for o in result.occurrences for e in o.evidence))
-    row.decline_reason = next((o.decline_reason for o in result.occurrences if o.decline_reason), None)
-    row.occurrences = [occurrence_json(o) for o in result.occurrences]
+    values = {
+        "phase": result.phase, "category": result.category, "status": str(result.status),
+        "counts": result.counts, "missing": is_missing(result),
+        "occurrences_done": result.occurrences_done,
+        "occurrences_counted": result.occurrences_counted,
+        "done_at": as_utc(max(done)) if done else None,
+        "evidence": list(dict.fromkeys(e for o in result.occurrences for e in o.evidence)),
+        "decline_reason": next((o.decline_reason for o in result.occurrences if o.decline_reason), None),
+        "occurrences": [occurrence_json(o) for o in result.occurrences],
+    }
+    if all(getattr(row, name) == value for name, value in values.items()):
+        return False
+    for name, value in values.items():
+        setattr(row, name, value)
     row.evaluated_at = as_utc(at)
+    return True
 
 
 def record_element_results(*, session: Session, enrolment_id: str, evaluation: Evaluation,
@@ -89,8 +99,8 @@ def record_element_results(*, session: Session, enrolment_id: str, evaluation: E
         if row is None:
             row = ElementResultRow(enrolment_id=enrolment_id, element_id=result.element_id, phase="",
                                    category="", status="", evaluated_at=at)
-        _fill(row, result, at)
-        session.add(row)
+        if _fill(row, result, at):
+            session.add(row)
     for stale in existing.values():
         session.delete(stale)
     _record_episode(session, enrolment_id, evaluation, attributes, at)

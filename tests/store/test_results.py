@@ -57,7 +57,14 @@ def test_record_element_results_upserts_and_drops_stale(db: Session) -> None:
     record_element_results(session=db, enrolment_id=row.id, evaluation=fewer, attributes=attrs, at=later)
     db.flush()
     stored = _results(db, row.id)
-    assert len(stored) == 10 and all(r.evaluated_at == later for r in stored.values())
+    changed = {e.element_id for e, before in zip(fewer.elements, p01.evaluation.elements, strict=False)
+               if e != before}
+    assert len(stored) == 10 and changed
+    # evaluated_at is when a result last changed: an unchanged result is not rewritten.
+    assert {k for k, r in stored.items() if r.evaluated_at == later} <= changed
+    record_element_results(session=db, enrolment_id=row.id, evaluation=fewer, attributes=attrs,
+                           at=later + timedelta(hours=1))
+    assert not [r for r in db.dirty if isinstance(r, type(next(iter(stored.values()))))]
 
 
 def test_record_outcomes_replaces_values(db: Session) -> None:
