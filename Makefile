@@ -38,7 +38,7 @@ simulate: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy engine fhir_adapters eras_cli
+	$(BIN)/mypy engine fhir_adapters eras_cli flows store api
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/engine.py

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, tzinfo
 
 from api.worklist_models import RecordPromptPublic, WorklistItemPublic
 from engine.model import Element, Pathway
-from store.models import Enrolment, PlannedAction
 from store.types import as_utc
+from store.worklist import ActionRow as PlannedAction
+from store.worklist import EnrolmentRow as Enrolment
 
 _WINDOW = re.compile(r"(\d+(?:\.\d+)?)([mhd]?)")
 _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "": 3600.0}
@@ -62,7 +63,7 @@ def item(
     return WorklistItemPublic(
         key=action.key,
         title=action.title,
-        status=live_status(action, now),  # type: ignore[arg-type]
+        status=live_status(action, now),
         priority=action.priority,
         role=action.role,
         due=action.due,

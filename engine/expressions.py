@@ -21,8 +21,8 @@ class FhirPathSyntaxError(ValueError):
     """An expression that is not FHIRPath."""
 
 
-class _Raise(ErrorListener):  # type: ignore[misc]
-    def syntaxError(self, recognizer, offending, line, column, msg, e):  # type: ignore[no-untyped-def]  # noqa: N802, E501
+class _Raise(ErrorListener):
+    def syntaxError(self, recognizer, offending, line, column, msg, e):  # noqa: N802, ANN001
         short = msg.split(" expecting ")[0]
         raise FhirPathSyntaxError(f"not valid FHIRPath at character {column + 1}: {short}")
 
@@ -80,7 +80,7 @@ class CompiledExpression:
 
     text: str
     variables: frozenset[str]
-    _run: Callable[[Any, Mapping[str, Any]], list]
+    _run: Callable[..., list]
     members: frozenset[str] = frozenset()
 
     @property

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.checks import check_and_compile
 from engine.errors import InvalidPathway, Problem
@@ -38,7 +39,7 @@ class _Collected:
     problems: list[Problem]
 
 
-def _validate(model: type, doc: SourceDoc, problems: list[Problem]):  # type: ignore[no-untyped-def]
+def _validate(model: type[BaseModel], doc: SourceDoc, problems: list[Problem]) -> Any:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
@@ -140,4 +141,4 @@ def load_library_doc(path: Path | str) -> Library:
     library = _validate(Library, doc, problems)
     if library is None:
         raise InvalidPathway(problems)
-    return library  # type: ignore[no-any-return]
+    return library

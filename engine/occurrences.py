@@ -8,7 +8,7 @@ from typing import NamedTuple
 from engine.context import EvaluationContext
 from engine.facts import Fact
 from engine.plan import CompiledElement, CompiledWindow
-from engine.results import ElementResult, Occurrence, Status
+from engine.results import Counts, ElementResult, Occurrence, Status
 
 MAX_OCCURRENCES = 500
 
@@ -108,11 +108,11 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
         return Occurrence(*head, Status.DONE, task.at, (task.source or f"task:{key}",), None,
                           "done")
     if task is not None and task.status == "cancelled" and task.reason in ctx.decline_reasons:
-        counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
+        declined: Counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
         return Occurrence(*head, Status.DECLINED, None, (task.source or f"task:{key}",),
-                          task.reason, counts)
+                          task.reason, declined)
     status = _by_time(ctx.now, opens, due, closes)
-    counts = "not-done" if status is Status.OVERDUE or status is Status.MISSED else None
+    counts: Counts = "not-done" if status is Status.OVERDUE or status is Status.MISSED else None
     return Occurrence(*head, status, None, (), None, counts)
 
 

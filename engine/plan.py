@@ -59,10 +59,10 @@ class Plan:
 
 def plan_of(pathway: Pathway) -> Plan:
     """The compiled plan attached by the loader; a hand-built Pathway must be loaded first."""
-    plan = pathway._plan  # type: ignore[attr-defined]
-    if plan is None:
+    plan = pathway._plan
+    if not isinstance(plan, Plan):
         raise ValueError(f"pathway {pathway.id} was not built by engine.loader.load_pathway")
-    return plan  # type: ignore[no-any-return]
+    return plan
 
 
 def concepts_used(pathway: Pathway) -> frozenset[str]:
@@ -82,7 +82,7 @@ def concepts_used(pathway: Pathway) -> frozenset[str]:
             names.add(c.element.trigger.concept)
         if c.element.action is not None and c.element.action.record is not None:
             names.add(c.element.action.record.concept)
-        for expr in (c.applies_when, c.evidence_where, c.trigger_where):
-            if expr is not None:
-                names.update(v for v in expr.variables if v in known)
+        for maybe in (c.applies_when, c.evidence_where, c.trigger_where):
+            if maybe is not None:
+                names.update(v for v in maybe.variables if v in known)
     return frozenset(names)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from engine.errors import Problem
 from engine.yamlsource import KeyPath, SourceDoc
 
 
-def _message(err: dict) -> str:
+def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key (check its spelling against pathways/README.md)"

@@ -29,7 +29,7 @@ def settings() -> RuntimeSettings:
         raise typer.Exit(2) from exc
 
 
-def _run(coro):  # type: ignore[no-untyped-def]
+def _run(coro):
     try:
         return asyncio.run(coro)
     except FhirError as exc:

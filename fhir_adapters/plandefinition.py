@@ -39,7 +39,8 @@ def _related(window: Window) -> list[dict[str, Any]]:
     if window.anchor == "trigger":
         return []
     start = parse_offset(window.opens) if window.opens else None
-    end = parse_offset(window.closes or window.due) if (window.closes or window.due) else None
+    last = window.closes or window.due
+    end = parse_offset(last) if last else None
     ref = start or end or Offset()
     related: dict[str, Any] = {
         "actionId": f"anchor-{fhir_id(window.anchor)}",

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
@@ -103,7 +103,7 @@ async def open_runtime(s: RuntimeSettings, *, migrate: bool = True) -> AsyncIter
     if migrate:
         upgrade(url)
     db = make_engine(url)
-    client_args = {"timeout": s.fhir_timeout, "max_retries": s.fhir_max_retries}
+    client_args: dict[str, Any] = {"timeout": s.fhir_timeout, "max_retries": s.fhir_max_retries}
     try:
         async with FhirClient(s.fhir_base_url, auth=ehr_auth(s), **client_args) as ehr:
             if s.write_target is WriteTarget.FHIR_STORE:
@@ -120,7 +120,7 @@ async def open_runtime(s: RuntimeSettings, *, migrate: bool = True) -> AsyncIter
         db.dispose()
 
 
-def _runtime(s: RuntimeSettings, ehr: FhirClient, tasks: FhirClient | None, db) -> Runtime:  # type: ignore[no-untyped-def]
+def _runtime(s: RuntimeSettings, ehr: FhirClient, tasks: FhirClient | None, db) -> Runtime:
     rt = Runtime(pathways=load_pathways(s), ehr=ehr, tasks=tasks, target=s.write_target, db=db,
                  tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system)
     if s.clock_file is not None:

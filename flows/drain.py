@@ -94,7 +94,7 @@ async def _group_by_patient(rt: Runtime, events: list[InboxEvent]) -> dict[str |
 
 
 async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], result: DrainResult) -> None:
-    def finish(session) -> None:  # type: ignore[no-untyped-def]
+    def finish(session) -> None:
         mark_done(session=session, ids=ids, at=rt.clock())
         for enrolment in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
             clear_failures(session=session, enrolment_id=enrolment.id, at=rt.clock())

@@ -29,7 +29,7 @@ class Loops:
     batch_size: int = 200
     scheduled: Callable[[str], Awaitable[object]] | None = None  # run tick/reminders via Prefect
     _event: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task] = field(default_factory=list)  # type: ignore[type-arg]
+    _tasks: list[asyncio.Task] = field(default_factory=list)
     processed: int = 0
 
     def wake(self, *_: object) -> None:

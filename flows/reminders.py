@@ -70,7 +70,7 @@ async def remind_once(rt: Runtime, *, now: datetime | None = None, limit: int = 
     with session_scope(rt.db) as session:
         actions = open_actions_due_before(session=session, until=now + LOOKAHEAD, limit=limit)
         sent = already_sent(session=session, keys=[a.key for a in actions])
-        enrolments = {a.enrolment_id: session.get(Enrolment, a.enrolment_id) for a in actions}
+        enrolments = {a.enrolment_id: session.get_one(Enrolment, a.enrolment_id) for a in actions}
     notices = [n for a in actions for n in notices_for(rt, a, enrolments[a.enrolment_id], now, sent)]
     if not notices:
         return []
@@ -85,7 +85,7 @@ async def remind_once(rt: Runtime, *, now: datetime | None = None, limit: int = 
     return notices
 
 
-def _request(rt: Runtime, n: Notice, now: datetime) -> dict:  # type: ignore[type-arg]
+def _request(rt: Runtime, n: Notice, now: datetime) -> dict:
     escalation = n.kind == "escalation"
     action = PlannedAction(
         key=f"{n.action_key}:escalation:{n.level}" if escalation else n.action_key,

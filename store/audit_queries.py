@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow
@@ -78,12 +79,14 @@ class ElementCount:
 def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCount]:
     """Per element over the cohort: patients done, counted (the engine's `counts`), missing."""
     done, counted, missing = _sums()
-    query = (select(ElementResultRow.element_id, ElementResultRow.phase, done, counted, missing)
+    # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
+    query = (sa_select(col(ElementResultRow.element_id), col(ElementResultRow.phase), done, counted,
+                       missing)
              .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
              .where(*cohort_conditions(cohort))
              .group_by(col(ElementResultRow.element_id), col(ElementResultRow.phase)))
     return [ElementCount(e, p, int(d or 0), int(c or 0), int(m or 0))
-            for e, p, d, c, m in session.exec(query)]
+            for e, p, d, c, m in session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,11 @@ def patient_counts(*, session: Session, cohort: CohortFilter) -> list[PatientCou
     """Per episode of the cohort: elements done, counted and missing (the engine's patient
     compliance, stored with the episode), ordered by surgery start."""
     ep = AuditEpisode
-    query = (select(ep.enrolment_id, ep.patient_ref, ep.surgery_start, ep.done, ep.counted, ep.missing)
+    query = (sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start),
+                       col(ep.done), col(ep.counted), col(ep.missing))
              .where(*cohort_conditions(cohort))
              .order_by(col(ep.surgery_start), col(ep.patient_ref)))
-    return [PatientCount(*row) for row in session.exec(query)]
+    return [PatientCount(*row) for row in session.execute(query)]
 
 
 def cohort_outcomes(*, session: Session, cohort: CohortFilter) -> dict[str, dict[str, Any]]:

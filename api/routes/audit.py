@@ -79,7 +79,7 @@ Unenrolled = Annotated[int, Query(ge=0, description="Patients who had the proced
 
 
 def _label(request: Request, user: Principal) -> Label:
-    return request.app.state.audit.label_for(user)  # type: ignore[no-any-return]
+    return request.app.state.audit.label_for(user)
 
 
 def _audit(request: Request, session: SessionDep, cohort: CohortFilter, unenrolled: int) -> StoredAudit:

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/ui", tags=["pages"])
 
 
 def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
-    return request.app.state.worklist.templates.TemplateResponse(request, name, context)  # type: ignore[no-any-return]
+    return request.app.state.worklist.templates.TemplateResponse(request, name, context)
 
 
 @router.get("/audit", response_class=HTMLResponse)
