@@ -52,6 +52,8 @@ class RuntimeSettings(BaseSettings):
     terminology: Path | None = Field(None, description="a site terminology file (extends default)")
     fhir_timeout: float = 30.0
     fhir_max_retries: int = 4
+    delivery_routes_file: Path | None = Field(
+        None, description="reminder/escalation channels per role and ward (see flows/delivery.py)")
     clock_file: Path | None = Field(
         None, description="simulation only (the demo): read the current instant from this file")
 
@@ -125,6 +127,10 @@ def _runtime(s: RuntimeSettings, ehr: FhirClient, tasks: FhirClient | None, db) 
                  tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system)
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
+    if s.delivery_routes_file is not None:
+        from flows.delivery import delivering, load_routing
+
+        rt.deliver = delivering(load_routing(s.delivery_routes_file, ehr=ehr), db, rt.clock)
     return rt
 
 

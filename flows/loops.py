@@ -84,5 +84,5 @@ class Loops:
         if job == "tick":
             return await tick_once(self.rt)
         if job == "reminders":
-            return await remind_once(self.rt)
+            return await remind_once(self.rt, deliver=self.rt.deliver)
         return await poll_once(self.rt) + await catch_up_gaps(self.rt)

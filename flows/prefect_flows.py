@@ -67,7 +67,7 @@ async def tick(limit: int = 500) -> int:
 @task(**RETRIES)
 async def reminders_task() -> int:
     async with open_runtime(RuntimeSettings()) as rt:
-        return len(await remind_once(rt))
+        return len(await remind_once(rt, deliver=rt.deliver))
 
 
 @flow(name="reminders")

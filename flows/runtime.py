@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -41,6 +42,8 @@ class Runtime:
     tz: tzinfo
     identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
     clock: Callable[[], datetime] = field(default=_utcnow)
+    # Delivers reminders/escalations to people (flows.delivery); None: FHIR requests only.
+    deliver: Callable[[list[Any]], Awaitable[None]] | None = None
     # One apply per patient at a time in this process (drain, tick and API share the loop).
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
 

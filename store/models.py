@@ -323,3 +323,21 @@ class AuditOutcome(SQLModel, table=True):
     enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
     values: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     computed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class DeliveryRecord(SQLModel, table=True):
+    """One attempt to deliver a reminder or escalation on one channel (never patient data)."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (Index("ix_delivery_action_key", "action_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    action_key: str
+    kind: str
+    level: int
+    role: str
+    channel: str
+    ok: bool
+    attempts: int
+    error: str | None = None
+    at: datetime = Field(sa_type=UTCDateTime)
