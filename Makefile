@@ -42,6 +42,11 @@ lint: $(STAMP)
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/end_to_end.py
+	$(BIN)/python bench/intake.py
+	$(BIN)/python -m bench.worklist
+	$(BIN)/python -m bench.audit
 
 schema: $(STAMP)
 	$(BIN)/python -m engine.schema > pathways/schema/pathway.schema.json
