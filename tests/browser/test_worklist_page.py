@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from api.main import create_app
 from api.worklist_app import mount_worklist
@@ -28,9 +27,9 @@ SCREENSHOT = ROOT / "test-output" / "worklist.png"
 
 
 def _require_browser() -> str:
-    if not CHROMIUM.exists():
-        print("SKIP: /usr/bin/chromium not found; run deploy/browser/install.sh")
-        pytest.skip("chromium not found at /usr/bin/chromium (run deploy/browser/install.sh)")
+    # `make test` installs Debian's chromium first (deploy/browser/install.sh): a missing
+    # browser is a set-up error, not a reason to pass silently.
+    assert CHROMIUM.exists(), "chromium not found at /usr/bin/chromium: run deploy/browser/install.sh"
     node = shutil.which("node")
     assert node is not None, "node is needed for the browser test"
     if not (HERE / "node_modules" / "playwright-core").exists():
