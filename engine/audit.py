@@ -187,7 +187,7 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
         phases={p: report.by_phase[p] for p in PHASES if p in report.by_phase},
         trend=_trend(rows, threshold),
         completeness=completeness,
-        outcomes=None if outcomes is None else _compare_outcomes(rows, threshold),
+        outcomes=None if outcomes is None else compare_outcomes(rows, threshold),
     )
 
 
@@ -233,7 +233,7 @@ def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
                        median(numbers) if numbers else None)
 
 
-def _compare_outcomes(rows: Sequence[PatientRow],
+def compare_outcomes(rows: Sequence[PatientRow],
                       threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
     """High (>= threshold) and lower compliance groups; patients with nothing counted are in neither."""
     scored = [r for r in rows if r.outcomes is not None and r.compliance.overall.counted]

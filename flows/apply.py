@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session
 
@@ -126,7 +126,7 @@ def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, A
             source = _enrolling_fact(pathway, resources, patient_id)
             if source is None:
                 continue
-            _register(session, pathway, now)
+            register_pathway(session, pathway, now)
             row, created = enrol(session=session, patient_ref=ref, pathway_id=pid,
                                  pathway_version=pathway.version, parameters={},
                                  enrolled_by=f"auto:{source}", at=now)
@@ -153,7 +153,8 @@ def _enrolling_fact(pathway: Pathway, resources: list[dict[str, Any]], patient_i
     return next((f.source or f.concept for f in reading.facts.facts if f.concept in wanted), None)
 
 
-def _register(session: Any, pathway: Pathway, now: datetime) -> None:
+def register_pathway(session: Any, pathway: Pathway, now: datetime) -> None:
+    """Store the pathway's files under (id, version); a changed file must bump its version."""
     plan = plan_of(pathway)
     content = "\n".join(f"# {name}\n{text}" for name, text in sorted(plan.files.items()))
     register_pathway_version(session=session, pathway_id=pathway.id, version=pathway.version,
@@ -294,11 +295,22 @@ def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, versi
     session.add(row)
 
 
-async def evaluate_patient(rt: Runtime, patient_id: str, *,
-                           now: datetime | None = None) -> list[Evaluation]:
-    """Read the record and evaluate each enrolment, writing nothing (reports, the demo)."""
+class PatientEvaluation(NamedTuple):
+    enrolment: Enrolment
+    evaluation: Evaluation
+    facts: PatientFacts
+
+
+async def read_and_evaluate(rt: Runtime, patient_id: str, *,
+                            now: datetime | None = None) -> list[PatientEvaluation]:
+    """Read the record and evaluate each active enrolment, writing nothing (reports, the demo)."""
     now = now or rt.clock()
     resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
     with session_scope(rt.db) as session:
         enrolments = find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")
-    return [_evaluate(rt, e, resources, now)[0] for e in enrolments if e.status == EnrolmentStatus.ACTIVE]
+    out = []
+    for enrolment in enrolments:
+        if enrolment.status == EnrolmentStatus.ACTIVE:
+            evaluation, facts, _ = _evaluate(rt, enrolment, resources, now)
+            out.append(PatientEvaluation(enrolment, evaluation, facts))
+    return out

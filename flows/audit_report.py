@@ -14,12 +14,12 @@ from engine.audit_export import summary_csv
 from engine.model import Pathway
 from engine.outcomes import OutcomeDefinitions, patient_outcomes
 from fhir_adapters.measure import measure_report
-from flows.apply import _candidate_pathways, _evaluate, _read
+from flows.apply import read_and_evaluate
 from flows.runtime import Runtime
 from store.audit_queries import CohortFilter
 from store.audit_summary import stored_cases
 from store.db import session_scope
-from store.models import AuditEpisode, Enrolment
+from store.models import AuditEpisode
 from store.results import record_outcomes
 
 
@@ -53,18 +53,12 @@ def updated_enrolments(rt: Runtime, *, since: datetime, until: datetime) -> list
 async def compute_outcomes(rt: Runtime, patient_id: str, *, definitions: OutcomeDefinitions,
                            now: datetime) -> int:
     """Read the record, evaluate each active enrolment (writing no plan) and store its outcomes."""
-    resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
+    evaluated = await read_and_evaluate(rt, patient_id, now=now)
     with session_scope(rt.db) as session:
-        enrolments = list(session.exec(select(Enrolment).where(
-            col(Enrolment.patient_ref) == f"Patient/{patient_id}")))
-    stored = 0
-    for enrolment in enrolments:
-        evaluation, facts, _ = _evaluate(rt, enrolment, resources, now)
-        with session_scope(rt.db) as session:
+        for enrolment, evaluation, facts in evaluated:
             record_outcomes(session=session, enrolment_id=enrolment.id, at=now,
                             outcomes=patient_outcomes(facts, evaluation, definitions=definitions, tz=rt.tz))
-        stored += 1
-    return stored
+    return len(evaluated)
 
 
 def write_period_report(session: Session, pathway: Pathway, period: Period, *, tz: tzinfo,

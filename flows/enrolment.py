@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flows.apply import _register
+from flows.apply import register_pathway
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.enrolments import enrol, exit_enrolment, find_enrolments
@@ -25,7 +25,7 @@ def enrol_patient(rt: Runtime, patient_id: str, pathway_id: str, *, variant: str
         parameters[name] = variant
     now = now or rt.clock()
     with session_scope(rt.db) as session:
-        _register(session, pathway, now)
+        register_pathway(session, pathway, now)
         return enrol(session=session, patient_ref=f"Patient/{patient_id}", pathway_id=pathway_id,
                      pathway_version=pathway.version, parameters=parameters, enrolled_by=by, at=now)
 

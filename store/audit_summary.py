@@ -22,7 +22,7 @@ from engine.audit import (
     MonthTrend,
     OutcomeGroup,
     PatientRow,
-    _compare_outcomes,
+    compare_outcomes,
     elements_in_order,
 )
 from engine.compliance import PatientCompliance, Ratio, cohort_compliance
@@ -144,7 +144,7 @@ def _outcome_groups(patients: Sequence[PatientSummary], scores: Mapping[str, Pat
     rows = [PatientRow(p.patient_ref, {}, scores[p.enrolment_id], {}, frozenset(),
                        stored_outcomes(p.patient_ref, p.outcomes))
             for p in patients if p.outcomes is not None]
-    return _compare_outcomes(rows, threshold)
+    return compare_outcomes(rows, threshold)
 
 
 def stored_cases(*, session: Session, cohort: CohortFilter,

@@ -147,7 +147,7 @@ async def print_worklists(demo: Demo, http: httpx.AsyncClient) -> None:
 
 
 async def print_statuses(demo: Demo) -> None:
-    from flows.apply import evaluate_patient
+    from flows.apply import read_and_evaluate
     from flows.config import RuntimeSettings, open_runtime
 
     os.environ.update(demo.env)
@@ -157,7 +157,7 @@ async def print_statuses(demo: Demo) -> None:
         for col in ("patient", "variant", "apfel", *(short for _, short in KEY_ELEMENTS), "compliance"):
             table.add_column(col)
         for p in PATIENTS:
-            [ev] = await evaluate_patient(rt, p.id)
+            [(_, ev, _facts)] = await read_and_evaluate(rt, p.id)
             cells = [MARK.get(ev.element(e).status.value, ev.element(e).status.value)
                      for e, _ in KEY_ELEMENTS]
             pc = patient_compliance(ev)
