@@ -16,6 +16,7 @@ from fhir_adapters.errors import FhirError
 from flows.apply import ApplyResult, apply_patient
 from flows.config import RuntimeSettings, open_runtime
 from flows.enrolment import enrol_patient, unenrol_patient
+from store.locks import claim_single_process
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -66,6 +67,7 @@ def apply(patient_id: str) -> None:
     """Read the patient's record, evaluate their pathways and write the work back."""
     async def go() -> ApplyResult:
         async with open_runtime(settings()) as rt:
+            claim_single_process(rt.db)  # SQLite: not beside a running `eras serve`
             return await apply_patient(rt, patient_id)
     result = _run(go())
     _print_result(result)

@@ -20,6 +20,7 @@ from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import RuntimeSettings, open_runtime
 from flows.loops import Loops
 from flows.runtime import Runtime
+from store.locks import claim_single_process
 
 console = Console()
 
@@ -73,6 +74,7 @@ class RuntimeThread(threading.Thread):
     async def _main(self) -> None:
         self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with open_runtime(self.settings) as rt:
+            claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
             self.runtime = rt
             self.loops = Loops(rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
                                poll_interval=self.poll, tick_interval=self.tick,
@@ -141,6 +143,7 @@ async def _worker(poll: float | None) -> None:
     if poll:
         await runner.aadd_flow(poll_ehr, name="poll-ehr", interval=poll)
     async with open_runtime(runtime_settings()) as rt:
+        claim_single_process(rt.db)
         loops = Loops(rt, worker=f"worker:{socket.gethostname()}:{os.getpid()}",
                       tick_interval=None)  # tick/reminders run as deployments here
         loops.start()
@@ -162,6 +165,7 @@ def drain(
 
     async def go() -> None:
         async with open_runtime(runtime_settings()) as rt:
+            claim_single_process(rt.db)
             worker = f"drain:{socket.gethostname()}:{os.getpid()}"
             while True:
                 result = await drain_once(rt, worker=worker, batch_size=batch_size,
@@ -180,17 +184,18 @@ def drain(
 def parked() -> None:
     """Patients whose apply keeps failing, with the error (no clinical values)."""
     from store.db import session_scope
-    from store.scheduling import list_parked
+    from store.scheduling import list_parked_patients
 
     async def go() -> None:
         async with open_runtime(runtime_settings()) as rt:
             with session_scope(rt.db) as session:
-                rows = list_parked(session=session)
+                rows = list_parked_patients(session=session)
         if not rows:
-            console.print("no parked enrolments")
+            console.print("no parked patients")
         for row in rows:
-            console.print(f"{row.patient_ref} {row.pathway_id} parked {row.parked_at:%Y-%m-%d %H:%M} "
-                          f"after {row.failure_count} failures: {row.parked_error}")
+            console.print(f"{row.patient_ref} {row.pathway_id or '(no enrolment)'} parked "
+                          f"{row.parked_at:%Y-%m-%d %H:%M} after {row.failure_count} failures: "
+                          f"{row.error}", markup=False, soft_wrap=True)
 
     asyncio.run(go())
 
@@ -198,14 +203,12 @@ def parked() -> None:
 def unpark(patient_id: str) -> None:
     """Let a parked patient be evaluated again (after fixing the cause)."""
     from store.db import session_scope
-    from store.enrolments import find_enrolments
-    from store.scheduling import unpark as unpark_enrolment
+    from store.scheduling import unpark_patient
 
     async def go() -> None:
         async with open_runtime(runtime_settings()) as rt:
             with session_scope(rt.db) as session:
-                for row in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
-                    unpark_enrolment(session=session, enrolment_id=row.id, at=rt.clock())
+                unpark_patient(session=session, patient_ref=f"Patient/{patient_id}", at=rt.clock())
         console.print(f"Patient/{patient_id} unparked; the next tick evaluates it")
 
     asyncio.run(go())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
 from engine.evaluate import evaluate
@@ -33,6 +34,7 @@ from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
 from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, update_enrolment_context
+from store.locks import patient_lock
 from store.models import Enrolment
 from store.pathways import register_pathway_version
 from store.results import episode_attributes, record_element_results
@@ -58,12 +60,15 @@ async def apply_patient(rt: Runtime, patient_id: str, *, now: datetime | None = 
 
     `finish` runs inside the last store transaction (e.g. marking inbox events processed), so
     the events and their effects commit together. A Task changed on the server between our
-    read and our write (HTTP 412) is read again and the apply repeated once.
+    read and our write (HTTP 412) is read again and the apply repeated once, and so is a
+    planned action changed in the store by another writer since we read it (StaleDataError:
+    the row's version moved). The patient lock spans processes (store.locks), so the second
+    case needs a writer outside it, e.g. a worklist action.
     """
-    async with rt.patient_lock(patient_id):
+    async with rt.patient_lock(patient_id), patient_lock(rt.db, patient_id):
         try:
             return await _apply(rt, patient_id, now, finish)
-        except FhirConflictError:
+        except (FhirConflictError, StaleDataError):
             return await _apply(rt, patient_id, now, finish)
 
 
@@ -191,7 +196,8 @@ def _with_store_tasks(rt: Runtime, facts: PatientFacts) -> PatientFacts:
 def _action_states(evaluation: Evaluation) -> list[ActionState]:
     return [ActionState(key=a.key, element_id=a.element_id, occurrence=a.occurrence, kind=a.kind,
                         role=a.role, priority=a.priority, title=a.title, opens=a.opens, due=a.due,
-                        closes=a.closes, status=a.status.value) for a in evaluation.actions]
+                        closes=a.closes, status=a.status.value, remind_at=a.remind_at,
+                        escalations=a.escalations) for a in evaluation.actions]
 
 
 def _stay(facts: PatientFacts) -> tuple[str | None, str | None, str | None]:

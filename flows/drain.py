@@ -7,19 +7,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.errors import PathwayError
-from fhir_adapters.errors import FhirFatalError, FhirTemporaryError
+from sqlalchemy.exc import OperationalError
+
+from fhir_adapters.errors import FhirTemporaryError
 from fhir_adapters.inbox_events import patient_ref_of
 from flows.apply import apply_patient
+from flows.failures import PARKED_ERROR, clear_failures, describe, is_parked, record_failure
 from flows.runtime import Runtime
 from store.db import session_scope
-from store.enrolments import find_enrolments
 from store.inbox import claim_batch, mark_done, mark_failed, release
+from store.locks import PatientLockTimeout
 from store.models import InboxEvent
-from store.scheduling import clear_failures, record_failure
 
 log = logging.getLogger(__name__)
-PARK_AFTER = 3  # failed applies in a row before a patient's enrolment is parked
 
 
 @dataclass
@@ -46,24 +46,26 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     trips = rt.round_trips
     with session_scope(rt.db) as session:
         events = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
+    token = events[0].claim_token or "" if events else ""
     try:
         by_patient = await _group_by_patient(rt, events)
     except FhirTemporaryError:
         with session_scope(rt.db) as session:
-            release(session=session, ids=[int(e.id or 0) for e in events], error="EHR unreachable")
+            release(session=session, ids=[int(e.id or 0) for e in events], token=token,
+                    error="EHR unreachable")
         return DrainResult(claimed=len(events), deferred=["*"], round_trips=rt.round_trips - trips)
     with session_scope(rt.db) as session:
         # Events about no patient (a Location update, a resource since deleted) apply nothing.
-        mark_done(session=session, ids=by_patient.pop(None, []), at=now)
+        mark_done(session=session, ids=by_patient.pop(None, []), token=token, at=now)
     result = DrainResult(claimed=len(events), patients=len(by_patient))
     for patient_id, ids in by_patient.items():
         assert patient_id is not None
         if result.deferred:  # the EHR is down: give the rest back untried
             with session_scope(rt.db) as session:
-                release(session=session, ids=ids, error="EHR unreachable")
+                release(session=session, ids=ids, token=token, error="EHR unreachable")
             result.deferred.append(patient_id)
             continue
-        await _apply_one(rt, patient_id, ids, result)
+        await _apply_one(rt, patient_id, ids, token, result)
     result.round_trips = rt.round_trips - trips
     return result
 
@@ -93,14 +95,14 @@ async def _group_by_patient(rt: Runtime, events: list[InboxEvent]) -> dict[str |
     return groups
 
 
-async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], result: DrainResult) -> None:
+async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], token: str,
+                     result: DrainResult) -> None:
     def finish(session) -> None:
-        mark_done(session=session, ids=ids, at=rt.clock())
-        for enrolment in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
-            clear_failures(session=session, enrolment_id=enrolment.id, at=rt.clock())
+        mark_done(session=session, ids=ids, token=token, at=rt.clock())
+        clear_failures(session, rt, patient_id)
 
-    if _parked(rt, patient_id):
-        _fail(rt, patient_id, ids, "patient parked after repeated failures: see `eras parked`")
+    if is_parked(rt, patient_id):
+        _fail_events(rt, ids, token, PARKED_ERROR)
         result.failed.append(patient_id)
         return
     try:
@@ -109,29 +111,25 @@ async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], result: Drain
     except FhirTemporaryError as exc:
         log.warning("EHR unreachable while applying Patient/%s: %s", patient_id, exc.status)
         with session_scope(rt.db) as session:
-            release(session=session, ids=ids, error=f"temporary: {exc}")
+            release(session=session, ids=ids, token=token, error=f"temporary: {exc}")
         result.deferred.append(patient_id)
-    except (FhirFatalError, PathwayError, ValueError, KeyError) as exc:
-        log.error("apply failed for Patient/%s: %s", patient_id, type(exc).__name__)
-        _fail(rt, patient_id, ids, f"{type(exc).__name__}: {exc}")
+    except PatientLockTimeout:
+        with session_scope(rt.db) as session:  # another process is stuck on them: later
+            release(session=session, ids=ids, token=token, error="patient lock timeout")
+    except OperationalError:
+        raise  # the database, not the patient: nothing to record it in
+    except Exception as exc:  # any other error is this patient's alone: the batch goes on
+        error = describe(exc)
+        _fail_events(rt, ids, token, error)
+        record_failure(rt, patient_id, error, loop="drain")
         result.failed.append(patient_id)
 
 
-def _parked(rt: Runtime, patient_id: str) -> bool:
-    with session_scope(rt.db) as session:
-        rows = find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")
-    return bool(rows) and all(r.parked_at is not None for r in rows if r.status == "active")
-
-
-def _fail(rt: Runtime, patient_id: str, ids: list[int], error: str) -> None:
-    """Record the failure where people look (events and enrolment); park after repeats."""
-    now = rt.clock()
+def _fail_events(rt: Runtime, ids: list[int], token: str, error: str) -> None:
+    """Record the failure on the events, where people look for what happened to them."""
     with session_scope(rt.db) as session:
         for event_id in ids:
-            mark_failed(session=session, id=event_id, error=error, at=now)
-        for enrolment in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"):
-            record_failure(session=session, enrolment_id=enrolment.id, error=error, at=now,
-                           park_after=PARK_AFTER)
+            mark_failed(session=session, id=event_id, token=token, error=error, at=rt.clock())
 
 
 async def drain_until_empty(rt: Runtime, *, worker: str, batch_size: int = 200,

@@ -28,9 +28,16 @@ class ActionState:
     due: datetime | None
     closes: datetime | None
     status: str
+    # The engine's reminder and escalation instants (escalations: (instant, role to notify)).
+    remind_at: datetime | None = None
+    escalations: tuple[tuple[datetime, str], ...] = ()
 
 
-SYNCED_FIELDS = tuple(f.name for f in fields(ActionState) if f.name != "key")
+# Changes to these make the action's FHIR resource pending again (its revision moves); the
+# reminder schedule is the engine's bookkeeping and is kept without rewriting anything.
+SCHEDULE_FIELDS = ("remind_at", "escalations")
+SYNCED_FIELDS = tuple(f.name for f in fields(ActionState)
+                      if f.name != "key" and f.name not in SCHEDULE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,18 @@ def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
         opens=_utc_or_none(state.opens),
         due=_utc_or_none(state.due),
         closes=_utc_or_none(state.closes),
+        remind_at=_utc_or_none(state.remind_at),
     )
+
+
+def stored_escalations(state: ActionState) -> list[list[str]]:
+    """The escalations as the JSON column keeps them: [[UTC ISO instant, role], ...]."""
+    return [[as_utc(at).isoformat(), role] for at, role in state.escalations]
+
+
+def escalations_of(row: PlannedAction) -> list[tuple[datetime, str]]:
+    """A stored action's escalation (instant, role) pairs, in level order."""
+    return [(datetime.fromisoformat(at), role) for at, role in row.escalations or []]
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
@@ -128,6 +146,8 @@ def _insert(
         enrolment_id=enrolment.id,
         ward=enrolment.ward,
         updated_at=at,
+        remind_at=state.remind_at,
+        escalations=stored_escalations(state),
         **{name: getattr(state, name) for name in SYNCED_FIELDS},
     )
     session.add(row)
@@ -142,6 +162,7 @@ def _update(
     cause: str,
     transitions: list[_Transition],
 ) -> bool:
+    _keep_schedule(row, state)
     differing = [name for name in SYNCED_FIELDS if getattr(row, name) != getattr(state, name)]
     if not differing:
         return False
@@ -153,6 +174,14 @@ def _update(
     if row.status != from_status:
         transitions.append((row, from_status, cause))
     return True
+
+
+def _keep_schedule(row: PlannedAction, state: ActionState) -> None:
+    escalations = stored_escalations(state)
+    if row.remind_at != state.remind_at:
+        row.remind_at = state.remind_at
+    if (row.escalations or []) != escalations:
+        row.escalations = escalations
 
 
 def _cancel_vanished(

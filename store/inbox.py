@@ -1,5 +1,7 @@
 """The durable inbox of EHR events, subscription bookkeeping and polling watermarks."""
 
+import logging
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -14,6 +16,7 @@ from store.db import add_unless_exists
 from store.models import InboxEvent, InboxEventCreate, PollWatermark, SubscriptionGap, SubscriptionState
 from store.types import as_utc
 
+log = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 4000
 
 Gap = tuple[int, int]
@@ -89,7 +92,8 @@ def claim_batch(
     A claim older than `lease` belongs to a worker presumed dead, so its events are taken
     again. PostgreSQL skips rows another transaction holds (FOR UPDATE SKIP LOCKED), so two
     workers never claim the same event; SQLite has one writer at a time (BEGIN IMMEDIATE)
-    and ignores the FOR UPDATE.
+    and ignores the FOR UPDATE. Each claim gets a new `claim_token`: only the holder of the
+    current token may settle the events (mark_done, mark_failed, release).
     """
     now = as_utc(now)
     claimable = or_(
@@ -108,39 +112,51 @@ def claim_batch(
         .execution_options(populate_existing=True)
     )
     rows = list(session.exec(statement).all())
+    token = uuid.uuid4().hex
     for row in rows:
         row.status = InboxStatus.PROCESSING
         row.claimed_by = worker
         row.claimed_at = now
+        row.claim_token = token
         row.attempts += 1
     session.flush()
     return rows
 
 
-def mark_done(*, session: Session, ids: Sequence[int], at: datetime) -> None:
-    """Mark events processed; call it in the transaction that saved their effects."""
+def _still_claimed(ids: Sequence[int], token: str) -> Any:
+    """Our events, still in our claim: not taken again by another worker since our lease expired."""
+    return and_(col(InboxEvent.id).in_(ids), col(InboxEvent.status) == InboxStatus.PROCESSING,
+                col(InboxEvent.claim_token) == token)
+
+
+def _settle(session: Session, ids: Sequence[int], token: str, values: dict[str, Any]) -> list[int]:
+    statement = (update(InboxEvent).where(_still_claimed(ids, token)).values(**values)
+                 .returning(col(InboxEvent.id)).execution_options(synchronize_session=False))
+    settled = [int(i) for i in session.execute(statement).scalars()]
+    if len(settled) < len(set(ids)):
+        # The lease expired and another worker claimed them: theirs to settle, not ours.
+        log.warning("%d inbox events were claimed again by another worker; left to it",
+                    len(set(ids)) - len(settled))
+    return settled
+
+
+def mark_done(*, session: Session, ids: Sequence[int], token: str, at: datetime) -> list[int]:
+    """Mark events processed, if still in the claim `token`; returns those marked.
+
+    Call it in the transaction that saved their effects. An event claimed again since (our
+    lease expired) is left alone, so no event is settled twice or by a presumed-dead worker.
+    """
     if not ids:
-        return
-    session.execute(
-        update(InboxEvent)
-        .where(col(InboxEvent.id).in_(ids))
-        .values(status=InboxStatus.DONE, processed_at=as_utc(at), last_error=None)
-        .execution_options(synchronize_session=False)
-    )
+        return []
+    return _settle(session, ids, token,
+                   {"status": InboxStatus.DONE, "processed_at": as_utc(at), "last_error": None})
 
 
-def mark_failed(*, session: Session, id: int, error: str, at: datetime) -> None:
-    """Mark one event failed with its error (one sentence, no patient data)."""
-    session.execute(
-        update(InboxEvent)
-        .where(col(InboxEvent.id) == id)
-        .values(
-            status=InboxStatus.FAILED,
-            processed_at=as_utc(at),
-            last_error=error[:MAX_ERROR_LENGTH],
-        )
-        .execution_options(synchronize_session=False)
-    )
+def mark_failed(*, session: Session, id: int, token: str, error: str, at: datetime) -> bool:
+    """Mark one event of the claim `token` failed with its error (one sentence, no patient data)."""
+    return bool(_settle(session, [id], token, {"status": InboxStatus.FAILED,
+                                               "processed_at": as_utc(at),
+                                               "last_error": error[:MAX_ERROR_LENGTH]}))
 
 
 def pending_count(*, session: Session) -> int:
@@ -321,18 +337,10 @@ def _fill_gap(session: Session, subscription_id: str, number: int, at: datetime)
             gap.to_number -= 1
 
 
-def release(*, session: Session, ids: Sequence[int], error: str | None = None) -> None:
+def release(*, session: Session, ids: Sequence[int], token: str, error: str | None = None) -> None:
     """Give claimed events back (the EHR was unreachable): the next drain takes them again."""
     if not ids:
         return
-    session.execute(
-        update(InboxEvent)
-        .where(col(InboxEvent.id).in_(ids))
-        .values(
-            status=InboxStatus.PENDING,
-            claimed_by=None,
-            claimed_at=None,
-            last_error=None if error is None else error[:MAX_ERROR_LENGTH],
-        )
-        .execution_options(synchronize_session=False)
-    )
+    _settle(session, ids, token, {
+        "status": InboxStatus.PENDING, "claimed_by": None, "claimed_at": None, "claim_token": None,
+        "last_error": None if error is None else error[:MAX_ERROR_LENGTH]})

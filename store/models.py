@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
@@ -94,6 +94,15 @@ class PlannedActionBase(SQLModel):
     decline_reason: str | None = None
     decline_text: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # When the engine's evaluation says to remind (before due) and escalate (after due, to whom):
+    # the reminders flow reads these instead of working the times out again.
+    remind_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalations: list[list[str]] = Field(default_factory=list, sa_type=JSON)
+
+
+# Optimistic concurrency: every UPDATE says WHERE version = <the version read>, so two writers
+# of one row cannot both win; the loser gets StaleDataError instead of a silent lost update.
+_action_version = Column("version", Integer, nullable=False, server_default="1")
 
 
 class PlannedAction(PlannedActionBase, table=True):
@@ -109,9 +118,12 @@ class PlannedAction(PlannedActionBase, table=True):
         Index("ix_planned_action_enrolment_id", "enrolment_id"),
     )
 
+    __mapper_args__ = {"version_id_col": _action_version}
+
     key: str = Field(primary_key=True)
     revision: int = 1
     fhir_synced_revision: int | None = None
+    version: int | None = Field(default=None, sa_column=_action_version)
 
 
 class PlannedActionPublic(PlannedActionBase):
@@ -201,6 +213,8 @@ class InboxEvent(InboxEventBase, table=True):
     status: str
     claimed_by: str | None = None
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # New at every claim: a worker whose lease expired cannot settle events claimed again since.
+    claim_token: str | None = None
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_type=Text)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -247,7 +261,12 @@ class PollWatermark(SQLModel, table=True):
 
 
 class ReminderSent(SQLModel, table=True):
-    """A reminder (level 0) or escalation (level 1..n) sent for one action, sent once."""
+    """A reminder (level 0) or escalation (level 1..n) for one action: claimed, then sent once.
+
+    The row is inserted (claimed) before anything is sent; `sent_at` is set after. A claim
+    never marked sent (the sender crashed) may be taken again after its lease, and the repeat
+    carries the same idempotency key, so the receiver can drop it.
+    """
 
     __tablename__ = "reminder_sent"
     __table_args__ = (Index("ix_reminder_sent_sent_at", "sent_at"),)
@@ -258,8 +277,23 @@ class ReminderSent(SQLModel, table=True):
     role: str
     ward: str | None = None
     due_at: datetime = Field(sa_type=UTCDateTime)
-    sent_at: datetime = Field(sa_type=UTCDateTime)
+    claimed_by: str | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     fhir_id: str | None = None
+
+
+class PatientFailure(SQLModel, table=True):
+    """Failed applies of a patient the store has no enrolment for (an unknown patient, say),
+    parked like an enrolment after repeats so that operators see it in `eras parked`."""
+
+    __tablename__ = "patient_failure"
+
+    patient_ref: str = Field(primary_key=True)
+    failure_count: int = 0
+    error: str | None = Field(default=None, sa_type=Text)
+    parked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class ElementResultRow(SQLModel, table=True):

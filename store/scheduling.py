@@ -1,11 +1,12 @@
 """What the tick evaluates next, and the enrolments parked after failing again and again."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from store.enrolments import require_enrolment
-from store.models import Enrolment
+from store.enrolments import find_enrolments, require_enrolment
+from store.models import Enrolment, PatientFailure
 from store.types import EnrolmentStatus, as_utc
 
 
@@ -92,3 +93,79 @@ def list_parked(*, session: Session, limit: int | None = None) -> list[Enrolment
     if limit is not None:
         statement = statement.limit(limit)
     return list(session.exec(statement))
+
+
+@dataclass(frozen=True)
+class ParkedPatient:
+    """A parked patient as operators see it: one row per parked enrolment, or the patient alone
+    when the store has no enrolment for them (pathway None)."""
+
+    patient_ref: str
+    pathway_id: str | None
+    parked_at: datetime
+    failure_count: int
+    error: str | None
+
+
+def record_patient_failure(*, session: Session, patient_ref: str, error: str, at: datetime,
+                           park_after: int) -> None:
+    """One more failed apply of the patient: counted on each enrolment, or on the patient."""
+    enrolments = find_enrolments(session=session, patient_ref=patient_ref)
+    for enrolment in enrolments:
+        record_failure(session=session, enrolment_id=enrolment.id, error=error, at=at,
+                       park_after=park_after)
+    if enrolments:
+        return
+    row = session.get(PatientFailure, patient_ref, with_for_update=True)
+    if row is None:
+        row = PatientFailure(patient_ref=patient_ref, updated_at=as_utc(at))
+    row.failure_count += 1
+    row.error, row.updated_at = error, as_utc(at)
+    if row.failure_count >= park_after and row.parked_at is None:
+        row.parked_at = as_utc(at)
+    session.add(row)
+    session.flush()
+
+
+def clear_patient_failures(*, session: Session, patient_ref: str, at: datetime) -> None:
+    """A successful apply: forget the patient's past failures (parked ones stay parked)."""
+    for enrolment in find_enrolments(session=session, patient_ref=patient_ref):
+        clear_failures(session=session, enrolment_id=enrolment.id, at=at)
+    row = session.get(PatientFailure, patient_ref)
+    if row is not None and row.parked_at is None:
+        session.delete(row)
+        session.flush()
+
+
+def patient_parked(*, session: Session, patient_ref: str) -> bool:
+    """Whether every active enrolment of the patient (or the patient alone) is parked."""
+    row = session.get(PatientFailure, patient_ref)
+    if row is not None and row.parked_at is not None:
+        return True
+    active = [e for e in find_enrolments(session=session, patient_ref=patient_ref)
+              if e.status == EnrolmentStatus.ACTIVE]
+    return bool(active) and all(e.parked_at is not None for e in active)
+
+
+def unpark_patient(*, session: Session, patient_ref: str, at: datetime) -> None:
+    """Let every enrolment of the patient (and the patient) be evaluated again."""
+    for enrolment in find_enrolments(session=session, patient_ref=patient_ref):
+        unpark(session=session, enrolment_id=enrolment.id, at=at)
+    row = session.get(PatientFailure, patient_ref)
+    if row is not None:
+        session.delete(row)
+        session.flush()
+
+
+def list_parked_patients(*, session: Session, limit: int | None = None) -> list[ParkedPatient]:
+    """Parked enrolments and parked patients with no enrolment, longest parked first."""
+    rows = [ParkedPatient(e.patient_ref, e.pathway_id, e.parked_at, e.failure_count, e.parked_error)
+            for e in list_parked(session=session, limit=limit) if e.parked_at is not None]
+    alone = (select(PatientFailure).where(col(PatientFailure.parked_at).is_not(None))
+             .order_by(col(PatientFailure.parked_at)))
+    if limit is not None:
+        alone = alone.limit(limit)
+    rows += [ParkedPatient(p.patient_ref, None, p.parked_at, p.failure_count, p.error)
+             for p in session.exec(alone) if p.parked_at is not None]
+    rows.sort(key=lambda r: r.parked_at)
+    return rows[:limit] if limit is not None else rows

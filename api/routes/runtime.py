@@ -10,7 +10,7 @@ from sqlmodel import col, func, select
 from api.auth import Principal, require_roles
 from api.deps import SessionDep
 from store.models import InboxEvent
-from store.scheduling import list_parked
+from store.scheduling import list_parked_patients
 
 router = APIRouter(prefix="/runtime", tags=["runtime"])
 AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
@@ -22,8 +22,8 @@ def runtime_status(request: Request, session: SessionDep, _admin: AdminUser) -> 
     by_status = select(InboxEvent.status, func.count()).group_by(col(InboxEvent.status))
     counts = dict(session.exec(by_status).all())
     parked = [{"patient": row.patient_ref, "pathway": row.pathway_id, "since": row.parked_at,
-               "failures": row.failure_count, "error": row.parked_error}
-              for row in list_parked(session=session, limit=100)]
+               "failures": row.failure_count, "error": row.error}
+              for row in list_parked_patients(session=session, limit=100)]
     runtime = getattr(request.app.state, "runtime", None)
     loops = getattr(request.app.state, "loops", None)
     return {"inbox": counts, "parked": parked,

@@ -21,6 +21,7 @@ from store.inbox import (
     record_event_number,
     record_handshake,
     record_heartbeat,
+    release,
     resolve_gap,
     set_watermark,
     store_event,
@@ -102,10 +103,12 @@ def test_claim_batch_stale_claim_reclaimed(inbox: Session) -> None:
 def test_mark_done_and_failed_leave_the_queue(inbox: Session) -> None:
     done, _ = store_event(session=inbox, event=new_event(), at=T0)
     failed, _ = store_event(session=inbox, event=new_event(), at=T0)
-    claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)
+    token = claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)[0].claim_token
+    assert token is not None
 
-    mark_done(session=inbox, ids=[done.id or 0], at=T0 + timedelta(seconds=5))
-    mark_failed(session=inbox, id=failed.id or 0, error="Observation/x could not be read", at=T0)
+    mark_done(session=inbox, ids=[done.id or 0], token=token, at=T0 + timedelta(seconds=5))
+    mark_failed(session=inbox, id=failed.id or 0, token=token, error="Observation/x could not be read",
+                at=T0)
 
     rows = {r.id: r for r in inbox.exec(select(InboxEvent).execution_options(populate_existing=True))}
     assert (rows[done.id].status, rows[done.id].processed_at) == ("done", T0 + timedelta(seconds=5))
@@ -115,6 +118,27 @@ def test_mark_done_and_failed_leave_the_queue(inbox: Session) -> None:
     )
     far_later = T0 + timedelta(days=1)
     assert claim_batch(session=inbox, worker="w2", limit=10, now=far_later, lease=LEASE) == []
+
+
+def test_expired_and_reclaimed_batch_is_not_settled_by_the_old_claimant(inbox: Session) -> None:
+    row, _ = store_event(session=inbox, event=new_event(), at=T0)
+    old = claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)[0].claim_token
+    # w1 stalls past its lease; w2 takes the batch again.
+    new = claim_batch(session=inbox, worker="w2", limit=10, now=T0 + LEASE * 2, lease=LEASE)
+    assert old is not None and new[0].claim_token not in (None, old)
+
+    assert mark_done(session=inbox, ids=[row.id or 0], token=old, at=T0 + LEASE * 3) == []
+    assert not mark_failed(session=inbox, id=row.id or 0, token=old, error="late", at=T0)
+    release(session=inbox, ids=[row.id or 0], token=old)
+    stored = inbox.exec(select(InboxEvent).execution_options(populate_existing=True)).one()
+    assert (stored.status, stored.claimed_by, stored.last_error) == ("processing", "w2", None)
+
+    assert mark_done(session=inbox, ids=[row.id or 0], token=new[0].claim_token or "",
+                     at=T0 + LEASE * 3) == [row.id]
+    assert mark_done(session=inbox, ids=[row.id or 0], token=new[0].claim_token or "",
+                     at=T0 + LEASE * 4) == []  # done once: a second settle changes nothing
+    stored = inbox.exec(select(InboxEvent).execution_options(populate_existing=True)).one()
+    assert (stored.status, stored.processed_at) == ("done", T0 + LEASE * 3)
 
 
 def test_claim_batch_concurrent_workers_never_share_an_event(committed: Engine) -> None:

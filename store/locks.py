@@ -1,0 +1,118 @@
+"""Exclusion between processes: one apply per patient at a time, one process per SQLite file.
+
+PostgreSQL: a SESSION-level advisory lock (`pg_try_advisory_lock`) keyed by a stable hash of
+the patient id, held on a dedicated autocommit connection for the whole apply. It is not a
+transaction, so the apply's FHIR calls never run inside one; the database drops the lock by
+itself when the holder's connection dies, so a crashed worker leaves nothing to expire (a lease
+row would need an expiry long enough for the slowest apply, and would block the patient that
+long after a crash). Waiting polls with `asyncio.sleep`, never blocking the event loop.
+
+SQLite allows one engine process: each command that applies claims an OS file lock beside the
+database file at start-up (released by the OS when the process exits, however it ends); a
+second such process gets `SingleProcessOnly`, naming the setting to change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Engine, text
+
+from store.db import DATABASE_URL_ENV
+
+LOCK_POLL_SECONDS = 0.02
+LOCK_POLL_MAX_SECONDS = 0.25
+# Long enough for the slowest apply seen (EHR retries with back-off), short enough to surface a
+# stuck holder as an error instead of a silent hang.
+LOCK_TIMEOUT_SECONDS = 300.0
+_NAMESPACE = "eras:patient:"
+
+
+class PatientLockTimeout(TimeoutError):
+    """Another process held the patient's lock for longer than the timeout."""
+
+
+class SingleProcessOnly(RuntimeError):
+    """A second process tried to use a SQLite database another process is using."""
+
+
+def patient_lock_key(patient_id: str) -> int:
+    """A stable signed 64-bit key for `pg_advisory_lock` (the same in every process and release)."""
+    digest = hashlib.sha256((_NAMESPACE + patient_id).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@asynccontextmanager
+async def patient_lock(engine: Engine, patient_id: str, *,
+                       timeout: float = LOCK_TIMEOUT_SECONDS) -> AsyncIterator[None]:
+    """Hold the patient's lock across processes for the block (see the module docstring)."""
+    if engine.dialect.name != "postgresql":
+        yield  # SQLite: one process (claim_single_process at start-up); the asyncio lock serves
+        return
+    key = patient_lock_key(patient_id)
+    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    held = released = False
+    try:
+        await _acquire(connection, key, timeout)
+        held = True
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            released = True
+    finally:
+        if held and not released:
+            # The unlock failed: a connection still holding the lock must not go back to the pool.
+            connection.invalidate()
+        connection.close()
+
+
+async def _acquire(connection, key: int, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    wait = LOCK_POLL_SECONDS
+    statement = text("SELECT pg_try_advisory_lock(:k)")
+    while not connection.execute(statement, {"k": key}).scalar_one():
+        if loop.time() >= deadline:
+            raise PatientLockTimeout(f"patient lock {key} held by another process for {timeout:.0f} s")
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, LOCK_POLL_MAX_SECONDS)
+
+
+_held: dict[str, IO[str]] = {}
+
+
+def claim_single_process(engine: Engine) -> None:
+    """On SQLite, claim the database for this process (idempotent); elsewhere do nothing.
+
+    Called at start-up by the commands that apply (`eras serve`, `worker`, `drain`, `apply`),
+    so a second such process fails at once with what to change, instead of racing the first.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return
+    path = str(Path(database).resolve()) + ".process-lock"
+    if path in _held:
+        return
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process's life)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SingleProcessOnly(
+            f"the SQLite database {database} is in use by {holder}: SQLite supports one engine "
+            f"process. Stop it, or set {DATABASE_URL_ENV} to a PostgreSQL URL to run several "
+            "processes.") from None
+    handle.truncate(0)
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    _held[path] = handle
