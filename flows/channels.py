@@ -1,7 +1,10 @@
 """Reminder and escalation channels behind one small interface: webhook, email, the EHR.
 
 A failed channel never blocks the others: `deliver` tries each and reports every outcome.
-Messages name the task and the ward/bed, never clinical values.
+Messages name the task and the ward/bed, never clinical values. Every message carries the
+idempotency key of its (action, level): the webhook's `Idempotency-Key` header, the email's
+Message-ID, the Communication's identifier (created only if none has it), so that a repeat
+after a crash between sending and recording is one the receiver can recognise and drop.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from typing import Protocol
 import httpx
 
 from fhir_adapters.client import FhirClient
+from fhir_adapters.plandefinition import CANONICAL_BASE
 
 SIGNATURE_HEADER = "X-ERAS-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+DELIVERY_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/delivery"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Message:
     patient_ref: str
     bed: str | None = None
     level: int = 0
+    idempotency_key: str = ""  # the same for every attempt at this (action, level)
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,8 @@ class WebhookChannel:
             response = await http.post(
                 self.url,
                 content=body,
-                headers={"Content-Type": "application/json", SIGNATURE_HEADER: f"sha256={signature}"},
+                headers={"Content-Type": "application/json", SIGNATURE_HEADER: f"sha256={signature}",
+                         IDEMPOTENCY_HEADER: message.idempotency_key},
             )
             response.raise_for_status()
 
@@ -91,6 +99,7 @@ class EmailChannel:
     async def send(self, message: Message) -> None:
         email = EmailMessage()
         email["From"], email["To"] = self.sender, ", ".join(self.recipients)
+        email["Message-ID"] = f"<{message.idempotency_key}@eras-engine>"
         email["Subject"] = (
             f"ERAS {message.kind}: {message.title} ({message.ward} {message.bed or ''})".strip()
         )
@@ -113,9 +122,11 @@ class EhrChannel:
     name: str = "ehr"
 
     async def send(self, message: Message) -> None:
+        key = f"{DELIVERY_IDENTIFIER_SYSTEM}|{message.idempotency_key}"
         await self.fhir.create(
             {
                 "resourceType": "Communication",
+                "identifier": [{"system": DELIVERY_IDENTIFIER_SYSTEM, "value": message.idempotency_key}],
                 "status": "completed",
                 "category": [
                     {
@@ -130,7 +141,8 @@ class EhrChannel:
                 "subject": {"reference": message.patient_ref},
                 "sent": datetime.now(UTC).isoformat(),
                 "payload": [{"contentString": f"{message.kind}: {message.title}"}],
-            }
+            },
+            if_none_exist=f"identifier={key}",
         )
 
 
@@ -162,11 +174,3 @@ async def _one(channel: Channel, message: Message, attempts: int, backoff: float
             if attempt < attempts:
                 await asyncio.sleep(backoff * attempt)
     return Delivery(channel=channel.name, ok=False, attempts=attempts, error=error)
-
-
-def escalation_role(
-    levels: Sequence[str], overdue_for: float, after: Sequence[float]
-) -> tuple[int, str] | None:
-    """The escalation level reached after `overdue_for` seconds overdue: (level, role), or None yet."""
-    reached = [i for i, threshold in enumerate(after) if overdue_for >= threshold and i < len(levels)]
-    return (reached[-1], levels[reached[-1]]) if reached else None

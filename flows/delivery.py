@@ -66,7 +66,8 @@ def delivering(routing: Routing, db: Any, clock: Clock) -> Deliver:
         records = []
         for n in notices:
             message = Message(kind=n.kind, role=n.role, ward=n.ward or "", action_key=n.action_key,
-                              title=n.title, patient_ref=f"Patient/{n.patient_id}", level=n.level)
+                              title=n.title, patient_ref=f"Patient/{n.patient_id}", level=n.level,
+                              idempotency_key=n.idempotency_key)
             for d in await deliver(message, routing.channels(n.role, n.ward or "")):
                 records.append(DeliveryRecord(action_key=n.action_key, kind=n.kind, level=n.level,
                                               role=n.role, channel=d.channel, ok=d.ok,

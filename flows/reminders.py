@@ -1,27 +1,39 @@
 """reminders: CommunicationRequests for tasks due soon, and escalations for overdue ones.
 
-Times come from the pathway (`action.remind_before`, `escalation[].after`) and the stored due
-time; each reminder or escalation level is sent once (table reminder_sent). Delivery to people
-(pager webhook, email) is the channels' job; this writes the FHIR request and the record.
+The instants are the engine's (`PlannedAction.remind_at` and `escalations`, kept in the store by
+every apply), never worked out again here. Each level is claimed in the store before anything is
+sent (store.reminders), so two overlapping runs, in one process or several, page nobody twice;
+every delivery carries the level's idempotency key, so the one repeat a crash between sending
+and recording can cause is one the receiver can drop. Delivery to people (pager webhook,
+email) is the channels' job; this writes the FHIR request, delivers and records.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from engine.offsets import parse_duration
+from sqlalchemy.exc import OperationalError
+
 from engine.results import PlannedAction, Status
+from fhir_adapters.errors import FhirTemporaryError
 from fhir_adapters.writeback import Write, communication_request_for, transaction_for
+from flows.failures import describe, record_failure
 from flows.runtime import Runtime, WriteTarget
+from store.actions import escalations_of
 from store.db import session_scope
 from store.models import Enrolment, ReminderSent
 from store.models import PlannedAction as StoredAction
-from store.reminders import already_sent, open_actions_due_before, record_sent
+from store.reminders import Level, claim_levels, mark_sent, open_actions_due_before, settled
 
 LOOKAHEAD = timedelta(hours=24)
+# A claim not marked sent after this long belongs to a run presumed dead: sent again (same key).
+CLAIM_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -38,51 +50,88 @@ class Notice:
     due: datetime
     at: datetime
 
+    @property
+    def level_key(self) -> Level:
+        return (self.action_key, self.kind, self.level)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt at this level, in every process: receivers drop repeats."""
+        return idempotency_key(self.action_key, self.kind, self.level)
+
+
+def idempotency_key(action_key: str, kind: str, level: int) -> str:
+    return "eras-" + hashlib.sha256(f"{action_key}|{kind}|{level}".encode()).hexdigest()[:40]
+
 
 Deliver = Callable[[list[Notice]], Awaitable[None]]
 
 
-def notices_for(rt: Runtime, action: StoredAction, enrolment: Enrolment, now: datetime,
-                sent: set[tuple[str, str, int]]) -> list[Notice]:
-    """The reminder and escalation levels of one action whose time has come and not yet sent."""
-    element = rt.pathway(enrolment.pathway_id).element(action.element_id)
+def notices_for(action: StoredAction, enrolment: Enrolment, now: datetime,
+                done: set[Level]) -> list[Notice]:
+    """The reminder and escalation levels of one action whose time has come, not yet settled."""
     assert action.due is not None
     pid = enrolment.patient_ref.split("/", 1)[1]
     out = []
-    remind = element.action.remind_before if element.action else None
-    if remind is not None and action.status in ("upcoming", "due"):
-        at = parse_duration(remind).negated().apply(action.due, rt.tz)
-        if at <= now < action.due and (action.key, "reminder", 0) not in sent:
-            out.append(Notice(action.key, pid, "reminder", 0, action.role, action.ward,
+    remind = action.remind_at
+    if remind is not None and action.status in ("upcoming", "due") and remind <= now < action.due:
+        out.append(Notice(action.key, pid, "reminder", 0, action.role, action.ward,
+                          action.title, action.due, remind))
+    for level, (at, role) in enumerate(escalations_of(action), start=1):
+        if now >= at:
+            out.append(Notice(action.key, pid, "escalation", level, role, action.ward,
                               action.title, action.due, at))
-    for level, esc in enumerate(element.escalation, start=1):
-        at = parse_duration(esc.after).apply(action.due, rt.tz)
-        if now >= at and (action.key, "escalation", level) not in sent:
-            out.append(Notice(action.key, pid, "escalation", level, esc.notify, action.ward,
-                              action.title, action.due, at))
-    return out
+    return [n for n in out if n.level_key not in done]
+
+
+def default_worker() -> str:
+    return f"reminders:{socket.gethostname()}:{os.getpid()}"
 
 
 async def remind_once(rt: Runtime, *, now: datetime | None = None, limit: int = 1000,
-                      deliver: Deliver | None = None) -> list[Notice]:
-    """Send what has come due since the last run; returns the notices sent."""
+                      deliver: Deliver | None = None, worker: str | None = None) -> list[Notice]:
+    """Send what has come due since the last run; returns the notices this run sent."""
     now = now or rt.clock()
+    worker = worker or default_worker()
+    notices = _claim(rt, _candidates(rt, now, limit), worker, now)
+    sent: list[Notice] = []
+    by_patient: dict[str, list[Notice]] = defaultdict(list)
+    for n in notices:
+        by_patient[n.patient_id].append(n)
+    for pid, items in by_patient.items():
+        try:
+            fhir_ids = await _write(rt, pid, items, now) if rt.target is not WriteTarget.NONE else {}
+        except FhirTemporaryError:
+            break  # the EHR is down: the claims' lease runs out and a later run sends them
+        except OperationalError:
+            raise
+        except Exception as exc:  # this patient's alone: the others are still reminded
+            record_failure(rt, pid, describe(exc), loop="reminders")
+            continue
+        if deliver is not None:
+            await deliver(items)
+        with session_scope(rt.db) as session:
+            mark_sent(session=session, levels={n.level_key: fhir_ids.get(n.level_key) for n in items},
+                      worker=worker, at=now)
+        sent.extend(items)
+    return sent
+
+
+def _candidates(rt: Runtime, now: datetime, limit: int) -> list[Notice]:
     with session_scope(rt.db) as session:
         actions = open_actions_due_before(session=session, until=now + LOOKAHEAD, limit=limit)
-        sent = already_sent(session=session, keys=[a.key for a in actions])
+        done = settled(session=session, keys=[a.key for a in actions], now=now, lease=CLAIM_LEASE)
         enrolments = {a.enrolment_id: session.get_one(Enrolment, a.enrolment_id) for a in actions}
-    notices = [n for a in actions for n in notices_for(rt, a, enrolments[a.enrolment_id], now, sent)]
-    if not notices:
-        return []
-    fhir_ids = await _write(rt, notices, now) if rt.target is not WriteTarget.NONE else {}
-    if deliver is not None:
-        await deliver(notices)
+        return [n for a in actions for n in notices_for(a, enrolments[a.enrolment_id], now, done)]
+
+
+def _claim(rt: Runtime, notices: list[Notice], worker: str, now: datetime) -> list[Notice]:
+    """The notices this run won: claimed in one short transaction, before anything is sent."""
+    rows = [ReminderSent(action_key=n.action_key, kind=n.kind, level=n.level, role=n.role,
+                         ward=n.ward, due_at=n.due) for n in notices]
     with session_scope(rt.db) as session:
-        record_sent(session=session, rows=[ReminderSent(
-            action_key=n.action_key, kind=n.kind, level=n.level, role=n.role, ward=n.ward,
-            due_at=n.due, sent_at=now, fhir_id=fhir_ids.get((n.action_key, n.kind, n.level)))
-            for n in notices])
-    return notices
+        won = claim_levels(session=session, rows=rows, worker=worker, now=now, lease=CLAIM_LEASE)
+    return [n for n in notices if n.level_key in won]
 
 
 def _request(rt: Runtime, n: Notice, now: datetime) -> dict:
@@ -99,17 +148,14 @@ def _request(rt: Runtime, n: Notice, now: datetime) -> dict:
                                      identifier_system=rt.identifier_system, now=now)
 
 
-async def _write(rt: Runtime, notices: list[Notice], now: datetime) -> dict[tuple[str, str, int], str]:
-    """One transaction per patient; conditional creates make a resend harmless."""
+async def _write(rt: Runtime, patient_id: str, notices: list[Notice],
+                 now: datetime) -> dict[Level, str]:
+    """One transaction for the patient; conditional creates make a resend harmless."""
     assert rt.tasks is not None
-    by_patient: dict[str, list[Notice]] = defaultdict(list)
-    for n in notices:
-        by_patient[n.patient_id].append(n)
-    ids: dict[tuple[str, str, int], str] = {}
-    for pid, items in by_patient.items():
-        bundle = transaction_for(pid, [Write(_request(rt, n, now)) for n in items])
-        response = await rt.tasks.transaction(bundle)
-        for n, entry in zip(items, response.get("entry", []), strict=False):
-            location = (entry.get("response") or {}).get("location") or ""
-            ids[(n.action_key, n.kind, n.level)] = location.split("/")[1] if "/" in location else ""
+    bundle = transaction_for(patient_id, [Write(_request(rt, n, now)) for n in notices])
+    response = await rt.tasks.transaction(bundle)
+    ids: dict[Level, str] = {}
+    for n, entry in zip(notices, response.get("entry", []), strict=False):
+        location = (entry.get("response") or {}).get("location") or ""
+        ids[n.level_key] = location.split("/")[1] if "/" in location else ""
     return ids

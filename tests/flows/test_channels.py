@@ -12,13 +12,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.channels import (
+    DELIVERY_IDENTIFIER_SYSTEM,
+    IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     EhrChannel,
     EmailChannel,
     Message,
     WebhookChannel,
     deliver,
-    escalation_role,
 )
 from tests.utils.loopback import free_port, serve
 
@@ -31,6 +32,7 @@ MESSAGE = Message(
     patient_ref="Patient/p1",
     bed="Bed 3",
     level=1,
+    idempotency_key="eras-0123456789abcdef",
 )
 
 
@@ -40,7 +42,8 @@ def _receiver() -> FastAPI:
 
     @app.post("/hook")
     async def hook(request: Request) -> dict[str, Any]:
-        app.state.calls.append((await request.body(), request.headers.get(SIGNATURE_HEADER)))
+        app.state.calls.append((await request.body(), request.headers.get(SIGNATURE_HEADER),
+                                request.headers.get(IDEMPOTENCY_HEADER)))
         if len(app.state.calls) == 1:
             raise HTTPException(status_code=503)
         return {}
@@ -53,8 +56,10 @@ async def test_webhook_signed_and_retried() -> None:
     with serve(app) as base:
         result = await deliver(MESSAGE, [WebhookChannel(url=f"{base}/hook", secret=b"s3")], backoff=0)
     assert result[0].ok and result[0].attempts == 2
-    body, signature = app.state.calls[-1]
+    body, signature, _ = app.state.calls[-1]
     assert signature == "sha256=" + hmac.new(b"s3", body, hashlib.sha256).hexdigest()
+    # The retry carries the same key as the first attempt: the receiver can drop a repeat.
+    assert [key for _, _, key in app.state.calls] == ["eras-0123456789abcdef"] * 2
 
 
 class _Inbox:
@@ -78,18 +83,17 @@ async def test_email_reaches_smtp_and_failed_webhook_does_not_block() -> None:
         controller.stop()
     assert [r.ok for r in results] == [False, True]
     assert b"Urinary catheter removed" in inbox.messages[0]
+    assert b"Message-ID: <eras-0123456789abcdef@eras-engine>" in inbox.messages[0]
 
 
-async def test_ehr_channel_writes_communication(fhir_sandbox: FhirSandbox) -> None:
+async def test_ehr_channel_writes_one_communication_per_key(fhir_sandbox: FhirSandbox) -> None:
+    patient = f"Patient/p-{free_port()}"
+    message = Message(**{**MESSAGE.__dict__, "patient_ref": patient})
     async with FhirClient(fhir_sandbox.base_url) as fhir:
-        results = await deliver(MESSAGE, [EhrChannel(fhir=fhir)])
-        found = await fhir.search("Communication", {"subject": "Patient/p1"})
-    assert results[0].ok
-    assert found and found[0]["payload"][0]["contentString"].startswith("escalation")
-
-
-def test_escalation_role_next_level_when_still_overdue() -> None:
-    levels, after = ["charge_nurse", "matron"], [3 * 3600, 6 * 3600]
-    assert escalation_role(levels, 3600, after) is None
-    assert escalation_role(levels, 4 * 3600, after) == (0, "charge_nurse")
-    assert escalation_role(levels, 7 * 3600, after) == (1, "matron")
+        results = await deliver(message, [EhrChannel(fhir=fhir)])
+        again = await deliver(message, [EhrChannel(fhir=fhir)])  # a repeat after a crash
+        found = await fhir.search("Communication", {"subject": patient})
+    assert results[0].ok and again[0].ok
+    assert len(found) == 1 and found[0]["payload"][0]["contentString"].startswith("escalation")
+    assert found[0]["identifier"] == [{"system": DELIVERY_IDENTIFIER_SYSTEM,
+                                       "value": "eras-0123456789abcdef"}]

@@ -1,0 +1,252 @@
+"""Correct across processes: one apply per patient at a time, reminders once per level, and a
+failing patient never stalls the tick. Real OS processes (tests/flows/processes.py), the
+sandbox EHR, the real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from sqlmodel import col, select
+
+from api.main import create_app
+from api.worklist_app import mount_worklist
+from api.worklist_settings import WorklistSettings
+from fhir_adapters.client import FhirClient
+from fhir_adapters.sandbox import FhirSandbox
+from flows.apply import apply_patient
+from flows.failures import PARK_AFTER
+from flows.runtime import Runtime, WriteTarget
+from flows.tick import LEASE, tick_once
+from store.actions import list_actions
+from store.db import make_engine, session_scope
+from store.enrolments import enrol, find_enrolments
+from store.models import Enrolment, ReminderSent
+from tests.api.conftest import api_settings
+from tests.flows.conftest import LONDON, lumbar
+from tests.flows.test_apply import BOOKED_AT, NOW, SURGERY, booked_patient, seed, tasks_of
+from tests.utils import ehr
+from tests.utils.loopback import serve
+
+ROOT = Path(__file__).resolve().parents[2]
+END = SURGERY + timedelta(hours=3)
+
+
+def spawn(**args: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.flows.processes", json.dumps(args)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_together(tmp_path: Path, *arg_sets: dict[str, Any]) -> list[subprocess.Popen[str]]:
+    """Start one process per argument set; let them go at once, when all are ready (imports
+    take seconds on a loaded machine), each after its own `offset`."""
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    processes = []
+    for i, args in enumerate(arg_sets):
+        processes.append(spawn(**args, ready=f"{go}.ready{i}", go=str(go)))
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{go}.ready{i}").exists() for i in range(len(arg_sets))):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), \
+            [p.communicate()[1][-2000:] for p in processes if p.poll() is not None]
+        time.sleep(0.01)
+    go.touch()
+    return processes
+
+
+def result_of(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+async def test_two_processes_applying_one_patient_serialise(postgresql_url: str,
+                                                            fhir_sandbox: FhirSandbox,
+                                                            new_patient_id: str,
+                                                            tmp_path: Path) -> None:
+    """Each process adds its own new fact, then applies. Process A holds its read for 1.5 s;
+    B starts 0.3 s later. Unserialised, B would read both facts and write both Tasks, then A
+    would write its older view (one fact) last and cancel B's Task: a lost update. Serialised,
+    B reads after A's apply and the record ends with both."""
+    pid = new_patient_id
+    db = make_engine(postgresql_url)
+    async with FhirClient(fhir_sandbox.base_url) as client:
+        rt = Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=client, tasks=client,
+                     target=WriteTarget.EHR, db=db, tz=LONDON)
+        await booked_patient(rt, pid, smoker=False, hb=13.5)  # neither task to begin with
+        await apply_patient(rt, pid, now=NOW)
+        before = await tasks_of(client, pid)
+        later = BOOKED_AT + timedelta(days=5)
+        common = {"db_url": postgresql_url, "fhir_url": fhir_sandbox.base_url, "job": "apply",
+                  "patient_id": pid, "now": NOW.isoformat()}
+        ran = [result_of(p) for p in start_together(
+            tmp_path,
+            {**common, "offset": 0.0, "read_delay": 1.5, "fact": ehr.smoking(pid, later, current=True)},
+            {**common, "offset": 0.3, "read_delay": 0.0, "fact": ehr.haemoglobin(pid, later, 11.0)})]
+        tasks = await tasks_of(client, pid)
+        with session_scope(db) as session:
+            enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
+            actions = {r.element_id: r.status for r in list_actions(session=session,
+                                                                      enrolment_id=enrolment.id)}
+    db.dispose()
+    assert "smoking_cessation" not in before and "anaemia_iron_therapy" not in before
+    # Inside the lock (flows.apply._apply, retries included), the two processes never overlap.
+    spans = sorted(span for r in ran for span in r["spans"])
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+    assert ran[1]["spans"][0][0] >= ran[0]["spans"][0][1]  # B, 0.3 s later, waited for A
+    for element in ("smoking_cessation", "anaemia_iron_therapy"):  # both facts are in the record
+        assert tasks[element]["status"] not in ("cancelled", "completed"), element
+        assert actions[element] not in ("cancelled",), element
+
+
+@pytest.fixture
+def pager() -> Any:
+    received: list[tuple[str, dict[str, Any]]] = []
+    app = FastAPI()
+
+    @app.post("/page")
+    async def page(request: Request) -> dict[str, str]:
+        received.append((request.headers.get("Idempotency-Key", ""), json.loads(await request.body())))
+        return {"ok": "yes"}
+
+    with serve(app) as url:
+        yield url, received
+
+
+def routes_file(tmp_path: Path, pager_url: str) -> str:
+    path = tmp_path / "routes.yaml"
+    path.write_text(f"""
+routes:
+  - role: charge_nurse
+    ward: "*"
+    channels:
+      - {{type: webhook, url: "{pager_url}/page", secret_env: ERAS_TEST_PAGER_SECRET}}
+""")
+    return str(path)
+
+
+async def overdue_patient(rt: Runtime, pid: str, late: datetime) -> set[str]:
+    """A patient whose out-of-bed task (due 6 h after surgery) is escalated at `late` (10 h 30)."""
+    await booked_patient(rt, pid, smoker=False)
+    await seed(rt.ehr, ehr.stay(pid, SURGERY - timedelta(hours=3)), ehr.surgery(pid, SURGERY, END))
+    await apply_patient(rt, pid, now=late)
+    with session_scope(rt.db) as session:
+        enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
+        return {a.key for a in list_actions(session=session, enrolment_id=enrolment.id)}
+
+
+def pages_for(received: list[tuple[str, dict[str, Any]]], keys: set[str]) -> list[tuple[str, int]]:
+    return [(key, body["level"]) for key, body in received if body["action_key"] in keys]
+
+
+async def test_two_reminder_processes_page_each_level_once(make_runtime, new_patient_id, pager,
+                                                           db_url, fhir_sandbox, tmp_path,
+                                                           monkeypatch) -> None:
+    monkeypatch.setenv("ERAS_TEST_PAGER_SECRET", "pager-secret")
+    pager_url, received = pager
+    late = END + timedelta(hours=10, minutes=30)
+    async with make_runtime() as rt:
+        keys = await overdue_patient(rt, new_patient_id, late)
+    common = {"db_url": db_url, "fhir_url": fhir_sandbox.base_url, "job": "remind",
+              "now": late.isoformat(), "routes": routes_file(tmp_path, pager_url)}
+    runs = [result_of(p) for p in start_together(tmp_path, {**common, "worker": "w1"},
+                                                 {**common, "worker": "w2"})]
+    pages = pages_for(received, keys)
+    assert pages, "the escalation was paged"
+    assert len(pages) == len(set(pages))  # each level once, though two processes ran at once
+    sent = [set(r["sent"]) for r in runs]
+    assert not sent[0] & sent[1]  # no level was sent by both
+    assert {key for key, _ in pages} <= sent[0] | sent[1]
+
+
+async def test_crash_between_send_and_record_repeats_once_with_the_same_key(
+        make_runtime, new_patient_id, pager, db_url, fhir_sandbox, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ERAS_TEST_PAGER_SECRET", "pager-secret")
+    pager_url, received = pager
+    late = END + timedelta(hours=10, minutes=30)
+    async with make_runtime() as rt:
+        keys = await overdue_patient(rt, new_patient_id, late)
+    common = {"db_url": db_url, "fhir_url": fhir_sandbox.base_url, "job": "remind",
+              "routes": routes_file(tmp_path, pager_url), "worker": "w1"}
+    crashed = spawn(**common, now=late.isoformat(), crash_after_send=True)
+    crashed.communicate(timeout=120)
+    assert crashed.returncode == 3  # died after delivering, before recording
+    first = pages_for(received, keys)
+    # Within the claim's lease (5 min) nobody sends again; after it, one run does, once.
+    soon = result_of(spawn(**common, now=(late + timedelta(minutes=1)).isoformat()))
+    after = result_of(spawn(**{**common, "worker": "w2"},
+                            now=(late + timedelta(minutes=6)).isoformat()))
+    again = result_of(spawn(**common, now=(late + timedelta(minutes=12)).isoformat()))
+    pages = pages_for(received, keys)
+    assert first and pages == first + first  # exactly one repeat of each, the same keys
+    assert {k for k, _ in first} <= set(after["sent"])
+    assert not {k for k, _ in first} & (set(soon["sent"]) | set(again["sent"]))
+    async with make_runtime() as rt, session_scope(rt.db) as session:
+        rows = session.exec(select(ReminderSent).where(col(ReminderSent.action_key).in_(keys))).all()
+    assert rows and all(r.sent_at is not None and r.claimed_by == "w2" for r in rows
+                        if r.kind == "escalation")
+
+
+async def test_tick_survives_a_failing_patient_and_parks_it(make_runtime, db_url, fhir_sandbox,
+                                                            new_patient_id, tmp_path) -> None:
+    """The failing patient is enrolled on a pathway no longer configured (a KeyError in the
+    apply, not a FHIR error) and sorts first; the two after it are applied all the same."""
+    bad, good = new_patient_id, [f"{new_patient_id}-g{i}" for i in range(2)]
+    early = datetime(2000, 1, 1, tzinfo=UTC)  # before every other test's next check
+    async with make_runtime() as rt:
+        await seed(rt.ehr, ehr.patient(bad))
+        for pid in good:
+            await booked_patient(rt, pid, smoker=False)
+            await apply_patient(rt, pid, now=NOW)
+        with session_scope(rt.db) as session:
+            enrol(session=session, patient_ref=f"Patient/{bad}", pathway_id="retired_pathway",
+                  pathway_version=1, parameters={}, enrolled_by="test", at=NOW)
+            for i, pid in enumerate([bad, *good]):
+                for row in find_enrolments(session=session, patient_ref=f"Patient/{pid}"):
+                    row.next_check_at = early + timedelta(hours=i)
+                    session.add(row)
+        ticks = []
+        for n in range(PARK_AFTER + 1):  # each failure moves its next check a lease ahead
+            ticks.append(await tick_once(rt, now=early + timedelta(days=1) + n * (LEASE + LEASE)))
+        with session_scope(rt.db) as session:
+            row = session.exec(select(Enrolment).where(
+                Enrolment.patient_ref == f"Patient/{bad}")).one()
+        status = await runtime_status(db_url, fhir_sandbox)
+        cli = parked_cli(db_url, fhir_sandbox)
+    assert set(good) <= set(ticks[0]) and bad not in ticks[0]
+    assert row.parked_at is not None and row.failure_count == PARK_AFTER
+    assert "KeyError" in (row.parked_error or "") and "retired_pathway" in (row.parked_error or "")
+    parked = [p for p in status["parked"] if p["patient"] == f"Patient/{bad}"]
+    assert parked and "retired_pathway" in parked[0]["error"] and parked[0]["failures"] == PARK_AFTER
+    line = next(line for line in cli.splitlines() if f"Patient/{bad}" in line)
+    assert "KeyError" in line and f"after {PARK_AFTER} failures" in line
+
+
+async def runtime_status(db_url: str, fhir_sandbox: FhirSandbox) -> dict[str, Any]:
+    app = create_app(api_settings(db_url))
+    mount_worklist(app, WorklistSettings(dev_mode=True, fhir_base_url=fhir_sandbox.base_url),
+                   pathways={"lumbar_fusion": lumbar()})
+    async with app.router.lifespan_context(app):
+        admin = app.state.worklist.dev_issuer.issue("admin.a", ("admin",), ())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eras.test") as http:
+            response = await http.get("/runtime/status", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def parked_cli(db_url: str, fhir_sandbox: FhirSandbox) -> str:
+    env = {**os.environ, "ERAS_DATABASE_URL": db_url, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url,
+           "ERAS_WRITE_TARGET": "ehr", "COLUMNS": "400"}
+    done = subprocess.run([sys.executable, "-m", "eras_cli.main", "parked"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
