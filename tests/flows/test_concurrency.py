@@ -189,8 +189,9 @@ async def test_crash_between_send_and_record_repeats_once_with_the_same_key(
     assert first and pages == first + first  # exactly one repeat of each, the same keys
     assert {k for k, _ in first} <= set(after["sent"])
     assert not {k for k, _ in first} & (set(soon["sent"]) | set(again["sent"]))
-    async with make_runtime() as rt, session_scope(rt.db) as session:
-        rows = session.exec(select(ReminderSent).where(col(ReminderSent.action_key).in_(keys))).all()
+    async with make_runtime() as rt:
+        with session_scope(rt.db) as session:
+            rows = session.exec(select(ReminderSent).where(col(ReminderSent.action_key).in_(keys))).all()
     assert rows and all(r.sent_at is not None and r.claimed_by == "w2" for r in rows
                         if r.kind == "escalation")
 
