@@ -201,7 +201,7 @@ async def test_tick_survives_a_failing_patient_and_parks_it(make_runtime, db_url
     """The failing patient is enrolled on a pathway no longer configured (a KeyError in the
     apply, not a FHIR error) and sorts first; the two after it are applied all the same."""
     bad, good = new_patient_id, [f"{new_patient_id}-g{i}" for i in range(2)]
-    early = datetime(2000, 1, 1, tzinfo=UTC)  # before every other test's next check
+    early = datetime(2000, 1, 1, tzinfo=UTC)  # before every other test's next check: ours first
     async with make_runtime() as rt:
         await seed(rt.ehr, ehr.patient(bad))
         for pid in good:
@@ -214,21 +214,30 @@ async def test_tick_survives_a_failing_patient_and_parks_it(make_runtime, db_url
                 for row in find_enrolments(session=session, patient_ref=f"Patient/{pid}"):
                     row.next_check_at = early + timedelta(hours=i)
                     session.add(row)
-        ticks = []
-        for n in range(PARK_AFTER + 1):  # each failure moves its next check a lease ahead
-            ticks.append(await tick_once(rt, now=early + timedelta(days=1) + n * (LEASE + LEASE)))
+        ticks = [await tick_once(rt, now=NOW, limit=3)]
+        for n in range(1, PARK_AFTER):  # its next check is due again (the claim's lease passed)
+            _due_again(rt, bad, early)
+            ticks.append(await tick_once(rt, now=NOW + n * 2 * LEASE, limit=1))
         with session_scope(rt.db) as session:
             row = session.exec(select(Enrolment).where(
                 Enrolment.patient_ref == f"Patient/{bad}")).one()
         status = await runtime_status(db_url, fhir_sandbox)
         cli = parked_cli(db_url, fhir_sandbox)
-    assert set(good) <= set(ticks[0]) and bad not in ticks[0]
+    assert set(good) <= set(ticks[0]) and bad not in ticks[0]  # the patients after it ran
+    assert not any(ticks[1:])  # the failing one, each time
     assert row.parked_at is not None and row.failure_count == PARK_AFTER
     assert "KeyError" in (row.parked_error or "") and "retired_pathway" in (row.parked_error or "")
     parked = [p for p in status["parked"] if p["patient"] == f"Patient/{bad}"]
     assert parked and "retired_pathway" in parked[0]["error"] and parked[0]["failures"] == PARK_AFTER
     line = next(line for line in cli.splitlines() if f"Patient/{bad}" in line)
     assert "KeyError" in line and f"after {PARK_AFTER} failures" in line
+
+
+def _due_again(rt: Runtime, pid: str, at: datetime) -> None:
+    with session_scope(rt.db) as session:
+        for row in find_enrolments(session=session, patient_ref=f"Patient/{pid}"):
+            row.next_check_at = at
+            session.add(row)
 
 
 async def runtime_status(db_url: str, fhir_sandbox: FhirSandbox) -> dict[str, Any]:
