@@ -27,6 +27,7 @@ from flows.failures import describe, record_failure
 from flows.runtime import Runtime, WriteTarget
 from store.actions import escalations_of
 from store.db import session_scope
+from store.locks import PatientLockTimeout, patient_lock
 from store.models import Enrolment, ReminderSent
 from store.models import PlannedAction as StoredAction
 from store.reminders import Level, claim_levels, mark_sent, open_actions_due_before, settled
@@ -34,6 +35,7 @@ from store.reminders import Level, claim_levels, mark_sent, open_actions_due_bef
 LOOKAHEAD = timedelta(hours=24)
 # A claim not marked sent after this long belongs to a run presumed dead: sent again (same key).
 CLAIM_LEASE = timedelta(minutes=5)
+LOCK_WAIT = 30.0  # seconds to wait for a patient's running apply before moving on
 
 
 @dataclass(frozen=True)
@@ -90,31 +92,43 @@ def default_worker() -> str:
 
 async def remind_once(rt: Runtime, *, now: datetime | None = None, limit: int = 1000,
                       deliver: Deliver | None = None, worker: str | None = None) -> list[Notice]:
-    """Send what has come due since the last run; returns the notices this run sent."""
+    """Send what has come due since the last run; returns the notices this run sent.
+
+    Per patient, under the patient's lock (no apply beside it): the FHIR requests, delivery,
+    then the record. One patient's failure is recorded (parked after repeats) and the others
+    are still reminded; an unreachable EHR stops the run and the claims' lease brings them back.
+    """
     now = now or rt.clock()
     worker = worker or default_worker()
-    notices = _claim(rt, _candidates(rt, now, limit), worker, now)
-    sent: list[Notice] = []
     by_patient: dict[str, list[Notice]] = defaultdict(list)
-    for n in notices:
+    for n in _claim(rt, _candidates(rt, now, limit), worker, now):
         by_patient[n.patient_id].append(n)
+    sent: list[Notice] = []
     for pid, items in by_patient.items():
         try:
-            fhir_ids = await _write(rt, pid, items, now) if rt.target is not WriteTarget.NONE else {}
+            async with rt.patient_lock(pid), patient_lock(rt.db, pid, timeout=LOCK_WAIT):
+                await _send(rt, pid, items, now, deliver, worker)
         except FhirTemporaryError:
-            break  # the EHR is down: the claims' lease runs out and a later run sends them
+            break
+        except PatientLockTimeout:
+            continue  # an apply is stuck on this patient: the claims' lease brings them back
         except OperationalError:
-            raise
+            raise  # the database, not the patient: nothing to record the failure in
         except Exception as exc:  # this patient's alone: the others are still reminded
             record_failure(rt, pid, describe(exc), loop="reminders")
             continue
-        if deliver is not None:
-            await deliver(items)
-        with session_scope(rt.db) as session:
-            mark_sent(session=session, levels={n.level_key: fhir_ids.get(n.level_key) for n in items},
-                      worker=worker, at=now)
         sent.extend(items)
     return sent
+
+
+async def _send(rt: Runtime, patient_id: str, notices: list[Notice], now: datetime,
+                deliver: Deliver | None, worker: str) -> None:
+    fhir_ids = await _write(rt, patient_id, notices, now) if rt.target is not WriteTarget.NONE else {}
+    if deliver is not None:
+        await deliver(notices)
+    with session_scope(rt.db) as session:
+        mark_sent(session=session, levels={n.level_key: fhir_ids.get(n.level_key) for n in notices},
+                  worker=worker, at=now)
 
 
 def _candidates(rt: Runtime, now: datetime, limit: int) -> list[Notice]:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
 from api.access import record_access, require_ward
@@ -25,6 +27,7 @@ from fhir_adapters.errors import FhirError
 from flows import worklist_actions
 from flows.worklist_actions import ActionClosed, TaskChanged, WorklistWriter
 from store.errors import ActionNotFound
+from store.locks import patient_lock
 from store.models import PlannedAction
 from store.worklist import action_with_enrolment, open_actions
 
@@ -172,9 +175,16 @@ async def _act(session: Session, user: Principal, key: str, verb: str, run: Any)
     require_ward(session, user, action.ward or enrolment.ward or "", purpose=f"worklist {verb}")
     resource = f"{enrolment.patient_ref}/PlannedAction/{key}"
     try:
-        row: PlannedAction = await run()
+        # The patient's lock across processes (store.locks): no apply runs beside the action.
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        async with patient_lock(engine, enrolment.patient_ref.split("/", 1)[1]):
+            row: PlannedAction = await run()
+            session.flush()
     except (TaskChanged, ActionClosed) as error:
         return _refuse(session, user, resource, verb, 409, str(error))
+    except StaleDataError:  # an apply changed the action since this request read it
+        return _refuse(session, user, resource, verb, 409, "the task changed meanwhile; reload")
     except FhirError:
         return _refuse(session, user, resource, verb, 502, "the EHR did not accept the change; try again")
     record_access(session, user, action=verb, resource=resource, purpose=f"worklist {verb}")
