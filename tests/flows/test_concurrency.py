@@ -24,18 +24,22 @@ from api.worklist_settings import WorklistSettings
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.apply import apply_patient
+from flows.drain import drain_once
 from flows.failures import PARK_AFTER
 from flows.runtime import Runtime, WriteTarget
 from flows.tick import LEASE, tick_once
 from store.actions import list_actions
 from store.db import make_engine, session_scope
 from store.enrolments import enrol, find_enrolments
-from store.models import Enrolment, ReminderSent
+from store.inbox import store_event
+from store.models import Enrolment, InboxEvent, ReminderSent
+from store.scheduling import list_parked_patients
 from tests.api.conftest import api_settings
 from tests.flows.conftest import LONDON, lumbar
 from tests.flows.test_apply import BOOKED_AT, NOW, SURGERY, booked_patient, seed, tasks_of
 from tests.utils import ehr
 from tests.utils.loopback import serve
+from tests.utils.notifications import clear_intake_tables, new_event
 
 ROOT = Path(__file__).resolve().parents[2]
 END = SURGERY + timedelta(hours=3)
@@ -260,3 +264,30 @@ def parked_cli(db_url: str, fhir_sandbox: FhirSandbox) -> str:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+async def test_drain_parks_a_patient_the_store_has_no_enrolment_for(make_runtime, db_url,
+                                                                    fhir_sandbox, new_patient_id) -> None:
+    """Events about a patient the EHR does not know: each apply fails; the third parks the
+    patient, with its error, though no enrolment exists to hold it."""
+    ref = f"Patient/{new_patient_id}"
+    async with make_runtime() as rt:
+        clear_intake_tables(rt.db)
+        results = []
+        for _ in range(PARK_AFTER + 1):
+            with session_scope(rt.db) as session:
+                store_event(session=session, event=new_event(patient_ref=ref), at=NOW)
+            results.append(await drain_once(rt, worker="test"))
+        with session_scope(rt.db) as session:
+            parked = [p for p in list_parked_patients(session=session) if p.patient_ref == ref]
+            events = session.exec(select(InboxEvent)).all()
+        status = await runtime_status(db_url, fhir_sandbox)
+        cli = parked_cli(db_url, fhir_sandbox)
+        clear_intake_tables(rt.db)
+    assert [r.failed for r in results] == [[new_patient_id]] * (PARK_AFTER + 1)
+    assert parked and parked[0].pathway_id is None and parked[0].failure_count == PARK_AFTER
+    assert all(e.status == "failed" and e.last_error for e in events)
+    assert "parked" in (events[-1].last_error or "")  # the fourth is refused untried
+    shown = [p for p in status["parked"] if p["patient"] == ref]
+    assert shown and shown[0]["error"] == parked[0].error and shown[0]["pathway"] is None
+    assert any(ref in line and "(no enrolment)" in line for line in cli.splitlines())
