@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from fhir_adapters.errors import FhirTemporaryError
 from fhir_adapters.inbox_events import patient_ref_of
@@ -97,7 +98,7 @@ async def _group_by_patient(rt: Runtime, events: list[InboxEvent]) -> dict[str |
 
 async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], token: str,
                      result: DrainResult) -> None:
-    def finish(session) -> None:
+    def finish(session: Session) -> None:
         mark_done(session=session, ids=ids, token=token, at=rt.clock())
         clear_failures(session, rt, patient_id)
 

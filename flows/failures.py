@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlmodel import Session
+
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.scheduling import clear_patient_failures, patient_parked, record_patient_failure
@@ -35,6 +37,6 @@ def record_failure(rt: Runtime, patient_id: str, error: str, *, loop: str) -> No
                                at=rt.clock(), park_after=PARK_AFTER)
 
 
-def clear_failures(session, rt: Runtime, patient_id: str) -> None:
+def clear_failures(session: Session, rt: Runtime, patient_id: str) -> None:
     """In the apply's last transaction: a success forgets the patient's past failures."""
     clear_patient_failures(session=session, patient_ref=f"Patient/{patient_id}", at=rt.clock())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from fhir_adapters.errors import FhirTemporaryError
 from flows.apply import apply_patient
@@ -40,7 +41,7 @@ async def tick_once(rt: Runtime, *, now: datetime | None = None, limit: int = 50
     now = now or rt.clock()
     done = []
     for patient_id in claim_due(rt, now, limit):
-        def finish(session, patient_id: str = patient_id) -> None:
+        def finish(session: Session, patient_id: str = patient_id) -> None:
             clear_failures(session, rt, patient_id)
 
         try:

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from store.db import DATABASE_URL_ENV
 
@@ -74,7 +74,7 @@ async def patient_lock(engine: Engine, patient_id: str, *,
         connection.close()
 
 
-async def _acquire(connection, key: int, timeout: float) -> None:
+async def _acquire(connection: Connection, key: int, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     wait = LOCK_POLL_SECONDS
