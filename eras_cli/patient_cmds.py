@@ -16,7 +16,7 @@ from fhir_adapters.errors import FhirError
 from flows.apply import ApplyResult, apply_patient
 from flows.config import RuntimeSettings, open_runtime
 from flows.enrolment import enrol_patient, unenrol_patient
-from store.locks import claim_single_process
+from store.locks import SingleProcessOnly, claim_single_process
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -36,7 +36,7 @@ def _run(coro):
     except FhirError as exc:
         err.print(f"[red]FHIR error[/red]: {exc}")
         raise typer.Exit(1) from exc
-    except (PathwayError, LookupError, ValueError, KeyError) as exc:
+    except (PathwayError, LookupError, ValueError, KeyError, SingleProcessOnly) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from exc
 
