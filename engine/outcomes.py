@@ -185,6 +185,10 @@ class PatientOutcomes:
                 "pain_pod1_mean": self.pain_pod1_mean, "pain_pod1_max": self.pain_pod1_max,
                 "odi_change": self.odi_change, "daily_steps": self.daily_steps}
 
+    def stored(self) -> dict[str, OutcomeValue | list[str]]:
+        """What the store keeps: every value, and the unconverted opioid doses by resource id."""
+        return {**self.values(), "opioid_unconverted_doses": list(self.opioid_unconverted_doses)}
+
 
 @dataclass(frozen=True)
 class _Ctx:

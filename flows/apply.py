@@ -18,6 +18,7 @@ from sqlmodel import Session
 from engine.evaluate import evaluate
 from engine.facts import PatientFacts, TaskState
 from engine.model import Pathway
+from engine.outcomes import patient_outcomes
 from engine.plan import concepts_used, plan_of
 from engine.results import Evaluation
 from fhir_adapters.errors import FhirConflictError
@@ -35,7 +36,7 @@ from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, update_enrolment_context
 from store.models import Enrolment
 from store.pathways import register_pathway_version
-from store.results import episode_attributes, record_element_results
+from store.results import episode_attributes, record_element_results, record_outcomes
 from store.types import EnrolmentStatus
 
 
@@ -103,6 +104,8 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
     for pathway in pathways:
         concepts |= concepts_used(pathway)
     terms = plan_of(pathways[0]).terminology
+    if rt.outcomes is not None:  # outcomes read what no element needs (opioid doses...)
+        concepts |= {name for _, name in rt.outcomes.concepts() if name in terms.concepts}
     own_tasks = rt.identifier_system if rt.target is WriteTarget.EHR else None
     plan = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
     request = batch_bundle(patient_id, plan)
@@ -217,6 +220,9 @@ def _sync(rt: Runtime, enrolment: Enrolment, evaluation: Evaluation, facts: Pati
         record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
                                attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
                                                              facts, ward=ward))
+        if rt.outcomes is not None:
+            record_outcomes(session=session, enrolment_id=enrolment.id, at=now, outcomes=patient_outcomes(
+                facts, evaluation, definitions=rt.outcomes, tz=rt.tz))
         if rt.target is WriteTarget.NONE:
             return EnrolmentWrites()
         return _pending_writes(rt, session, row, {a.key: a for a in evaluation.actions},
