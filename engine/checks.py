@@ -95,6 +95,9 @@ def _check_header(c: _Checker, root: Located) -> None:
     for i, name in enumerate(c.pathway.enrols_on):
         c.concept(root, ("enrols_on", i), name)
     _check_anchors(c, root)
+    if c.pathway.episode is not None:
+        for i, name in enumerate(c.pathway.episode.history):
+            c.concept(root, ("episode", "history", i), name)
     for name, param in c.pathway.parameters.items():
         sub = ("parameters", name)
         if name in c.terms.concepts:

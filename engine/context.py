@@ -9,6 +9,7 @@ from engine.errors import EvaluationError
 from engine.expressions import CompiledExpression
 from engine.facts import Fact, FactIndex, PatientFacts, TaskState
 from engine.model import Pathway
+from engine.offsets import parse_duration
 from engine.plan import Plan
 
 # A condition reading only a fact's value/unit/status gives the same answer for equal values,
@@ -23,6 +24,14 @@ def age_at(birth: date | None, when: date) -> int | None:
     if birth is None:
         return None
     return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+def episode_start(pathway: Pathway, facts: PatientFacts, tz: tzinfo) -> datetime | None:
+    """The episode's bound: facts over before it belong to an earlier episode (EpisodeScope)."""
+    scope = pathway.episode
+    if scope is None or facts.enrolled_at is None:
+        return None
+    return parse_duration(scope.look_back).negated().apply(facts.enrolled_at, tz)
 
 
 class EvaluationContext:
@@ -60,7 +69,11 @@ class EvaluationContext:
         return state
 
     def _index(self, facts: PatientFacts, now: datetime) -> FactIndex:
-        return facts.visible_at(now)
+        scope = self.pathway.episode
+        if scope is None or facts.enrolled_at is None:
+            return facts.visible_at(now)
+        return facts.visible_at(now, since=episode_start(self.pathway, facts, self.tz),
+                                history=frozenset(scope.history))
 
     def _parameters(self) -> dict[str, str]:
         chosen: dict[str, str] = {}

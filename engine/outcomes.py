@@ -72,6 +72,8 @@ class MobilisationDef(_Frozen):
 class CatheterDef(_Frozen):
     inserted: ConceptName
     removed: ConceptName
+    after: Identifier | None = Field(
+        None, description="anchor before which insertions belong to an earlier episode")
     source: Source
 
 
@@ -278,7 +280,10 @@ def _hours_to_mobilisation(ctx: _Ctx, d: MobilisationDef) -> float | None:
 
 
 def _catheter_hours(ctx: _Ctx, d: CatheterDef) -> float | None:
-    inserted = [f.time for f in ctx.index.get(d.inserted) if f.time is not None]
+    since = None if d.after is None else ctx.anchors.get(d.after)
+    if d.after is not None and since is None:
+        return None
+    inserted = [f.time for f in ctx.index.between(d.inserted, since, None) if f.time is not None]
     if not inserted:
         return None
     removed = [f.time for f in ctx.index.between(d.removed, inserted[0], None) if f.time is not None]

@@ -98,6 +98,11 @@ def test_outcomes_hours_to_first_mobilisation(facts, expected) -> None:
 
 @pytest.mark.parametrize(("facts", "expected"), [
     ([fact("urinary_catheter_inserted", START), fact("urinary_catheter_removed", START + 30 * H)], 30.0),
+    # Episode scope: a catheter from an earlier stay (2 years ago) is not this stay's.
+    ([fact("urinary_catheter_inserted", START - 730 * D), fact("urinary_catheter_removed", START - 729 * D),
+      fact("urinary_catheter_inserted", START), fact("urinary_catheter_removed", START + 20 * H)], 20.0),
+    ([fact("urinary_catheter_inserted", START - 730 * D),
+      fact("urinary_catheter_removed", START + 20 * H)], None),
     ([fact("urinary_catheter_inserted", START)], None),   # not removed yet
     ([], None),
 ])
