@@ -130,6 +130,9 @@ def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElemen
         c.problems.append(where.problem(("escalation",), "escalation needs an action to escalate"))
     for i, name in enumerate(ev.concepts):
         c.concept(where, ("evidence", "concepts", i), name)
+    if ev.until is not None and ev.until not in c.pathway.anchors:
+        c.problems.append(where.problem(("evidence", "until"), (
+            f"unknown anchor '{ev.until}'; expected one of {sorted(c.pathway.anchors)}")))
     if el.trigger is not None:
         c.concept(where, ("trigger", "concept"), el.trigger.concept)
         for key in ("after", "before"):

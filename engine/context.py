@@ -8,7 +8,7 @@ from typing import Any
 from engine.errors import EvaluationError
 from engine.expressions import CompiledExpression
 from engine.facts import Fact, FactIndex, PatientFacts, TaskState
-from engine.model import Pathway
+from engine.model import Evidence, Pathway
 from engine.offsets import parse_duration
 from engine.plan import Plan
 
@@ -60,6 +60,23 @@ class EvaluationContext:
         self._tasks = {t.action_key: t for t in facts.tasks}
         self.decline_reasons = {code: r.counts_as for code, r in
                                 plan.terminology.decline_reasons.items()}
+
+    def proof(self, evidence: Evidence, found: list[Fact]) -> list[Fact]:
+        """The evidence facts that count: none after the `until` anchor (once it is known),
+        and the first of each `distinct` value (two ondansetron doses are one intervention)."""
+        limit = None if evidence.until is None else self.anchors.get(evidence.until)
+        if limit is not None:
+            found = [f for f in found if f.time is None or f.time <= limit]
+        if evidence.distinct is None:
+            return found
+        seen: set[Any] = set()
+        out = []
+        for fact in found:
+            key = fact.attrs.get(evidence.distinct, fact.concept)
+            if key not in seen:
+                seen.add(key)
+                out.append(fact)
+        return out
 
     def task(self, action_key: str) -> TaskState | None:
         """The Task state for an action, if it was known at `now`."""

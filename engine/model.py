@@ -140,6 +140,10 @@ class Evidence(_Frozen):
     min_count: int = Field(1, ge=1, le=100)
     task: bool = Field(False, description="a completed Task for the action counts as proof")
     within: Window | None = Field(None, description="defaults to the occurrence's window")
+    until: Identifier | None = Field(
+        None, description="an anchor: facts after it prove nothing (e.g. surgery_end)")
+    distinct: str | None = Field(
+        None, description="count one fact per value of this attribute (its concept when absent)")
 
 
 class Element(_Frozen):

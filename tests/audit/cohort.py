@@ -336,6 +336,11 @@ def p19_nausea_after_24h_rescued() -> Episode:
 def p20_apfel_4_two_antiemetics_only() -> Episode:
     ep = compliant("P20", dec(2), sex="female", surgeon="B", ward="W1")
     ep.add("ponv_history", ep.start - 700 * D).add("opioid_planned", ep.start - 7 * D)
+    # Ondansetron at induction instead of dexamethasone: two 5-HT3 doses are ONE class, so with
+    # the PC6 bands that is 2 distinct interventions, short of the 3 Apfel 4 needs (Gan 2020).
+    ep.drop("antiemetic_administered").add("antiemetic_administered", ep.start + 10 * MIN,
+                                           antiemetic_class="5ht3-antagonist")
+    ep.add("antiemetic_administered", ep.end - 15 * MIN, antiemetic_class="5ht3-antagonist")
     for when in (ep.day(0, 18), ep.day(1, 6), ep.day(2, 6), ep.day(3, 20), ep.day(4, 8)):
         ep.add("opioid_administered", when, 10, mme=15.0)
     return ep

@@ -53,7 +53,7 @@ PATIENT_COMPLIANCE: dict[str, tuple[int, int]] = {
     "P17": (40, 40),  # nausea 6 at end+3h: +ponv_rescue_nausea, droperidol (new class) -> done
     "P18": (39, 40),  # vomited at end+21h: +ponv_rescue_vomiting, no rescue -> missed
     "P19": (40, 40),  # nausea 5 at end+30h: +ponv_rescue_nausea, rescued -> done
-    "P20": (38, 39),  # Apfel 4: high-risk prophylaxis replaces moderate; 2 antiemetics < 3 -> missed
+    "P20": (38, 39),  # Apfel 4: high-risk prophylaxis replaces moderate; 2 classes (5-HT3 x2, PC6) < 3
     "P21": (40, 40),  # ketorolac 3 x 30 mg: +nsaid_within_limits done
     "P22": (40, 41),  # ketorolac 3 x 40 mg = 120 mg/24 h: +nsaid_within_limits (missed)
     #                   +nsaid_limit_alert (review task completed -> done)
