@@ -237,8 +237,13 @@ def _pending_writes(rt: Runtime, session: Any, enrolment: Enrolment,
     ctx = WriteContext(patient_id=enrolment.patient_ref.split("/", 1)[1], enrolment=enrolment,
                        planned=planned, pathway_version=enrolment.pathway_version,
                        existing=_own_resources(resources, rt.identifier_system),
-                       system=rt.identifier_system, now=now)
+                       system=rt.identifier_system, now=now,
+                       instructions=_instructions(rt.pathway(enrolment.pathway_id)))
     return plan_writes(ctx, pending, everything, rt.pathway(enrolment.pathway_id).title)
+
+
+def _instructions(pathway: Pathway) -> dict[str, str]:
+    return {el.id: el.action.instructions for el in pathway.elements if el.action is not None}
 
 
 def _retire(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]],
