@@ -30,6 +30,7 @@ from fhir_adapters.facts import (
 )
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
+from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
 from store.db import session_scope
@@ -78,6 +79,8 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
     skipped: list[str] = []
     batches: list[tuple[Enrolment, EnrolmentWrites]] = []
     for enrolment in enrolments:
+        if enrolment.status == EnrolmentStatus.ACTIVE:
+            enrolment = withdraw_if_cancelled(rt, enrolment, resources, now)
         if enrolment.status != EnrolmentStatus.ACTIVE:
             batches.append((enrolment, _retire(rt, enrolment, resources, now)))
             continue

@@ -63,3 +63,42 @@ async def test_withdrawal_cancels_tasks_revokes_messages_and_careplan(make_runti
     assert REASON in plans[0]["note"][0]["text"] and plans[0]["period"]["end"]
     assert again.written == 0 and pending == []                      # nothing pending for ever
     assert statuses == {"cancelled"}
+
+
+async def test_withdrawal_when_the_booking_is_revoked_in_the_record(make_runtime, new_patient_id) -> None:
+    pid = new_patient_id
+    async with make_runtime() as rt:
+        await rt.ehr.transaction(ehr.transaction(ehr.patient(pid), ehr.booking(pid, SURGERY, BOOKED_AT)))
+        await apply_patient(rt, pid, now=NOW)
+        booking = (await rt.ehr.search("ServiceRequest", {"subject": f"Patient/{pid}"}))[0]
+        await rt.ehr.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {**booking, "status": "revoked"},
+             "request": {"method": "PUT", "url": f"ServiceRequest/{booking['id']}"}}]})
+        await apply_patient(rt, pid, now=NOW + timedelta(hours=1))
+        tasks = await mine(rt.ehr, "Task", pid)
+        messages = await mine(rt.ehr, "CommunicationRequest", pid)
+        plans = await mine(rt.ehr, "CarePlan", pid)
+        with session_scope(rt.db) as session:
+            enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
+    reason = f"surgery cancelled (ServiceRequest/{booking['id']} revoked)"
+    assert (enrolment.status, enrolment.exit_reason) == ("exited", reason)
+    assert {t["status"] for t in tasks} == {"cancelled"} and [m["status"] for m in messages] == ["revoked"]
+    assert all(reason in r["statusReason"]["text"] for r in (*tasks, *messages))
+    assert [p["status"] for p in plans] == ["revoked"]
+
+
+async def test_withdrawal_not_when_rebooked(make_runtime, new_patient_id) -> None:
+    pid = new_patient_id
+    async with make_runtime() as rt:
+        await rt.ehr.transaction(ehr.transaction(ehr.patient(pid), ehr.booking(pid, SURGERY, BOOKED_AT)))
+        await apply_patient(rt, pid, now=NOW)
+        booking = (await rt.ehr.search("ServiceRequest", {"subject": f"Patient/{pid}"}))[0]
+        await rt.ehr.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {**booking, "status": "revoked"},
+             "request": {"method": "PUT", "url": f"ServiceRequest/{booking['id']}"}},
+            {"resource": ehr.booking(pid, SURGERY + timedelta(days=14), NOW),
+             "request": {"method": "POST", "url": "ServiceRequest"}}]})
+        await apply_patient(rt, pid, now=NOW + timedelta(hours=1))
+        with session_scope(rt.db) as session:
+            enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
+    assert enrolment.status == "active"
