@@ -79,7 +79,7 @@ class PatientFacts:
         concept is a `history` one: another episode's records must not count for this one.
         """
         facts = self.facts if since is None else tuple(
-            f for f in self.facts if f.concept in history or _in_episode(f, since))
+            f for f in self.facts if f.concept in history or in_episode(f, since))
         return FactIndex.build(facts, now)
 
 
@@ -120,7 +120,8 @@ class FactIndex:
         return [f for f in items[lo:hi] if f.time is not None]
 
 
-def _in_episode(fact: Fact, since: datetime) -> bool:
+def in_episode(fact: Fact, since: datetime) -> bool:
+    """Whether the fact belongs to an episode starting at `since` (untimed facts always do)."""
     if fact.time is None or fact.time >= since:
         return True
     # Begun before the bound but still going on (a stay, a catheter in place): it belongs.

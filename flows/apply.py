@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
 from sqlmodel import Session
 
+from engine.context import episode_start
 from engine.evaluate import evaluate
-from engine.facts import PatientFacts, TaskState
+from engine.facts import PatientFacts, TaskState, in_episode
 from engine.model import Pathway
 from engine.outcomes import patient_outcomes
 from engine.plan import concepts_used, plan_of
@@ -129,7 +130,7 @@ def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, A
         for pid, pathway in rt.pathways.items():
             if pid in known:
                 continue
-            source = _enrolling_fact(pathway, resources, patient_id)
+            source = _enrolling_fact(pathway, resources, patient_id, now, rt.tz)
             if source is None:
                 continue
             register_pathway(session, pathway, now)
@@ -151,12 +152,18 @@ def _open_actions(session: Any, enrolment_id: str) -> bool:
                for a in list_actions(session=session, enrolment_id=enrolment_id))
 
 
-def _enrolling_fact(pathway: Pathway, resources: list[dict[str, Any]], patient_id: str) -> str | None:
+def _enrolling_fact(pathway: Pathway, resources: list[dict[str, Any]], patient_id: str,
+                    now: datetime, tz: tzinfo) -> str | None:
+    """The record that enrols the patient now (the booking first), from this episode only: an
+    operation years ago does not start a pathway today (engine.context.episode_start)."""
     reading = facts_from_resources(resources, plan_of(pathway).terminology, patient_id=patient_id,
-                                   enrolment_id="-", enrolled_at=None, parameters={},
+                                   enrolment_id="-", enrolled_at=now, parameters={},
                                    task_identifier_system="-")
-    wanted = set(pathway.enrols_on)
-    return next((f.source or f.concept for f in reading.facts.facts if f.concept in wanted), None)
+    since = episode_start(pathway, reading.facts, tz)
+    found = [f for f in reading.facts.facts if f.concept in pathway.enrols_on
+             and (since is None or in_episode(f, since))]
+    found.sort(key=lambda f: pathway.enrols_on.index(f.concept))
+    return next((f.source or f.concept for f in found), None)
 
 
 def register_pathway(session: Any, pathway: Pathway, now: datetime) -> None:

@@ -102,3 +102,20 @@ async def test_withdrawal_not_when_rebooked(make_runtime, new_patient_id) -> Non
         with session_scope(rt.db) as session:
             enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
     assert enrolment.status == "active"
+
+
+async def test_episode_scope_an_operation_years_ago_does_not_enrol(make_runtime, new_patient_id) -> None:
+    # A completed spinal fusion from 2019, nothing booked now: no episode, no enrolment.
+    pid = new_patient_id
+    old = datetime(2019, 6, 3, 9, tzinfo=UTC)
+    async with make_runtime() as rt:
+        await rt.ehr.transaction(ehr.transaction(ehr.patient(pid),
+                                                 ehr.surgery(pid, old, old + timedelta(hours=4))))
+        result = await apply_patient(rt, pid, now=NOW)
+        assert result.new_enrolments == ()
+        await rt.ehr.transaction(ehr.transaction(ehr.booking(pid, SURGERY, NOW)))
+        result = await apply_patient(rt, pid, now=NOW + timedelta(hours=1))
+        with session_scope(rt.db) as session:
+            enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
+    assert len(result.new_enrolments) == 1
+    assert enrolment.enrolled_by.startswith("auto:ServiceRequest/")   # the booking, not the 2019 operation
