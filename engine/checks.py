@@ -98,6 +98,10 @@ def _check_header(c: _Checker, root: Located) -> None:
     if c.pathway.episode is not None:
         for i, name in enumerate(c.pathway.episode.history):
             c.concept(root, ("episode", "history", i), name)
+        for i, name in enumerate(c.pathway.episode.starts):
+            if name not in c.pathway.anchors:
+                c.problems.append(root.problem(("episode", "starts", i), (
+                    f"unknown anchor '{name}'; expected one of {sorted(c.pathway.anchors)}")))
     for name, param in c.pathway.parameters.items():
         sub = ("parameters", name)
         if name in c.terms.concepts:

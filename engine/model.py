@@ -219,13 +219,14 @@ class Audit(_Frozen):
 class EpisodeScope(_Frozen):
     """Which facts belong to this episode (this booking and admission).
 
-    Facts that happened before `starts` minus `look_back` are hidden from every condition,
+    Facts that happened before the earliest `starts` anchor minus `look_back` are hidden from every condition,
     anchor and evidence rule, except the `history` concepts (PONV history, smoking status,
     diagnoses...), which stay visible whenever they were recorded. A fact still going on at
     the bound (a stay, a catheter not yet removed) belongs to the episode.
     """
 
-    starts: Literal["enrolment"] = Field("enrolment", description="the episode's start instant")
+    starts: tuple[Identifier, ...] = Field(
+        min_length=1, description="anchors; the earliest known one is the episode's start")
     look_back: Annotated[str, AfterValidator(_check_duration)] = Field(
         description="how far before the start this episode's facts go, e.g. '90d'")
     history: tuple[ConceptName, ...] = Field((), description="concepts visible from any time")

@@ -21,8 +21,8 @@ LUMBAR = load_pathway(PATHWAYS / "lumbar_fusion.yaml")
 START = datetime(2026, 4, 15, 8, tzinfo=UTC)
 END = START + 4 * H
 ENROLLED = datetime(2026, 2, 20, 10, tzinfo=UTC)
-# The bound: enrolment - 90 days (look_back in lumbar_fusion.yaml) = 22 Nov 2025 10:00 UTC
-# (GMT on both dates, so the local-day arithmetic adds no hour).
+# The bound: the earlier of enrolment (20 Feb) and the booked date (15 Apr), minus 90 days
+# (look_back in lumbar_fusion.yaml) = 22 Nov 2025 10:00 UTC (GMT on both dates).
 BOUND = datetime(2025, 11, 22, 10, tzinfo=UTC)
 YEARS_AGO = datetime(2023, 1, 10, 9, tzinfo=UTC)
 NOW = END + 2 * H
@@ -40,6 +40,15 @@ def episode(*facts: Fact, sex: str = "male") -> PatientFacts:
 
 def test_episode_start_is_enrolment_minus_look_back() -> None:
     assert episode_start(LUMBAR, episode(), LONDON) == BOUND
+
+
+def test_episode_start_from_a_booking_older_than_the_enrolment() -> None:
+    # Enrolled (the engine first saw her) 3 months after surgery: the episode starts from the
+    # booked date, 15 Apr 08:00 UTC = 09:00 BST; 90 local days earlier is 15 Jan 09:00 GMT
+    # = 09:00 UTC (days move the local calendar, keeping the wall time).
+    late = PatientFacts("p1", "e1", enrolled_at=datetime(2026, 7, 15, tzinfo=UTC),
+                        facts=(Fact("spine_surgery_booked", START, recorded=START - 30 * D),))
+    assert episode_start(LUMBAR, late, LONDON) == datetime(2026, 1, 15, 9, tzinfo=UTC)
 
 
 # Male current smoker: 0 Apfel points before the rows' facts.
@@ -89,9 +98,9 @@ def test_episode_scope_old_stay_is_not_this_admission() -> None:
     assert evaluation.anchors["admission"] == START - 3 * H
 
 
-def test_episode_scope_without_enrolment_time_sees_everything() -> None:
+def test_episode_scope_without_enrolment_or_booking_sees_everything() -> None:
     facts = PatientFacts("p1", "e1", sex="male", facts=(
-        Fact("spine_surgery_booked", START),
+        Fact("spine_surgery", START, END),
         Fact("tobacco_smoking_status", START - 20 * D, value="current_smoker"),
         Fact("opioid_planned", YEARS_AGO, status="active")))
     assert evaluate(LUMBAR, facts, now=NOW, tz=LONDON).variables["apfel"] == 1
