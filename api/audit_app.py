@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from api.audit_settings import AuditSettings
 from api.auth import Principal
 from api.pseudonyms import Pseudonymiser, identity
-from api.routes import audit, audit_page
+from api.routes import audit, audit_outcomes, audit_page
 
 
 @dataclass(frozen=True)
@@ -37,4 +37,5 @@ def mount_audit(app: FastAPI, settings: AuditSettings | None = None) -> None:
     app.state.audit = AuditState(settings, Pseudonymiser(key or secrets.token_bytes(32)),
                                  ZoneInfo(settings.timezone))
     app.include_router(audit.router)
+    app.include_router(audit_outcomes.router)
     app.include_router(audit_page.router)

@@ -95,6 +95,13 @@ def _check_header(c: _Checker, root: Located) -> None:
     for i, name in enumerate(c.pathway.enrols_on):
         c.concept(root, ("enrols_on", i), name)
     _check_anchors(c, root)
+    if c.pathway.episode is not None:
+        for i, name in enumerate(c.pathway.episode.history):
+            c.concept(root, ("episode", "history", i), name)
+        for i, name in enumerate(c.pathway.episode.starts):
+            if name not in c.pathway.anchors:
+                c.problems.append(root.problem(("episode", "starts", i), (
+                    f"unknown anchor '{name}'; expected one of {sorted(c.pathway.anchors)}")))
     for name, param in c.pathway.parameters.items():
         sub = ("parameters", name)
         if name in c.terms.concepts:
@@ -127,6 +134,9 @@ def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElemen
         c.problems.append(where.problem(("escalation",), "escalation needs an action to escalate"))
     for i, name in enumerate(ev.concepts):
         c.concept(where, ("evidence", "concepts", i), name)
+    if ev.until is not None and ev.until not in c.pathway.anchors:
+        c.problems.append(where.problem(("evidence", "until"), (
+            f"unknown anchor '{ev.until}'; expected one of {sorted(c.pathway.anchors)}")))
     if el.trigger is not None:
         c.concept(where, ("trigger", "concept"), el.trigger.concept)
         for key in ("after", "before"):

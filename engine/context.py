@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from engine.errors import EvaluationError
 from engine.expressions import CompiledExpression
 from engine.facts import Fact, FactIndex, PatientFacts, TaskState
-from engine.model import Pathway
+from engine.model import AnchorDef, Evidence, Pathway
+from engine.offsets import parse_duration
 from engine.plan import Plan
 
+_LATEST = datetime.max.replace(tzinfo=UTC)
 # A condition reading only a fact's value/unit/status gives the same answer for equal values,
 # so its results are shared across evaluations (a pure function of its key; bounded in size).
 _VALUE_FIELDS = frozenset({"value", "unit", "status"})
@@ -23,6 +25,31 @@ def age_at(birth: date | None, when: date) -> int | None:
     if birth is None:
         return None
     return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+def episode_start(pathway: Pathway, facts: PatientFacts, tz: tzinfo,
+                  now: datetime | None = None) -> datetime | None:
+    """The episode's bound (EpisodeScope): the earliest known `starts` anchor minus the look-back.
+
+    The anchors are read from every fact known at `now` (all facts when None), as they say
+    where the episode begins: the enrolment, and the latest booking's date, so that a booking
+    older than the enrolment (the engine started after it) still opens its own episode.
+    """
+    scope = pathway.episode
+    if scope is None:
+        return None
+    index = facts.visible_at(now) if now is not None else FactIndex.build(facts.facts, _LATEST)
+    known = [t for t in (_anchor_at(pathway.anchors[name], facts, index) for name in scope.starts)
+             if t is not None]
+    return parse_duration(scope.look_back).negated().apply(min(known), tz) if known else None
+
+
+def _anchor_at(anchor: AnchorDef, facts: PatientFacts, index: FactIndex) -> datetime | None:
+    if anchor.builtin == "enrolment":
+        return facts.enrolled_at
+    times = [f.time if anchor.at == "start" else f.end for f in index.get(anchor.concept or "")]
+    known = [t for t in times if t is not None]
+    return (known[0] if anchor.pick == "first" else known[-1]) if known else None
 
 
 class EvaluationContext:
@@ -52,6 +79,23 @@ class EvaluationContext:
         self.decline_reasons = {code: r.counts_as for code, r in
                                 plan.terminology.decline_reasons.items()}
 
+    def proof(self, evidence: Evidence, found: list[Fact]) -> list[Fact]:
+        """The evidence facts that count: none after the `until` anchor (once it is known),
+        and the first of each `distinct` value (two ondansetron doses are one intervention)."""
+        limit = None if evidence.until is None else self.anchors.get(evidence.until)
+        if limit is not None:
+            found = [f for f in found if f.time is None or f.time <= limit]
+        if evidence.distinct is None:
+            return found
+        seen: set[Any] = set()
+        out = []
+        for fact in found:
+            key = fact.attrs.get(evidence.distinct, fact.concept)
+            if key not in seen:
+                seen.add(key)
+                out.append(fact)
+        return out
+
     def task(self, action_key: str) -> TaskState | None:
         """The Task state for an action, if it was known at `now`."""
         state = self._tasks.get(action_key)
@@ -60,7 +104,11 @@ class EvaluationContext:
         return state
 
     def _index(self, facts: PatientFacts, now: datetime) -> FactIndex:
-        return facts.visible_at(now)
+        scope = self.pathway.episode
+        if scope is None:
+            return facts.visible_at(now)
+        return facts.visible_at(now, since=episode_start(self.pathway, facts, self.tz, now),
+                                history=frozenset(scope.history))
 
     def _parameters(self) -> dict[str, str]:
         chosen: dict[str, str] = {}

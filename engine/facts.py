@@ -71,9 +71,16 @@ class PatientFacts:
     facts: tuple[Fact, ...] = ()
     tasks: tuple[TaskState, ...] = ()
 
-    def visible_at(self, now: datetime) -> FactIndex:
-        """The facts known at `now`, indexed by concept and sorted by time."""
-        return FactIndex.build(self.facts, now)
+    def visible_at(self, now: datetime, *, since: datetime | None = None,
+                   history: frozenset[str] = frozenset()) -> FactIndex:
+        """The facts known at `now`, indexed by concept and sorted by time.
+
+        With `since` (the episode's bound), facts over before it are hidden unless their
+        concept is a `history` one: another episode's records must not count for this one.
+        """
+        facts = self.facts if since is None else tuple(
+            f for f in self.facts if f.concept in history or in_episode(f, since))
+        return FactIndex.build(facts, now)
 
 
 class FactIndex:
@@ -111,6 +118,16 @@ class FactIndex:
         lo = 0 if start is None else bisect.bisect_left(times, start)
         hi = len(items) if end is None else bisect.bisect_right(times, end)
         return [f for f in items[lo:hi] if f.time is not None]
+
+
+def in_episode(fact: Fact, since: datetime) -> bool:
+    """Whether the fact belongs to an episode starting at `since` (untimed facts always do)."""
+    if fact.time is None or fact.time >= since:
+        return True
+    # Begun before the bound but still going on (a stay, a catheter in place): it belongs.
+    if fact.end is None:
+        return fact.status == "in-progress"
+    return fact.end >= since
 
 
 def _as_known_at(fact: Fact, now: datetime) -> Fact | None:

@@ -25,6 +25,11 @@ def _check_offset(value: str) -> str:
     return value
 
 
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
 # The pattern is for the JSON Schema (editors); validation uses parse_offset for a clearer message.
 OffsetText = Annotated[
     str, AfterValidator(_check_offset),
@@ -135,6 +140,10 @@ class Evidence(_Frozen):
     min_count: int = Field(1, ge=1, le=100)
     task: bool = Field(False, description="a completed Task for the action counts as proof")
     within: Window | None = Field(None, description="defaults to the occurrence's window")
+    until: Identifier | None = Field(
+        None, description="an anchor: facts after it prove nothing (e.g. surgery_end)")
+    distinct: str | None = Field(
+        None, description="count one fact per value of this attribute (its concept when absent)")
 
 
 class Element(_Frozen):
@@ -207,6 +216,23 @@ class Audit(_Frozen):
     source: Source | None = None
 
 
+class EpisodeScope(_Frozen):
+    """Which facts belong to this episode (this booking and admission).
+
+    Facts that happened before the earliest `starts` anchor minus `look_back` are hidden from every condition,
+    anchor and evidence rule, except the `history` concepts (PONV history, smoking status,
+    diagnoses...), which stay visible whenever they were recorded. A fact still going on at
+    the bound (a stay, a catheter not yet removed) belongs to the episode.
+    """
+
+    starts: tuple[Identifier, ...] = Field(
+        min_length=1, description="anchors; the earliest known one is the episode's start")
+    look_back: Annotated[str, AfterValidator(_check_duration)] = Field(
+        description="how far before the start this episode's facts go, e.g. '90d'")
+    history: tuple[ConceptName, ...] = Field((), description="concepts visible from any time")
+    source: Source
+
+
 class Pathway(_Frozen):
     """A whole pathway, its includes already merged in."""
 
@@ -221,6 +247,7 @@ class Pathway(_Frozen):
     anchors: dict[Identifier, AnchorDef]
     scores: dict[Identifier, Score] = Field(default_factory=dict)
     audit: Audit = Audit()
+    episode: EpisodeScope | None = Field(None, description="omit: every fact is visible, whenever")
     elements: tuple[Element, ...] = ()
     # Set by the loader: the compiled plan (engine.plan.Plan). Not part of the file format.
     _plan: object = PrivateAttr(default=None)

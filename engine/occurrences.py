@@ -90,7 +90,7 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: dat
                 found.append(fact)
     if len(c.element.evidence.concepts) > 1:
         found.sort(key=lambda f: f.time or ctx.now)
-    return found
+    return ctx.proof(c.element.evidence, found)
 
 
 def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occurrence:

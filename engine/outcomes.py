@@ -55,6 +55,8 @@ class PonvDef(_Frozen):
     anchor: Identifier = "surgery_end"
     nausea_concept: ConceptName
     nausea_at_least: float
+    rescue_after_nausea_above: float = Field(
+        0, description="an antiemetic counts as rescue only after a nausea score above this")
     vomiting_concepts: tuple[ConceptName, ...] = ()
     rescue_concepts: tuple[ConceptName, ...] = ()
     windows: dict[Identifier, DurationText] = Field(min_length=1)
@@ -70,12 +72,15 @@ class MobilisationDef(_Frozen):
 class CatheterDef(_Frozen):
     inserted: ConceptName
     removed: ConceptName
+    after: Identifier | None = Field(
+        None, description="anchor before which insertions belong to an earlier episode")
     source: Source
 
 
 class OpioidDef(_Frozen):
     concept: ConceptName
     mme_attr: str = "mme"
+    unconverted_attr: str = "mme_unconverted"
     anchor: Identifier = "surgery_end"
     first_day: int = Field(0, ge=0, le=30)
     last_day: int = Field(3, ge=0, le=30)
@@ -169,14 +174,22 @@ class PatientOutcomes:
     pain_pod1_max: float | None
     odi_change: float | None
     daily_steps: float | None
+    # Opioid doses in the MME window the table could not convert: counted, listed, not added.
+    opioid_unconverted: float | None = None
+    opioid_unconverted_doses: tuple[str, ...] = ()
 
     def values(self) -> dict[str, OutcomeValue]:
         """Every outcome by name, PONV windows flattened (e.g. ponv_24h), in a stable order."""
         return {"length_of_stay_days": self.length_of_stay_days, "readmitted": self.readmitted,
                 **self.ponv, "hours_to_mobilisation": self.hours_to_mobilisation,
                 "catheter_hours": self.catheter_hours, "opioid_mme": self.opioid_mme,
+                "opioid_unconverted": self.opioid_unconverted,
                 "pain_pod1_mean": self.pain_pod1_mean, "pain_pod1_max": self.pain_pod1_max,
                 "odi_change": self.odi_change, "daily_steps": self.daily_steps}
+
+    def stored(self) -> dict[str, OutcomeValue | list[str]]:
+        """What the store keeps: every value, and the unconverted opioid doses by resource id."""
+        return {**self.values(), "opioid_unconverted_doses": list(self.opioid_unconverted_doses)}
 
 
 @dataclass(frozen=True)
@@ -193,6 +206,7 @@ def patient_outcomes(facts: PatientFacts, evaluation: Evaluation, *, definitions
     ctx = _Ctx(facts.visible_at(evaluation.now), evaluation.anchors, evaluation.now, tz)
     d = definitions
     pain = _pain_day(ctx, d.pain_pod1)
+    mme = _opioid_mme(ctx, d.opioids)
     return PatientOutcomes(
         patient_id=facts.patient_id,
         length_of_stay_days=_length_of_stay(ctx, d.length_of_stay),
@@ -200,11 +214,13 @@ def patient_outcomes(facts: PatientFacts, evaluation: Evaluation, *, definitions
         ponv={name: _ponv(ctx, d.ponv, length) for name, length in d.ponv.windows.items()},
         hours_to_mobilisation=_hours_to_mobilisation(ctx, d.first_mobilisation),
         catheter_hours=_catheter_hours(ctx, d.urinary_catheter),
-        opioid_mme=_opioid_mme(ctx, d.opioids),
+        opioid_mme=None if mme is None else mme[0],
         pain_pod1_mean=None if pain is None else fmean(pain),
         pain_pod1_max=None if pain is None else max(pain),
         odi_change=_odi_change(ctx, d.odi),
         daily_steps=_mean_steps(ctx, d.steps),
+        opioid_unconverted=None if mme is None else float(len(mme[1])),
+        opioid_unconverted_doses=() if mme is None else mme[1],
     )
 
 
@@ -245,8 +261,12 @@ def _ponv(ctx: _Ctx, d: PonvDef, length: str) -> bool | None:
     nausea = [v for v in _numbers(ctx.index.between(d.nausea_concept, start, end))
               if v >= d.nausea_at_least]
     vomiting = [f for c in d.vomiting_concepts for f in ctx.index.between(c, start, end)]
+    # Rescue: an antiemetic after a nausea record (not any antiemetic after surgery end, which
+    # may be end-of-surgery prophylaxis).
+    felt = [f.time for f in ctx.index.between(d.nausea_concept, start, end) if f.time is not None
+            and isinstance(f.value, int | float) and f.value > d.rescue_after_nausea_above]
     rescue = [f for c in d.rescue_concepts for f in ctx.index.between(c, start, end)
-              if f.time is not None and f.time > start]
+              if felt and f.time is not None and f.time > felt[0]]
     return _known_by(ctx, bool(nausea or vomiting or rescue), end)
 
 
@@ -260,16 +280,20 @@ def _hours_to_mobilisation(ctx: _Ctx, d: MobilisationDef) -> float | None:
 
 
 def _catheter_hours(ctx: _Ctx, d: CatheterDef) -> float | None:
-    inserted = [f.time for f in ctx.index.get(d.inserted) if f.time is not None]
+    since = None if d.after is None else ctx.anchors.get(d.after)
+    if d.after is not None and since is None:
+        return None
+    inserted = [f.time for f in ctx.index.between(d.inserted, since, None) if f.time is not None]
     if not inserted:
         return None
     removed = [f.time for f in ctx.index.between(d.removed, inserted[0], None) if f.time is not None]
     return None if not removed else (removed[0] - inserted[0]) / _HOUR
 
 
-def _opioid_mme(ctx: _Ctx, d: OpioidDef) -> float | None:
-    """MME from the anchor (or local day `first_day`, if later) to the end of local day `last_day`;
-    None until that day is over, as a partial sum would read as low consumption."""
+def _opioid_mme(ctx: _Ctx, d: OpioidDef) -> tuple[float, tuple[str, ...]] | None:
+    """MME from the anchor (or local day `first_day`, if later) to the end of local day `last_day`,
+    and the doses that could not be converted (by source); None until that day is over, as a
+    partial sum would read as low consumption."""
     anchor = ctx.anchors.get(d.anchor)
     if anchor is None:
         return None
@@ -277,9 +301,11 @@ def _opioid_mme(ctx: _Ctx, d: OpioidDef) -> float | None:
     end = Offset(day=d.last_day + 1).apply(anchor, ctx.tz)
     if ctx.now < end:
         return None
-    doses = [f.attrs.get(d.mme_attr) for f in ctx.index.between(d.concept, start, end)
-             if f.time is not None and f.time < end]
-    return float(sum(v for v in doses if isinstance(v, int | float) and not isinstance(v, bool)))
+    facts = [f for f in ctx.index.between(d.concept, start, end) if f.time is not None and f.time < end]
+    doses = [f.attrs.get(d.mme_attr) for f in facts]
+    unconverted = tuple(f.source or f.concept for f in facts if f.attrs.get(d.unconverted_attr))
+    return (float(sum(v for v in doses if isinstance(v, int | float) and not isinstance(v, bool))),
+            unconverted)
 
 
 def _pain_day(ctx: _Ctx, d: PainDayDef) -> list[float] | None:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import InvalidPathway
+from engine.mme import MmeTable
 from engine.model import ConceptName, Identifier, Source
 from engine.validation import problems_from_validation
 from engine.yamlsource import SourceDoc, read_yaml
@@ -84,6 +85,7 @@ class TerminologyFile(_Frozen):
     source: Source | None = None
     concepts: dict[ConceptName, Concept | ConceptOverride] = Field(default_factory=dict)
     decline_reasons: dict[str, DeclineReason] = Field(default_factory=dict)
+    mme: MmeTable | None = Field(None, description="opioid MME conversion (replaces the base's)")
 
 
 class Terminology(_Frozen):
@@ -92,6 +94,7 @@ class Terminology(_Frozen):
     name: str
     concepts: dict[str, Concept]
     decline_reasons: dict[str, DeclineReason]
+    mme: MmeTable | None = None
 
     def concept(self, name: str) -> Concept:
         return self.concepts[name]
@@ -143,7 +146,8 @@ def _merge(base: Terminology, site: TerminologyFile, doc: SourceDoc) -> Terminol
     if problems:
         raise InvalidPathway(problems)
     reasons = {**base.decline_reasons, **site.decline_reasons}
-    return Terminology(name=site.terminology, concepts=concepts, decline_reasons=reasons)
+    return Terminology(name=site.terminology, concepts=concepts, decline_reasons=reasons,
+                       mme=site.mme or base.mme)
 
 
 def load_terminology(path: Path | str, _seen: tuple[Path, ...] = ()) -> Terminology:

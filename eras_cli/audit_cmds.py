@@ -21,6 +21,7 @@ from eras_cli.patient_cmds import settings as runtime_settings
 from store.audit_queries import CohortFilter
 from store.audit_summary import StoredAudit, stored_audit
 from store.db import database_url, make_engine
+from store.episode_outcomes import EpisodeOutcomes, episode_outcomes
 
 app = typer.Typer(help="Quality audit: compliance, completeness and outcomes.", no_args_is_help=True)
 console = Console()
@@ -88,4 +89,52 @@ def audit_table(audit: StoredAudit) -> Table:
         table.add_row(f"[b]{phase}[/b]", "", str(ratio), "")
     for t in audit.trend:
         table.add_row(f"[i]month {t.month}[/i]", f"{t.patients} patients", str(t.compliance), "")
+    return table
+
+
+@app.command()
+def outcomes(
+    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first surgery day")],
+    to: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="last surgery day (included)")],
+    pathway: Annotated[str, typer.Option(help="pathway id")] = "lumbar_fusion",
+    fmt: Annotated[Format, typer.Option("--format", help="table or csv")] = Format.TABLE,
+) -> None:
+    """Each episode's outcomes (stay, readmission, PONV, MME, catheter hours...) as kept by apply;
+    episodes by enrolment id, no patient ids."""
+    cfg = runtime_settings()
+    tz = ZoneInfo(cfg.timezone)
+    cohort = CohortFilter(pathway_id=pathway, pathway_version=None, start=_instant(from_.date(), tz),
+                          end=_instant(to.date() + timedelta(days=1), tz))
+    engine = make_engine(database_url(cfg.database_url))
+    with Session(engine) as session:
+        rows = episode_outcomes(session=session, cohort=cohort)
+    engine.dispose()
+    names = list(dict.fromkeys(k for r in rows for k in r.values if k != "opioid_unconverted_doses"))
+    if fmt is Format.CSV:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["enrolment", "surgery_start", *names, "opioid_unconverted_doses"])
+        for r in rows:
+            out.writerow([r.enrolment_id, _cell(r.surgery_start), *(_cell(r.values.get(n)) for n in names),
+                          " ".join(r.values.get("opioid_unconverted_doses") or [])])
+        return
+    console.print(outcomes_table(pathway, rows, names))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def outcomes_table(pathway: str, rows: list[EpisodeOutcomes], names: list[str]) -> Table:
+    table = Table(title=f"{pathway}: outcomes of {len(rows)} episodes")
+    table.add_column("Enrolment")
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(r.enrolment_id, *(_cell(r.values.get(n)) for n in names))
     return table

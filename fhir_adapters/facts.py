@@ -15,6 +15,7 @@ from fhir.resources.R4B import FHIRAbstractModel, get_fhir_model_class
 from pydantic import ValidationError
 
 from engine.facts import Fact, PatientFacts, TaskState, Value
+from engine.mme import convert_dose
 from engine.terminology import Terminology
 from fhir_adapters.errors import TEMPORARY_STATUSES, FhirFatalError, FhirTemporaryError, outcome_issues
 
@@ -334,42 +335,46 @@ def medication_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UT
 
 def medication_administration_facts(admin: Any, terminology: Terminology,
                                     tz: tzinfo = UTC) -> list[Fact]:
-    """Administrations with dose; `mme` is added when the terminology gives the code an mme_factor.
+    """Administrations with dose and route; an opioid also gets its MME (engine.mme).
 
-    MME = dose value × `mme_factor` of the matching coding (CDC 2022 factors are per mg/day, so
-    a day's administrations sum to MME/day). Fentanyl patches have a factor per mcg/h: their dose
-    is the patch strength in mcg/h and `mme` is then a daily rate while the patch is worn, not an
-    amount per administration. A coding may carry `mme_per` (e.g. `day`), copied to the fact, and
-    `mme_unit`: when given, `mme` is only computed for doses in that unit.
+    `mme` is the dose in oral morphine milligram equivalents, converted by ingredient, route
+    and unit from the terminology's `mme` table; `mme_per: day` marks a rate (a fentanyl
+    patch, mcg/h), an MME per day worn. A dose the table cannot convert gets
+    `mme_unconverted` (the reason) instead, so the audit can report it apart.
     """
     start, end = _period(admin.effectivePeriod, tz)
     pairs = codings_of(admin.medicationCodeableConcept)
-    dose = admin.dosage.dose if admin.dosage is not None else None
+    dosage = admin.dosage
+    dose = dosage.dose if dosage is not None else None
     value = _number(dose.value) if dose is not None else None
     unit = (dose.code or dose.unit) if dose is not None else None
+    routes = codings_of(dosage.route) if dosage is not None and dosage.route is not None else []
     concepts = concepts_of(terminology, "MedicationAdministration", pairs)
     return _measured_facts(
         terminology, concepts, pairs, value, unit,
         time=instant(admin.effectiveDateTime, tz) or start, end=end, status=admin.status,
         source=_source(admin),
-        attrs_for={name: _mme(terminology, name, pairs, value, unit) for name in concepts})
+        attrs_for={name: _mme(terminology, pairs, routes, value, unit) for name in concepts})
 
 
-def _mme(terminology: Terminology, concept: str, pairs: list[tuple[str, str]],
+def _mme(terminology: Terminology, pairs: list[tuple[str, str]], routes: list[tuple[str, str]],
          dose: float | int | None, unit: str | None) -> dict[str, Any]:
-    if dose is None:
+    table = terminology.mme
+    if table is None:
         return {}
-    for coding in terminology.concept(concept).codings:
-        attrs = coding.attrs
-        if (coding.system, coding.code) not in pairs or "mme_factor" not in attrs:
-            continue
-        if "mme_unit" in attrs and attrs["mme_unit"] != unit:
-            continue
-        out: dict[str, Any] = {"mme": dose * float(attrs["mme_factor"])}
-        if "mme_per" in attrs:
-            out["mme_per"] = attrs["mme_per"]
+    ingredient = next((code for system, code in pairs
+                       if system == table.system and code in table.ingredients), None)
+    if ingredient is None:
+        return {}
+    converted = convert_dose(table, ingredient, table.route_of(routes), dose, unit)
+    out: dict[str, Any] = {"route": converted.route} if converted.route else {}
+    if converted.mme is None:
+        out["mme_unconverted"] = converted.unconverted
         return out
-    return {}
+    out["mme"] = converted.mme
+    if converted.per_day:
+        out["mme_per"] = "day"
+    return out
 
 
 Mapper = Callable[[Any, Terminology, tzinfo], list[Fact]]

@@ -114,13 +114,19 @@ def activity_canonical(pathway_canonical: str, element_id: str) -> str:
 
 def careplan_for(*, patient_id: str, encounter_id: str | None, enrolment_id: str, enrolled_at: datetime,
                  pathway_canonical: str, identifier_system: str, task_refs: Iterable[str], title: str,
-                 now: datetime, ended_at: datetime | None = None) -> dict[str, Any]:
-    """The patient's plan: one CarePlan per enrolment, listing the Tasks written for it."""
+                 now: datetime, ended_at: datetime | None = None,
+                 withdrawn: str | None = None) -> dict[str, Any]:
+    """The patient's plan: one CarePlan per enrolment, listing the Tasks written for it.
+
+    An ended plan is `completed`, or `revoked` when the patient was withdrawn (surgery
+    cancelled, unenrolled); R4 CarePlan has no statusReason, so the reason is a note.
+    """
+    status = "active" if ended_at is None else "revoked" if withdrawn is not None else "completed"
     plan: dict[str, Any] = {
         "resourceType": "CarePlan",
         "identifier": [{"system": identifier_system, "value": enrolment_id}],
         "instantiatesCanonical": [pathway_canonical],
-        "status": "active" if ended_at is None else "completed",
+        "status": status,
         "intent": "plan",
         "title": title,
         "subject": {"reference": f"Patient/{patient_id}"},
@@ -130,6 +136,8 @@ def careplan_for(*, patient_id: str, encounter_id: str | None, enrolment_id: str
     }
     if encounter_id:
         plan["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    if withdrawn is not None and ended_at is not None:
+        plan["note"] = [{"time": _iso(ended_at), "text": f"Withdrawn from the pathway: {withdrawn}"}]
     if not plan["activity"]:
         del plan["activity"]
     return validated(plan)
@@ -183,6 +191,25 @@ def cancel_task(task: Mapping[str, Any], reason_code: str, reason_text: str, *, 
     out["status"] = "cancelled"
     out["statusReason"] = {**_concept(reason_system, reason_code), "text": reason_text}
     out["lastModified"] = _iso(now)
+    return validated(out)
+
+
+# CommunicationRequests in these states are over; a withdrawal leaves them as they are.
+FINAL_REQUEST_STATUSES = frozenset({"completed", "revoked", "entered-in-error"})
+
+
+def withdraw(resource: Mapping[str, Any], reason_code: str, reason_text: str, *, now: datetime,
+             reason_system: str = REASON_SYSTEM) -> dict[str, Any]:
+    """An open Task cancelled, or an open CommunicationRequest (a reminder, a patient message)
+    revoked, with the reason as statusReason; finished ones cannot be."""
+    if resource.get("resourceType") != "CommunicationRequest":
+        return cancel_task(resource, reason_code, reason_text, now=now, reason_system=reason_system)
+    if resource.get("status") in FINAL_REQUEST_STATUSES:
+        raise ValueError(f"CommunicationRequest/{resource.get('id', '?')} is {resource.get('status')} "
+                         "and cannot be revoked")
+    out = copy.deepcopy(dict(resource))
+    out["status"] = "revoked"
+    out["statusReason"] = {**_concept(reason_system, reason_code), "text": reason_text}
     return validated(out)
 
 

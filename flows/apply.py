@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
+from engine.context import episode_start
 from engine.evaluate import evaluate
-from engine.facts import PatientFacts, TaskState
+from engine.facts import PatientFacts, TaskState, in_episode
 from engine.model import Pathway
+from engine.outcomes import patient_outcomes
 from engine.plan import concepts_used, plan_of
 from engine.results import Evaluation
 from fhir_adapters.errors import FhirConflictError
@@ -30,6 +32,7 @@ from fhir_adapters.facts import (
 )
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
+from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
 from store.db import session_scope
@@ -37,7 +40,7 @@ from store.enrolments import enrol, find_enrolments, update_enrolment_context
 from store.locks import patient_lock
 from store.models import Enrolment
 from store.pathways import register_pathway_version
-from store.results import episode_attributes, record_element_results
+from store.results import episode_attributes, record_element_results, record_outcomes
 from store.types import EnrolmentStatus
 
 
@@ -82,6 +85,8 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
     skipped: list[str] = []
     batches: list[tuple[Enrolment, EnrolmentWrites]] = []
     for enrolment in enrolments:
+        if enrolment.status == EnrolmentStatus.ACTIVE:
+            enrolment = withdraw_if_cancelled(rt, enrolment, resources, now)
         if enrolment.status != EnrolmentStatus.ACTIVE:
             batches.append((enrolment, _retire(rt, enrolment, resources, now)))
             continue
@@ -108,6 +113,8 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
     for pathway in pathways:
         concepts |= concepts_used(pathway)
     terms = plan_of(pathways[0]).terminology
+    if rt.outcomes is not None:  # outcomes read what no element needs (opioid doses...)
+        concepts |= {name for _, name in rt.outcomes.concepts() if name in terms.concepts}
     own_tasks = rt.identifier_system if rt.target is WriteTarget.EHR else None
     plan = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
     request = batch_bundle(patient_id, plan)
@@ -128,7 +135,7 @@ def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, A
         for pid, pathway in rt.pathways.items():
             if pid in known:
                 continue
-            source = _enrolling_fact(pathway, resources, patient_id)
+            source = _enrolling_fact(pathway, resources, patient_id, now, rt.tz)
             if source is None:
                 continue
             register_pathway(session, pathway, now)
@@ -150,12 +157,18 @@ def _open_actions(session: Any, enrolment_id: str) -> bool:
                for a in list_actions(session=session, enrolment_id=enrolment_id))
 
 
-def _enrolling_fact(pathway: Pathway, resources: list[dict[str, Any]], patient_id: str) -> str | None:
+def _enrolling_fact(pathway: Pathway, resources: list[dict[str, Any]], patient_id: str,
+                    now: datetime, tz: tzinfo) -> str | None:
+    """The record that enrols the patient now (the booking first), from this episode only: an
+    operation years ago does not start a pathway today (engine.context.episode_start)."""
     reading = facts_from_resources(resources, plan_of(pathway).terminology, patient_id=patient_id,
-                                   enrolment_id="-", enrolled_at=None, parameters={},
+                                   enrolment_id="-", enrolled_at=now, parameters={},
                                    task_identifier_system="-")
-    wanted = set(pathway.enrols_on)
-    return next((f.source or f.concept for f in reading.facts.facts if f.concept in wanted), None)
+    since = episode_start(pathway, reading.facts, tz)
+    found = [f for f in reading.facts.facts if f.concept in pathway.enrols_on
+             and (since is None or in_episode(f, since))]
+    found.sort(key=lambda f: pathway.enrols_on.index(f.concept))
+    return next((f.source or f.concept for f in found), None)
 
 
 def register_pathway(session: Any, pathway: Pathway, now: datetime) -> None:
@@ -223,6 +236,9 @@ def _sync(rt: Runtime, enrolment: Enrolment, evaluation: Evaluation, facts: Pati
         record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
                                attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
                                                              facts, ward=ward))
+        if rt.outcomes is not None:
+            record_outcomes(session=session, enrolment_id=enrolment.id, at=now, outcomes=patient_outcomes(
+                facts, evaluation, definitions=rt.outcomes, tz=rt.tz))
         if rt.target is WriteTarget.NONE:
             return EnrolmentWrites()
         return _pending_writes(rt, session, row, {a.key: a for a in evaluation.actions},
@@ -237,8 +253,13 @@ def _pending_writes(rt: Runtime, session: Any, enrolment: Enrolment,
     ctx = WriteContext(patient_id=enrolment.patient_ref.split("/", 1)[1], enrolment=enrolment,
                        planned=planned, pathway_version=enrolment.pathway_version,
                        existing=_own_resources(resources, rt.identifier_system),
-                       system=rt.identifier_system, now=now)
+                       system=rt.identifier_system, now=now,
+                       instructions=_instructions(rt.pathway(enrolment.pathway_id)))
     return plan_writes(ctx, pending, everything, rt.pathway(enrolment.pathway_id).title)
+
+
+def _instructions(pathway: Pathway) -> dict[str, str]:
+    return {el.id: el.action.instructions for el in pathway.elements if el.action is not None}
 
 
 def _retire(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]],

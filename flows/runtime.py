@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from engine.model import Pathway
+from engine.outcomes import OutcomeDefinitions, load_outcome_definitions
 from fhir_adapters.client import FhirClient
 from fhir_adapters.plandefinition import CANONICAL_BASE
 
@@ -44,6 +45,8 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=_utcnow)
     # Delivers reminders/escalations to people (flows.delivery); None: FHIR requests only.
     deliver: Callable[[list[Any]], Awaitable[None]] | None = None
+    # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
+    outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
 

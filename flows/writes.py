@@ -10,18 +10,20 @@ from typing import Any
 from engine.results import PlannedAction, Status
 from fhir_adapters.plandefinition import pathway_canonical as pathway_canonical_url
 from fhir_adapters.writeback import (
+    FINAL_REQUEST_STATUSES,
     FINAL_TASK_STATUSES,
     Write,
-    cancel_task,
     careplan_for,
     communication_request_for,
     local_reference,
     task_for,
+    withdraw,
 )
 from store.models import Enrolment
 from store.models import PlannedAction as StoredAction
 
 NO_LONGER_APPLIES = "no-longer-applies"
+WITHDRAWN = "withdrawn"  # the enrolment ended: surgery cancelled, patient unenrolled
 # Someone else finished these Tasks (a nurse in the EHR); the engine never overwrites them.
 HUMAN_FINAL = FINAL_TASK_STATUSES | {"cancelled"}
 
@@ -32,7 +34,8 @@ class EnrolmentWrites:
 
     writes: list[Write] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)  # None for the CarePlan
-    untouched: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    # Actions that need no write (finished by a person, or never written): recorded as synced.
+    untouched: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
 
     def add(self, write: Write, key: str | None) -> None:
         self.writes.append(write)
@@ -59,6 +62,8 @@ class WriteContext:
     existing: Mapping[str, dict[str, Any]]  # action key -> the resource as read from FHIR
     system: str
     now: datetime
+    # Element id -> action instructions, to rebuild a message that is not read back.
+    instructions: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan_writes(ctx: WriteContext, pending: Sequence[StoredAction],
@@ -77,11 +82,14 @@ def plan_writes(ctx: WriteContext, pending: Sequence[StoredAction],
             out.untouched[stored.key] = (current["resourceType"], current["id"], _version(current))
             continue
         write = _write_for(ctx, stored, planned.get(stored.key), current, careplan_ref)
-        if write is not None:
-            grows = grows or write.id is None
-            out.add(write, stored.key)
+        if write is None:  # nothing to withdraw: settled, so it is not pending for ever
+            out.untouched[stored.key] = _settled(stored, current)
+            continue
+        grows = grows or write.id is None
+        out.add(write, stored.key)
     ended = ctx.enrolment.status != "active"
-    if (grows and out.writes) or ctx.enrolment.careplan_id is None or (ended and out.writes):
+    # An ended enrolment's CarePlan is closed with the first apply that settles its actions.
+    if (grows and out.writes) or ctx.enrolment.careplan_id is None or (ended and pending):
         out.add(_careplan(ctx, all_actions, title), None)
     return out
 
@@ -97,12 +105,13 @@ def _write_for(ctx: WriteContext, stored: StoredAction, action: PlannedAction | 
                current: dict[str, Any] | None, careplan_ref: str) -> Write | None:
     known_id = (current or {}).get("id") or stored.fhir_id
     version = _version(current) or stored.fhir_version
-    if action is None:  # vanished: it no longer applies
-        if current is None or current.get("status") in HUMAN_FINAL:
+    if action is None:  # vanished: it no longer applies, or the patient was withdrawn
+        if current is None and known_id and stored.fhir_type == "CommunicationRequest":
+            current = _request_as_written(ctx, stored, careplan_ref)  # not read back
+        if current is None or current.get("status") in HUMAN_FINAL | FINAL_REQUEST_STATUSES:
             return None
-        cancelled = cancel_task(current, NO_LONGER_APPLIES, "no longer applies to this patient",
-                                now=ctx.now)
-        return Write(cancelled, id=known_id, version=version)
+        code, text = _withdrawal_reason(ctx.enrolment)
+        return Write(withdraw(current, code, text, now=ctx.now), id=known_id, version=version)
     resource = _resource_for(ctx, action, current, careplan_ref)
     return Write(resource, id=known_id, version=version) if known_id else Write(resource)
 
@@ -123,6 +132,29 @@ def _resource_for(ctx: WriteContext, action: PlannedAction, current: Mapping[str
                                      careplan_ref=careplan_ref, recipient=recipient)
 
 
+def _withdrawal_reason(enrolment: Enrolment) -> tuple[str, str]:
+    if enrolment.status == "exited":
+        return WITHDRAWN, f"withdrawn from the pathway: {enrolment.exit_reason or 'no reason given'}"
+    return NO_LONGER_APPLIES, "no longer applies to this patient"
+
+
+def _settled(stored: StoredAction, current: Mapping[str, Any] | None) -> tuple[str, str | None, str | None]:
+    if current is not None:
+        return current["resourceType"], current.get("id"), _version(current)
+    kind = stored.fhir_type or ("Task" if stored.kind == "task" else "CommunicationRequest")
+    return kind, stored.fhir_id, stored.fhir_version
+
+
+def _request_as_written(ctx: WriteContext, stored: StoredAction, careplan_ref: str) -> dict[str, Any]:
+    """The CommunicationRequest as the engine wrote it while open (they are not read back)."""
+    action = PlannedAction(
+        key=stored.key, element_id=stored.element_id, occurrence=stored.occurrence, kind=stored.kind,
+        role=stored.role, priority=stored.priority, title=stored.title,
+        instructions=ctx.instructions.get(stored.element_id, stored.title), status=Status.DUE,
+        opens=stored.opens, due=stored.due, closes=stored.closes)
+    return _resource_for(ctx, action, None, careplan_ref)
+
+
 def _encounter_id(enrolment: Enrolment) -> str | None:
     ref = enrolment.encounter_ref or ""
     return ref.split("/", 1)[1] if ref.startswith("Encounter/") else None
@@ -135,7 +167,9 @@ def _careplan(ctx: WriteContext, actions: Sequence[StoredAction], title: str) ->
         enrolment_id=ctx.enrolment.id, enrolled_at=ctx.enrolment.enrolled_at,
         pathway_canonical=f"{pathway_canonical_url(ctx.enrolment.pathway_id)}|{ctx.pathway_version}",
         identifier_system=ctx.system, task_refs=refs, title=title, now=ctx.now,
-        ended_at=None if ctx.enrolment.status == "active" else ctx.now)
+        ended_at=None if ctx.enrolment.status == "active" else ctx.now,
+        withdrawn=(ctx.enrolment.exit_reason or "no reason given")
+        if ctx.enrolment.status == "exited" else None)
     if ctx.enrolment.careplan_id:
         return Write(resource, id=ctx.enrolment.careplan_id, version=ctx.enrolment.careplan_version)
     return Write(resource)

@@ -206,8 +206,10 @@ def _cancel_vanished(
     return vanished
 
 
-def record_fhir_ids(*, session: Session, ids: Mapping[str, tuple[str, str, str | None]]) -> None:
-    """Note the FHIR resource (type, id, version) written for each action key.
+def record_fhir_ids(*, session: Session,
+                    ids: Mapping[str, tuple[str, str | None, str | None]]) -> None:
+    """Note the FHIR resource (type, id, version) written for each action key (id None: none
+    was ever written, and none is needed any more).
 
     The action's current revision counts as written: a later change makes it pending again.
     """

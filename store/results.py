@@ -128,7 +128,10 @@ def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOut
     """Store (replace) one enrolment's outcome values, as `PatientOutcomes.values()` names them."""
     row = session.get(AuditOutcome, enrolment_id) or AuditOutcome(enrolment_id=enrolment_id,
                                                                   computed_at=at)
-    row.values = dict(outcomes.values())
+    values = outcomes.stored()
+    if row.values == values:
+        return  # an apply that changes nothing writes nothing
+    row.values = values
     row.computed_at = as_utc(at)
     session.add(row)
 
@@ -142,4 +145,6 @@ def stored_outcomes(patient_id: str, values: Mapping[str, Any]) -> PatientOutcom
         readmitted=num("readmitted"), ponv={k: v for k, v in values.items() if k.startswith("ponv_")},
         hours_to_mobilisation=num("hours_to_mobilisation"), catheter_hours=num("catheter_hours"),
         opioid_mme=num("opioid_mme"), pain_pod1_mean=num("pain_pod1_mean"),
-        pain_pod1_max=num("pain_pod1_max"), odi_change=num("odi_change"), daily_steps=num("daily_steps"))
+        pain_pod1_max=num("pain_pod1_max"), odi_change=num("odi_change"), daily_steps=num("daily_steps"),
+        opioid_unconverted=num("opioid_unconverted"),
+        opioid_unconverted_doses=tuple(values.get("opioid_unconverted_doses") or ()))

@@ -336,6 +336,11 @@ def p19_nausea_after_24h_rescued() -> Episode:
 def p20_apfel_4_two_antiemetics_only() -> Episode:
     ep = compliant("P20", dec(2), sex="female", surgeon="B", ward="W1")
     ep.add("ponv_history", ep.start - 700 * D).add("opioid_planned", ep.start - 7 * D)
+    # Ondansetron at induction instead of dexamethasone: two 5-HT3 doses are ONE class, so with
+    # the PC6 bands that is 2 distinct interventions, short of the 3 Apfel 4 needs (Gan 2020).
+    ep.drop("antiemetic_administered").add("antiemetic_administered", ep.start + 10 * MIN,
+                                           antiemetic_class="5ht3-antagonist")
+    ep.add("antiemetic_administered", ep.end - 15 * MIN, antiemetic_class="5ht3-antagonist")
     for when in (ep.day(0, 18), ep.day(1, 6), ep.day(2, 6), ep.day(3, 20), ep.day(4, 8)):
         ep.add("opioid_administered", when, 10, mme=15.0)
     return ep
@@ -451,3 +456,72 @@ PATIENTS = (
 def gold_cohort() -> tuple[AuditCase, ...]:
     """The 35 episodes evaluated at AUDIT_NOW in Europe/London."""
     return tuple(make().case() for make in PATIENTS)
+
+
+# ============================================================ clin-outcomes (issue 9: 1, 4, 9) ===
+# Gold patients for the MME, PONV and episode-scope fixes. Kept apart from the 35 (their own
+# tuple, OUTCOMES_PATIENTS) so the hand-worked cohort totals above do not move; each is checked
+# element by element and outcome by outcome in test_gold_cohort.py's clin-outcomes block.
+
+def opioid(ep: Episode, when: datetime, ingredient: str, route: str | None, dose: float,
+           unit: str) -> Episode:
+    """An opioid dose as the FHIR adapter records it: MME by ingredient, route and unit, from
+    the shipped table (pathways/terminology/default.yaml), or unconverted with the reason."""
+    from engine.loader import DEFAULT_TERMINOLOGY
+    from engine.mme import convert_dose
+    from engine.terminology import load_terminology
+
+    table = load_terminology(DEFAULT_TERMINOLOGY).mme
+    assert table is not None
+    got = convert_dose(table, ingredient, route, dose, unit)
+    attrs = {"mme": got.mme} if got.mme is not None else {"mme_unconverted": got.unconverted}
+    return ep.add("opioid_administered", when, dose, **attrs)
+
+
+def p36_opioids_by_route() -> Episode:
+    """POD0 IV fentanyl 50 mcg in recovery (15 MME, not the patch factor's 120), POD1 oral
+    oxycodone 10 mg (15), POD2 IV morphine 4 mg (12), POD3 oxycodone charted as 2 'tablet'
+    (unconverted): opioid_mme 42, opioid_unconverted 1."""
+    ep = compliant("P36", dec(15), surgeon="A", ward="W1")
+    opioid(ep, ep.end + 40 * MIN, "4337", "parenteral", 50, "mcg")
+    opioid(ep, ep.day(1, 9), "7804", "oral", 10, "mg")
+    opioid(ep, ep.day(2, 9), "7052", "parenteral", 4, "mg")
+    return opioid(ep, ep.day(3, 9), "7804", "oral", 2, "tablet")
+
+
+def p37_ponv_one_class_twice() -> Episode:
+    """Female (Apfel 2: 2 interventions needed). Ondansetron at induction and at closing (one
+    class), PC6 declined as contraindicated: 1 distinct intervention -> moderate-risk
+    prophylaxis missed (it counted 2 doses before). Droperidol 2 h after surgery end with no
+    nausea record: not PONV (any antiemetic after the end counted before)."""
+    ep = compliant("P37", dec(16), sex="female", surgeon="B", ward="W2")
+    ep.drop("pc6_bands_applied", "pc6_bands_checked", "pc6_bands_removed")
+    ep.decline("pc6_bands_applied", "contraindicated", ep.start - H)
+    ep.drop("antiemetic_administered")
+    ep.add("antiemetic_administered", ep.start + 10 * MIN, antiemetic_class="5ht3-antagonist")
+    ep.add("antiemetic_administered", ep.end - 15 * MIN, antiemetic_class="5ht3-antagonist")
+    return ep.add("antiemetic_administered", ep.end + 2 * H, antiemetic_class="dopamine-antagonist")
+
+
+def p38_earlier_episode_records() -> Episode:
+    """Female, never smoked, with records from an operation 2 years before: an opioid
+    prescription, a urinary catheter (inserted, never charted removed) and ketorolac. This
+    episode: Apfel 2 (female, non-smoker; the old opioid plan is not 'planned'), so the
+    moderate-risk element applies and is done; no catheter this stay, so catheter removal is
+    not applicable and catheter_hours is None; ketorolac 30 mg at surgery end is this
+    episode's first dose, so the limits hold."""
+    ep = compliant("P38", dec(17), sex="female", surgeon="C", ward="W1")
+    before = ep.start - 730 * D
+    ep.add("opioid_planned", before - 2 * D)
+    ep.add("urinary_catheter_inserted", before).add("ketorolac_administered", before + 2 * H, 30)
+    ep.add("ketorolac_administered", ep.end, 30)
+    return ep
+
+
+OUTCOMES_PATIENTS = (p36_opioids_by_route, p37_ponv_one_class_twice, p38_earlier_episode_records)
+
+
+@cache
+def outcomes_cohort() -> tuple[AuditCase, ...]:
+    return tuple(make().case() for make in OUTCOMES_PATIENTS)
+# ======================================================== end clin-outcomes (issue 9: 1, 4, 9) ===

@@ -27,7 +27,7 @@ from engine.audit_export import matrix_csv, summary_csv
 from engine.compliance import Ratio
 from engine.outcomes import load_outcome_definitions
 from engine.results import Status
-from tests.audit.cohort import LONDON, gold_cohort, lumbar
+from tests.audit.cohort import LONDON, gold_cohort, lumbar, outcomes_cohort
 
 # (done, counted) per patient.
 PATIENT_COMPLIANCE: dict[str, tuple[int, int]] = {
@@ -53,7 +53,7 @@ PATIENT_COMPLIANCE: dict[str, tuple[int, int]] = {
     "P17": (40, 40),  # nausea 6 at end+3h: +ponv_rescue_nausea, droperidol (new class) -> done
     "P18": (39, 40),  # vomited at end+21h: +ponv_rescue_vomiting, no rescue -> missed
     "P19": (40, 40),  # nausea 5 at end+30h: +ponv_rescue_nausea, rescued -> done
-    "P20": (38, 39),  # Apfel 4: high-risk prophylaxis replaces moderate; 2 antiemetics < 3 -> missed
+    "P20": (38, 39),  # Apfel 4: high-risk prophylaxis replaces moderate; 2 classes (5-HT3 x2, PC6) < 3
     "P21": (40, 40),  # ketorolac 3 x 30 mg: +nsaid_within_limits done
     "P22": (40, 41),  # ketorolac 3 x 40 mg = 120 mg/24 h: +nsaid_within_limits (missed)
     #                   +nsaid_limit_alert (review task completed -> done)
@@ -267,3 +267,55 @@ def test_gold_cohort_summary_csv_agrees(report: AuditReport) -> None:
     overall = next(r for r in rows if r["level"] == "overall")
     assert (int(overall["done"]), int(overall["counted"]), overall["percent"]) == (1299, 1359, "95.6")
     assert int(overall["missing"]) == 58
+
+
+# ============================================================ clin-outcomes (issue 9: 1, 4, 9) ===
+# The supplement patients P36-P38 (tests/audit/cohort.py, OUTCOMES_PATIENTS), each evaluated at
+# AUDIT_NOW: the elements and outcomes their fix changes, worked out by hand in their docstrings.
+
+@pytest.fixture(scope="module")
+def outcomes_report() -> AuditReport:
+    return audit_report(lumbar(), outcomes_cohort(), outcomes=load_outcome_definitions(), tz=LONDON)
+
+
+def _row(report: AuditReport, patient: str):  # type: ignore[no-untyped-def]
+    return next(p for p in report.patients if p.patient_id == patient)
+
+
+def _status(patient: str, element: str) -> Status:
+    case = next(c for c in outcomes_cohort() if c.facts.patient_id == patient)
+    return next(e for e in case.evaluation.elements if e.element_id == element).status
+
+
+def test_gold_p36_mme_by_route_and_unit(outcomes_report: AuditReport) -> None:
+    got = _row(outcomes_report, "P36").outcomes
+    assert got is not None
+    # 50 mcg IV fentanyl x 0.3 + 10 mg oral oxycodone x 1.5 + 4 mg IV morphine x 3 = 15 + 15 + 12.
+    assert (got.opioid_mme, got.opioid_unconverted) == (42.0, 1.0)
+    assert got.opioid_unconverted_doses == ("P36/opioid_administered/3",)   # the 'tablet' dose
+
+
+@pytest.mark.parametrize(("patient", "element", "expected"), [
+    ("P37", "ponv_prophylaxis_moderate_risk", Status.MISSED),     # 5-HT3 twice = 1 class of 2
+    ("P37", "ponv_prophylaxis_high_risk", Status.NOT_APPLICABLE),
+    ("P38", "ponv_prophylaxis_moderate_risk", Status.DONE),        # Apfel 2 without the old plan
+    ("P38", "ponv_prophylaxis_high_risk", Status.NOT_APPLICABLE),  # would apply at Apfel 3
+    ("P38", "urinary_catheter_removal", Status.NOT_APPLICABLE),    # the 2-year-old catheter
+    ("P38", "nsaid_within_limits", Status.DONE),                   # clock from this episode's dose
+    ("P38", "nsaid_limit_alert", Status.NOT_APPLICABLE),
+])
+def test_gold_outcomes_patients_elements(patient: str, element: str, expected: Status) -> None:
+    assert _status(patient, element) is expected
+
+
+def test_gold_p37_antiemetic_without_nausea_is_not_ponv(outcomes_report: AuditReport) -> None:
+    got = _row(outcomes_report, "P37").outcomes
+    assert got is not None and (got.ponv["ponv_24h"], got.ponv["ponv_72h"]) == (False, False)
+
+
+def test_gold_p38_episode_scope(outcomes_report: AuditReport) -> None:
+    row = _row(outcomes_report, "P38")
+    case = next(c for c in outcomes_cohort() if c.facts.patient_id == "P38")
+    assert case.evaluation.variables["apfel"] == 2
+    assert row.outcomes is not None and row.outcomes.catheter_hours is None
+# ======================================================== end clin-outcomes (issue 9: 1, 4, 9) ===

@@ -70,7 +70,15 @@ def test_outcomes_readmission_within_30_days(facts, now, expected) -> None:
     ([fact("nausea_score", END - H, 8)], LATER, False, False),          # before surgery end
     ([fact("vomiting_episode", END + 25 * H)], LATER, False, True),
     ([fact("antiemetic_administered", END)], LATER, False, False),      # prophylaxis at the end
-    ([fact("antiemetic_administered", END + timedelta(minutes=1))], LATER, True, True),  # rescue
+    # Second review: an antiemetic after surgery end with no nausea record is not PONV...
+    ([fact("antiemetic_administered", END + timedelta(minutes=1))], LATER, False, False),
+    # ...one given after a nausea record (even below the threshold, NRS 2) is rescue: PONV.
+    ([fact("nausea_score", END + 3 * H, 2), fact("antiemetic_administered", END + 4 * H)],
+     LATER, True, True),
+    ([fact("antiemetic_administered", END + 3 * H), fact("nausea_score", END + 4 * H, 2)],
+     LATER, False, False),                                              # nausea came after the dose
+    ([fact("nausea_score", END + 3 * H, 0), fact("antiemetic_administered", END + 4 * H)],
+     LATER, False, False),                                              # a record of no nausea
     ([], END + 30 * H, False, None),                                    # 72 h not over yet
 ])
 def test_outcomes_ponv_within_24_and_72_hours(facts, now, at_24h, at_72h) -> None:
@@ -90,6 +98,11 @@ def test_outcomes_hours_to_first_mobilisation(facts, expected) -> None:
 
 @pytest.mark.parametrize(("facts", "expected"), [
     ([fact("urinary_catheter_inserted", START), fact("urinary_catheter_removed", START + 30 * H)], 30.0),
+    # Episode scope: a catheter from an earlier stay (2 years ago) is not this stay's.
+    ([fact("urinary_catheter_inserted", START - 730 * D), fact("urinary_catheter_removed", START - 729 * D),
+      fact("urinary_catheter_inserted", START), fact("urinary_catheter_removed", START + 20 * H)], 20.0),
+    ([fact("urinary_catheter_inserted", START - 730 * D),
+      fact("urinary_catheter_removed", START + 20 * H)], None),
     ([fact("urinary_catheter_inserted", START)], None),   # not removed yet
     ([], None),
 ])
@@ -111,6 +124,20 @@ OPIOIDS = [fact("opioid_administered", START + H, 10, mme=10.0),      # intra-op
 ])
 def test_outcomes_opioid_mme_pod0_to_pod3_in_local_days(tz, now, expected) -> None:
     assert outcomes(*OPIOIDS, now=now, tz=tz).opioid_mme == expected
+
+
+def test_outcomes_opioid_unconverted_doses_counted_and_listed_not_added() -> None:
+    doses = [Fact("opioid_administered", END + H, value=10, source="MedicationAdministration/a",
+                  attrs={"mme": 15.0}),                                   # oral oxycodone 10 mg
+             Fact("opioid_administered", END + 2 * H, value=2, unit="tablet",
+                  source="MedicationAdministration/b",
+                  attrs={"mme_unconverted": "no MME factor for oxycodone oral in unit tablet"}),
+             Fact("opioid_administered", START + H, value=100, unit="ug",   # intra-op: outside POD0-3
+                  source="MedicationAdministration/c", attrs={"mme_unconverted": "x"})]
+    got = outcomes(*doses)
+    assert (got.opioid_mme, got.opioid_unconverted, got.opioid_unconverted_doses) == (
+        15.0, 1.0, ("MedicationAdministration/b",))
+    assert got.values()["opioid_unconverted"] == 1.0
 
 
 @pytest.mark.parametrize(("facts", "mean", "maximum"), [

@@ -147,8 +147,9 @@ SIMULATED = [
     ("a", "anaemia_iron_therapy", "booked+1d", "n/a"),
     ("a", "anaemia_iron_therapy", "op-2w", "overdue"),
     ("a", "anaemia_iron_therapy", "last fact", "done"),
-    # a: Apfel 4 (female, non-smoker, PONV history, opioid planned) but only 2 antiemetics
-    ("a", "ponv_prophylaxis_high_risk", "last fact", "missed"),
+    # a: Apfel 4 (female, non-smoker, PONV history, opioid planned): PC6 bands, dexamethasone
+    # and ondansetron are 3 distinct interventions (PC6 counts, Gan 2020)
+    ("a", "ponv_prophylaxis_high_risk", "last fact", "done"),
     ("a", "ponv_prophylaxis_moderate_risk", "last fact", "n/a"),
     ("a", "ponv_rescue_nausea", "POD1 20:00", "done"),
     ("a", "preemptive_gabapentinoid", "end+6h", "declined"),

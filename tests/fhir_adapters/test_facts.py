@@ -52,12 +52,18 @@ def obs(code: str = "72514-3", system: str = LOINC, status: str = "final", **ext
             "code": cc(system, code), **extra}
 
 
-def med_admin(code: str, dose: float, unit: str, status: str = "completed") -> dict[str, Any]:
+ROUTES = {"oral": "26643006", "iv": "47625008", "transdermal": "45890007", "epidural": "404820008"}
+
+
+def med_admin(code: str, dose: float, unit: str, status: str = "completed",
+              route: str | None = "oral") -> dict[str, Any]:
+    dosage: dict[str, Any] = {"dose": {"value": dose, "unit": unit, "system": "http://unitsofmeasure.org",
+                                       "code": unit}}
+    if route is not None:
+        dosage["route"] = cc(SCT, ROUTES[route])
     return {"resourceType": "MedicationAdministration", "id": "ma1", "status": status, "subject": PATIENT,
             "medicationCodeableConcept": cc(RXNORM if code.isdigit() else HOSPITAL_DRUG, code),
-            "effectiveDateTime": "2024-03-01T10:00:00Z",
-            "dosage": {"dose": {"value": dose, "unit": unit, "system": "http://unitsofmeasure.org",
-                                "code": unit}}}
+            "effectiveDateTime": "2024-03-01T10:00:00Z", "dosage": dosage}
 
 
 def encounter(locations: list[dict[str, Any]], status: str = "in-progress") -> dict[str, Any]:
@@ -190,14 +196,32 @@ FACT_ROWS = [
     pytest.param({"resourceType": "MedicationRequest", "id": "mr2", "status": "cancelled", "intent": "order",
                   "subject": PATIENT, "medicationCodeableConcept": cc(RXNORM, "7804")},
                  [], id="medication-request-cancelled"),
+    # Oral oxycodone 10 mg x 1.5 = 15 MME (CDC 2022).
     pytest.param(med_admin("7804", 10, "mg"),
                  [{"concept": "opioid_given", "time": at(10), "value": 10, "unit": "mg",
-                   "attrs": {"mme": 15.0}}], id="medication-administration-oxycodone-mme"),
-    pytest.param(med_admin("4337", 25, "ug/h"),
-                 [{"concept": "opioid_given", "value": 25, "attrs": {"mme": 60.0, "mme_per": "day"}}],
+                   "attrs": {"mme": 15.0, "route": "oral"}}], id="medication-administration-oxycodone-mme"),
+    # 25 mcg/h patch x 2.4 = 60 MME per day worn (CDC 2022).
+    pytest.param(med_admin("4337", 25, "ug/h", route="transdermal"),
+                 [{"concept": "opioid_given", "value": 25,
+                   "attrs": {"mme": 60.0, "mme_per": "day", "route": "transdermal"}}],
                  id="medication-administration-fentanyl-patch-mme-per-day"),
-    pytest.param(med_admin("4337", 0.025, "mg"), [{"concept": "opioid_given", "attrs": {}}],
-                 id="medication-administration-unit-mismatch-no-mme"),
+    # IV fentanyl 50 mcg: 50 x 0.3 = 15 MME (100 mcg IV = 30 mg oral morphine), never 50 x 2.4 = 120.
+    pytest.param(med_admin("4337", 50, "mcg", route="iv"),
+                 [{"concept": "opioid_given", "attrs": {"mme": 15.0, "route": "parenteral"}}],
+                 id="medication-administration-iv-fentanyl-not-a-patch"),
+    pytest.param(med_admin("4337", 0.025, "mg", route="iv"),
+                 [{"concept": "opioid_given", "attrs": {
+                     "route": "parenteral",
+                     "mme_unconverted": "no MME factor for fentanyl parenteral in unit mg"}}],
+                 id="medication-administration-unit-without-factor-unconverted"),
+    pytest.param(med_admin("7804", 10, "mg", route=None),
+                 [{"concept": "opioid_given", "attrs": {
+                     "mme_unconverted": "route not recorded or not in the MME table"}}],
+                 id="medication-administration-no-route-unconverted"),
+    pytest.param(med_admin("7804", 10, "mg", route="epidural"),
+                 [{"concept": "opioid_given", "attrs": {
+                     "mme_unconverted": "route not recorded or not in the MME table"}}],
+                 id="medication-administration-unknown-route-unconverted"),
     pytest.param(med_admin("paracetamol-iv", 1, "g"), [{"concept": "opioid_given", "attrs": {}}],
                  id="medication-administration-no-factor-no-mme"),
     pytest.param(med_admin("7804", 10, "mg", status="not-done"), [], id="medication-administration-not-done"),

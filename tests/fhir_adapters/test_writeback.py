@@ -21,6 +21,7 @@ from fhir_adapters.writeback import (
     local_reference,
     task_for,
     transaction_for,
+    withdraw,
 )
 
 NOW = datetime(2024, 3, 1, 8, tzinfo=UTC)
@@ -135,6 +136,14 @@ def test_careplan_for_ended_enrolment_is_completed() -> None:
     assert plan["period"]["end"] == "2024-03-04T08:00:00+00:00"
 
 
+def test_careplan_for_withdrawn_enrolment_is_revoked_with_the_reason() -> None:
+    plan = make_careplan(ended_at=NOW + timedelta(days=3), withdrawn="surgery cancelled")
+    assert_valid_r4(plan)
+    assert plan["status"] == "revoked"
+    assert plan["note"] == [{"time": "2024-03-04T08:00:00+00:00",
+                             "text": "Withdrawn from the pathway: surgery cancelled"}]
+
+
 def test_communication_request_for_reminder_about_task() -> None:
     request = communication_request_for(ACTION, patient_id="p1", encounter_id="enc1",
                                         identifier_system=TASK_SYSTEM, now=NOW, task_ref="Task/t1",
@@ -229,3 +238,26 @@ def test_transaction_for_new_resource_without_identifier_raises() -> None:
     task = {k: v for k, v in make_task().items() if k != "identifier"}
     with pytest.raises(ValueError, match="business identifier"):
         transaction_for("p1", [Write(task)])
+
+
+def test_withdraw_revokes_an_open_message_with_the_reason() -> None:
+    message = communication_request_for(ACTION._replace(kind="patient-message", role="patient"),
+                                        patient_id="p1", encounter_id=None,
+                                        identifier_system=TASK_SYSTEM, now=NOW)
+    revoked = withdraw({**message, "id": "m1"}, "withdrawn", "withdrawn from the pathway: x", now=NOW)
+    assert_valid_r4(revoked)
+    assert revoked["status"] == "revoked"
+    assert revoked["statusReason"]["coding"][0]["code"] == "withdrawn"
+    assert message["status"] == "active"  # the input is left as it was
+
+
+def test_withdraw_cancels_an_open_task() -> None:
+    assert withdraw({**make_task(), "id": "t1"}, "withdrawn", "x", now=NOW)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("status", ["completed", "revoked", "entered-in-error"])
+def test_withdraw_finished_message_raises(status: str) -> None:
+    message = communication_request_for(ACTION, patient_id="p1", encounter_id=None,
+                                        identifier_system=TASK_SYSTEM, now=NOW)
+    with pytest.raises(ValueError, match="cannot be revoked"):
+        withdraw({**message, "id": "m1", "status": status}, "withdrawn", "x", now=NOW)

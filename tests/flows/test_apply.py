@@ -215,5 +215,7 @@ async def test_enrol_explicitly_twice_is_a_no_op_and_unenrol_cancels(make_runtim
         plans = await rt.ehr.search("CarePlan", {"subject": f"Patient/{new_patient_id}"})
         assert (await apply_patient(rt, new_patient_id, now=NOW + timedelta(hours=2))).written == 0
     assert {t["status"] for t in tasks.values()} == {"cancelled"}
-    assert tasks["patient_education"]["statusReason"]["coding"][0]["code"] == "no-longer-applies"
-    assert [p["status"] for p in plans] == ["completed"]
+    # Withdrawn with the reason given (tests/flows/test_withdrawal.py covers messages too).
+    assert tasks["patient_education"]["statusReason"]["coding"][0]["code"] == "withdrawn"
+    assert "surgery cancelled" in tasks["patient_education"]["statusReason"]["text"]
+    assert [p["status"] for p in plans] == ["revoked"]

@@ -128,10 +128,11 @@ def test_site_terminology_adds_local_pain_code() -> None:
     assert "pain_score" in site.concepts_for("http://loinc.org", "72514-3")
 
 
-def test_opioid_codings_carry_mme_factor() -> None:
+def test_every_opioid_coding_has_mme_factors() -> None:
     terms = load_terminology(PATHWAYS / "terminology" / "default.yaml")
-    factors = {c.display: c.attrs["mme_factor"] for c in terms.concept("opioid_administered").codings}
-    assert factors["morphine"] == 1 and factors["oxycodone"] == 1.5 and factors["tramadol"] == 0.2
+    assert terms.mme is not None
+    codes = {c.code for c in terms.concept("opioid_administered").codings}
+    assert codes == set(terms.mme.ingredients)
     assert terms.concept("opioid_planned").codings == terms.concept("opioid_administered").codings
 
 
