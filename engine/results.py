@@ -14,7 +14,8 @@ class Status(StrEnum):
     DUE = "due"
     OVERDUE = "overdue"
     DONE = "done"
-    MISSED = "missed"
+    DONE_LATE = "done-late"  # proof found, but after the window closed: not compliant
+    MISSED = "missed"  # the window closed with nothing documented: EIAS "missing data"
     DECLINED = "declined"
 
 

@@ -25,6 +25,7 @@ TASK_STATUS: Mapping[Status, str] = {
     Status.DUE: "ready",
     Status.OVERDUE: "ready",
     Status.DONE: "completed",
+    Status.DONE_LATE: "completed",
     Status.DECLINED: "cancelled",
     Status.MISSED: "failed",
     Status.NOT_APPLICABLE: "cancelled",

@@ -134,7 +134,8 @@ async def test_gold_api_matrix_csv_agrees(api: httpx.AsyncClient, auth: Token) -
 async def test_gold_api_summary_csv_agrees(api: httpx.AsyncClient, auth: Token) -> None:
     text = (await api.get(f"/audit/export/summary.csv?{PATHWAY}", headers=auth("quality"))).text
     overall = next(r for r in csv.DictReader(io.StringIO(text)) if r["level"] == "overall")
-    assert (int(overall["done"]), int(overall["counted"]), overall["missing"]) == (1299, 1359, "58")
+    assert (int(overall["done"]), int(overall["counted"]), int(overall["missing"])) == (
+        1299, 1359, MISSING.done)
 
 
 async def test_audit_api_nurse_denied_and_recorded(api: httpx.AsyncClient, auth: Token,
