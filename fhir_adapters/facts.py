@@ -393,10 +393,19 @@ def task_state(task: Any, identifier_system: str) -> TaskState | None:
                None)
     if key is None:
         return None
-    return TaskState(action_key=key, status=task.status,
-                     at=instant(task.lastModified or task.authoredOn),
+    return TaskState(action_key=key, status=task.status, at=_task_time(task),
                      reason=_code(task.statusReason),
                      by=task.owner.reference if task.owner is not None else None, source=_source(task))
+
+
+def _task_time(task: Any) -> datetime | None:
+    """When the Task reached its state: for a completed one, when the work was done
+    (executionPeriod.end), else its last modification, else the server's lastUpdated."""
+    period = task.executionPeriod
+    if task.status == "completed" and period is not None and period.end is not None:
+        return instant(period.end)
+    updated = task.meta.lastUpdated if task.meta is not None else None
+    return instant(task.lastModified or updated or task.authoredOn)
 
 
 def facts_from_resources(

@@ -249,6 +249,27 @@ def test_facts_from_resources_task_without_last_modified_uses_authored_on(terms:
     assert (state.at, state.reason, state.by) == (at(8), None, None)
 
 
+_DONE = {**{k: v for k, v in TASK.items() if k not in ("statusReason", "lastModified")},
+         "status": "completed"}
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    # executionPeriod.end is when the work was done, even when the Task was edited later
+    ({"executionPeriod": {"start": "2024-03-01T08:00:00Z", "end": "2024-03-01T11:30:00Z"},
+      "lastModified": "2024-03-01T14:00:00Z"}, at(11, 30)),
+    # without it, the last modification is the completion
+    ({"lastModified": "2024-03-01T14:00:00Z"}, at(14)),
+    ({"executionPeriod": {"start": "2024-03-01T08:00:00Z"}, "lastModified": "2024-03-01T14:00:00Z"},
+     at(14)),
+    # without either, the server's meta.lastUpdated
+    ({"meta": {"lastUpdated": "2024-03-01T16:45:00Z"}}, at(16, 45)),
+])
+def test_task_state_completion_time(terms: Terminology, fields: dict, expected: datetime) -> None:
+    # The engine judges a completed Task by WHEN it was completed (done late after the window).
+    (state,) = read(terms, {**_DONE, **fields}).facts.tasks
+    assert (state.status, state.at) == ("completed", expected)
+
+
 def test_facts_from_resources_foreign_task_ignored(terms: Terminology) -> None:
     task = {**TASK, "identifier": [{"system": "http://other.example", "value": "x"}]}
     reading = read(terms, task)
