@@ -20,7 +20,12 @@ from engine.model import PHASES, Element, Pathway
 from engine.outcomes import OutcomeDefinitions, OutcomeValue, PatientOutcomes, patient_outcomes
 from engine.results import ElementResult, Evaluation, Status
 
-Cell = Literal["done", "not-done", "excluded", "n-a"]
+# Counted cells: done, done-late, not-done (documented: declined with a not-done reason) and
+# missing (nothing documented), kept apart as EIAS does. Not counted: excluded (not yet due),
+# n-a (not applicable) and n-a-declined (declined with a not-applicable reason: listed apart,
+# so a ward cannot shrink its denominator unseen).
+Cell = Literal["done", "done-late", "not-done", "missing", "excluded", "n-a", "n-a-declined"]
+COUNTED_CELLS: frozenset[Cell] = frozenset({"done", "done-late", "not-done", "missing"})
 SURGERY_MONTH = "surgery_month"
 _MISSING = frozenset({Status.MISSED, Status.OVERDUE})
 
@@ -35,18 +40,61 @@ class AuditCase:
 
 
 def element_cell(result: ElementResult) -> Cell:
-    """done / not-done when counted; n-a when not applicable (or declined as such); else excluded
-    (not yet due, or waiting for its anchor)."""
-    if result.counts is not None:
-        return result.counts
-    if result.status in (Status.NOT_APPLICABLE, Status.DECLINED):
-        return "n-a"
-    return "excluded"
+    """The element's cell in the audit (see `Cell`); a counted element takes its status."""
+    if result.counts == "done":
+        return "done"
+    if result.counts == "not-done":
+        if result.status is Status.DONE_LATE:
+            return "done-late"
+        return "missing" if result.status in _MISSING else "not-done"
+    if result.status is Status.DECLINED:
+        return "n-a-declined"
+    return "n-a" if result.status is Status.NOT_APPLICABLE else "excluded"
 
 
 def is_missing(result: ElementResult) -> bool:
     """Counted with neither evidence nor a documented decline (EIAS 'missing data')."""
     return result.counts == "not-done" and result.status in _MISSING
+
+
+def not_applicable_declines(result: ElementResult) -> tuple[str, ...]:
+    """Reasons of the occurrences declined with a reason that makes them not applicable."""
+    return tuple(o.decline_reason or "" for o in result.occurrences
+                 if o.status is Status.DECLINED and o.counts is None)
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Counted results as EIAS splits them; `counted` is their sum, compliance done/counted."""
+
+    done: int = 0
+    done_late: int = 0
+    not_done: int = 0
+    missing: int = 0
+
+    @property
+    def counted(self) -> int:
+        return self.done + self.done_late + self.not_done + self.missing
+
+    def __add__(self, other: Breakdown) -> Breakdown:
+        return Breakdown(self.done + other.done, self.done_late + other.done_late,
+                         self.not_done + other.not_done, self.missing + other.missing)
+
+    @classmethod
+    def of(cls, cells: Iterable[Cell]) -> Breakdown:
+        listed = list(cells)
+        return cls(listed.count("done"), listed.count("done-late"), listed.count("not-done"),
+                   listed.count("missing"))
+
+
+@dataclass(frozen=True)
+class DeclinedNotApplicable:
+    """Patients whose element was declined as not applicable, by ward and reason."""
+
+    element_id: str
+    ward: str
+    reason: str
+    patients: int
 
 
 @dataclass(frozen=True)
@@ -59,15 +107,24 @@ class PatientRow:
     cells: Mapping[str, Cell]
     missing: frozenset[str]
     outcomes: PatientOutcomes | None = None
+    declined_not_applicable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def breakdown(self) -> Breakdown:
+        return Breakdown.of(self.cells.values())
 
 
 @dataclass(frozen=True)
 class ElementSummary:
+    """One element over the cohort: compliance, missing data, the split, N/A declines."""
+
     element_id: str
     title: str
     phase: str
     compliance: Ratio
     missing: Ratio
+    breakdown: Breakdown = Breakdown()
+    declined_not_applicable: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +143,8 @@ class Completeness:
     missing: Ratio
     by_element: Mapping[str, Ratio]
     most_undocumented: tuple[tuple[str, Ratio], ...]
+    missing_limit: float = 0.1
+    over_limit: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +185,9 @@ class AuditReport:
     trend: tuple[MonthTrend, ...]
     completeness: Completeness
     outcomes: tuple[OutcomeGroup, OutcomeGroup] | None = None
+    breakdown: Breakdown = Breakdown()
+    phase_breakdown: Mapping[str, Breakdown] = field(default_factory=dict)
+    declined_not_applicable: tuple[DeclinedNotApplicable, ...] = ()
 
 
 def case_attributes(case: AuditCase, *, tz: tzinfo = UTC,
@@ -155,7 +217,9 @@ def _row(case: AuditCase, attributes: Mapping[str, str], outcomes: OutcomeDefini
         cells={r.element_id: element_cell(r) for r in ev.elements},
         missing=frozenset(r.element_id for r in ev.elements if is_missing(r)),
         outcomes=None if outcomes is None else patient_outcomes(
-            case.facts, ev, definitions=outcomes, tz=tz))
+            case.facts, ev, definitions=outcomes, tz=tz),
+        declined_not_applicable={r.element_id: reasons for r in ev.elements
+                                 if (reasons := not_applicable_declines(r))})
 
 
 def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: int | None = None,
@@ -178,17 +242,44 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     threshold = pathway.audit.high_compliance
     ordered = elements_in_order(pathway)
     report = cohort_compliance((r.compliance for r in rows), high_threshold=threshold)
-    completeness = _completeness(ordered, rows, report, procedures, top_missing)
+    completeness = _completeness(ordered, rows, report, procedures, top_missing,
+                                 pathway.audit.missing_data_limit)
+    elements = tuple(_element_summary(el, rows, report, completeness) for el in ordered)
+    phases: dict[str, Ratio] = {p: report.by_phase[p] for p in PHASES if p in report.by_phase}
     return AuditReport(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
-        filters=wanted, compliance=report, patients=tuple(rows),
-        elements=tuple(ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
-                                      completeness.by_element[el.id]) for el in ordered),
-        phases={p: report.by_phase[p] for p in PHASES if p in report.by_phase},
-        trend=_trend(rows, threshold),
-        completeness=completeness,
+        filters=wanted, compliance=report, patients=tuple(rows), elements=elements,
+        phases=phases, trend=_trend(rows, threshold), completeness=completeness,
         outcomes=None if outcomes is None else compare_outcomes(rows, threshold),
+        breakdown=sum((e.breakdown for e in elements), Breakdown()),
+        phase_breakdown={p: sum((e.breakdown for e in elements if e.phase == p), Breakdown())
+                         for p in phases},
+        declined_not_applicable=_declined_by_ward(rows),
     )
+
+
+def _element_summary(el: Element, rows: Sequence[PatientRow], report: ComplianceReport,
+                     completeness: Completeness) -> ElementSummary:
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for reason in set(r.declined_not_applicable.get(el.id, ())):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
+                          completeness.by_element[el.id],
+                          Breakdown.of(r.cells[el.id] for r in rows if el.id in r.cells),
+                          dict(sorted(reasons.items())))
+
+
+def _declined_by_ward(rows: Sequence[PatientRow]) -> tuple[DeclinedNotApplicable, ...]:
+    """Patients per (element, ward, reason) declined as not applicable; ward '' when unknown."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        ward = r.attributes.get("ward", "")
+        for element_id, reasons in r.declined_not_applicable.items():
+            for reason in set(reasons):
+                key = (element_id, ward, reason)
+                counts[key] = counts.get(key, 0) + 1
+    return tuple(DeclinedNotApplicable(*key, n) for key, n in sorted(counts.items()))
 
 
 def elements_in_order(pathway: Pathway) -> tuple[Element, ...]:
@@ -198,7 +289,7 @@ def elements_in_order(pathway: Pathway) -> tuple[Element, ...]:
 
 
 def _completeness(elements: Sequence[Element], rows: Sequence[PatientRow], report: ComplianceReport,
-                  procedures: int | None, top: int) -> Completeness:
+                  procedures: int | None, top: int, limit: float) -> Completeness:
     by_element = {}
     for el in elements:
         missing = sum(1 for r in rows if el.id in r.missing)
@@ -208,7 +299,13 @@ def _completeness(elements: Sequence[Element], rows: Sequence[PatientRow], repor
     ranked = sorted((item for item in by_element.items() if item[1].done),
                     key=lambda item: (-item[1].done, -(item[1].value or 0), order[item[0]]))
     coverage = None if procedures is None else Ratio(len(rows), procedures)
-    return Completeness(coverage, total, by_element, tuple(ranked[:top]))
+    return Completeness(coverage, total, by_element, tuple(ranked[:top]), limit,
+                        over_missing_limit(by_element, limit))
+
+
+def over_missing_limit(by_element: Mapping[str, Ratio], limit: float) -> tuple[str, ...]:
+    """Elements whose missing data exceed the EIAS data-quality limit (share of counted)."""
+    return tuple(e for e, r in by_element.items() if r.value is not None and r.value > limit)
 
 
 def _trend(rows: Sequence[PatientRow], threshold: float) -> tuple[MonthTrend, ...]:

@@ -213,6 +213,9 @@ class Audit(_Frozen):
 
     high_compliance: float = Field(0.7, gt=0, le=1, description="per-patient share counted as high")
     source: Source | None = None
+    missing_data_limit: float = Field(
+        0.1, ge=0, le=1, description="EIAS data quality: the largest share of an element's counted "
+                                     "results that may be missing data (nothing documented)")
     phase_ends: dict[Phase, Identifier] = Field(
         default_factory=lambda: dict(DEFAULT_PHASE_ENDS),
         description="the anchor ending each phase: proof after an element's window and before "

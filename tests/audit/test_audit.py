@@ -13,11 +13,13 @@ from tests.audit.cohort import LONDON, gold_cohort, lumbar, p01_compliant, p33_n
 
 
 @pytest.mark.parametrize(("status", "counts", "cell", "missing"), [
+    # counted: done, done late, documented not done, missing data (nothing documented) apart
     (Status.DONE, "done", "done", False),
-    (Status.MISSED, "not-done", "not-done", True),
-    (Status.OVERDUE, "not-done", "not-done", True),
+    (Status.DONE_LATE, "not-done", "done-late", False),  # done after the window: not missing
+    (Status.MISSED, "not-done", "missing", True),
+    (Status.OVERDUE, "not-done", "missing", True),
     (Status.DECLINED, "not-done", "not-done", False),   # a documented refusal is not missing data
-    (Status.DECLINED, None, "n-a", False),              # contraindicated
+    (Status.DECLINED, None, "n-a-declined", False),     # contraindicated: listed apart
     (Status.NOT_APPLICABLE, None, "n-a", False),
     (Status.UPCOMING, None, "excluded", False),
     (Status.DUE, None, "excluded", False),
