@@ -18,6 +18,7 @@ from engine.compliance import (
 from engine.facts import PatientFacts
 from engine.model import PHASES, Element, Pathway
 from engine.outcomes import OutcomeDefinitions, OutcomeValue, PatientOutcomes, patient_outcomes
+from engine.plan import plan_of
 from engine.results import ElementResult, Evaluation, Status
 
 # Counted cells: done, done-late, not-done (documented: declined with a not-done reason) and
@@ -125,6 +126,7 @@ class ElementSummary:
     missing: Ratio
     breakdown: Breakdown = Breakdown()
     declined_not_applicable: Mapping[str, int] = field(default_factory=dict)
+    eras_item: int | None = None  # None: a process measure (in no ERAS item)
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,10 @@ def _normalise(filters: Filters | None) -> dict[str, tuple[str, ...]]:
 
 
 def _row(case: AuditCase, attributes: Mapping[str, str], outcomes: OutcomeDefinitions | None,
-         tz: tzinfo) -> PatientRow:
+         tz: tzinfo, items: Mapping[str, int]) -> PatientRow:
     ev = case.evaluation
     return PatientRow(
-        patient_id=ev.patient_id, attributes=attributes, compliance=patient_compliance(ev),
+        patient_id=ev.patient_id, attributes=attributes, compliance=patient_compliance(ev, items),
         cells={r.element_id: element_cell(r) for r in ev.elements},
         missing=frozenset(r.element_id for r in ev.elements if is_missing(r)),
         outcomes=None if outcomes is None else patient_outcomes(
@@ -231,6 +233,7 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     `procedures` is how many patients had the procedure in the period (for coverage); `tz` is
     the hospital's zone (surgery month, local days of outcomes)."""
     wanted = _normalise(filters)
+    items = eras_item_of(pathway)
     rows = []
     for case in cases:
         if (case.evaluation.pathway_id, case.evaluation.pathway_version) != (pathway.id, pathway.version):
@@ -238,13 +241,14 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
                              f"{case.evaluation.pathway_id} v{case.evaluation.pathway_version}")
         attrs = case_attributes(case, tz=tz, surgery_anchor=surgery_anchor)
         if all(attrs.get(key) in values for key, values in wanted.items()):
-            rows.append(_row(case, attrs, outcomes, tz))
+            rows.append(_row(case, attrs, outcomes, tz, items))
     threshold = pathway.audit.high_compliance
     ordered = elements_in_order(pathway)
     report = cohort_compliance((r.compliance for r in rows), high_threshold=threshold)
     completeness = _completeness(ordered, rows, report, procedures, top_missing,
                                  pathway.audit.missing_data_limit)
-    elements = tuple(_element_summary(el, rows, report, completeness) for el in ordered)
+    elements = tuple(_element_summary(el, rows, report, completeness, items.get(el.id))
+                     for el in ordered)
     phases: dict[str, Ratio] = {p: report.by_phase[p] for p in PHASES if p in report.by_phase}
     return AuditReport(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
@@ -258,8 +262,13 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     )
 
 
+def eras_item_of(pathway: Pathway) -> dict[str, int]:
+    """Element id -> its ERAS item number (the pathway's `audit.eras_items`)."""
+    return dict(plan_of(pathway).eras_items)
+
+
 def _element_summary(el: Element, rows: Sequence[PatientRow], report: ComplianceReport,
-                     completeness: Completeness) -> ElementSummary:
+                     completeness: Completeness, item: int | None) -> ElementSummary:
     reasons: dict[str, int] = {}
     for r in rows:
         for reason in set(r.declined_not_applicable.get(el.id, ())):
@@ -267,7 +276,7 @@ def _element_summary(el: Element, rows: Sequence[PatientRow], report: Compliance
     return ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
                           completeness.by_element[el.id],
                           Breakdown.of(r.cells[el.id] for r in rows if el.id in r.cells),
-                          dict(sorted(reasons.items())))
+                          dict(sorted(reasons.items())), item)
 
 
 def _declined_by_ward(rows: Sequence[PatientRow]) -> tuple[DeclinedNotApplicable, ...]:
@@ -333,7 +342,7 @@ def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
 def compare_outcomes(rows: Sequence[PatientRow],
                       threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
     """High (>= threshold) and lower compliance groups; patients with nothing counted are in neither."""
-    scored = [r for r in rows if r.outcomes is not None and r.compliance.overall.counted]
+    scored = [r for r in rows if r.outcomes is not None and r.compliance.headline.counted]
     values = [r.outcomes.values() for r in scored if r.outcomes is not None]
     names = list(values[0]) if values else []
     binary = {n: any(isinstance(v.get(n), bool) for v in values) for n in names}

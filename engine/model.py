@@ -208,6 +208,14 @@ DEFAULT_PHASE_ENDS: dict[Phase, str] = {
     "post-op": "discharge"}
 
 
+class ErasItem(_Frozen):
+    """One ERAS Society item (EIAS: one result per item) and the elements that make it up."""
+
+    title: str
+    elements: tuple[Identifier, ...] = Field(
+        min_length=1, description="compliant when all of these that count are done")
+
+
 class Audit(_Frozen):
     """How quality teams judge this pathway's compliance."""
 
@@ -216,6 +224,10 @@ class Audit(_Frozen):
     missing_data_limit: float = Field(
         0.1, ge=0, le=1, description="EIAS data quality: the largest share of an element's counted "
                                      "results that may be missing data (nothing documented)")
+    eras_items: dict[int, ErasItem] = Field(
+        default_factory=dict,
+        description="ERAS item number -> its elements; the ERAS-item figure and the "
+                    "high-compliance line count these; other elements are process measures")
     phase_ends: dict[Phase, Identifier] = Field(
         default_factory=lambda: dict(DEFAULT_PHASE_ENDS),
         description="the anchor ending each phase: proof after an element's window and before "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, NamedTuple
@@ -97,6 +98,8 @@ class Evaluation:
     actions: tuple[PlannedAction, ...]
     next_change_at: datetime | None
     warnings: tuple[str, ...] = ()
+    # element id -> ERAS item number (the pathway's audit.eras_items); empty when it has none
+    eras_items: Mapping[str, int] = field(default_factory=dict)
 
     def element(self, element_id: str) -> ElementResult:
         for result in self.elements:
