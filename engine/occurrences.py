@@ -8,7 +8,7 @@ from typing import NamedTuple
 from engine.context import EvaluationContext
 from engine.facts import Fact
 from engine.plan import CompiledElement, CompiledWindow
-from engine.results import Counts, ElementResult, Occurrence, Status
+from engine.results import Counts, ElementResult, Occurrence, Status, completed_status
 
 MAX_OCCURRENCES = 500
 
@@ -144,9 +144,9 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
                           tuple(f.source or f.concept for f in proof[:need]), None, "done")
     task = ctx.task(key)
     if task is not None and task.status == "completed" and el.evidence.task:
-        after = task.at is not None and closes is not None and task.at > closes
-        return Occurrence(*head, Status.DONE_LATE if after else Status.DONE, task.at,
-                          (task.source or f"task:{key}",), None, "not-done" if after else "done")
+        status = completed_status(task.at, closes)
+        return Occurrence(*head, status, task.at, (task.source or f"task:{key}",), None,
+                          "done" if status is Status.DONE else "not-done")
     if task is not None and task.status == "cancelled" and task.reason in ctx.decline_reasons:
         declined: Counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
         return Occurrence(*head, Status.DECLINED, None, (task.source or f"task:{key}",),

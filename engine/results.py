@@ -21,6 +21,11 @@ class Status(StrEnum):
 
 
 OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
+
+
+def completed_status(at: datetime | None, closes: datetime | None) -> Status:
+    """Work completed at `at`: done inside the window (closes inclusive), else done late."""
+    return Status.DONE_LATE if at is not None and closes is not None and at > closes else Status.DONE
 Counts = Literal["done", "not-done"] | None
 
 
