@@ -447,6 +447,17 @@ PATIENTS = (
 )
 
 
+def p36_analgesia_plan_task_completed_late() -> Episode:
+    """The analgesia plan's Task completed in the EHR 8 h after surgery end (window closes 6 h)."""
+    ep = compliant("P36", dec(17), surgeon="B", ward="W1")
+    return ep.task("multimodal_analgesia_prescribed", ep.end + 8 * H, by="anaesthetist-1")
+
+
+# Patients for issue 9's engine fixes, checked one by one (tests/audit/test_gold_cohort.py),
+# outside the 35-patient totals above.
+TIMELINESS_PATIENTS = (p36_analgesia_plan_task_completed_late,)
+
+
 @cache
 def gold_cohort() -> tuple[AuditCase, ...]:
     """The 35 episodes evaluated at AUDIT_NOW in Europe/London."""

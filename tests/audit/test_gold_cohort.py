@@ -33,7 +33,7 @@ from engine.audit_export import declines_csv, matrix_csv, summary_csv
 from engine.compliance import Ratio
 from engine.outcomes import load_outcome_definitions
 from engine.results import Status
-from tests.audit.cohort import LONDON, gold_cohort, lumbar
+from tests.audit.cohort import LONDON, H, gold_cohort, lumbar, p36_analgesia_plan_task_completed_late
 
 # (done, counted) per patient.
 PATIENT_COMPLIANCE: dict[str, tuple[int, int]] = {
@@ -251,6 +251,22 @@ def test_gold_cohort_missing_data_limit(report: AuditReport) -> None:
     assert set(done.over_limit) == {"glycaemic_optimisation", "ponv_prophylaxis_high_risk",
                                     "ponv_rescue_vomiting", "nsaid_within_limits",
                                     "nicotine_free_reminder"}
+
+
+def test_gold_p36_task_completed_late_in_the_ehr() -> None:
+    # The compliant episode (39/39, 18/18 ERAS items) with the analgesia plan's Task completed
+    # at surgery end + 8 h: its window (end - 2 h .. end + 6 h) had closed 2 h before.
+    # -> multimodal_analgesia_prescribed done late: 38/39 elements; ERAS item 20 not
+    # compliant: 17/18 items; split: 38 done, 1 done late, 0 not done, 0 missing.
+    case = p36_analgesia_plan_task_completed_late().case()
+    result = case.evaluation.element("multimodal_analgesia_prescribed")
+    end = case.evaluation.anchors["surgery_end"]
+    assert end is not None
+    assert (result.status, result.occurrences[0].done_at) == (Status.DONE_LATE, end + 8 * H)
+    (row,) = audit_report(lumbar(), [case], tz=LONDON).patients
+    assert (row.compliance.overall, row.compliance.eras) == (Ratio(38, 39), Ratio(17, 18))
+    assert row.breakdown == Breakdown(38, 1, 0, 0)
+    assert row.cells["multimodal_analgesia_prescribed"] == "done-late"
 
 
 def test_gold_cohort_done_late() -> None:
