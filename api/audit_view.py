@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.audit import Breakdown, Completeness, OutcomeGroup
+from engine.audit import Completeness, OutcomeGroup
+from engine.audit_cells import Breakdown
 from engine.compliance import Ratio
 from engine.model import Pathway
 from store.audit_summary import StoredAudit

@@ -6,8 +6,15 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from statistics import fmean, median
-from typing import Literal
 
+from engine.audit_cells import (
+    Breakdown,
+    Cell,
+    DeclinedNotApplicable,
+    element_cell,
+    is_missing,
+    not_applicable_declines,
+)
 from engine.compliance import (
     ComplianceReport,
     PatientCompliance,
@@ -19,16 +26,9 @@ from engine.facts import PatientFacts
 from engine.model import PHASES, Element, Pathway
 from engine.outcomes import OutcomeDefinitions, OutcomeValue, PatientOutcomes, patient_outcomes
 from engine.plan import plan_of
-from engine.results import ElementResult, Evaluation, Status
+from engine.results import Evaluation, Status
 
-# Counted cells: done, done-late, not-done (documented: declined with a not-done reason) and
-# missing (nothing documented), kept apart as EIAS does. Not counted: excluded (not yet due),
-# n-a (not applicable) and n-a-declined (declined with a not-applicable reason: listed apart,
-# so a ward cannot shrink its denominator unseen).
-Cell = Literal["done", "done-late", "not-done", "missing", "excluded", "n-a", "n-a-declined"]
-COUNTED_CELLS: frozenset[Cell] = frozenset({"done", "done-late", "not-done", "missing"})
 SURGERY_MONTH = "surgery_month"
-_MISSING = frozenset({Status.MISSED, Status.OVERDUE})
 
 
 @dataclass(frozen=True)
@@ -38,64 +38,6 @@ class AuditCase:
     facts: PatientFacts
     evaluation: Evaluation
     attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-def element_cell(result: ElementResult) -> Cell:
-    """The element's cell in the audit (see `Cell`); a counted element takes its status."""
-    if result.counts == "done":
-        return "done"
-    if result.counts == "not-done":
-        if result.status is Status.DONE_LATE:
-            return "done-late"
-        return "missing" if result.status in _MISSING else "not-done"
-    if result.status is Status.DECLINED:
-        return "n-a-declined"
-    return "n-a" if result.status is Status.NOT_APPLICABLE else "excluded"
-
-
-def is_missing(result: ElementResult) -> bool:
-    """Counted with neither evidence nor a documented decline (EIAS 'missing data')."""
-    return result.counts == "not-done" and result.status in _MISSING
-
-
-def not_applicable_declines(result: ElementResult) -> tuple[str, ...]:
-    """Reasons of the occurrences declined with a reason that makes them not applicable."""
-    return tuple(o.decline_reason or "" for o in result.occurrences
-                 if o.status is Status.DECLINED and o.counts is None)
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    """Counted results as EIAS splits them; `counted` is their sum, compliance done/counted."""
-
-    done: int = 0
-    done_late: int = 0
-    not_done: int = 0
-    missing: int = 0
-
-    @property
-    def counted(self) -> int:
-        return self.done + self.done_late + self.not_done + self.missing
-
-    def __add__(self, other: Breakdown) -> Breakdown:
-        return Breakdown(self.done + other.done, self.done_late + other.done_late,
-                         self.not_done + other.not_done, self.missing + other.missing)
-
-    @classmethod
-    def of(cls, cells: Iterable[Cell]) -> Breakdown:
-        listed = list(cells)
-        return cls(listed.count("done"), listed.count("done-late"), listed.count("not-done"),
-                   listed.count("missing"))
-
-
-@dataclass(frozen=True)
-class DeclinedNotApplicable:
-    """Patients whose element was declined as not applicable, by ward and reason."""
-
-    element_id: str
-    ward: str
-    reason: str
-    patients: int
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import csv
 import io
 from collections.abc import Iterable
 
-from engine.audit import AuditReport, Breakdown
+from engine.audit import AuditReport
+from engine.audit_cells import Breakdown
 from engine.compliance import Ratio
 
 MATRIX_TAIL = ("done", "counted", "percent")

@@ -15,7 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import Session
 
-from engine.audit import Breakdown
+from engine.audit_cells import Breakdown
 from engine.audit_export import percent
 from engine.loader import load_pathway
 from eras_cli.patient_cmds import settings as runtime_settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from engine.audit import COUNTED_CELLS, AuditReport, elements_in_order
+from engine.audit import AuditReport, elements_in_order
+from engine.audit_cells import COUNTED_CELLS
 from engine.compliance import Ratio
 from engine.model import Pathway
 from fhir_adapters.plandefinition import CANONICAL_BASE, canonical, fhir_id

@@ -17,9 +17,7 @@ from sqlmodel import Session
 
 from engine.audit import (
     AuditCase,
-    Breakdown,
     Completeness,
-    DeclinedNotApplicable,
     ElementSummary,
     MonthTrend,
     OutcomeGroup,
@@ -27,9 +25,9 @@ from engine.audit import (
     compare_outcomes,
     elements_in_order,
     eras_item_of,
-    not_applicable_declines,
     over_missing_limit,
 )
+from engine.audit_cells import Breakdown, DeclinedNotApplicable, not_applicable_declines
 from engine.compliance import PatientCompliance, Ratio, cohort_compliance, item_ratios
 from engine.facts import PatientFacts
 from engine.model import PHASES, Pathway

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from engine.audit import is_missing
+from engine.audit_cells import is_missing
 from engine.compliance import patient_compliance
 from engine.facts import PatientFacts
 from engine.model import Pathway

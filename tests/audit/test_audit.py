@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.audit import AuditCase, audit_report, case_attributes, element_cell, is_missing
+from engine.audit import AuditCase, audit_report, case_attributes
+from engine.audit_cells import element_cell, is_missing
 from engine.compliance import Ratio
 from engine.results import ElementResult, Evaluation, Status
 from tests.audit.cohort import LONDON, gold_cohort, lumbar, p01_compliant, p33_no_preparation

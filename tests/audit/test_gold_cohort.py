@@ -22,13 +22,8 @@ import io
 
 import pytest
 
-from engine.audit import (
-    AuditReport,
-    Breakdown,
-    DeclinedNotApplicable,
-    audit_report,
-    patient_timeline,
-)
+from engine.audit import AuditReport, audit_report, patient_timeline
+from engine.audit_cells import Breakdown, DeclinedNotApplicable
 from engine.audit_export import declines_csv, matrix_csv, summary_csv
 from engine.compliance import Ratio
 from engine.outcomes import load_outcome_definitions
