@@ -57,6 +57,7 @@ STATUS_ROWS = [
     (Status.DUE, None, "ready", None),
     (Status.OVERDUE, None, "ready", None),
     (Status.DONE, None, "completed", None),
+    (Status.DONE_LATE, None, "completed", None),  # completed; businessStatus says done-late
     (Status.DECLINED, "patient-refused", "cancelled", "patient-refused"),
     (Status.MISSED, None, "failed", "window-closed"),
     (Status.NOT_APPLICABLE, None, "cancelled", "not-applicable"),
