@@ -8,7 +8,14 @@ from typing import NamedTuple
 from engine.context import EvaluationContext
 from engine.facts import Fact
 from engine.plan import CompiledElement, CompiledWindow
-from engine.results import Counts, ElementResult, Occurrence, Status, completed_status
+from engine.results import (
+    DOCUMENTED_NOT_DONE,
+    Counts,
+    ElementResult,
+    Occurrence,
+    Status,
+    completed_status,
+)
 
 MAX_OCCURRENCES = 500
 
@@ -112,6 +119,16 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, start: dat
     return found
 
 
+def _documented_not_done(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
+                         span: tuple[datetime | None, datetime | None]) -> Fact | None:
+    """The first record, in the evidence window, that the work was not done (EIAS 'not done')."""
+    for concept in c.element.evidence.concepts:
+        for fact in ctx.not_done.between(concept, *span):
+            if ctx.fact_matches(c.evidence_where, fact):
+                return fact
+    return None
+
+
 def _late(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
           closed: datetime | None) -> list[Fact]:
     """Proof timed after the evidence window closed, before the next occurrence opens and
@@ -151,6 +168,10 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
         declined: Counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
         return Occurrence(*head, Status.DECLINED, None, (task.source or f"task:{key}",),
                           task.reason, declined)
+    documented = None if span is None else _documented_not_done(ctx, c, slot, span)
+    if documented is not None:
+        return Occurrence(*head, Status.DECLINED, None, (documented.source or documented.concept,),
+                          DOCUMENTED_NOT_DONE, "not-done")
     late = [] if span is None else _late(ctx, c, slot, span[1])
     if len(proof) + len(late) >= need:
         used = (proof + late)[:need]

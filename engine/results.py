@@ -21,6 +21,9 @@ class Status(StrEnum):
 
 
 OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
+# The decline reason of an occurrence the record documents as not done (e.g. a Procedure with
+# status not-done; its own reason stays on that record, named in the occurrence's evidence).
+DOCUMENTED_NOT_DONE = "documented-not-done"
 
 
 def completed_status(at: datetime | None, closes: datetime | None) -> Status:

@@ -28,7 +28,14 @@ from engine.audit_export import declines_csv, matrix_csv, summary_csv
 from engine.compliance import Ratio
 from engine.outcomes import load_outcome_definitions
 from engine.results import Status
-from tests.audit.cohort import LONDON, H, gold_cohort, lumbar, p36_analgesia_plan_task_completed_late
+from tests.audit.cohort import (
+    LONDON,
+    H,
+    gold_cohort,
+    lumbar,
+    p36_analgesia_plan_task_completed_late,
+    p37_psychological_screening_documented_not_done,
+)
 
 # (done, counted) per patient.
 PATIENT_COMPLIANCE: dict[str, tuple[int, int]] = {
@@ -262,6 +269,18 @@ def test_gold_p36_task_completed_late_in_the_ehr() -> None:
     assert (row.compliance.overall, row.compliance.eras) == (Ratio(38, 39), Ratio(17, 18))
     assert row.breakdown == Breakdown(38, 1, 0, 0)
     assert row.cells["multimodal_analgesia_prescribed"] == "done-late"
+
+
+def test_gold_p37_documented_not_done_is_not_missing_data() -> None:
+    # The compliant episode with psychological screening documented as NOT done in the record
+    # (Procedure status not-done) instead of done: 38/39 elements, 17/18 ERAS items (item 8);
+    # EIAS "not done", not "missing data": split 38 done, 0 late, 1 not done, 0 missing.
+    (row,) = audit_report(lumbar(), [p37_psychological_screening_documented_not_done().case()],
+                          tz=LONDON).patients
+    assert (row.compliance.overall, row.compliance.eras) == (Ratio(38, 39), Ratio(17, 18))
+    assert row.cells["psychological_screening"] == "not-done"
+    assert row.breakdown == Breakdown(38, 0, 1, 0)
+    assert row.missing == frozenset()
 
 
 def test_gold_cohort_done_late() -> None:

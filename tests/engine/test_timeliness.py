@@ -13,6 +13,7 @@ Summer Time starts at 01:00 UTC on Sunday 29 March, so POD1 local times are UTC 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -150,3 +151,32 @@ def test_timeliness_triggered_reassessment(after, status, counts) -> None:
     result = evaluate(pathway(), _patient(trigger, again), now=END + 8 * H,
                       tz=LONDON).element("pain_reassessment")
     assert (result.occurrences[0].status, result.counts) == (status, counts)
+
+
+# Documented as not done in the EHR (a Procedure with status not-done): EIAS "not done", kept
+# apart from missing data (nothing documented). out_of_bed closes at 23:00 on POD0.
+NOT_DONE = Fact("ambulation", END + 2 * H, status="not-done", source="Procedure/nd",
+                attrs={"status_reason": "183944003"})
+
+
+@pytest.mark.parametrize(("facts", "status", "reason", "counts"), [
+    # not done documented at 19:00, nothing else: documented not done, not missing data
+    ([], Status.DECLINED, "documented-not-done", "not-done"),
+    # documented not done at 19:00, then up at 22:00 inside the window: done
+    ([_up(END + 5 * H)], Status.DONE, None, "done"),
+])
+def test_documented_not_done_is_not_missing_data(facts, status, reason, counts) -> None:
+    patient = replace(_patient(*facts), not_done=(NOT_DONE,))
+    occ = evaluate(pathway(), patient, now=POD1_11_LOCAL + H, tz=LONDON).element(
+        "out_of_bed").occurrences[0]
+    assert (occ.status, occ.decline_reason, occ.counts) == (status, reason, counts)
+    if status is Status.DECLINED:
+        assert occ.evidence == ("Procedure/nd",)
+
+
+def test_documented_not_done_facts_prove_nothing() -> None:
+    # A not-done record is never evidence, anchor or condition input: only "documented not done".
+    patient = replace(_patient(), not_done=(replace(NOT_DONE, time=END + 4 * H),))
+    ev = evaluate(pathway(), patient, now=END + 5 * H, tz=LONDON)
+    assert ev.element("walk").occurrences == () or ev.element("walk").status is not Status.DONE
+    assert ev.element("out_of_bed").occurrences[0].status is Status.DECLINED

@@ -249,6 +249,21 @@ def test_facts_from_resources_task_without_last_modified_uses_authored_on(terms:
     assert (state.at, state.reason, state.by) == (at(8), None, None)
 
 
+def test_facts_from_resources_not_done_kept_apart(terms: Terminology) -> None:
+    # Documented as not done: never a fact (no proof, anchor or condition input), but kept as
+    # "documented not done" so the audit does not call it missing data.
+    proc = {"resourceType": "Procedure", "id": "pr9", "status": "not-done", "subject": PATIENT,
+            "code": cc(SCT, "229772003"), "performedDateTime": "2024-03-02T09:00:00Z",
+            "statusReason": cc(SCT, "183944003")}
+    reading = read(terms, proc, med_admin("7804", 10, "mg", status="not-done"))
+    assert reading.facts.facts == ()
+    (walk, opioid) = reading.facts.not_done
+    assert (walk.concept, walk.time, walk.status, walk.source) == (
+        "ambulation", at(9, day=2), "not-done", "Procedure/pr9")
+    assert walk.attrs["status_reason"] == "183944003"
+    assert (opioid.concept, opioid.status) == ("opioid_given", "not-done")
+
+
 _DONE = {**{k: v for k, v in TASK.items() if k not in ("statusReason", "lastModified")},
          "status": "completed"}
 
