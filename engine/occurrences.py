@@ -119,7 +119,7 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, start: dat
     return found
 
 
-def _documented_not_done(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
+def _documented_not_done(ctx: EvaluationContext, c: CompiledElement,
                          span: tuple[datetime | None, datetime | None]) -> Fact | None:
     """The first record, in the evidence window, that the work was not done (EIAS 'not done')."""
     for concept in c.element.evidence.concepts:
@@ -168,7 +168,7 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
         declined: Counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
         return Occurrence(*head, Status.DECLINED, None, (task.source or f"task:{key}",),
                           task.reason, declined)
-    documented = None if span is None else _documented_not_done(ctx, c, slot, span)
+    documented = None if span is None else _documented_not_done(ctx, c, span)
     if documented is not None:
         return Occurrence(*head, Status.DECLINED, None, (documented.source or documented.concept,),
                           DOCUMENTED_NOT_DONE, "not-done")
