@@ -58,11 +58,12 @@ def trend_line(trend: Sequence[MonthTrend]) -> str:
 
 
 def los_scatter(patients: Sequence[PatientSummary]) -> str:
-    """Each discharged patient: compliance (x) against length of stay in days (y)."""
+    """Each discharged patient: compliance (x: over the ERAS items, as the outcome groups; all
+    elements when the pathway maps none) against length of stay in days (y)."""
     height, top, bottom, left = 260, 10, 30, 40
     plot_w, plot_h = WIDTH - left - 20, height - top - bottom
-    known = [(p.compliance.value, float(p.outcomes["length_of_stay_days"])) for p in patients
-             if p.compliance.value is not None and p.outcomes
+    known = [(value, float(p.outcomes["length_of_stay_days"])) for p in patients
+             if (value := (p.eras or p.compliance).value) is not None and p.outcomes
              and p.outcomes.get("length_of_stay_days") is not None]
     longest = max((los for _, los in known), default=1.0) or 1.0
     parts = [f'<svg id="chart-scatter" class="chart" role="img" viewBox="0 0 {WIDTH} {height}" '

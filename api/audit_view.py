@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.audit import Completeness, OutcomeGroup
+from engine.audit_cells import Breakdown
 from engine.compliance import Ratio
 from engine.model import Pathway
 from store.audit_summary import StoredAudit
@@ -30,19 +31,36 @@ def outcomes_json(groups: tuple[OutcomeGroup, OutcomeGroup] | None) -> list[dict
         for name, s in g.stats.items()}} for g in groups]
 
 
+def breakdown_json(b: Breakdown) -> dict[str, int]:
+    """Counted results split: done, done late, not done (documented), missing data."""
+    return {"done": b.done, "done_late": b.done_late, "not_done": b.not_done, "missing": b.missing,
+            "counted": b.counted}
+
+
 def compliance_json(audit: StoredAudit, label: Label) -> dict[str, Any]:
-    """Per element, per phase, per patient, overall, high share, trend by month, outcome groups."""
+    """Per element, per phase, per patient, overall (all elements and ERAS items), high share
+    (by ERAS items), the done / done late / not done / missing split, declines that made an
+    element not applicable, trend by month, outcome groups."""
     return {
         "pathway": audit.pathway_id, "version": audit.pathway_version,
         "high_threshold": audit.high_threshold,
-        "overall": ratio_json(audit.overall), "high": ratio_json(audit.high),
+        "overall": ratio_json(audit.overall), "eras": ratio_json(audit.eras),
+        "high": ratio_json(audit.high), "breakdown": breakdown_json(audit.breakdown),
+        "items": {str(n): ratio_json(r) for n, r in audit.by_item.items()},
         "elements": [{"element": e.element_id, "title": e.title, "phase": e.phase,
-                      **(ratio_json(e.compliance) or {})} for e in audit.elements],
+                      "eras_item": e.eras_item, **(ratio_json(e.compliance) or {}),
+                      "breakdown": breakdown_json(e.breakdown),
+                      "declined_not_applicable": dict(e.declined_not_applicable)}
+                     for e in audit.elements],
         "phases": {p: ratio_json(r) for p, r in audit.phases.items()},
+        "phase_breakdown": {p: breakdown_json(b) for p, b in audit.phase_breakdown.items()},
         "patients": [{"patient": label(p.patient_ref), "enrolment_id": p.enrolment_id,
                       "month": p.month, **(ratio_json(p.compliance) or {}), "missing": p.missing,
+                      "eras": ratio_json(p.eras), "breakdown": breakdown_json(p.breakdown),
                       "length_of_stay_days": (p.outcomes or {}).get("length_of_stay_days")}
                      for p in audit.patients],
+        "declined_not_applicable": [{"element": d.element_id, "ward": d.ward, "reason": d.reason,
+                                     "patients": d.patients} for d in audit.declined_not_applicable],
         "trend": [{"month": t.month, "patients": t.patients, "compliance": ratio_json(t.compliance),
                    "high": ratio_json(t.high)} for t in audit.trend],
         "outcomes": outcomes_json(audit.outcomes),
@@ -53,6 +71,7 @@ def completeness_json(done: Completeness, titles: Mapping[str, str]) -> dict[str
     """EIAS data completeness: coverage, missing data overall and per element, most undocumented."""
     return {
         "coverage": ratio_json(done.coverage), "missing": ratio_json(done.missing),
+        "missing_limit": done.missing_limit, "over_limit": list(done.over_limit),
         "elements": [{"element": e, "title": titles.get(e, e), **(ratio_json(r) or {})}
                      for e, r in done.by_element.items()],
         "most_undocumented": [{"element": e, "title": titles.get(e, e), **(ratio_json(r) or {})}

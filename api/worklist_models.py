@@ -31,7 +31,8 @@ class RecordPromptPublic(BaseModel):
 class WorklistItemBase(BaseModel):
     key: str
     title: str
-    status: Literal["upcoming", "due", "overdue"]
+    # late: the window has closed; completing it now records it as done late (not compliant)
+    status: Literal["upcoming", "due", "overdue", "late"]
     priority: str
     role: str
     due: datetime | None

@@ -26,7 +26,10 @@ def parse_window(text: str | None, default_hours: float) -> timedelta:
 
 
 def live_status(action: PlannedAction, now: datetime) -> str:
-    """Overdue past due, due once open, else upcoming: the clock moves between evaluations."""
+    """Late once its window has closed (completing it now is done late, not compliant),
+    overdue past due, due once open, else upcoming: the clock moves between evaluations."""
+    if action.closes is not None and as_utc(action.closes) < now:
+        return "late"
     if action.due is not None and as_utc(action.due) < now:
         return "overdue"
     if action.opens is None or as_utc(action.opens) <= now:

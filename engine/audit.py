@@ -6,8 +6,15 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from statistics import fmean, median
-from typing import Literal
 
+from engine.audit_cells import (
+    Breakdown,
+    Cell,
+    DeclinedNotApplicable,
+    element_cell,
+    is_missing,
+    not_applicable_declines,
+)
 from engine.compliance import (
     ComplianceReport,
     PatientCompliance,
@@ -18,11 +25,10 @@ from engine.compliance import (
 from engine.facts import PatientFacts
 from engine.model import PHASES, Element, Pathway
 from engine.outcomes import OutcomeDefinitions, OutcomeValue, PatientOutcomes, patient_outcomes
-from engine.results import ElementResult, Evaluation, Status
+from engine.plan import plan_of
+from engine.results import Evaluation, Status
 
-Cell = Literal["done", "not-done", "excluded", "n-a"]
 SURGERY_MONTH = "surgery_month"
-_MISSING = frozenset({Status.MISSED, Status.OVERDUE})
 
 
 @dataclass(frozen=True)
@@ -32,21 +38,6 @@ class AuditCase:
     facts: PatientFacts
     evaluation: Evaluation
     attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-def element_cell(result: ElementResult) -> Cell:
-    """done / not-done when counted; n-a when not applicable (or declined as such); else excluded
-    (not yet due, or waiting for its anchor)."""
-    if result.counts is not None:
-        return result.counts
-    if result.status in (Status.NOT_APPLICABLE, Status.DECLINED):
-        return "n-a"
-    return "excluded"
-
-
-def is_missing(result: ElementResult) -> bool:
-    """Counted with neither evidence nor a documented decline (EIAS 'missing data')."""
-    return result.counts == "not-done" and result.status in _MISSING
 
 
 @dataclass(frozen=True)
@@ -59,15 +50,25 @@ class PatientRow:
     cells: Mapping[str, Cell]
     missing: frozenset[str]
     outcomes: PatientOutcomes | None = None
+    declined_not_applicable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def breakdown(self) -> Breakdown:
+        return Breakdown.of(self.cells.values())
 
 
 @dataclass(frozen=True)
 class ElementSummary:
+    """One element over the cohort: compliance, missing data, the split, N/A declines."""
+
     element_id: str
     title: str
     phase: str
     compliance: Ratio
     missing: Ratio
+    breakdown: Breakdown = Breakdown()
+    declined_not_applicable: Mapping[str, int] = field(default_factory=dict)
+    eras_item: int | None = None  # None: a process measure (in no ERAS item)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Completeness:
     missing: Ratio
     by_element: Mapping[str, Ratio]
     most_undocumented: tuple[tuple[str, Ratio], ...]
+    missing_limit: float = 0.1
+    over_limit: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,9 @@ class AuditReport:
     trend: tuple[MonthTrend, ...]
     completeness: Completeness
     outcomes: tuple[OutcomeGroup, OutcomeGroup] | None = None
+    breakdown: Breakdown = Breakdown()
+    phase_breakdown: Mapping[str, Breakdown] = field(default_factory=dict)
+    declined_not_applicable: tuple[DeclinedNotApplicable, ...] = ()
 
 
 def case_attributes(case: AuditCase, *, tz: tzinfo = UTC,
@@ -148,14 +154,16 @@ def _normalise(filters: Filters | None) -> dict[str, tuple[str, ...]]:
 
 
 def _row(case: AuditCase, attributes: Mapping[str, str], outcomes: OutcomeDefinitions | None,
-         tz: tzinfo) -> PatientRow:
+         tz: tzinfo, items: Mapping[str, int]) -> PatientRow:
     ev = case.evaluation
     return PatientRow(
-        patient_id=ev.patient_id, attributes=attributes, compliance=patient_compliance(ev),
+        patient_id=ev.patient_id, attributes=attributes, compliance=patient_compliance(ev, items),
         cells={r.element_id: element_cell(r) for r in ev.elements},
         missing=frozenset(r.element_id for r in ev.elements if is_missing(r)),
         outcomes=None if outcomes is None else patient_outcomes(
-            case.facts, ev, definitions=outcomes, tz=tz))
+            case.facts, ev, definitions=outcomes, tz=tz),
+        declined_not_applicable={r.element_id: reasons for r in ev.elements
+                                 if (reasons := not_applicable_declines(r))})
 
 
 def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: int | None = None,
@@ -167,6 +175,7 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     `procedures` is how many patients had the procedure in the period (for coverage); `tz` is
     the hospital's zone (surgery month, local days of outcomes)."""
     wanted = _normalise(filters)
+    items = eras_item_of(pathway)
     rows = []
     for case in cases:
         if (case.evaluation.pathway_id, case.evaluation.pathway_version) != (pathway.id, pathway.version):
@@ -174,21 +183,54 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
                              f"{case.evaluation.pathway_id} v{case.evaluation.pathway_version}")
         attrs = case_attributes(case, tz=tz, surgery_anchor=surgery_anchor)
         if all(attrs.get(key) in values for key, values in wanted.items()):
-            rows.append(_row(case, attrs, outcomes, tz))
+            rows.append(_row(case, attrs, outcomes, tz, items))
     threshold = pathway.audit.high_compliance
     ordered = elements_in_order(pathway)
     report = cohort_compliance((r.compliance for r in rows), high_threshold=threshold)
-    completeness = _completeness(ordered, rows, report, procedures, top_missing)
+    completeness = _completeness(ordered, rows, report, procedures, top_missing,
+                                 pathway.audit.missing_data_limit)
+    elements = tuple(_element_summary(el, rows, report, completeness, items.get(el.id))
+                     for el in ordered)
+    phases: dict[str, Ratio] = {p: report.by_phase[p] for p in PHASES if p in report.by_phase}
     return AuditReport(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
-        filters=wanted, compliance=report, patients=tuple(rows),
-        elements=tuple(ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
-                                      completeness.by_element[el.id]) for el in ordered),
-        phases={p: report.by_phase[p] for p in PHASES if p in report.by_phase},
-        trend=_trend(rows, threshold),
-        completeness=completeness,
+        filters=wanted, compliance=report, patients=tuple(rows), elements=elements,
+        phases=phases, trend=_trend(rows, threshold), completeness=completeness,
         outcomes=None if outcomes is None else compare_outcomes(rows, threshold),
+        breakdown=sum((e.breakdown for e in elements), Breakdown()),
+        phase_breakdown={p: sum((e.breakdown for e in elements if e.phase == p), Breakdown())
+                         for p in phases},
+        declined_not_applicable=_declined_by_ward(rows),
     )
+
+
+def eras_item_of(pathway: Pathway) -> dict[str, int]:
+    """Element id -> its ERAS item number (the pathway's `audit.eras_items`)."""
+    return dict(plan_of(pathway).eras_items)
+
+
+def _element_summary(el: Element, rows: Sequence[PatientRow], report: ComplianceReport,
+                     completeness: Completeness, item: int | None) -> ElementSummary:
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for reason in set(r.declined_not_applicable.get(el.id, ())):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return ElementSummary(el.id, el.title, el.phase, report.by_element.get(el.id, Ratio()),
+                          completeness.by_element[el.id],
+                          Breakdown.of(r.cells[el.id] for r in rows if el.id in r.cells),
+                          dict(sorted(reasons.items())), item)
+
+
+def _declined_by_ward(rows: Sequence[PatientRow]) -> tuple[DeclinedNotApplicable, ...]:
+    """Patients per (element, ward, reason) declined as not applicable; ward '' when unknown."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        ward = r.attributes.get("ward", "")
+        for element_id, reasons in r.declined_not_applicable.items():
+            for reason in set(reasons):
+                key = (element_id, ward, reason)
+                counts[key] = counts.get(key, 0) + 1
+    return tuple(DeclinedNotApplicable(*key, n) for key, n in sorted(counts.items()))
 
 
 def elements_in_order(pathway: Pathway) -> tuple[Element, ...]:
@@ -198,7 +240,7 @@ def elements_in_order(pathway: Pathway) -> tuple[Element, ...]:
 
 
 def _completeness(elements: Sequence[Element], rows: Sequence[PatientRow], report: ComplianceReport,
-                  procedures: int | None, top: int) -> Completeness:
+                  procedures: int | None, top: int, limit: float) -> Completeness:
     by_element = {}
     for el in elements:
         missing = sum(1 for r in rows if el.id in r.missing)
@@ -208,7 +250,13 @@ def _completeness(elements: Sequence[Element], rows: Sequence[PatientRow], repor
     ranked = sorted((item for item in by_element.items() if item[1].done),
                     key=lambda item: (-item[1].done, -(item[1].value or 0), order[item[0]]))
     coverage = None if procedures is None else Ratio(len(rows), procedures)
-    return Completeness(coverage, total, by_element, tuple(ranked[:top]))
+    return Completeness(coverage, total, by_element, tuple(ranked[:top]), limit,
+                        over_missing_limit(by_element, limit))
+
+
+def over_missing_limit(by_element: Mapping[str, Ratio], limit: float) -> tuple[str, ...]:
+    """Elements whose missing data exceed the EIAS data-quality limit (share of counted)."""
+    return tuple(e for e, r in by_element.items() if r.value is not None and r.value > limit)
 
 
 def _trend(rows: Sequence[PatientRow], threshold: float) -> tuple[MonthTrend, ...]:
@@ -236,7 +284,7 @@ def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
 def compare_outcomes(rows: Sequence[PatientRow],
                       threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
     """High (>= threshold) and lower compliance groups; patients with nothing counted are in neither."""
-    scored = [r for r in rows if r.outcomes is not None and r.compliance.overall.counted]
+    scored = [r for r in rows if r.outcomes is not None and r.compliance.headline.counted]
     values = [r.outcomes.values() for r in scored if r.outcomes is not None]
     names = list(values[0]) if values else []
     binary = {n: any(isinstance(v.get(n), bool) for v in values) for n in names}

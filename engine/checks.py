@@ -91,6 +91,23 @@ def _check_anchors(c: _Checker, root: Located) -> None:
             nxt = c.pathway.anchors[nxt].fallback
 
 
+def _eras_items(c: _Checker, root: Located) -> dict[str, int]:
+    """Element id -> ERAS item; each element in at most one item, every one a pathway element."""
+    known = {el.id for el in c.pathway.elements}
+    items: dict[str, int] = {}
+    for number, item in c.pathway.audit.eras_items.items():
+        for i, element_id in enumerate(item.elements):
+            sub = ("audit", "eras_items", str(number), "elements", i)
+            if element_id not in known:
+                c.problems.append(root.problem(sub, f"unknown element '{element_id}'"))
+            elif element_id in items:
+                c.problems.append(root.problem(sub, (
+                    f"'{element_id}' is already in ERAS item {items[element_id]}")))
+            else:
+                items[element_id] = number
+    return items
+
+
 def _check_header(c: _Checker, root: Located) -> None:
     for i, name in enumerate(c.pathway.enrols_on):
         c.concept(root, ("enrols_on", i), name)
@@ -185,7 +202,8 @@ def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
         compiled_scores.append(CompiledScore(name, score, tuple(items)))
     compiled = tuple(_compile_element(c, el, where) for el, where in zip(
         pathway.elements, elements, strict=True))
+    eras_items = _eras_items(c, root)
     if c.problems:
         raise InvalidPathway(c.problems)
     return Plan(elements=compiled, scores=tuple(compiled_scores), terminology=terms,
-                sha256=sha256, files=files)
+                sha256=sha256, files=files, eras_items=eras_items)

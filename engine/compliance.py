@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from engine.results import ElementResult, Evaluation
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -34,20 +37,45 @@ def element_ratio(result: ElementResult) -> Ratio:
     return Ratio(1 if result.counts == "done" else 0, 1)
 
 
+def item_ratios(by_element: Mapping[str, Ratio], items: Mapping[str, int]) -> dict[int, Ratio]:
+    """EIAS: one result per ERAS item, counted when any of its elements counts and done when
+    every one that counts is done (PONV prophylaxis and PC6 bands, say, make one item)."""
+    grouped: dict[int, list[Ratio]] = {}
+    for element_id, ratio in by_element.items():
+        item = items.get(element_id)
+        if item is not None and ratio.counted:
+            grouped.setdefault(item, []).append(ratio)
+    return {item: Ratio(1 if all(r.done == r.counted for r in ratios) else 0, 1)
+            for item, ratios in sorted(grouped.items())}
+
+
 @dataclass(frozen=True)
 class PatientCompliance:
-    """One patient's compliance overall and by phase, with each element's contribution."""
+    """One patient's compliance overall (all elements), by phase and element, and over the
+    ERAS items (`eras`, None when the pathway maps no ERAS item)."""
 
     patient_id: str
     overall: Ratio
     by_phase: dict[str, Ratio]
     by_element: dict[str, Ratio]
+    by_item: dict[int, Ratio] = field(default_factory=dict)
+    eras: Ratio | None = None
+
+    @property
+    def headline(self) -> Ratio:
+        """The figure the high-compliance line and outcome comparisons use: the ERAS items
+        (comparable with EIAS), else every element."""
+        return self.overall if self.eras is None else self.eras
 
     def is_high(self, threshold: float) -> bool:
-        return self.overall.value is not None and self.overall.value >= threshold
+        value = self.headline.value
+        return value is not None and value >= threshold
 
 
-def patient_compliance(evaluation: Evaluation) -> PatientCompliance:
+def patient_compliance(evaluation: Evaluation,
+                       items: Mapping[str, int] | None = None) -> PatientCompliance:
+    """`items` (element id -> ERAS item) defaults to the evaluation's own map."""
+    items = evaluation.eras_items if items is None else items
     by_phase: dict[str, Ratio] = {}
     by_element: dict[str, Ratio] = {}
     overall = Ratio()
@@ -56,12 +84,15 @@ def patient_compliance(evaluation: Evaluation) -> PatientCompliance:
         by_element[result.element_id] = ratio
         by_phase[result.phase] = by_phase.get(result.phase, Ratio()) + ratio
         overall = overall + ratio
-    return PatientCompliance(evaluation.patient_id, overall, by_phase, by_element)
+    by_item = item_ratios(by_element, items)
+    eras = sum(by_item.values(), Ratio()) if items else None
+    return PatientCompliance(evaluation.patient_id, overall, by_phase, by_element, by_item, eras)
 
 
 @dataclass(frozen=True)
 class ComplianceReport:
-    """A cohort's compliance: per element and phase (patients), per patient, overall, high share."""
+    """A cohort's compliance: per element, phase and ERAS item (patients), per patient,
+    overall, the ERAS-item figure, and the share of patients at or above the high line."""
 
     patients: tuple[PatientCompliance, ...]
     by_element: dict[str, Ratio] = field(default_factory=dict)
@@ -69,6 +100,8 @@ class ComplianceReport:
     overall: Ratio = Ratio()
     high_threshold: float = 0.7
     high: Ratio = Ratio()
+    by_item: dict[int, Ratio] = field(default_factory=dict)
+    eras: Ratio | None = None
 
 
 def cohort_compliance(patients: Iterable[PatientCompliance], *,
@@ -77,14 +110,23 @@ def cohort_compliance(patients: Iterable[PatientCompliance], *,
     items = tuple(patients)
     by_element: dict[str, Ratio] = {}
     by_phase: dict[str, Ratio] = {}
+    by_item: dict[int, Ratio] = {}
     overall = Ratio()
     high = Ratio()
+    eras: Ratio | None = None
     for pc in items:
-        for element_id, ratio in pc.by_element.items():
-            by_element[element_id] = by_element.get(element_id, Ratio()) + ratio
-        for phase, ratio in pc.by_phase.items():
-            by_phase[phase] = by_phase.get(phase, Ratio()) + ratio
+        _add_into(by_element, pc.by_element)
+        _add_into(by_phase, pc.by_phase)
+        _add_into(by_item, pc.by_item)
         overall = overall + pc.overall
-        if pc.overall.counted:
+        if pc.eras is not None:
+            eras = pc.eras + (eras or Ratio())
+        if pc.headline.counted:
             high = high + Ratio(1 if pc.is_high(high_threshold) else 0, 1)
-    return ComplianceReport(items, by_element, by_phase, overall, high_threshold, high)
+    return ComplianceReport(items, by_element, by_phase, overall, high_threshold, high,
+                            dict(sorted(by_item.items())), eras)
+
+
+def _add_into(total: dict[K, Ratio], part: Mapping[K, Ratio]) -> None:
+    for key, ratio in part.items():
+        total[key] = total.get(key, Ratio()) + ratio

@@ -63,6 +63,7 @@ class EvaluationContext:
         self.now = now
         self.tz = tz
         self.index: FactIndex = self._index(facts, now)
+        self.not_done = FactIndex.build(facts.not_done, now)
         self._vars: dict[str, Any] = {
             "sex": facts.sex,
             "age": age_at(facts.birth_date, now.astimezone(tz).date()),

@@ -70,6 +70,9 @@ class PatientFacts:
     parameters: Mapping[str, str] = field(default_factory=dict)
     facts: tuple[Fact, ...] = ()
     tasks: tuple[TaskState, ...] = ()
+    # Records documenting that something was NOT done (e.g. Procedure.status not-done): never
+    # proof, anchors or condition input; they make an occurrence "not done", not missing data.
+    not_done: tuple[Fact, ...] = ()
 
     def visible_at(self, now: datetime, *, since: datetime | None = None,
                    history: frozenset[str] = frozenset()) -> FactIndex:

@@ -209,11 +209,38 @@ class Library(_Frozen):
     elements: tuple[Element, ...] = ()
 
 
+# A record after an element's window is "done late" only while the patient is still in the
+# element's phase: post-operative paracetamol is not late pre-emptive analgesia, nor a 3-month
+# ODI a late baseline.
+DEFAULT_PHASE_ENDS: dict[Phase, str] = {
+    "pre-admission": "surgery_start", "pre-op": "surgery_start", "intra-op": "surgery_end",
+    "post-op": "discharge"}
+
+
+class ErasItem(_Frozen):
+    """One ERAS Society item (EIAS: one result per item) and the elements that make it up."""
+
+    title: str
+    elements: tuple[Identifier, ...] = Field(
+        min_length=1, description="compliant when all of these that count are done")
+
+
 class Audit(_Frozen):
     """How quality teams judge this pathway's compliance."""
 
     high_compliance: float = Field(0.7, gt=0, le=1, description="per-patient share counted as high")
     source: Source | None = None
+    missing_data_limit: float = Field(
+        0.1, ge=0, le=1, description="EIAS data quality: the largest share of an element's counted "
+                                     "results that may be missing data (nothing documented)")
+    eras_items: dict[int, ErasItem] = Field(
+        default_factory=dict,
+        description="ERAS item number -> its elements; the ERAS-item figure and the "
+                    "high-compliance line count these; other elements are process measures")
+    phase_ends: dict[Phase, Identifier] = Field(
+        default_factory=lambda: dict(DEFAULT_PHASE_ENDS),
+        description="the anchor ending each phase: proof after an element's window and before "
+                    "its phase ends is 'done-late'; a phase without a (known) end has no limit")
 
 
 class EpisodeScope(_Frozen):

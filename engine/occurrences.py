@@ -8,18 +8,29 @@ from typing import NamedTuple
 from engine.context import EvaluationContext
 from engine.facts import Fact
 from engine.plan import CompiledElement, CompiledWindow
-from engine.results import Counts, ElementResult, Occurrence, Status
+from engine.results import (
+    DOCUMENTED_NOT_DONE,
+    Counts,
+    ElementResult,
+    Occurrence,
+    Status,
+    completed_status,
+)
 
 MAX_OCCURRENCES = 500
 
 
 class Slot(NamedTuple):
-    """Where one occurrence sits in time: its id, its anchor instant, and its trigger fact."""
+    """Where one occurrence sits in time: its id, its anchor instant, and its trigger fact.
+
+    `late_until` ends the search for late proof: a recurring occurrence's records after its
+    window belong to the next occurrence (which opens then), not to it."""
 
     occurrence: str
     anchor: datetime
     bounds: tuple[datetime | None, datetime | None, datetime | None]
     trigger: Fact | None = None
+    late_until: datetime | None = None
 
 
 def occurrence_windows(ctx: EvaluationContext, c: CompiledElement) -> list[Slot] | None:
@@ -45,15 +56,23 @@ def occurrence_windows(ctx: EvaluationContext, c: CompiledElement) -> list[Slot]
         until = stop
     limit = min(c.count or MAX_OCCURRENCES, MAX_OCCURRENCES)
     slots = []
+    nxt = _shifted(c, anchor, 0, ctx)
     for i in range(limit):
-        shifted = c.every.scaled(i).apply(anchor, ctx.tz)
-        bounds = _bounds(c.window, shifted, ctx)
+        shifted, bounds = nxt
         if until is not None and (bounds[0] or shifted) >= until:
             break
-        slots.append(Slot(str(i), shifted, bounds))
+        nxt = _shifted(c, anchor, i + 1, ctx)
+        slots.append(Slot(str(i), shifted, bounds, None, nxt[1][0] or nxt[0]))
         if bounds[0] is not None and bounds[0] > ctx.now:
             break  # later occurrences are all upcoming: the first of them is all anyone needs
     return slots
+
+
+def _shifted(c: CompiledElement, anchor: datetime, i: int,
+             ctx: EvaluationContext) -> tuple[datetime, Bounds]:
+    assert c.every is not None
+    shifted = c.every.scaled(i).apply(anchor, ctx.tz)
+    return shifted, _bounds(c.window, shifted, ctx)
 
 
 def _trigger_id(fact: Fact) -> str:
@@ -71,15 +90,22 @@ def _bounds(w: CompiledWindow, anchor: datetime, ctx: EvaluationContext) -> Boun
     return opens, due, closes
 
 
-def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: datetime | None,
-              closes: datetime | None) -> list[Fact]:
-    start, end = opens, closes
+def _evidence_range(ctx: EvaluationContext, c: CompiledElement,
+                    slot: Slot) -> tuple[datetime | None, datetime | None] | None:
+    """Where proof counts: the occurrence's window, or `evidence.within`; None while unknown."""
     ew = c.evidence_window
-    if ew is not None:
-        anchor = slot.anchor if ew.anchor in (c.window.anchor, "trigger") else ctx.anchors.get(ew.anchor)
-        if anchor is None:
-            return []
-        start, _, end = _bounds(ew, anchor, ctx)
+    if ew is None:
+        return slot.bounds[0], slot.bounds[2]
+    anchor = slot.anchor if ew.anchor in (c.window.anchor, "trigger") else ctx.anchors.get(ew.anchor)
+    if anchor is None:
+        return None
+    start, _, end = _bounds(ew, anchor, ctx)
+    return start, end
+
+
+def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, start: datetime | None,
+              end: datetime | None) -> list[Fact]:
+    """Matching facts timed in [start, end] (either bound may be open), in time order."""
     found: list[Fact] = []
     for concept in c.element.evidence.concepts:
         for fact in ctx.index.between(concept, start, end):
@@ -93,24 +119,64 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: dat
     return ctx.proof(c.element.evidence, found)
 
 
+def _documented_not_done(ctx: EvaluationContext, c: CompiledElement,
+                         span: tuple[datetime | None, datetime | None]) -> Fact | None:
+    """The first record, in the evidence window, that the work was not done (EIAS 'not done')."""
+    for concept in c.element.evidence.concepts:
+        for fact in ctx.not_done.between(concept, *span):
+            if ctx.fact_matches(c.evidence_where, fact):
+                return fact
+    return None
+
+
+def _late(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
+          closed: datetime | None) -> list[Fact]:
+    """Proof timed after the evidence window closed, before the next occurrence opens and
+    before the element's phase ends (`audit.phase_ends`)."""
+    if closed is None or closed >= ctx.now:
+        return []
+    phase_end = ctx.anchors.get(ctx.pathway.audit.phase_ends.get(c.element.phase, ""))
+    until = min((t for t in (slot.late_until, phase_end) if t is not None), default=None)
+    if until is not None and until <= closed:
+        return []
+    found = _evidence(ctx, c, slot, closed, until)
+    return [f for f in found if f.time is not None and f.time > closed
+            and (until is None or f.time < until)]
+
+
 def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occurrence:
+    """Proof in the window, then the Task, then late proof, then the clock.
+
+    Compliant only when done inside the window (clinical.md "Second review"): proof or a
+    Task completion after it is `done-late` and counts as not done."""
     el = c.element
     opens, due, closes = slot.bounds
     key = f"{ctx.facts.enrolment_id}:{el.id}:{slot.occurrence}"
     head = (key, el.id, slot.occurrence, opens, due, closes)
-    proof = _evidence(ctx, c, slot, opens, closes)
+    span = _evidence_range(ctx, c, slot)
+    proof = [] if span is None else _evidence(ctx, c, slot, *span)
     need = el.evidence.min_count
     if len(proof) >= need:
         return Occurrence(*head, Status.DONE, proof[need - 1].time,
                           tuple(f.source or f.concept for f in proof[:need]), None, "done")
     task = ctx.task(key)
     if task is not None and task.status == "completed" and el.evidence.task:
-        return Occurrence(*head, Status.DONE, task.at, (task.source or f"task:{key}",), None,
-                          "done")
+        status = completed_status(task.at, closes)
+        return Occurrence(*head, status, task.at, (task.source or f"task:{key}",), None,
+                          "done" if status is Status.DONE else "not-done")
     if task is not None and task.status == "cancelled" and task.reason in ctx.decline_reasons:
         declined: Counts = "not-done" if ctx.decline_reasons[task.reason] == "not-done" else None
         return Occurrence(*head, Status.DECLINED, None, (task.source or f"task:{key}",),
                           task.reason, declined)
+    documented = None if span is None else _documented_not_done(ctx, c, span)
+    if documented is not None:
+        return Occurrence(*head, Status.DECLINED, None, (documented.source or documented.concept,),
+                          DOCUMENTED_NOT_DONE, "not-done")
+    late = [] if span is None else _late(ctx, c, slot, span[1])
+    if len(proof) + len(late) >= need:
+        used = (proof + late)[:need]
+        return Occurrence(*head, Status.DONE_LATE, used[-1].time,
+                          tuple(f.source or f.concept for f in used), None, "not-done")
     status = _by_time(ctx.now, opens, due, closes)
     counts: Counts = "not-done" if status is Status.OVERDUE or status is Status.MISSED else None
     return Occurrence(*head, status, None, (), None, counts)
@@ -128,14 +194,14 @@ def _by_time(now: datetime, opens: datetime | None, due: datetime | None,
 
 
 _OPEN = (Status.UPCOMING, Status.DUE, Status.OVERDUE)
-_RANK = {Status.OVERDUE: 3, Status.MISSED: 2, Status.DECLINED: 1}
+_RANK = {Status.OVERDUE: 4, Status.MISSED: 3, Status.DONE_LATE: 2, Status.DECLINED: 1}
 
 
 def element_result(ctx: EvaluationContext, c: CompiledElement,
                    slots: list[Slot]) -> tuple[ElementResult, list[datetime]]:
     """Statuses of every occurrence, the element's overall status, and its next change times.
 
-    Overall: the worst counted occurrence (overdue, then missed, then declined) or done when
+    Overall: the worst counted occurrence (overdue, missed, done late, declined) or done when
     every counted one is done; with nothing counted yet, the first due occurrence's status.
     """
     el = c.element

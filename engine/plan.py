@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.expressions import CompiledExpression
 from engine.model import Element, Pathway, Score
@@ -55,6 +55,7 @@ class Plan:
     terminology: Terminology
     sha256: str
     files: dict[str, str]
+    eras_items: dict[str, int] = field(default_factory=dict)  # element id -> ERAS item
 
 
 def plan_of(pathway: Pathway) -> Plan:

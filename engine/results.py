@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, NamedTuple
@@ -14,11 +15,20 @@ class Status(StrEnum):
     DUE = "due"
     OVERDUE = "overdue"
     DONE = "done"
-    MISSED = "missed"
+    DONE_LATE = "done-late"  # proof found, but after the window closed: not compliant
+    MISSED = "missed"  # the window closed with nothing documented: EIAS "missing data"
     DECLINED = "declined"
 
 
 OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
+# The decline reason of an occurrence the record documents as not done (e.g. a Procedure with
+# status not-done; its own reason stays on that record, named in the occurrence's evidence).
+DOCUMENTED_NOT_DONE = "documented-not-done"
+
+
+def completed_status(at: datetime | None, closes: datetime | None) -> Status:
+    """Work completed at `at`: done inside the window (closes inclusive), else done late."""
+    return Status.DONE_LATE if at is not None and closes is not None and at > closes else Status.DONE
 Counts = Literal["done", "not-done"] | None
 
 
@@ -96,6 +106,8 @@ class Evaluation:
     actions: tuple[PlannedAction, ...]
     next_change_at: datetime | None
     warnings: tuple[str, ...] = ()
+    # element id -> ERAS item number (the pathway's audit.eras_items); empty when it has none
+    eras_items: Mapping[str, int] = field(default_factory=dict)
 
     def element(self, element_id: str) -> ElementResult:
         for result in self.elements:

@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import Session
 
+from engine.audit_cells import Breakdown
 from engine.audit_export import percent
 from engine.loader import load_pathway
 from eras_cli.patient_cmds import settings as runtime_settings
@@ -68,27 +69,39 @@ def report(
 
 def write_csv(audit: StoredAudit) -> None:
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["level", "element", "phase", "done", "counted", "percent", "missing"])
+    out.writerow(["level", "element", "phase", "done", "counted", "percent", "missing", "done_late",
+                  "not_done"])
     for e in audit.elements:
         out.writerow(["element", e.element_id, e.phase, e.compliance.done, e.compliance.counted,
-                      percent(e.compliance), e.missing.done])
+                      percent(e.compliance), e.missing.done, e.breakdown.done_late,
+                      e.breakdown.not_done])
     for phase, ratio in audit.phases.items():
-        out.writerow(["phase", "", phase, ratio.done, ratio.counted, percent(ratio), ""])
+        b = audit.phase_breakdown.get(phase, Breakdown())
+        out.writerow(["phase", "", phase, ratio.done, ratio.counted, percent(ratio), b.missing,
+                      b.done_late, b.not_done])
     out.writerow(["overall", "", "", audit.overall.done, audit.overall.counted, percent(audit.overall),
-                  audit.completeness.missing.done])
+                  audit.completeness.missing.done, audit.breakdown.done_late, audit.breakdown.not_done])
+    if audit.eras is not None:
+        out.writerow(["eras-items", "", "", audit.eras.done, audit.eras.counted, percent(audit.eras),
+                      "", "", ""])
 
 
 def audit_table(audit: StoredAudit) -> Table:
+    items = "" if audit.eras is None else f"ERAS items {audit.eras}, "
     table = Table(title=f"{audit.pathway_id} v{audit.pathway_version}: {len(audit.patients)} patients, "
-                        f"overall {audit.overall}, at >= {audit.high_threshold:.0%}: {audit.high}")
-    for name in ("Element", "Phase", "Compliance", "Missing"):
+                        f"{items}all elements {audit.overall}, at >= {audit.high_threshold:.0%}: "
+                        f"{audit.high}")
+    for name in ("Element", "Phase", "Compliance", "Done late", "Not done", "Missing"):
         table.add_column(name, justify="left" if name in ("Element", "Phase") else "right")
     for e in audit.elements:
-        table.add_row(e.title, e.phase, str(e.compliance), str(e.missing.done))
+        table.add_row(e.title, e.phase, str(e.compliance), str(e.breakdown.done_late),
+                      str(e.breakdown.not_done), str(e.missing.done))
     for phase, ratio in audit.phases.items():
-        table.add_row(f"[b]{phase}[/b]", "", str(ratio), "")
+        b = audit.phase_breakdown.get(phase, Breakdown())
+        table.add_row(f"[b]{phase}[/b]", "", str(ratio), str(b.done_late), str(b.not_done),
+                      str(b.missing))
     for t in audit.trend:
-        table.add_row(f"[i]month {t.month}[/i]", f"{t.patients} patients", str(t.compliance), "")
+        table.add_row(f"[i]month {t.month}[/i]", f"{t.patients} patients", str(t.compliance), "", "", "")
     return table
 
 

@@ -29,7 +29,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 Terms = Annotated[Path | None, typer.Option("--terminology", "-t", help="site terminology file")]
-_STYLE = {Status.DONE: "green", Status.OVERDUE: "bold red", Status.MISSED: "red",
+_STYLE = {Status.DONE: "green", Status.DONE_LATE: "yellow", Status.OVERDUE: "bold red", Status.MISSED: "red",
           Status.DUE: "yellow", Status.DECLINED: "magenta", Status.NOT_APPLICABLE: "dim",
           Status.UPCOMING: "cyan"}
 # Moments `simulate` replays: (column label, anchor, offset in the pathway language, local days in --tz).
@@ -41,7 +41,9 @@ _CHECKPOINTS = (
 )
 _LEGEND = (
     "[cyan]upcoming[/cyan]: not open yet · [yellow]due[/yellow]: open · [bold red]overdue[/bold red]: "
-    "past due, still open · [red]missed[/red]: closed, not done · [green]done[/green] · "
+    "past due, still open · [red]missed[/red]: closed, nothing documented (missing data) · "
+    "[green]done[/green] · "
+    "[yellow]done-late[/yellow]: done after the window closed (not compliant) · "
     "[magenta]declined[/magenta]: task cancelled with a reason · [dim]n/a[/dim]: not applicable · "
     "n/m: occurrences done/counted"
 )

@@ -68,6 +68,8 @@ def completed_task(
     out["businessStatus"] = {"coding": [{"system": codes.business_status, "code": "done"}]}
     out.pop("statusReason", None)
     out["lastModified"] = now.astimezone(UTC).isoformat()
+    # The completion time the engine judges timeliness by (fhir_adapters.facts.task_state).
+    out["executionPeriod"] = {**out.get("executionPeriod", {}), "end": out["lastModified"]}
     return validated(out)
 
 

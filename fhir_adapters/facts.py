@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -22,12 +22,12 @@ from fhir_adapters.errors import TEMPORARY_STATUSES, FhirFatalError, FhirTempora
 # Statuses that mean "this did not happen"; such resources never become facts.
 DROPPED_STATUSES: Mapping[str, frozenset[str]] = {
     "Observation": frozenset({"entered-in-error", "cancelled"}),
-    "Procedure": frozenset({"not-done", "entered-in-error"}),
+    "Procedure": frozenset({"entered-in-error"}),
     "Encounter": frozenset({"cancelled", "entered-in-error"}),
     "ServiceRequest": frozenset({"revoked", "entered-in-error"}),
     "Appointment": frozenset({"cancelled", "noshow", "entered-in-error"}),
     "MedicationRequest": frozenset({"cancelled", "entered-in-error"}),
-    "MedicationAdministration": frozenset({"not-done", "entered-in-error"}),
+    "MedicationAdministration": frozenset({"entered-in-error"}),
     "Task": frozenset({"entered-in-error"}),
     "DocumentReference": frozenset({"superseded", "entered-in-error"}),
 }
@@ -392,16 +392,37 @@ MAPPERS: Mapping[str, Mapper] = {
 }
 
 
+# Resources whose status "not-done" documents that the work was not done (EIAS "not done"):
+# kept apart from facts (PatientFacts.not_done), with the statusReason code.
+NOT_DONE_TYPES = frozenset({"Procedure", "MedicationAdministration"})
+
+
+def _not_done(model: Any, facts: list[Fact]) -> list[Fact]:
+    reasons = model.statusReason if isinstance(model.statusReason, list) else [model.statusReason]
+    code = next((c for r in reasons if r is not None and (c := _code(r))), None)
+    return [replace(f, status="not-done", attrs={**f.attrs, **({"status_reason": code} if code else {})})
+            for f in facts]
+
+
 def task_state(task: Any, identifier_system: str) -> TaskState | None:
     """The state of one of the engine's own Tasks (identified in `identifier_system`), else None."""
     key = next((i.value for i in task.identifier or [] if i.system == identifier_system and i.value),
                None)
     if key is None:
         return None
-    return TaskState(action_key=key, status=task.status,
-                     at=instant(task.lastModified or task.authoredOn),
+    return TaskState(action_key=key, status=task.status, at=_task_time(task),
                      reason=_code(task.statusReason),
                      by=task.owner.reference if task.owner is not None else None, source=_source(task))
+
+
+def _task_time(task: Any) -> datetime | None:
+    """When the Task reached its state: for a completed one, when the work was done
+    (executionPeriod.end), else its last modification, else the server's lastUpdated."""
+    period = task.executionPeriod
+    if task.status == "completed" and period is not None and period.end is not None:
+        return instant(period.end)
+    updated = task.meta.lastUpdated if task.meta is not None else None
+    return instant(task.lastModified or updated or task.authoredOn)
 
 
 def facts_from_resources(
@@ -421,6 +442,7 @@ def facts_from_resources(
     """
     facts: list[Fact] = []
     tasks: list[TaskState] = []
+    not_done: list[Fact] = []
     skipped: list[SkippedResource] = []
     demographics: dict[str, Any] = {}
     for resource in resources:
@@ -442,13 +464,15 @@ def facts_from_resources(
             state = task_state(model, task_identifier_system)
             if state is not None:
                 tasks.append(state)
+        elif getattr(model, "status", None) == "not-done" and rtype in NOT_DONE_TYPES:
+            not_done.extend(_not_done(model, MAPPERS[rtype](model, terminology, local_tz)))
         elif rtype in MAPPERS:
             facts.extend(MAPPERS[rtype](model, terminology, local_tz))
         else:
             skipped.append(SkippedResource(rtype, rid, "no mapping to facts for this resource type"))
     patient = PatientFacts(patient_id=patient_id, enrolment_id=enrolment_id, enrolled_at=enrolled_at,
                            parameters=dict(parameters), facts=tuple(facts), tasks=tuple(tasks),
-                           **demographics)
+                           not_done=tuple(not_done), **demographics)
     return FactsReading(patient, skipped)
 
 

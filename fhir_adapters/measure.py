@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from engine.audit import AuditReport, elements_in_order
+from engine.audit_cells import COUNTED_CELLS
 from engine.compliance import Ratio
 from engine.model import Pathway
 from fhir_adapters.plandefinition import CANONICAL_BASE, canonical, fhir_id
@@ -72,7 +73,7 @@ def _populations(report: AuditReport) -> dict[str, dict[str, list[str]]]:
         out[fhir_id(e.element_id)] = {
             "initial-population": everyone,
             "denominator": [p.patient_id for p in report.patients
-                            if p.cells.get(e.element_id) in ("done", "not-done")],
+                            if p.cells.get(e.element_id) in COUNTED_CELLS],
             "numerator": [p.patient_id for p in report.patients if p.cells.get(e.element_id) == "done"]}
     scored = [p for p in report.patients if p.compliance.overall.counted]
     out[HIGH] = {"initial-population": everyone, "denominator": [p.patient_id for p in scored],

@@ -25,6 +25,7 @@ TASK_STATUS: Mapping[Status, str] = {
     Status.DUE: "ready",
     Status.OVERDUE: "ready",
     Status.DONE: "completed",
+    Status.DONE_LATE: "completed",
     Status.DECLINED: "cancelled",
     Status.MISSED: "failed",
     Status.NOT_APPLICABLE: "cancelled",
@@ -85,8 +86,10 @@ def task_for(action: PlannedAction, *, patient_id: str, encounter_id: str | None
         task["basedOn"] = [{"reference": careplan_ref}]
     if encounter_id:
         task["encounter"] = {"reference": f"Encounter/{encounter_id}"}
-    if action.opens or action.closes:
-        task["executionPeriod"] = _period(action.opens, action.closes)
+    if action.opens:
+        # Only the start: executionPeriod.end is when the work was done (read back as the
+        # completion time), so the planned close must not be written there.
+        task["executionPeriod"] = _period(action.opens, None)
     if action.opens or action.due:
         task["restriction"] = {"period": _period(action.opens, action.due)}
     return validated(task)

@@ -9,7 +9,7 @@ business identifier make a resend after a crash create nothing twice).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
@@ -202,8 +202,7 @@ def _with_store_tasks(rt: Runtime, facts: PatientFacts) -> PatientFacts:
         TaskState(r.key, "completed" if r.completed_at else "cancelled",
                   at=r.completed_at or r.updated_at, reason=r.decline_reason, by=r.completed_by)
         for r in rows if r.completed_at or r.decline_reason)
-    return PatientFacts(facts.patient_id, facts.enrolment_id, facts.sex, facts.birth_date,
-                        facts.enrolled_at, facts.parameters, facts.facts, states)
+    return replace(facts, tasks=states)
 
 
 def _action_states(evaluation: Evaluation) -> list[ActionState]:

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from engine.results import Status
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow
 
 
@@ -59,34 +60,74 @@ def cohort_conditions(f: CohortFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def _sums() -> tuple[Any, Any, Any]:
+def _sums() -> tuple[Any, Any, Any, Any]:
     row = ElementResultRow
     done = func.sum(case((col(row.counts) == "done", 1), else_=0))
     counted = func.count(col(row.counts))
     missing = func.sum(case((col(row.missing), 1), else_=0))
-    return done, counted, missing
+    late = func.sum(case((col(row.status) == Status.DONE_LATE.value, 1), else_=0))
+    return done, counted, missing, late
+
+
+def _joined(query: Any, cohort: CohortFilter) -> Any:
+    return (query.join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
+            .where(*cohort_conditions(cohort)))
 
 
 @dataclass(frozen=True)
 class ElementCount:
+    """Per element: done, counted and missing as the engine decided; done late (status)."""
+
     element_id: str
     phase: str
     done: int
     counted: int
     missing: int
+    done_late: int = 0
 
 
 def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCount]:
-    """Per element over the cohort: patients done, counted (the engine's `counts`), missing."""
-    done, counted, missing = _sums()
+    """Per element over the cohort: patients done, counted (the engine's `counts`), missing,
+    done late."""
+    done, counted, missing, late = _sums()
     # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
-    query = (sa_select(col(ElementResultRow.element_id), col(ElementResultRow.phase), done, counted,
-                       missing)
-             .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
-             .where(*cohort_conditions(cohort))
-             .group_by(col(ElementResultRow.element_id), col(ElementResultRow.phase)))
-    return [ElementCount(e, p, int(d or 0), int(c or 0), int(m or 0))
-            for e, p, d, c, m in session.execute(query)]
+    query = _joined(sa_select(col(ElementResultRow.element_id), col(ElementResultRow.phase), done,
+                              counted, missing, late), cohort).group_by(
+        col(ElementResultRow.element_id), col(ElementResultRow.phase))
+    return [ElementCount(e, p, int(d or 0), int(c or 0), int(m or 0), int(n or 0))
+            for e, p, d, c, m, n in session.execute(query)]
+
+
+def done_late_by_episode(*, session: Session, cohort: CohortFilter) -> dict[str, int]:
+    """Elements done late per episode of the cohort (episodes with none are left out)."""
+    late = func.sum(case((col(ElementResultRow.status) == Status.DONE_LATE.value, 1), else_=0))
+    query = _joined(sa_select(col(ElementResultRow.enrolment_id), late), cohort).group_by(
+        col(ElementResultRow.enrolment_id))
+    return {e: int(n) for e, n in session.execute(query) if n}
+
+
+def counted_results(*, session: Session, cohort: CohortFilter,
+                    element_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """enrolment id -> element id -> the engine's `counts`, for these elements where counted
+    (the ERAS items' elements: `engine.compliance.item_ratios` groups them)."""
+    out: dict[str, dict[str, str]] = {}
+    if not element_ids:
+        return out
+    query = _joined(sa_select(col(ElementResultRow.enrolment_id), col(ElementResultRow.element_id),
+                              col(ElementResultRow.counts)), cohort).where(
+        col(ElementResultRow.counts).is_not(None),
+        col(ElementResultRow.element_id).in_(list(element_ids)))
+    for enrolment_id, element_id, counts in session.execute(query):
+        out.setdefault(enrolment_id, {})[element_id] = counts
+    return out
+
+
+def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, str, list[Any]]]:
+    """(element id, ward, occurrences) of the cohort's element results that have a decline."""
+    query = _joined(sa_select(col(ElementResultRow.element_id), col(AuditEpisode.ward),
+                              col(ElementResultRow.occurrences)), cohort).where(
+        col(ElementResultRow.decline_reason).is_not(None))
+    return [(e, w or "", list(o or [])) for e, w, o in session.execute(query)]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from engine.results import completed_status
 from store.actions import require_action
 from store.history import record_transition
 from store.models import PlannedAction
@@ -13,11 +14,13 @@ from store.types import ActionStatus, as_utc
 def complete_action(
     *, session: Session, key: str, by: str, at: datetime, cause: str
 ) -> PlannedAction:
-    """Mark an action done by `by` (a user id) at `at`."""
+    """Mark an action done by `by` (a user id) at `at`: done late when its window had closed."""
     row = require_action(session=session, key=key)
     row.completed_at = as_utc(at)
     row.completed_by = by
-    return _finish(session=session, row=row, status=ActionStatus.DONE, at=at, cause=cause)
+    closes = None if row.closes is None else as_utc(row.closes)
+    status = ActionStatus(completed_status(row.completed_at, closes).value)
+    return _finish(session=session, row=row, status=status, at=at, cause=cause)
 
 
 def decline_action(

@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from engine.audit import is_missing
+from engine.audit_cells import is_missing
 from engine.compliance import patient_compliance
 from engine.facts import PatientFacts
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
-from engine.results import ElementResult, Evaluation, Occurrence
+from engine.results import ElementResult, Evaluation, Occurrence, Status
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow
 from store.types import as_utc
 
@@ -65,6 +65,18 @@ def occurrence_json(o: Occurrence) -> dict[str, Any]:
     return {"occurrence": o.occurrence, "status": str(o.status), "opens": _iso(o.opens),
             "due": _iso(o.due), "closes": _iso(o.closes), "done_at": _iso(o.done_at),
             "evidence": list(o.evidence), "decline_reason": o.decline_reason, "counts": o.counts}
+
+
+def occurrence_from_json(enrolment_id: str, element_id: str, data: Mapping[str, Any]) -> Occurrence:
+    """The stored occurrence back as the engine's `Occurrence` (the inverse of `occurrence_json`)."""
+    def when(name: str) -> datetime | None:
+        value = data.get(name)
+        return None if value is None else datetime.fromisoformat(value)
+    occurrence = str(data.get("occurrence", ""))
+    return Occurrence(f"{enrolment_id}:{element_id}:{occurrence}", element_id, occurrence,
+                      when("opens"), when("due"), when("closes"), Status(data["status"]),
+                      when("done_at"), tuple(data.get("evidence") or ()), data.get("decline_reason"),
+                      data.get("counts"))
 
 
 def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:

@@ -60,6 +60,7 @@ class ActionStatus(StrEnum):
     DUE = "due"
     OVERDUE = "overdue"
     DONE = "done"
+    DONE_LATE = "done-late"
     MISSED = "missed"
     DECLINED = "declined"
     NOT_APPLICABLE = "not-applicable"
@@ -69,6 +70,7 @@ class ActionStatus(StrEnum):
 TERMINAL_ACTION_STATUSES = frozenset(
     {
         ActionStatus.DONE,
+        ActionStatus.DONE_LATE,
         ActionStatus.MISSED,
         ActionStatus.DECLINED,
         ActionStatus.NOT_APPLICABLE,

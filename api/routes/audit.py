@@ -13,7 +13,7 @@ from api.audit_view import Label, completeness_json, compliance_json, timeline_j
 from api.auth import CurrentUser, Principal
 from api.deps import SessionDep
 from engine.audit import audit_report
-from engine.audit_export import matrix_csv, summary_csv
+from engine.audit_export import declines_csv, matrix_csv, summary_csv
 from engine.model import Pathway
 from fhir_adapters.measure import measure_report, pathway_measure
 from store.audit_queries import CohortFilter, episode, episode_outcome, episode_results, parse_age_band
@@ -127,11 +127,11 @@ def read_patient(request: Request, session: SessionDep, user: AuditUser, enrolme
 
 
 def _report_csv(request: Request, session: SessionDep, user: Principal, cohort: CohortFilter,
-                unenrolled: int, kind: Literal["matrix", "summary"]) -> PlainTextResponse:
+                unenrolled: int, kind: Literal["matrix", "summary", "declines"]) -> PlainTextResponse:
     pathway = pathway_of(request, cohort.pathway_id, cohort.pathway_version)
     cases = stored_cases(session=session, cohort=cohort, label=_label(request, user))
     report = audit_report(pathway, cases, procedures=len(cases) + unenrolled, tz=request.app.state.audit.tz)
-    text = matrix_csv(report) if kind == "matrix" else summary_csv(report)
+    text = {"matrix": matrix_csv, "summary": summary_csv, "declines": declines_csv}[kind](report)
     _record(session, user, f"audit/{cohort.pathway_id}/export/{kind}")
     return PlainTextResponse(text, media_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{cohort.pathway_id}-{kind}.csv"'})
@@ -140,15 +140,23 @@ def _report_csv(request: Request, session: SessionDep, user: Principal, cohort: 
 @router.get("/export/matrix.csv", response_class=PlainTextResponse)
 def export_matrix(request: Request, session: SessionDep, user: AuditUser, cohort: Cohort,
                   unenrolled: Unenrolled = 0) -> PlainTextResponse:
-    """The element x patient matrix (done / not-done / excluded / n-a) as `engine.audit_export` writes it."""
+    """The element x patient matrix (done, done-late, not-done, missing, excluded, n-a,
+    n-a-declined) as `engine.audit_export` writes it."""
     return _report_csv(request, session, user, cohort, unenrolled, "matrix")
 
 
 @router.get("/export/summary.csv", response_class=PlainTextResponse)
 def export_summary(request: Request, session: SessionDep, user: AuditUser, cohort: Cohort,
                    unenrolled: Unenrolled = 0) -> PlainTextResponse:
-    """Per element, phase and overall: done, counted, percent and missing data."""
+    """Per element, phase and overall: done, counted, percent, missing data, done late, not done."""
     return _report_csv(request, session, user, cohort, unenrolled, "summary")
+
+
+@router.get("/export/declines.csv", response_class=PlainTextResponse)
+def export_declines(request: Request, session: SessionDep, user: AuditUser, cohort: Cohort,
+                    unenrolled: Unenrolled = 0) -> PlainTextResponse:
+    """Declines that made an element not applicable: patients by element, ward and reason."""
+    return _report_csv(request, session, user, cohort, unenrolled, "declines")
 
 
 @router.get("/measure")

@@ -92,7 +92,7 @@ def read_worklist(
         )
         for action, enrolment in rows
     ]
-    items.sort(key=lambda i: (i.status != "overdue", i.due is None, i.due or now))
+    items.sort(key=lambda i: (i.status not in ("late", "overdue"), i.due is None, i.due or now))
     for patient in sorted({i.patient_ref for i in items}):
         record_access(session, user, action="read", resource=f"{patient}/worklist", purpose="worklist view")
     session.commit()

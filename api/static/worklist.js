@@ -54,9 +54,13 @@ async function load() {
   }
 }
 
+// "late": the window has closed; completing it now is recorded as done late (not compliant).
+const GROUPS = { late: "Window closed: done late if done now", overdue: "Overdue", due: "Due now" };
+const BADGES = { late: "late" };
+
 function groupKey(item) {
   if ($("group").value === "patient") return item.patient_display;
-  return item.status === "overdue" ? "Overdue" : item.status === "due" ? "Due now" : "Coming up";
+  return GROUPS[item.status] || "Coming up";
 }
 
 function render(items) {
@@ -90,7 +94,8 @@ function card(item) {
   const body = document.createElement("div");
   const badge = document.createElement("span");
   badge.className = "badge";
-  badge.textContent = item.status;
+  badge.textContent = BADGES[item.status] || item.status;
+  if (item.status === "late") badge.title = "The window has closed: completing it now records it as done late, not compliant.";
   const title = document.createElement("strong");
   title.textContent = ` ${item.title}`;
   const meta = document.createElement("div");
@@ -128,8 +133,10 @@ async function complete(item) {
     value = answer === "" || isNaN(Number(answer)) ? answer || undefined : Number(answer);
   }
   try {
-    await api("POST", `/worklist/${encodeURIComponent(item.key)}/complete`, { value });
-    say(`Done: ${item.title}`);
+    const result = await api("POST", `/worklist/${encodeURIComponent(item.key)}/complete`, { value });
+    say(result && result.status === "done-late"
+      ? `Done late: ${item.title} (after its window closed; not compliant)`
+      : `Done: ${item.title}`);
   } catch (error) {
     say(error.message, true);
   }

@@ -41,6 +41,7 @@ class Episode:
     facts: list[Fact] = field(default_factory=list)
     tasks: list[TaskState] = field(default_factory=list)
     serials: dict[str, int] = field(default_factory=dict)
+    not_done: list[Fact] = field(default_factory=list)
 
     @property
     def end(self) -> datetime:
@@ -103,7 +104,8 @@ class Episode:
     def build(self) -> PatientFacts:
         return PatientFacts(patient_id=self.patient_id, enrolment_id=self.enrolment, sex=self.sex,
                             birth_date=date(1962, 5, 1), enrolled_at=self.start - 10 * W,
-                            facts=tuple(self.facts), tasks=tuple(self.tasks))
+                            facts=tuple(self.facts), tasks=tuple(self.tasks),
+                            not_done=tuple(self.not_done))
 
     def case(self, now: datetime = AUDIT_NOW) -> AuditCase:
         facts = self.build()
@@ -450,6 +452,26 @@ PATIENTS = (
     p31_carbohydrate_minute_early, p32_hypothermic, p33_no_preparation, p34_lost_to_follow_up,
     p35_unprepared_and_lost,
 )
+
+
+def p36_analgesia_plan_task_completed_late() -> Episode:
+    """The analgesia plan's Task completed in the EHR 8 h after surgery end (window closes 6 h)."""
+    ep = compliant("P36", dec(17), surgeon="B", ward="W1")
+    return ep.task("multimodal_analgesia_prescribed", ep.end + 8 * H, by="anaesthetist-1")
+
+
+def p37_psychological_screening_documented_not_done() -> Episode:
+    """Screening recorded as not done (a Procedure with status not-done) 3 weeks before surgery."""
+    ep = compliant("P37", dec(18), surgeon="C", ward="W2").drop("psychological_screening")
+    ep.not_done.append(Fact("psychological_screening", ep.start - 21 * D, status="not-done",
+                            source="P37/psychological_screening/not-done"))
+    return ep
+
+
+# Patients for issue 9's engine fixes, checked one by one (tests/audit/test_gold_cohort.py),
+# outside the 35-patient totals above.
+TIMELINESS_PATIENTS = (p36_analgesia_plan_task_completed_late,
+                       p37_psychological_screening_documented_not_done)
 
 
 @cache

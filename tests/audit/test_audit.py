@@ -6,18 +6,21 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.audit import AuditCase, audit_report, case_attributes, element_cell, is_missing
+from engine.audit import AuditCase, audit_report, case_attributes
+from engine.audit_cells import element_cell, is_missing
 from engine.compliance import Ratio
 from engine.results import ElementResult, Evaluation, Status
 from tests.audit.cohort import LONDON, gold_cohort, lumbar, p01_compliant, p33_no_preparation
 
 
 @pytest.mark.parametrize(("status", "counts", "cell", "missing"), [
+    # counted: done, done late, documented not done, missing data (nothing documented) apart
     (Status.DONE, "done", "done", False),
-    (Status.MISSED, "not-done", "not-done", True),
-    (Status.OVERDUE, "not-done", "not-done", True),
+    (Status.DONE_LATE, "not-done", "done-late", False),  # done after the window: not missing
+    (Status.MISSED, "not-done", "missing", True),
+    (Status.OVERDUE, "not-done", "missing", True),
     (Status.DECLINED, "not-done", "not-done", False),   # a documented refusal is not missing data
-    (Status.DECLINED, None, "n-a", False),              # contraindicated
+    (Status.DECLINED, None, "n-a-declined", False),     # contraindicated: listed apart
     (Status.NOT_APPLICABLE, None, "n-a", False),
     (Status.UPCOMING, None, "excluded", False),
     (Status.DUE, None, "excluded", False),

@@ -24,13 +24,20 @@ from store.db import make_engine
 from store.models import AuditLog
 from tests.api.conftest import api_settings
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
+from tests.audit.test_eras_items import COHORT_ITEMS, PATIENT_ITEMS
 from tests.audit.test_gold_cohort import (
+    BREAKDOWN,
+    COUNTED_CELLS,
+    DECLINED_NOT_APPLICABLE,
+    ELEMENT_BREAKDOWN,
     ELEMENT_COMPLIANCE,
     HIGH,
     INTRA_OP,
+    INTRA_OP_BREAKDOWN,
     MISSING,
     MOST_UNDOCUMENTED,
     OVERALL,
+    P29_BREAKDOWN,
     PATIENT_COMPLIANCE,
     TREND,
 )
@@ -124,17 +131,18 @@ async def test_gold_api_matrix_csv_agrees(api: httpx.AsyncClient, auth: Token) -
     text = (await api.get(f"/audit/export/matrix.csv?{PATHWAY}", headers=auth("admin"))).text
     rows = {r["patient_id"]: r for r in csv.DictReader(io.StringIO(text))}
     assert {pid: (int(r["done"]), int(r["counted"])) for pid, r in rows.items()} == PATIENT_COMPLIANCE
-    assert rows["P03"]["preemptive_gabapentinoid"] == "n-a"
+    assert rows["P03"]["preemptive_gabapentinoid"] == "n-a-declined"
     assert rows["P30"]["walk_three_times_daily"] == "excluded"
     for element, (done, counted) in ELEMENT_COMPLIANCE.items():
         cells = [r[element] for r in rows.values()]
-        assert (cells.count("done"), cells.count("done") + cells.count("not-done")) == (done, counted)
+        assert (cells.count("done"), sum(cells.count(c) for c in COUNTED_CELLS)) == (done, counted)
 
 
 async def test_gold_api_summary_csv_agrees(api: httpx.AsyncClient, auth: Token) -> None:
     text = (await api.get(f"/audit/export/summary.csv?{PATHWAY}", headers=auth("quality"))).text
     overall = next(r for r in csv.DictReader(io.StringIO(text)) if r["level"] == "overall")
-    assert (int(overall["done"]), int(overall["counted"]), overall["missing"]) == (1299, 1359, "58")
+    assert (int(overall["done"]), int(overall["counted"]), int(overall["missing"])) == (
+        1299, 1359, MISSING.done)
 
 
 async def test_audit_api_nurse_denied_and_recorded(api: httpx.AsyncClient, auth: Token,
@@ -173,3 +181,63 @@ async def test_audit_api_measure_report_valid_r4b(api: httpx.AsyncClient, auth: 
     assert all(e["item"]["reference"].startswith("Patient/anon-") for c in body["contained"]
                for e in c.get("entry", [])[:1])
     Measure.model_validate((await api.get(f"/audit/measure?{PATHWAY}", headers=auth("quality"))).json())
+
+
+def _split(body: dict[str, int]) -> tuple[int, int, int, int]:
+    return body["done"], body["done_late"], body["not_done"], body["missing"]
+
+
+async def test_gold_api_done_late_not_done_missing_apart(api: httpx.AsyncClient, auth: Token) -> None:
+    # The stored audit (both databases) gives the engine's hand-worked split.
+    body = (await api.get(f"/audit/compliance?{PATHWAY}", headers=auth("admin"))).json()
+    b = BREAKDOWN
+    assert _split(body["breakdown"]) == (b.done, b.done_late, b.not_done, b.missing)
+    elements = {e["element"]: e for e in body["elements"]}
+    for element, want in ELEMENT_BREAKDOWN.items():
+        assert _split(elements[element]["breakdown"]) == (
+            want.done, want.done_late, want.not_done, want.missing), element
+    i = INTRA_OP_BREAKDOWN
+    assert _split(body["phase_breakdown"]["intra-op"]) == (i.done, i.done_late, i.not_done, i.missing)
+    patients = {p["patient"]: p for p in body["patients"]}
+    p29 = P29_BREAKDOWN
+    assert _split(patients["P29"]["breakdown"]) == (p29.done, p29.done_late, p29.not_done, p29.missing)
+
+
+async def test_gold_api_eras_items(api: httpx.AsyncClient, auth: Token) -> None:
+    body = (await api.get(f"/audit/compliance?{PATHWAY}", headers=auth("admin"))).json()
+    assert _pair(body["eras"]) == (COHORT_ITEMS.done, COHORT_ITEMS.counted)
+    assert _pair(body["high"]) == (HIGH.done, HIGH.counted)  # by ERAS items: all but P33, P35
+    patients = {p["patient"]: p for p in body["patients"]}
+    for patient, pair in PATIENT_ITEMS.items():
+        assert _pair(patients[patient]["eras"]) == pair, patient
+    elements = {e["element"]: e for e in body["elements"]}
+    assert elements["pain_score_every_4h"]["eras_item"] is None  # a process measure
+    assert elements["out_of_bed_day_of_surgery"]["eras_item"] == 19
+    assert _pair(body["items"]["22"]) == (1, 3)
+
+
+async def test_gold_api_declined_not_applicable_and_missing_limit(api: httpx.AsyncClient,
+                                                                  auth: Token) -> None:
+    body = (await api.get(f"/audit/compliance?{PATHWAY}", headers=auth("admin"))).json()
+    assert [(d["element"], d["ward"], d["reason"], d["patients"]) for d in body["declined_not_applicable"]] \
+        == [(d.element_id, d.ward, d.reason, d.patients) for d in DECLINED_NOT_APPLICABLE]
+    done = (await api.get(f"/audit/completeness?{PATHWAY}", headers=auth("quality"))).json()
+    assert done["missing_limit"] == 0.1
+    assert set(done["over_limit"]) == {"glycaemic_optimisation", "ponv_prophylaxis_high_risk",
+                                       "ponv_rescue_vomiting", "nsaid_within_limits",
+                                       "nicotine_free_reminder"}
+    text = (await api.get(f"/audit/export/declines.csv?{PATHWAY}", headers=auth("admin"))).text
+    rows = [(r["element"], r["ward"], r["reason"], int(r["patients"]))
+            for r in csv.DictReader(io.StringIO(text))]
+    assert rows == [(d.element_id, d.ward, d.reason, d.patients) for d in DECLINED_NOT_APPLICABLE]
+
+
+async def test_gold_dashboard_shows_items_split_and_declines(api: httpx.AsyncClient, auth: Token) -> None:
+    page = (await api.get(f"/ui/audit/dashboard?{PATHWAY}", headers=auth("quality"))).text
+    e = COHORT_ITEMS
+    assert f"<strong>ERAS items</strong> {e.done}/{e.counted} ({e.done / e.counted:.0%})" in page
+    b = BREAKDOWN
+    assert (f"done late {b.done_late} &middot; not done (documented) {b.not_done} "
+            f"&middot; missing data {b.missing}") in page
+    assert '<table id="declines">' in page and "<td>contraindicated</td>" in page
+    assert "(over the limit)" in page  # glycaemic_optimisation and the other small denominators

@@ -35,6 +35,12 @@ def test_audit_report_csv_matches_gold(gold_store: str) -> None:
     overall = next(r for r in rows if r["level"] == "overall")
     # P30 (operated in April 2026) is outside the period.
     assert (int(overall["done"]), int(overall["counted"])) == (1299 - 28, 1359 - 29)
+    # P30's one not-done element (PC6 removal overdue) is missing data: 53 - 1; 5 done late
+    # and 2 documented declines are all in Nov-Dec 2025.
+    assert tuple(int(overall[k]) for k in ("missing", "done_late", "not_done")) == (52, 5, 2)
+    items = next(r for r in rows if r["level"] == "eras-items")
+    # tests/audit/test_eras_items.py: 603/634 over all 35; P30 (18/18) is outside the period.
+    assert (int(items["done"]), int(items["counted"])) == (603 - 18, 634 - 18)
 
 
 def test_audit_report_table_prints_elements(gold_store: str) -> None:

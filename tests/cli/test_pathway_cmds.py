@@ -154,7 +154,8 @@ SIMULATED = [
     ("a", "ponv_rescue_nausea", "POD1 20:00", "done"),
     ("a", "preemptive_gabapentinoid", "end+6h", "declined"),
     ("a", "urinary_catheter_removal", "end+6h", "due"),
-    ("a", "urinary_catheter_removal", "POD1 20:00", "missed"),
+    # removed 28 March 18:30, after the 24 h window: done late (not missing data, not compliant)
+    ("a", "urinary_catheter_removal", "POD1 20:00", "done-late"),
     # a: only 2 walks on POD2, the day the clocks go forward
     ("a", "walk_three_times_daily", "POD3 20:00", "missed 2/3"),
     ("a", "smoking_cessation", "last fact", "n/a"),
@@ -168,10 +169,11 @@ SIMULATED = [
     ("b", "vitamin_d_replacement", "last fact", "done"),
     ("b", "ponv_prophylaxis_moderate_risk", "last fact", "done"),
     ("b", "normothermia", "last fact", "missed"),
-    # b: NRS 7 on POD0 reassessed within the hour; NRS 6 on POD1 never reassessed
+    # b: NRS 7 on POD0 reassessed within the hour; NRS 6 on POD1 09:00 only rescored at 17:00
+    # (done late); first walk on POD2 10:30, after the POD1-end close (done late)
     ("b", "pain_reassessment_within_1h", "end+6h", "done"),
-    ("b", "pain_reassessment_within_1h", "last fact", "missed 2/3"),
-    ("b", "out_of_bed_day_of_surgery", "POD3 20:00", "missed"),
+    ("b", "pain_reassessment_within_1h", "last fact", "done-late 2/3"),
+    ("b", "out_of_bed_day_of_surgery", "POD3 20:00", "done-late"),
     ("b", "walk_three_times_daily", "disch+2w", "missed 0/3"),
     ("b", "nsaid_short_course", "last fact", "declined"),
     ("b", "supervised_exercise_decompression", "disch+2w", "upcoming"),

@@ -6,7 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from engine.compliance import Ratio, cohort_compliance, element_ratio, patient_compliance
+from engine.compliance import (
+    PatientCompliance,
+    Ratio,
+    cohort_compliance,
+    element_ratio,
+    item_ratios,
+    patient_compliance,
+)
 from engine.evaluate import evaluate
 from engine.facts import Fact, TaskState
 from engine.results import ElementResult, Status
@@ -60,3 +67,47 @@ def test_ratio_formats_percent() -> None:
     assert str(Ratio(7, 10)) == "7/10 (70%)"
     assert str(Ratio()) == "0/0 (n/a)"
     assert BOOKED < SURGERY_START
+
+
+# ERAS-item figure (EIAS): one result per item; an item counts when any of its elements counts
+# and is compliant when every element that counts is done.
+@pytest.mark.parametrize(("elements", "expected"), [
+    # item 17 = risk assessment + prophylaxis + PC6: all three done -> 1/1
+    ({"risk": Ratio(1, 1), "prophylaxis": Ratio(1, 1), "pc6": Ratio(1, 1)}, {17: Ratio(1, 1)}),
+    # one of three not done (done late, declined or missing alike) -> 0/1, not 2/3
+    ({"risk": Ratio(1, 1), "prophylaxis": Ratio(0, 1), "pc6": Ratio(1, 1)}, {17: Ratio(0, 1)}),
+    # PC6 contraindicated (excluded, 0/0): judged on the other two -> 1/1
+    ({"risk": Ratio(1, 1), "prophylaxis": Ratio(1, 1), "pc6": Ratio()}, {17: Ratio(1, 1)}),
+    # nothing counted (not applicable or not yet due) -> the item is not counted at all
+    ({"risk": Ratio(), "prophylaxis": Ratio(), "pc6": Ratio()}, {}),
+    # a process measure (no item) never enters the figure, done or not
+    ({"risk": Ratio(1, 1), "pain_4h": Ratio(0, 1)}, {17: Ratio(1, 1)}),
+])
+def test_item_ratios_one_result_per_eras_item(elements, expected) -> None:
+    items = {"risk": 17, "prophylaxis": 17, "pc6": 17}
+    assert item_ratios(elements, items) == expected
+
+
+def test_patient_compliance_high_line_uses_eras_items() -> None:
+    # Items 1 (education: done) and 19 (out of bed: missed); pain_score is a process measure,
+    # 3 of its blocks missed. All elements: 1 done of 5 counted = 20 %. ERAS items: 1 of 2 =
+    # 50 %: below 70 % either way; with the out-of-bed record the items give 2/2 = 100 % (high)
+    # while all elements stay at 2 of 5 = 40 %.
+    items = {"education": 1, "out_of_bed": 19}
+    by_element = {"education": Ratio(1, 1), "out_of_bed": Ratio(0, 1), "pain_score": Ratio(0, 3)}
+    ratios = item_ratios(by_element, items)
+    assert sum(ratios.values(), Ratio()) == Ratio(1, 2)
+    fixed = item_ratios({**by_element, "out_of_bed": Ratio(1, 1)}, items)
+    pc = PatientCompliance("p", Ratio(2, 5), {}, {}, fixed, sum(fixed.values(), Ratio()))
+    assert pc.eras == Ratio(2, 2) and pc.headline == Ratio(2, 2) and pc.is_high(0.7)
+    assert not PatientCompliance("p", Ratio(2, 5), {}, {}).is_high(0.7)  # no items: overall
+
+
+def test_cohort_compliance_sums_eras_items_and_counts_high_by_them() -> None:
+    a = PatientCompliance("a", Ratio(2, 5), {}, {}, {1: Ratio(1, 1), 19: Ratio(1, 1)}, Ratio(2, 2))
+    b = PatientCompliance("b", Ratio(4, 5), {}, {}, {1: Ratio(1, 1), 19: Ratio(0, 1)}, Ratio(1, 2))
+    report = cohort_compliance([a, b], high_threshold=0.7)
+    assert report.by_item == {1: Ratio(2, 2), 19: Ratio(1, 2)}
+    assert report.eras == Ratio(3, 4)
+    assert report.overall == Ratio(6, 10)
+    assert report.high == Ratio(1, 2)  # a at 100 % of items; b at 50 % (80 % of all elements)

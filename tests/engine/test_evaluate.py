@@ -30,7 +30,8 @@ EDU_DUE = SURGERY_START - timedelta(days=7)
     (EDU_DUE + timedelta(hours=1), None, Status.OVERDUE),
     (SURGERY_START + timedelta(hours=1), None, Status.MISSED),
     (EDU_DUE, EDU_OPENS + timedelta(days=2), Status.DONE),
-    # evidence before the window opens or after it closes does not count
+    # evidence before the window opens or after its phase ends does not count
+    # (done late needs the record before the phase ends: tests/engine/test_timeliness.py)
     (SURGERY_START + timedelta(days=1), EDU_OPENS - timedelta(days=1), Status.MISSED),
     (SURGERY_START + timedelta(days=2), SURGERY_START + timedelta(days=1), Status.MISSED),
     # evidence recorded later than `now` is not known yet

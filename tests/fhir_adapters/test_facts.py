@@ -273,6 +273,42 @@ def test_facts_from_resources_task_without_last_modified_uses_authored_on(terms:
     assert (state.at, state.reason, state.by) == (at(8), None, None)
 
 
+def test_facts_from_resources_not_done_kept_apart(terms: Terminology) -> None:
+    # Documented as not done: never a fact (no proof, anchor or condition input), but kept as
+    # "documented not done" so the audit does not call it missing data.
+    proc = {"resourceType": "Procedure", "id": "pr9", "status": "not-done", "subject": PATIENT,
+            "code": cc(SCT, "229772003"), "performedDateTime": "2024-03-02T09:00:00Z",
+            "statusReason": cc(SCT, "183944003")}
+    reading = read(terms, proc, med_admin("7804", 10, "mg", status="not-done"))
+    assert reading.facts.facts == ()
+    (walk, opioid) = reading.facts.not_done
+    assert (walk.concept, walk.time, walk.status, walk.source) == (
+        "ambulation", at(9, day=2), "not-done", "Procedure/pr9")
+    assert walk.attrs["status_reason"] == "183944003"
+    assert (opioid.concept, opioid.status) == ("opioid_given", "not-done")
+
+
+_DONE = {**{k: v for k, v in TASK.items() if k not in ("statusReason", "lastModified")},
+         "status": "completed"}
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    # executionPeriod.end is when the work was done, even when the Task was edited later
+    ({"executionPeriod": {"start": "2024-03-01T08:00:00Z", "end": "2024-03-01T11:30:00Z"},
+      "lastModified": "2024-03-01T14:00:00Z"}, at(11, 30)),
+    # without it, the last modification is the completion
+    ({"lastModified": "2024-03-01T14:00:00Z"}, at(14)),
+    ({"executionPeriod": {"start": "2024-03-01T08:00:00Z"}, "lastModified": "2024-03-01T14:00:00Z"},
+     at(14)),
+    # without either, the server's meta.lastUpdated
+    ({"meta": {"lastUpdated": "2024-03-01T16:45:00Z"}}, at(16, 45)),
+])
+def test_task_state_completion_time(terms: Terminology, fields: dict, expected: datetime) -> None:
+    # The engine judges a completed Task by WHEN it was completed (done late after the window).
+    (state,) = read(terms, {**_DONE, **fields}).facts.tasks
+    assert (state.status, state.at) == ("completed", expected)
+
+
 def test_facts_from_resources_foreign_task_ignored(terms: Terminology) -> None:
     task = {**TASK, "identifier": [{"system": "http://other.example", "value": "x"}]}
     reading = read(terms, task)

@@ -58,6 +58,7 @@ STATUS_ROWS = [
     (Status.DUE, None, "ready", None),
     (Status.OVERDUE, None, "ready", None),
     (Status.DONE, None, "completed", None),
+    (Status.DONE_LATE, None, "completed", None),  # completed; businessStatus says done-late
     (Status.DECLINED, "patient-refused", "cancelled", "patient-refused"),
     (Status.MISSED, None, "failed", "window-closed"),
     (Status.NOT_APPLICABLE, None, "cancelled", "not-applicable"),
@@ -87,8 +88,8 @@ def test_task_for_fields() -> None:
     assert task["basedOn"] == [{"reference": "CarePlan/cp1"}]
     assert task["instantiatesCanonical"] == (
         "http://eras.example/fhir/ActivityDefinition/lumbar-fusion-pc6-band|3")
-    assert task["executionPeriod"] == {"start": "2024-03-01T08:00:00+00:00",
-                                       "end": "2024-03-01T12:00:00+00:00"}
+    # no end: executionPeriod.end is read back as the completion time (done late after close)
+    assert task["executionPeriod"] == {"start": "2024-03-01T08:00:00+00:00"}
     assert task["restriction"] == {"period": {"start": "2024-03-01T08:00:00+00:00",
                                               "end": "2024-03-01T09:00:00+00:00"}}
     assert task["performerType"] == [{"coding": [{"system": CODES.role, "code": "recovery_nurse"}],

@@ -100,6 +100,32 @@ async def test_complete_writes_task_and_evidence(
         assert row.fhir_version == stored["meta"]["versionId"]
 
 
+async def test_worklist_labels_a_closed_window_and_completion_as_done_late(
+    worklist_app: FastAPI, api: httpx.AsyncClient, token: TokenFactory, fhir_sandbox: FhirSandbox
+) -> None:
+    # Catheter removal due 3 h ago, its window closed 1 h ago (not yet re-evaluated): the nurse
+    # sees it as late, and completing it now is recorded as done late, not done.
+    ward = _ward()
+    pid = f"pt-{uuid.uuid4().hex[:10]}"
+    enrolment = _seed(worklist_app, ward, patient_id=pid)
+    task = create_task(fhir_sandbox.base_url, pid)
+    now = datetime.now(UTC)
+    late = seed_action(worklist_app.state.engine, enrolment, CATHETER, due=now - timedelta(hours=3),
+                       closes=now - timedelta(hours=1), status="overdue", fhir_id=task["id"],
+                       fhir_version=task["meta"]["versionId"])
+    on_time = seed_action(worklist_app.state.engine, enrolment, "drain_removal",
+                          due=now - timedelta(hours=1), closes=now + timedelta(hours=1),
+                          status="overdue")
+    headers = bearer(token(wards=(ward,)))
+    items = {i["key"]: i for i in (await api.get(f"/worklist?ward={ward}", headers=headers)).json()["items"]}
+    assert (items[late.key]["status"], items[on_time.key]["status"]) == ("late", "overdue")
+    response = await api.post(f"/worklist/{late.key}/complete", json={}, headers=headers)
+    assert response.status_code == 200 and response.json()["status"] == "done-late"
+    with Session(worklist_app.state.engine) as session:
+        row = session.get(PlannedAction, late.key)
+        assert row is not None and row.status == "done-late"
+
+
 async def test_decline_cancels_task_with_reason(
     worklist_app: FastAPI, api: httpx.AsyncClient, token: TokenFactory, fhir_sandbox: FhirSandbox
 ) -> None:
