@@ -1,0 +1,265 @@
+"""The distributed run the issue describes, end to end, with what it observed for the tests.
+
+Processes: the sandbox EHR, a Prefect server on PostgreSQL, two API replicas and three
+`eras worker`s on one PostgreSQL store, a pager webhook. 300 notifications for 60 patients
+(240 resources, 60 of them delivered twice), shuffled over both APIs; the first worker seen
+holding a claimed batch is SIGKILLed, the next one SIGTERMed. Simulated time (ERAS_CLOCK_FILE)
+then passes the drain's 5-minute lease, so the survivor reclaims the dead worker's batch, and
+later reaches the escalation of the POD0 mobilisation, when three reminder passes run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, text
+
+from fhir_adapters.client import FhirClient
+from fhir_adapters.sandbox import FhirSandbox
+from store.db import make_engine
+from tests.multiprocess.processes import Fleet, Proc, postgres_database
+from tests.multiprocess.receivers import ClockFile, Page, WebhookReceiver
+from tests.utils import ehr
+from tests.utils.databases import postgres_schema, postgres_server_url
+
+PATIENTS = 60
+SECRET = "mp-secret"
+SURGERY = datetime(2026, 4, 15, 8, 30, tzinfo=UTC)
+END = SURGERY + timedelta(hours=3)
+T0 = END + timedelta(minutes=20)  # POD0, the mobilisation Task is open
+LEASE = timedelta(minutes=5)  # the drain's lease (flows/drain.py default)
+# Out of bed on the day of surgery: due 6 h after the end, escalated 4 h later
+# (pathways/library/recovery.yaml): at END + 10 h 30 min escalation level 1 has come.
+REMIND_AT = END + timedelta(hours=10, minutes=30)
+ROLES = ("anaesthetist", "case_manager", "charge_nurse", "dietitian", "nurse", "nurse_educator",
+         "physician", "physiotherapist", "psychologist", "surgeon")  # every staff role in the pathway
+
+
+@dataclass
+class Observed:
+    """What the run saw; each test asserts one property of it."""
+
+    patients: list[str]
+    expected_keys: set[str]  # element:occurrence of the reference patient's Tasks (one process)
+    task_keys: dict[str, Counter[str]]  # patient -> identifier value -> Tasks carrying it
+    unique_resources: int
+    inbox: list[dict[str, Any]]
+    killed: dict[str, Any]  # worker name, signal, events it held when signalled
+    pages: list[Page]
+    reminders_sent: list[tuple[str, str, int, str]]  # (action_key, kind, level, role) in the store
+    deployments: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def timeline(pid: str) -> list[dict[str, Any]]:
+    return [ehr.patient(pid), ehr.booking(pid, SURGERY, SURGERY - timedelta(days=40)),
+            ehr.stay(pid, SURGERY - timedelta(hours=3)), ehr.surgery(pid, SURGERY, END)]
+
+
+async def seed(client: FhirClient, pids: list[str]) -> list[dict[str, Any]]:
+    saved = []
+    for pid in pids:
+        for res in timeline(pid):
+            saved.append((await client.update(res))[0] if res["resourceType"] == "Patient"
+                         else await client.create(res))
+    return saved
+
+
+async def task_keys(client: FhirClient, pid: str) -> Counter[str]:
+    tasks = await client.search("Task", {"patient": f"Patient/{pid}", "_count": "1000"})
+    return Counter(i["value"] for t in tasks for i in t.get("identifier", []))
+
+
+def routes_file(directory: Path, url: str) -> Path:
+    path = directory / "routes.yaml"
+    lines = ["routes:"] + [f'  - {{role: {role}, ward: "*", channels: [{{type: webhook, url: "{url}", '
+                           f'secret_env: ERAS_MP_PAGER_SECRET}}]}}' for role in ROLES]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def reference_keys(client: FhirClient, directory: Path, env: dict[str, str], clock: ClockFile,
+                         pid: str, at: list[datetime]) -> set[str]:
+    """The Tasks one process (`eras apply`, its own SQLite store) writes for the same timeline,
+    applied at the same instants as the distributed patients: the oracle for 'exactly'."""
+    ref_env = {**env, "ERAS_DATABASE_URL": f"sqlite:///{directory}/reference.db"}
+    for instant in at:
+        clock.set(instant)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "eras_cli.main", "apply", pid, env=ref_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode(errors="replace")
+    return {key.split(":", 1)[1] for key in await task_keys(client, pid)}
+
+
+def inbox_rows(db: Engine) -> list[dict[str, Any]]:
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT id, dedup_key, status, claimed_by, attempts, processed_at "
+                                 "FROM inbox_event ORDER BY id"))
+        return [dict(r._mapping) for r in rows]
+
+
+def held_batches(db: Engine) -> dict[str, list[int]]:
+    """claimed_by -> ids of the events it holds in 'processing'."""
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT claimed_by, id FROM inbox_event WHERE status = 'processing'"))
+        out: dict[str, list[int]] = {}
+        for claimed_by, event_id in rows:
+            out.setdefault(str(claimed_by), []).append(int(event_id))
+        return out
+
+
+class Saboteur(threading.Thread):
+    """Watches the store; SIGKILLs the first worker seen holding a batch, SIGTERMs the next."""
+
+    def __init__(self, db: Engine, workers: dict[str, Proc], timeout: float) -> None:
+        super().__init__(daemon=True)
+        self.db, self.workers, self.timeout = db, workers, timeout
+        self.done: dict[str, Any] = {}
+
+    def _owner(self, claimed_by: str) -> str | None:
+        pid = claimed_by.rsplit(":", 1)[-1]
+        return next((n for n, p in self.workers.items() if str(p.pid) == pid), None)
+
+    def run(self) -> None:
+        plan = [signal.SIGKILL, signal.SIGTERM]
+        deadline = time.monotonic() + self.timeout
+        while plan and time.monotonic() < deadline:
+            for claimed_by, ids in held_batches(self.db).items():
+                name = self._owner(claimed_by)
+                if name and plan and name not in self.done and self.workers[name].alive:
+                    sig = plan.pop(0)
+                    self.workers[name].signal(sig)
+                    self.done[name] = {"signal": sig.name, "held": ids, "mid_batch": True}
+            time.sleep(0.03)
+        for sig in plan:  # no batch was caught in flight: signal an idle worker (reported)
+            name = next(n for n, p in self.workers.items() if n not in self.done and p.alive)
+            self.workers[name].signal(sig)
+            self.done[name] = {"signal": sig.name, "held": [], "mid_batch": False}
+
+
+async def notify_all(apis: list[str], resources: list[dict[str, Any]], waves: int = 6) -> None:
+    """Each resource as a notification to one of the APIs (random), in waves so that several
+    workers take batches; every answer must be 200 (stored before it is acknowledged)."""
+    rng = random.Random(20261206)
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    size = -(-len(resources) // waves)
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def one(res: dict[str, Any]) -> None:
+            api = rng.choice(apis)
+            response = await http.post(f"{api}/fhir/notifications/mp", json=res, headers=headers)
+            assert response.status_code == 200, (api, response.status_code, response.text[:200])
+        for start in range(0, len(resources), size):
+            await asyncio.gather(*(one(r) for r in resources[start:start + size]))
+            await asyncio.sleep(0.7)
+
+
+async def wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout:.0f} s")
+        await asyncio.sleep(0.25)
+
+
+def reminders_sent(db: Engine) -> list[tuple[str, str, int, str]]:
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT action_key, kind, level, role FROM reminder_sent"))
+        return [(str(a), str(k), int(lv), str(r)) for a, k, lv, r in rows]
+
+
+def deployments(api: str) -> list[dict[str, Any]]:
+    response = httpx.post(f"{api}/deployments/filter", json={}, timeout=10)
+    response.raise_for_status()
+    return list(response.json())
+
+
+def engine_env(*, store: str, sandbox: FhirSandbox, clock: ClockFile, routes: Path,
+               prefect_api: str, directory: Path) -> dict[str, str]:
+    """What every engine process (API, worker, reminder pass) is configured with."""
+    return {**os.environ, "ERAS_DATABASE_URL": store, "ERAS_FHIR_BASE_URL": sandbox.base_url,
+            "ERAS_SUBSCRIPTIONS": json.dumps({"mp": SECRET}), "ERAS_CLOCK_FILE": str(clock.path),
+            "ERAS_DELIVERY_ROUTES_FILE": str(routes), "ERAS_MP_PAGER_SECRET": "pager-secret",
+            "ERAS_TIMEZONE": "Europe/London", "ERAS_WORKLIST_DEV_MODE": "true",
+            "ERAS_LOG_LEVEL": "WARNING", "PREFECT_API_URL": prefect_api,
+            "PREFECT_HOME": str(directory / "prefect-client"), "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+async def run(directory: Path) -> Observed:
+    """The whole scenario; every process is stopped before it returns."""
+    fleet = Fleet(directory)
+    receiver = WebhookReceiver()
+    timings: dict[str, float] = {}
+    with FhirSandbox() as sandbox, postgres_schema() as store, \
+            postgres_database(postgres_server_url()) as prefect_db, receiver.running():
+        try:
+            started = time.perf_counter()
+            _, prefect_api = await asyncio.to_thread(fleet.prefect_server, prefect_db, directory / "prefect")
+            timings["prefect_server_start_s"] = time.perf_counter() - started
+            clock = ClockFile(directory / "clock", T0)
+            env = engine_env(store=store, sandbox=sandbox, clock=clock, prefect_api=prefect_api,
+                             routes=routes_file(directory, receiver.url), directory=directory)
+            return await _scenario(fleet, env, sandbox, clock, store, prefect_api, receiver, timings)
+        finally:
+            await asyncio.to_thread(fleet.stop_all)
+
+
+async def _scenario(fleet: Fleet, env: dict[str, str], sandbox: FhirSandbox, clock: ClockFile,
+                    store: str, prefect_api: str, receiver: WebhookReceiver,
+                    timings: dict[str, float]) -> Observed:
+    pids = [f"mp{i:02d}-{random.getrandbits(24):06x}" for i in range(PATIENTS)]
+    db = make_engine(store)
+    async with FhirClient(sandbox.base_url) as client:
+        resources = await seed(client, [*pids, "mp-reference"])
+        reference = await reference_keys(client, fleet.directory, env, clock, "mp-reference",
+                                         [T0, T0 + LEASE + timedelta(minutes=1)])
+        clock.set(T0)
+        mine = [r for r in resources if r.get("id") != "mp-reference"
+                and (r.get("subject") or {}).get("reference") != "Patient/mp-reference"]
+        started = time.perf_counter()
+        apis = [(await asyncio.to_thread(fleet.api, f"api-{i}", env))[1] for i in (1, 2)]
+        workers = {f"worker-{i}": fleet.worker(f"worker-{i}", env) for i in (1, 2, 3)}
+        await wait_for(lambda: len(deployments(prefect_api)) >= 3, 90, "three deployments registered")
+        timings["apis_and_workers_ready_s"] = time.perf_counter() - started
+        deliveries = mine + random.Random(7).sample(mine, len(mine) // 4)  # 240 + 60 = 300, 20 % twice
+        random.Random(11).shuffle(deliveries)
+        saboteur = Saboteur(db, workers, timeout=60)
+        saboteur.start()
+        started = time.perf_counter()
+        await notify_all(apis, deliveries)
+        await asyncio.to_thread(saboteur.join)
+        # Only the signalled workers' batches are left; past their lease the survivor takes them.
+        await wait_for(lambda: not [r for r in inbox_rows(db) if r["status"] == "pending"], 90,
+                       "nothing pending")
+        clock.set(T0 + LEASE + timedelta(minutes=1))
+        await wait_for(lambda: all(r["status"] == "done" for r in inbox_rows(db)), 90, "inbox drained")
+        timings["notifications_to_drained_s"] = time.perf_counter() - started
+        keys = {pid: await task_keys(client, pid) for pid in pids}
+        inbox = inbox_rows(db)
+        # Escalation time: three reminder passes at once, beside the workers' scheduled ones.
+        clock.set(REMIND_AT)
+        passes = [fleet.spawn(f"remind-{i}", [sys.executable, "-m", "tests.multiprocess.remind_pass"], env)
+                  for i in (1, 2, 3)]
+        await wait_for(lambda: not any(p.alive for p in passes), 90, "reminder passes finished")
+        await asyncio.sleep(1.0)  # a webhook POST in flight lands
+        observed = Observed(
+            patients=pids, expected_keys=reference, task_keys=keys, unique_resources=len(mine),
+            inbox=inbox, killed=saboteur.done, pages=receiver.received(),
+            reminders_sent=reminders_sent(db), deployments=deployments(prefect_api), timings=timings)
+    db.dispose()
+    return observed
