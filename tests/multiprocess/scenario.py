@@ -195,71 +195,96 @@ def engine_env(*, store: str, sandbox: FhirSandbox, clock: ClockFile, routes: Pa
             "ERAS_SUBSCRIPTIONS": json.dumps({"mp": SECRET}), "ERAS_CLOCK_FILE": str(clock.path),
             "ERAS_DELIVERY_ROUTES_FILE": str(routes), "ERAS_MP_PAGER_SECRET": "pager-secret",
             "ERAS_TIMEZONE": "Europe/London", "ERAS_WORKLIST_DEV_MODE": "true",
-            "ERAS_LOG_LEVEL": "WARNING", "PREFECT_API_URL": prefect_api,
-            "PREFECT_HOME": str(directory / "prefect-client"), "PREFECT_LOGGING_LEVEL": "WARNING",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            "ERAS_LOG_LEVEL": "WARNING", "PREFECT_HOME": str(directory / "prefect-client"),
+            "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            } | ({"PREFECT_API_URL": prefect_api} if prefect_api else {})
 
 
 async def run(directory: Path) -> Observed:
     """The whole scenario; every process is stopped before it returns."""
     fleet = Fleet(directory)
     receiver = WebhookReceiver()
-    timings: dict[str, float] = {}
     with FhirSandbox() as sandbox, postgres_schema() as store, \
             postgres_database(postgres_server_url()) as prefect_db, receiver.running():
         try:
-            started = time.perf_counter()
-            _, prefect_api = await asyncio.to_thread(fleet.prefect_server, prefect_db, directory / "prefect")
-            timings["prefect_server_start_s"] = time.perf_counter() - started
+            # The Prefect server starts (tens of seconds here) while the EHR is seeded.
+            prefect = asyncio.create_task(_timed(fleet.prefect_server, prefect_db, directory / "prefect"))
             clock = ClockFile(directory / "clock", T0)
-            env = engine_env(store=store, sandbox=sandbox, clock=clock, prefect_api=prefect_api,
+            env = engine_env(store=store, sandbox=sandbox, clock=clock, prefect_api="",
                              routes=routes_file(directory, receiver.url), directory=directory)
-            return await _scenario(fleet, env, sandbox, clock, store, prefect_api, receiver, timings)
+            apis = [asyncio.create_task(_timed(fleet.api, f"api-{i}", dict(env))) for i in (1, 2)]
+            async with FhirClient(sandbox.base_url) as client:
+                prepared = await _prepare(client, fleet, env, clock)
+                (_, prefect_api), prefect_s = await prefect
+                env["PREFECT_API_URL"] = prefect_api
+                urls = [(await api)[0][1] for api in apis]
+                observed = await _scenario(fleet, env, client, clock, store, prefect_api, receiver,
+                                           urls, prepared)
+            observed.timings["prefect_server_start_s"] = prefect_s
+            return observed
         finally:
             await asyncio.to_thread(fleet.stop_all)
 
 
-async def _scenario(fleet: Fleet, env: dict[str, str], sandbox: FhirSandbox, clock: ClockFile,
-                    store: str, prefect_api: str, receiver: WebhookReceiver,
-                    timings: dict[str, float]) -> Observed:
+async def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = await asyncio.to_thread(fn, *args)
+    return result, time.perf_counter() - started
+
+
+@dataclass
+class Prepared:
+    pids: list[str]
+    resources: list[dict[str, Any]]  # the 240 resources of the 60 patients, as stored
+    expected_keys: set[str]
+
+
+async def _prepare(client: FhirClient, fleet: Fleet, env: dict[str, str], clock: ClockFile) -> Prepared:
     pids = [f"mp{i:02d}-{random.getrandbits(24):06x}" for i in range(PATIENTS)]
+    resources = await seed(client, [*pids, "mp-reference"])
+    reference = await reference_keys(client, fleet.directory, env, clock, "mp-reference",
+                                     [T0, T0 + LEASE + timedelta(minutes=1)])
+    clock.set(T0)
+    mine = [r for r in resources if r.get("id") != "mp-reference"
+            and (r.get("subject") or {}).get("reference") != "Patient/mp-reference"]
+    return Prepared(pids, mine, reference)
+
+
+async def _scenario(fleet: Fleet, env: dict[str, str], client: FhirClient, clock: ClockFile,
+                    store: str, prefect_api: str, receiver: WebhookReceiver, apis: list[str],
+                    prepared: Prepared) -> Observed:
     db = make_engine(store)
-    async with FhirClient(sandbox.base_url) as client:
-        resources = await seed(client, [*pids, "mp-reference"])
-        reference = await reference_keys(client, fleet.directory, env, clock, "mp-reference",
-                                         [T0, T0 + LEASE + timedelta(minutes=1)])
-        clock.set(T0)
-        mine = [r for r in resources if r.get("id") != "mp-reference"
-                and (r.get("subject") or {}).get("reference") != "Patient/mp-reference"]
-        started = time.perf_counter()
-        apis = [(await asyncio.to_thread(fleet.api, f"api-{i}", env))[1] for i in (1, 2)]
-        workers = {f"worker-{i}": fleet.worker(f"worker-{i}", env) for i in (1, 2, 3)}
-        await wait_for(lambda: len(deployments(prefect_api)) >= 3, 90, "three deployments registered")
-        timings["apis_and_workers_ready_s"] = time.perf_counter() - started
-        deliveries = mine + random.Random(7).sample(mine, len(mine) // 4)  # 240 + 60 = 300, 20 % twice
-        random.Random(11).shuffle(deliveries)
-        saboteur = Saboteur(db, workers, timeout=60)
-        saboteur.start()
-        started = time.perf_counter()
-        await notify_all(apis, deliveries)
-        await asyncio.to_thread(saboteur.join)
-        # Only the signalled workers' batches are left; past their lease the survivor takes them.
-        await wait_for(lambda: not [r for r in inbox_rows(db) if r["status"] == "pending"], 90,
-                       "nothing pending")
-        clock.set(T0 + LEASE + timedelta(minutes=1))
-        await wait_for(lambda: all(r["status"] == "done" for r in inbox_rows(db)), 90, "inbox drained")
-        timings["notifications_to_drained_s"] = time.perf_counter() - started
-        keys = {pid: await task_keys(client, pid) for pid in pids}
-        inbox = inbox_rows(db)
-        # Escalation time: three reminder passes at once, beside the workers' scheduled ones.
-        clock.set(REMIND_AT)
-        passes = [fleet.spawn(f"remind-{i}", [sys.executable, "-m", "tests.multiprocess.remind_pass"], env)
-                  for i in (1, 2, 3)]
-        await wait_for(lambda: not any(p.alive for p in passes), 90, "reminder passes finished")
-        await asyncio.sleep(1.0)  # a webhook POST in flight lands
-        observed = Observed(
-            patients=pids, expected_keys=reference, task_keys=keys, unique_resources=len(mine),
-            inbox=inbox, killed=saboteur.done, pages=receiver.received(),
-            reminders_sent=reminders_sent(db), deployments=deployments(prefect_api), timings=timings)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    workers = {f"worker-{i}": fleet.worker(f"worker-{i}", env) for i in (1, 2, 3)}
+    await wait_for(lambda: len(deployments(prefect_api)) >= 3, 90, "three deployments registered")
+    timings["workers_ready_s"] = time.perf_counter() - started
+    mine = prepared.resources
+    deliveries = mine + random.Random(7).sample(mine, len(mine) // 4)  # 240 + 60 = 300, 20 % twice
+    random.Random(11).shuffle(deliveries)
+    saboteur = Saboteur(db, workers, timeout=60)
+    saboteur.start()
+    started = time.perf_counter()
+    await notify_all(apis, deliveries)
+    timings["notify_s"] = time.perf_counter() - started
+    await asyncio.to_thread(saboteur.join)
+    # Only the signalled workers' batches are left; past their lease the survivor takes them.
+    await wait_for(lambda: not [r for r in inbox_rows(db) if r["status"] == "pending"], 90, "nothing pending")
+    timings["drained_but_leased_s"] = time.perf_counter() - started
+    clock.set(T0 + LEASE + timedelta(minutes=1))
+    await wait_for(lambda: all(r["status"] == "done" for r in inbox_rows(db)), 90, "inbox drained")
+    timings["all_done_s"] = time.perf_counter() - started
+    keys = {pid: await task_keys(client, pid) for pid in prepared.pids}
+    inbox = inbox_rows(db)
+    # Escalation time: three reminder passes at once, beside the workers' scheduled ones.
+    clock.set(REMIND_AT)
+    passes = [fleet.spawn(f"remind-{i}", [sys.executable, "-m", "tests.multiprocess.remind_pass"], env)
+              for i in (1, 2, 3)]
+    await wait_for(lambda: not any(p.alive for p in passes), 90, "reminder passes finished")
+    await asyncio.sleep(1.0)  # a webhook POST in flight lands
+    observed = Observed(
+        patients=prepared.pids, expected_keys=prepared.expected_keys, task_keys=keys,
+        unique_resources=len(mine), inbox=inbox, killed=saboteur.done, pages=receiver.received(),
+        reminders_sent=reminders_sent(db), deployments=deployments(prefect_api), timings=timings)
     db.dispose()
     return observed

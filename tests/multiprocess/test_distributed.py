@@ -64,6 +64,9 @@ def _paged(observed: Observed) -> Counter[tuple[str, str, int]]:
     return Counter((p.body["action_key"], p.body["kind"], int(p.body["level"])) for p in observed.pages)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "rt-concurrency (remove after merge): flows/reminders.py delivers before it records and "
+    "nothing claims a level, so three overlapping reminder passes page each escalation 3 times"))
 def test_each_reminder_level_is_paged_once(observed: Observed) -> None:
     paged = _paged(observed)
     twice = {key: n for key, n in paged.items() if n > 1}
@@ -77,6 +80,9 @@ def test_each_reminder_level_is_paged_once(observed: Observed) -> None:
     assert escalated == {f"Patient/{pid}" for pid in observed.patients}
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "rt-concurrency (remove after merge): flows/channels.py WebhookChannel sends no "
+    "idempotency header (only X-ERAS-Signature)"))
 def test_every_page_carries_a_stable_idempotency_key(observed: Observed) -> None:
     keys: dict[tuple[str, str, int], set[str]] = {}
     for page in observed.pages:
@@ -88,6 +94,9 @@ def test_every_page_carries_a_stable_idempotency_key(observed: Observed) -> None
     assert len({next(iter(v)) for v in keys.values()}) == len(keys)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "rt-ops (remove after merge): eras worker's Prefect Runner keeps pause_on_shutdown=True, "
+    "so the SIGTERMed worker pauses tick, reminders and process-events for every worker"))
 def test_schedules_stay_active_after_a_worker_is_stopped(observed: Observed) -> None:
     by_name = {d["name"]: d for d in observed.deployments}
     assert {"tick", "reminders"} <= set(by_name)
