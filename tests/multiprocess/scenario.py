@@ -11,6 +11,7 @@ later reaches the escalation of the POD0 mobilisation, when three reminder passe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -40,7 +41,7 @@ SECRET = "mp-secret"
 SURGERY = datetime(2026, 4, 15, 8, 30, tzinfo=UTC)
 END = SURGERY + timedelta(hours=3)
 T0 = END + timedelta(minutes=20)  # POD0, the mobilisation Task is open
-LEASE = timedelta(minutes=5)  # the drain's lease (flows/drain.py default)
+LEASE = timedelta(minutes=5)  # the drain's lease (flows/drain.py default): passed at T0 + 6 min
 # Out of bed on the day of surgery: due 6 h after the end, escalated 4 h later
 # (pathways/library/recovery.yaml): at END + 10 h 30 min escalation level 1 has come.
 REMIND_AT = END + timedelta(hours=10, minutes=30)
@@ -61,6 +62,7 @@ class Observed:
     pages: list[Page]
     reminders_sent: list[tuple[str, str, int, str]]  # (action_key, kind, level, role) in the store
     deployments: list[dict[str, Any]]
+    failed_drains: dict[str, int]  # worker -> 'drain failed' lines in its log
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -108,8 +110,8 @@ async def reference_keys(client: FhirClient, directory: Path, env: dict[str, str
 
 def inbox_rows(db: Engine) -> list[dict[str, Any]]:
     with db.connect() as conn:
-        rows = conn.execute(text("SELECT id, dedup_key, status, claimed_by, attempts, processed_at "
-                                 "FROM inbox_event ORDER BY id"))
+        rows = conn.execute(text("SELECT id, dedup_key, status, claimed_by, attempts, processed_at, "
+                                 "last_error FROM inbox_event ORDER BY id"))
         return [dict(r._mapping) for r in rows]
 
 
@@ -142,14 +144,22 @@ class Saboteur(threading.Thread):
             for claimed_by, ids in held_batches(self.db).items():
                 name = self._owner(claimed_by)
                 if name and plan and name not in self.done and self.workers[name].alive:
-                    sig = plan.pop(0)
-                    self.workers[name].signal(sig)
-                    self.done[name] = {"signal": sig.name, "held": ids, "mid_batch": True}
+                    self.done[name] = self._signal(name, plan.pop(0), claimed_by, ids)
             time.sleep(0.03)
         for sig in plan:  # no batch was caught in flight: signal an idle worker (reported)
             name = next(n for n, p in self.workers.items() if n not in self.done and p.alive)
             self.workers[name].signal(sig)
-            self.done[name] = {"signal": sig.name, "held": [], "mid_batch": False}
+            self.done[name] = {"signal": sig.name, "held": [], "mid_batch": False,
+                               "pid": self.workers[name].pid}
+
+    def _signal(self, name: str, sig: signal.Signals, claimed_by: str, ids: list[int]) -> dict[str, Any]:
+        proc = self.workers[name]
+        proc.signal(sig)
+        if sig is signal.SIGKILL:  # what it still held when it died (it may have settled some)
+            assert proc.popen is not None
+            proc.popen.wait(timeout=10)
+            ids = held_batches(self.db).get(claimed_by, [])
+        return {"signal": sig.name, "held": ids, "mid_batch": bool(ids), "pid": proc.pid}
 
 
 async def notify_all(apis: list[str], resources: list[dict[str, Any]], waves: int = 6) -> None:
@@ -257,7 +267,8 @@ async def _scenario(fleet: Fleet, env: dict[str, str], client: FhirClient, clock
     timings: dict[str, float] = {}
     started = time.perf_counter()
     workers = {f"worker-{i}": fleet.worker(f"worker-{i}", env) for i in (1, 2, 3)}
-    await wait_for(lambda: len(deployments(prefect_api)) >= 3, 90, "three deployments registered")
+    with contextlib.suppress(TimeoutError):  # what they registered is asserted by a test
+        await wait_for(lambda: len(deployments(prefect_api)) >= 3, 60, "three deployments registered")
     timings["workers_ready_s"] = time.perf_counter() - started
     mine = prepared.resources
     deliveries = mine + random.Random(7).sample(mine, len(mine) // 4)  # 240 + 60 = 300, 20 % twice
@@ -269,7 +280,10 @@ async def _scenario(fleet: Fleet, env: dict[str, str], client: FhirClient, clock
     timings["notify_s"] = time.perf_counter() - started
     await asyncio.to_thread(saboteur.join)
     # Only the signalled workers' batches are left; past their lease the survivor takes them.
-    await wait_for(lambda: not [r for r in inbox_rows(db) if r["status"] == "pending"], 90, "nothing pending")
+    signalled = {str(k["pid"]) for k in saboteur.done.values()}
+    await wait_for(lambda: all(r["status"] == "done" or (r["status"] == "processing" and str(
+        r["claimed_by"]).rsplit(":", 1)[-1] in signalled) for r in inbox_rows(db)), 90,
+        "only the signalled workers' events left")
     timings["drained_but_leased_s"] = time.perf_counter() - started
     clock.set(T0 + LEASE + timedelta(minutes=1))
     await wait_for(lambda: all(r["status"] == "done" for r in inbox_rows(db)), 90, "inbox drained")
@@ -285,6 +299,8 @@ async def _scenario(fleet: Fleet, env: dict[str, str], client: FhirClient, clock
     observed = Observed(
         patients=prepared.pids, expected_keys=prepared.expected_keys, task_keys=keys,
         unique_resources=len(mine), inbox=inbox, killed=saboteur.done, pages=receiver.received(),
-        reminders_sent=reminders_sent(db), deployments=deployments(prefect_api), timings=timings)
+        reminders_sent=reminders_sent(db), deployments=deployments(prefect_api), timings=timings,
+        failed_drains={n: p.log.read_text(errors="replace").count("drain failed")
+                       for n, p in workers.items()})
     db.dispose()
     return observed

@@ -49,6 +49,15 @@ def test_the_killed_workers_batch_is_finished_by_another_worker(observed: Observ
     assert all(row["attempts"] >= 2 for row in held)  # claimed again after the lease ran out
 
 
+def test_no_batch_fails_when_workers_share_patients(observed: Observed) -> None:
+    """Events of one patient reach different workers' batches: their applies must serialise,
+    not crash a batch (which would then wait out its lease)."""
+    assert not any(observed.failed_drains.values()), observed.failed_drains
+    held = {i for k in observed.killed.values() for i in k["held"]}
+    retried = [r for r in observed.inbox if r["id"] not in held and (r["attempts"] != 1 or r["last_error"])]
+    assert not retried, f"{len(retried)} events retried, e.g. {retried[:2]}"
+
+
 def test_exactly_the_expected_tasks_on_the_ehr(observed: Observed) -> None:
     expected = observed.expected_keys
     # Hand-checked: surgery ended 20 min before, so the POD0 mobilisation is one of them.
