@@ -57,6 +57,15 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process (and its reaped children: flow-run subprocesses) has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def backlog(db: Engine) -> int:
     with db.connect() as conn:
         return int(conn.execute(text(
@@ -88,11 +97,12 @@ class Topology:
         return sum(p.log.read_text(errors="replace").count("drain failed") for p in workers
                    if p.log.exists())
 
-    def peak_rss(self, workers: list[Proc]) -> dict[str, float]:
-        out = {p.name: peak_rss_mib(p.pid) for p in self.fleet.procs if p.alive and p not in workers}
-        out |= {p.name: peak_rss_mib(p.pid) for p in workers}
+    def processes(self, workers: list[Proc]) -> dict[str, int]:
+        """name -> pid of what runs now: Prefect server, API, these workers, the EHR."""
+        out = {p.name: p.pid for p in self.fleet.procs if p.alive and p not in workers}
+        out |= {p.name: p.pid for p in workers}
         if self.sandbox.running and self.sandbox._process is not None:
-            out["fhir-sandbox"] = peak_rss_mib(self.sandbox._process.pid)
+            out["fhir-sandbox"] = self.sandbox._process.pid
         return out
 
 

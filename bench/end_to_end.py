@@ -202,7 +202,7 @@ async def run_serve(args: argparse.Namespace) -> None:
 
 async def run_distributed(args: argparse.Namespace) -> None:
     """One API replica and 1..N workers on PostgreSQL, in the same run on the same EHR."""
-    from bench.distributed import topology
+    from bench.distributed import cpu_seconds, peak_rss_mib, topology
 
     with topology(SECRET, args.runner) as topo:
         async with httpx.AsyncClient(timeout=60) as http, FhirClient(topo.sandbox.base_url) as client:
@@ -213,6 +213,8 @@ async def run_distributed(args: argparse.Namespace) -> None:
             bench = Bench(topo.api, client, http, topo.backlog(), trips)
             figures = {}
             for n in range(1, args.workers + 1):
+                cpu_before = {k: cpu_seconds(v) for k, v in topo.processes([]).items()}
+                wall = time.perf_counter()
                 workers = topo.start_workers(n)
                 await stage(bench, pids, 8, 5)  # warm-up (the first time: enrolments, first plans)
                 await bench.drained(args.drain_seconds)
@@ -220,8 +222,10 @@ async def run_distributed(args: argparse.Namespace) -> None:
                     await bench.learn_enrolments(pids)
                 print(f"{n} x eras {args.runner}, 1 API, PostgreSQL:")
                 figures[n] = await measure(bench, pids, args)
-                rss = topo.peak_rss(workers)
-                print("  peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+                procs = topo.processes(workers)
+                print("  peak RSS MiB: " + ", ".join(f"{k} {peak_rss_mib(v):.0f}" for k, v in procs.items()))
+                print(f"  CPU s used over these {time.perf_counter() - wall:.0f} s: " + ", ".join(
+                    f"{k} {cpu_seconds(v) - cpu_before.get(k, 0.0):.0f}" for k, v in procs.items()))
                 print(f"  failed drains logged by the workers: {topo.failed_drains(workers)}")
                 for proc in workers:
                     proc.stop()
