@@ -82,13 +82,15 @@ class Topology:
     fleet: Fleet
     env: dict[str, str]
     runner: str  # "worker" (eras worker, Prefect) or "drain" (eras drain --loop)
+    batch_size: int = 200  # events a drain claims at once (the drain runner only)
 
     def backlog(self) -> Callable[[], Awaitable[int]]:
         return lambda: asyncio.to_thread(backlog, self.db)
 
     def start_workers(self, n: int) -> list[Proc]:
-        argv = ([sys.executable, "-m", "eras_cli.main", "worker"] if self.runner == "worker" else
-                [sys.executable, "-m", "eras_cli.main", "drain", "--loop"])
+        eras = [sys.executable, "-m", "eras_cli.main"]
+        argv = (eras + ["worker"] if self.runner == "worker" else
+                eras + ["drain", "--loop", "--batch-size", str(self.batch_size)])
         stamp = int(time.time())
         return [self.fleet.spawn(f"{self.runner}-{n}-{i}-{stamp}", argv, self.env) for i in range(n)]
 
@@ -107,7 +109,7 @@ class Topology:
 
 
 @contextmanager
-def topology(secret: str, runner: str) -> Iterator[Topology]:
+def topology(secret: str, runner: str, batch_size: int = 200) -> Iterator[Topology]:
     """Start the EHR, the store schema, (the Prefect server,) one API; stop them all after."""
     sandbox = CountingSandbox()
     with tempfile.TemporaryDirectory() as tmp, sandbox, \
@@ -125,7 +127,7 @@ def topology(secret: str, runner: str) -> Iterator[Topology]:
                 _, env["PREFECT_API_URL"] = fleet.prefect_server(prefect_db, directory / "prefect")
                 print(f"prefect server on PostgreSQL ready in {time.perf_counter() - started:.1f} s")
             _, api = fleet.api("api", env)
-            yield Topology(api, sandbox, db, fleet, env, runner)
+            yield Topology(api, sandbox, db, fleet, env, runner, batch_size)
         finally:
             fleet.stop_all()
             db.dispose()

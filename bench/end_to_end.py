@@ -204,7 +204,7 @@ async def run_distributed(args: argparse.Namespace) -> None:
     """One API replica and 1..N workers on PostgreSQL, in the same run on the same EHR."""
     from bench.distributed import cpu_seconds, peak_rss_mib, topology
 
-    with topology(SECRET, args.runner) as topo:
+    with topology(SECRET, args.runner, args.batch_size) as topo:
         async with httpx.AsyncClient(timeout=60) as http, FhirClient(topo.sandbox.base_url) as client:
             async def trips() -> int:  # what the EHR served, less the bench's own requests
                 return topo.sandbox.requests - client.round_trips
@@ -220,7 +220,8 @@ async def run_distributed(args: argparse.Namespace) -> None:
                 await bench.drained(args.drain_seconds)
                 if not bench.enrolment:
                     await bench.learn_enrolments(pids)
-                print(f"{n} x eras {args.runner}, 1 API, PostgreSQL:")
+                batch = f" --batch-size {args.batch_size}" if args.runner == "drain" else ""
+                print(f"{n} x eras {args.runner}{batch}, 1 API, PostgreSQL:")
                 figures[n] = await measure(bench, pids, args)
                 procs = topo.processes(workers)
                 print("  peak RSS MiB: " + ", ".join(f"{k} {peak_rss_mib(v):.0f}" for k, v in procs.items()))
@@ -245,6 +246,7 @@ def main() -> None:
                     help="N > 0: measure 1..N worker processes beside one API (needs postgresql)")
     ap.add_argument("--runner", choices=["worker", "drain"], default="worker",
                     help="worker: `eras worker` with a Prefect server; drain: `eras drain --loop`")
+    ap.add_argument("--batch-size", type=int, default=200, help="events per claim (--runner drain)")
     args = ap.parse_args()
     if args.workers and args.database != "postgresql":
         ap.error("--workers needs --database postgresql (SQLite is one process)")
