@@ -2,8 +2,9 @@
 
 Processes: the sandbox EHR, a Prefect server on PostgreSQL, two API replicas and three
 `eras worker`s on one PostgreSQL store, a pager webhook. 300 notifications for 60 patients
-(240 resources, 60 of them delivered twice), shuffled over both APIs; the first worker seen
-holding a claimed batch is SIGKILLed, the next one SIGTERMed. Simulated time (ERAS_CLOCK_FILE)
+(240 resources, 60 of them delivered twice), shuffled over both APIs in waves that each name
+every patient; once a quarter is done, the first worker seen holding a claimed batch is
+SIGKILLed, the next one SIGTERMed. Simulated time (ERAS_CLOCK_FILE)
 then passes the drain's 5-minute lease, so the survivor reclaims the dead worker's batch, and
 later reaches the escalation of the POD0 mobilisation, when three reminder passes run at once.
 """
@@ -125,12 +126,18 @@ def held_batches(db: Engine) -> dict[str, list[int]]:
         return out
 
 
-class Saboteur(threading.Thread):
-    """Watches the store; SIGKILLs the first worker seen holding a batch, SIGTERMs the next."""
+def done_count(db: Engine) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM inbox_event WHERE status = 'done'")).scalar_one())
 
-    def __init__(self, db: Engine, workers: dict[str, Proc], timeout: float) -> None:
+
+class Saboteur(threading.Thread):
+    """Watches the store; once the workers have done `after_done` events side by side, SIGKILLs
+    the first worker seen holding a batch and SIGTERMs the next."""
+
+    def __init__(self, db: Engine, workers: dict[str, Proc], timeout: float, after_done: int) -> None:
         super().__init__(daemon=True)
-        self.db, self.workers, self.timeout = db, workers, timeout
+        self.db, self.workers, self.timeout, self.after_done = db, workers, timeout, after_done
         self.done: dict[str, Any] = {}
 
     def _owner(self, claimed_by: str) -> str | None:
@@ -140,6 +147,8 @@ class Saboteur(threading.Thread):
     def run(self) -> None:
         plan = [signal.SIGKILL, signal.SIGTERM]
         deadline = time.monotonic() + self.timeout
+        while done_count(self.db) < self.after_done and time.monotonic() < deadline:
+            time.sleep(0.1)
         while plan and time.monotonic() < deadline:
             for claimed_by, ids in held_batches(self.db).items():
                 name = self._owner(claimed_by)
@@ -162,19 +171,38 @@ class Saboteur(threading.Thread):
         return {"signal": sig.name, "held": ids, "mid_batch": bool(ids), "pid": proc.pid}
 
 
-async def notify_all(apis: list[str], resources: list[dict[str, Any]], waves: int = 6) -> None:
-    """Each resource as a notification to one of the APIs (random), in waves so that several
-    workers take batches; every answer must be 200 (stored before it is acknowledged)."""
+def waves(resources: list[dict[str, Any]], rng: random.Random) -> list[list[dict[str, Any]]]:
+    """300 deliveries (each resource once, a fifth of them twice) in waves: every wave holds one
+    delivery of every patient, so concurrent batches of different workers share patients."""
+    deliveries = resources + rng.sample(resources, len(resources) // 4)  # 240 + 60, 20 % twice
+    by_patient: dict[str, list[dict[str, Any]]] = {}
+    for res in deliveries:
+        pid = res["id"] if res["resourceType"] == "Patient" else res["subject"]["reference"][8:]
+        by_patient.setdefault(pid, []).append(res)
+    out: list[list[dict[str, Any]]] = []
+    for items in by_patient.values():
+        rng.shuffle(items)
+        for k, res in enumerate(items):
+            if k == len(out):
+                out.append([])
+            out[k].append(res)
+    for wave in out:
+        rng.shuffle(wave)
+    return out
+
+
+async def notify_all(apis: list[str], waves_: list[list[dict[str, Any]]]) -> None:
+    """Each delivery as a notification to one of the APIs (random), wave after wave; every
+    answer must be 200 (stored before it is acknowledged)."""
     rng = random.Random(20261206)
     headers = {"Authorization": f"Bearer {SECRET}"}
-    size = -(-len(resources) // waves)
     async with httpx.AsyncClient(timeout=30) as http:
         async def one(res: dict[str, Any]) -> None:
             api = rng.choice(apis)
             response = await http.post(f"{api}/fhir/notifications/mp", json=res, headers=headers)
             assert response.status_code == 200, (api, response.status_code, response.text[:200])
-        for start in range(0, len(resources), size):
-            await asyncio.gather(*(one(r) for r in resources[start:start + size]))
+        for wave in waves_:
+            await asyncio.gather(*(one(r) for r in wave))
             await asyncio.sleep(0.7)
 
 
@@ -271,9 +299,8 @@ async def _scenario(fleet: Fleet, env: dict[str, str], client: FhirClient, clock
         await wait_for(lambda: len(deployments(prefect_api)) >= 3, 60, "three deployments registered")
     timings["workers_ready_s"] = time.perf_counter() - started
     mine = prepared.resources
-    deliveries = mine + random.Random(7).sample(mine, len(mine) // 4)  # 240 + 60 = 300, 20 % twice
-    random.Random(11).shuffle(deliveries)
-    saboteur = Saboteur(db, workers, timeout=60)
+    deliveries = waves(mine, random.Random(7))
+    saboteur = Saboteur(db, workers, timeout=60, after_done=len(mine) // 4)
     saboteur.start()
     started = time.perf_counter()
     await notify_all(apis, deliveries)

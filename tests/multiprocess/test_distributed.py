@@ -22,8 +22,10 @@ pytestmark = pytest.mark.multiprocess
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Observed:
     directory: Path = tmp_path_factory.mktemp("distributed")
     result = asyncio.run(run(directory))
+    claimers = Counter(str(row["claimed_by"]) for row in result.inbox)
     print(f"\ndistributed run: {result.timings}; signalled: "
-          f"{ {n: (k['signal'], len(k['held'])) for n, k in result.killed.items()} }")
+          f"{ {n: (k['signal'], len(k['held'])) for n, k in result.killed.items()} }; "
+          f"events by last claimer: {dict(claimers)}")
     return result
 
 
