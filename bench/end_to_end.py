@@ -1,10 +1,12 @@
-"""Notification → Task visible on the FHIR server, through `eras serve` (SQLite, one process).
+"""Notification → Task visible on the FHIR server: through `eras serve` (SQLite, one process) or,
+with --database postgresql --workers N, one API replica and 1..N `eras worker`s (bench/distributed.py).
 
 Each event is a new pain score NRS 7 for an admitted patient: the engine must read the record,
 evaluate, and write a reassessment Task. Prints p50/p95 latency at a steady 5 events/s, then
 steps the rate up (10, 20, 30, 50, 70 events/s, 15 s each) and reports the highest rate the
 inbox keeps up with (backlog not growing), with FHIR round trips per event.
 Run: .venv/bin/python bench/end_to_end.py [--steady-seconds 30]
+     .venv/bin/python bench/end_to_end.py --database postgresql --workers 2 [--runner drain]
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,8 +51,10 @@ async def seed(client: FhirClient, now: datetime) -> list[str]:
 
 
 class Bench:
-    def __init__(self, api: str, ehr_client: FhirClient, http: httpx.AsyncClient, token: str) -> None:
-        self.api, self.ehr, self.http, self.token = api, ehr_client, http, token
+    def __init__(self, api: str, ehr_client: FhirClient, http: httpx.AsyncClient,
+                 backlog: Callable[[], Awaitable[int]], round_trips: Callable[[], Awaitable[int]]) -> None:
+        self.api, self.ehr, self.http = api, ehr_client, http
+        self.backlog, self.round_trips = backlog, round_trips  # engine's FHIR requests so far
         self.sent = 0
         self.enrolment: dict[str, str] = {}  # patient -> enrolment id, the prefix of Task keys
 
@@ -72,21 +78,22 @@ class Bench:
             await asyncio.sleep(0.1)
         return time.perf_counter() - t0
 
-    async def drained(self, seconds: float = 300) -> None:
+    async def drained(self, seconds: float = 300) -> int:
+        """Wait until the inbox is empty; the events still waiting after `seconds` (0 = drained)."""
         for _ in range(int(seconds * 10)):
-            inbox = (await self.status())["inbox"]
-            if not inbox.get("pending") and not inbox.get("processing"):
-                return
+            if not (left := await self.backlog()):
+                return 0
             await asyncio.sleep(0.1)
+        print(f"  ! {left} events still pending/processing after {seconds:.0f} s "
+              "(a failed batch waits for its lease)")
+        return left
 
-    async def backlog(self) -> int:
-        inbox = (await self.status())["inbox"]
-        return int(inbox.get("pending", 0)) + int(inbox.get("processing", 0))
 
-    async def status(self) -> dict:  # type: ignore[type-arg]
-        r = await self.http.get(f"{self.api}/runtime/status",
-                                headers={"Authorization": f"Bearer {self.token}"})
-        return r.json()  # type: ignore[no-any-return]
+def status_of(http: httpx.AsyncClient, api: str, token: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def status() -> dict[str, Any]:
+        r = await http.get(f"{api}/runtime/status", headers={"Authorization": f"Bearer {token}"})
+        return dict(r.json())
+    return status
 
 
 async def steady(bench: Bench, pids: list[str], rate: float, seconds: float) -> list[float]:
@@ -118,7 +125,43 @@ async def stage(bench: Bench, pids: list[str], rate: float, seconds: float) -> t
     return len(sent), half, await bench.backlog()
 
 
-async def run(args: argparse.Namespace) -> None:
+async def measure(bench: Bench, pids: list[str], args: argparse.Namespace) -> tuple[float, float]:
+    """Steady-rate latency, then rising rates until the backlog grows; (p95 s, best events/s)."""
+    before = await bench.round_trips()
+    latencies = await steady(bench, pids, 5, args.steady_seconds)
+    after = await bench.round_trips()
+    q = statistics.quantiles(latencies, n=20)
+    print(f"  steady 5 events/s for {args.steady_seconds:.0f} s: notification -> Task visible "
+          f"p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s "
+          f"(goal p95 <= 2 s); FHIR round trips/event {(after - before) / len(latencies):.2f}")
+    best = 0.0
+    for rate in args.rates:
+        sent, half, end = await stage(bench, pids, rate, args.stage_seconds)
+        # Sustained: the backlog does not grow over the second half of the stage
+        # (a batch in progress may hold a few seconds' worth).
+        kept_up = end <= max(half, 0) + rate
+        print(f"  {rate:>3} events/s for {args.stage_seconds:.0f} s: {sent} sent, backlog "
+              f"{half} half-way, {end} at end -> {'kept up' if kept_up else 'growing'}")
+        await bench.drained(args.drain_seconds)
+        if not kept_up:
+            break
+        best = rate
+    print(f"  highest sustained rate: {best} events/s (goal >= 50 on this 2-core machine)")
+    return q[18], best
+
+
+async def wait_healthy(http: httpx.AsyncClient, api: str) -> None:
+    for _ in range(300):
+        try:
+            if (await http.get(f"{api}/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+
+
+async def run_serve(args: argparse.Namespace) -> None:
+    """`eras serve` on SQLite: API and runtime in one process."""
     with tempfile.TemporaryDirectory() as tmp, FhirSandbox() as sandbox:
         port = free_port()
         api = f"http://127.0.0.1:{port}"
@@ -130,39 +173,25 @@ async def run(args: argparse.Namespace) -> None:
                                  stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "serve.log", "wb"))  # noqa: SIM115
         try:
             async with httpx.AsyncClient(timeout=60) as http, FhirClient(sandbox.base_url) as client:
-                for _ in range(300):
-                    try:
-                        if (await http.get(f"{api}/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
+                await wait_healthy(http, api)
                 token = (await http.post(f"{api}/auth/dev-token", json={
                     "subject": "bench", "roles": ["admin"], "wards": []})).json()["access_token"]
+                status = status_of(http, api, token)
+
+                async def backlog() -> int:
+                    inbox = (await status())["inbox"]
+                    return int(inbox.get("pending", 0)) + int(inbox.get("processing", 0))
+
+                async def trips() -> int:
+                    return int((await status())["fhir_round_trips"])
+
                 pids = await seed(client, datetime.now(UTC))
-                bench = Bench(api, client, http, token)
+                bench = Bench(api, client, http, backlog, trips)
                 await stage(bench, pids, 8, 5)  # warm-up: enrolments and first plans (38 Tasks each)
                 await bench.drained()
                 await bench.learn_enrolments(pids)
-                before = (await bench.status())["fhir_round_trips"]
-                latencies = await steady(bench, pids, 5, args.steady_seconds)
-                after = (await bench.status())["fhir_round_trips"]
-                q = statistics.quantiles(latencies, n=20)
-                print(f"steady 5 events/s for {args.steady_seconds:.0f} s: notification -> Task visible "
-                      f"p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s "
-                      f"(goal p95 <= 2 s); FHIR round trips/event {(after - before) / len(latencies):.2f}")
-                best = 0.0
-                for rate in (10, 20, 30, 50, 70):
-                    sent, half, end = await stage(bench, pids, rate, args.stage_seconds)
-                    # Sustained: the backlog does not grow over the second half of the stage
-                    # (a batch in progress may hold a few seconds' worth).
-                    kept_up = end <= max(half, 0) + rate
-                    print(f"  {rate:>3} events/s for {args.stage_seconds:.0f} s: {sent} sent, backlog "
-                          f"{half} half-way, {end} at end -> {'kept up' if kept_up else 'growing'}")
-                    if not kept_up:
-                        break
-                    best = rate
-                    await bench.drained()
-                print(f"highest sustained rate: {best} events/s (goal >= 50 on this 2-core machine)")
+                print("eras serve, SQLite, one process:")
+                await measure(bench, pids, args)
         finally:
             serve.send_signal(signal.SIGINT)
             serve.wait(timeout=30)
@@ -171,11 +200,59 @@ async def run(args: argparse.Namespace) -> None:
                 print("serve log (last lines):", *log[-8:], sep="\n  ")
 
 
+async def run_distributed(args: argparse.Namespace) -> None:
+    """One API replica and 1..N workers on PostgreSQL, in the same run on the same EHR."""
+    from bench.distributed import cpu_seconds, peak_rss_mib, topology
+
+    with topology(SECRET, args.runner, args.batch_size) as topo:
+        async with httpx.AsyncClient(timeout=60) as http, FhirClient(topo.sandbox.base_url) as client:
+            async def trips() -> int:  # what the EHR served, less the bench's own requests
+                return topo.sandbox.requests - client.round_trips
+
+            pids = await seed(client, datetime.now(UTC))
+            bench = Bench(topo.api, client, http, topo.backlog(), trips)
+            figures = {}
+            for n in range(1, args.workers + 1):
+                cpu_before = {k: cpu_seconds(v) for k, v in topo.processes([]).items()}
+                wall = time.perf_counter()
+                workers = topo.start_workers(n)
+                await stage(bench, pids, 8, 5)  # warm-up (the first time: enrolments, first plans)
+                await bench.drained(args.drain_seconds)
+                if not bench.enrolment:
+                    await bench.learn_enrolments(pids)
+                batch = f" --batch-size {args.batch_size}" if args.runner == "drain" else ""
+                print(f"{n} x eras {args.runner}{batch}, 1 API, PostgreSQL:")
+                figures[n] = await measure(bench, pids, args)
+                procs = topo.processes(workers)
+                print("  peak RSS MiB: " + ", ".join(f"{k} {peak_rss_mib(v):.0f}" for k, v in procs.items()))
+                print(f"  CPU s used over these {time.perf_counter() - wall:.0f} s: " + ", ".join(
+                    f"{k} {cpu_seconds(v) - cpu_before.get(k, 0.0):.0f}" for k, v in procs.items()))
+                print(f"  failed drains logged by the workers: {topo.failed_drains(workers)}")
+                for proc in workers:
+                    proc.stop()
+            print("summary: " + "; ".join(f"{n} worker(s): {best:g} events/s sustained, p95 {p95:.2f} s"
+                                          for n, (p95, best) in figures.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steady-seconds", type=float, default=30)
     ap.add_argument("--stage-seconds", type=float, default=15)
-    asyncio.run(run(ap.parse_args()))
+    ap.add_argument("--rates", type=lambda v: [int(x) for x in v.split(",")], default=[10, 20, 30, 50, 70])
+    ap.add_argument("--drain-seconds", type=float, default=300,
+                    help="longest wait for the inbox to empty between stages")
+    ap.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="N > 0: measure 1..N worker processes beside one API (needs postgresql)")
+    ap.add_argument("--runner", choices=["worker", "drain"], default="worker",
+                    help="worker: `eras worker` with a Prefect server; drain: `eras drain --loop`")
+    ap.add_argument("--batch-size", type=int, default=200, help="events per claim (--runner drain)")
+    args = ap.parse_args()
+    if args.workers and args.database != "postgresql":
+        ap.error("--workers needs --database postgresql (SQLite is one process)")
+    if args.database == "postgresql" and not args.workers:
+        args.workers = 1
+    asyncio.run(run_distributed(args) if args.workers else run_serve(args))
 
 
 if __name__ == "__main__":
