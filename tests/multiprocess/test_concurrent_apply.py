@@ -36,10 +36,6 @@ def at_barrier(directory: Path, round_: int, procs: list[Proc]) -> Callable[[], 
     return lambda: all((directory / f"ready-{round_}-{p.name}").exists() or not p.alive for p in procs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rt-concurrency (remove after merge): the only patient lock is an in-process asyncio.Lock; "
-    "two processes insert the same new planned_action and one apply fails with IntegrityError "
-    "(planned_action_pkey)"))
 async def test_two_processes_applying_one_patient_serialise(fhir_sandbox: FhirSandbox,
                                                              tmp_path: Path) -> None:
     pid = f"cc-{os.getpid()}-{int(time.time() * 1000) % 10**8}"

@@ -51,10 +51,6 @@ def test_the_killed_workers_batch_is_finished_by_another_worker(observed: Observ
     assert all(row["attempts"] >= 2 for row in held)  # claimed again after the lease ran out
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "rt-concurrency (remove after merge): with no cross-process patient lock, two workers "
-    "applying one patient at once insert the same planned_action (IntegrityError), the batch "
-    "fails and waits out its lease; it happens in some runs only, hence not strict"))
 def test_no_batch_fails_when_workers_share_patients(observed: Observed) -> None:
     """Events of one patient reach different workers' batches: their applies must serialise,
     not crash a batch (which would then wait out its lease)."""
@@ -80,9 +76,6 @@ def _paged(observed: Observed) -> Counter[tuple[str, str, int]]:
     return Counter((p.body["action_key"], p.body["kind"], int(p.body["level"])) for p in observed.pages)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rt-concurrency (remove after merge): flows/reminders.py delivers before it records and "
-    "nothing claims a level, so three overlapping reminder passes page each escalation 3 times"))
 def test_each_reminder_level_is_paged_once(observed: Observed) -> None:
     paged = _paged(observed)
     twice = {key: n for key, n in paged.items() if n > 1}
@@ -96,9 +89,6 @@ def test_each_reminder_level_is_paged_once(observed: Observed) -> None:
     assert escalated == {f"Patient/{pid}" for pid in observed.patients}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rt-concurrency (remove after merge): flows/channels.py WebhookChannel sends no "
-    "idempotency header (only X-ERAS-Signature)"))
 def test_every_page_carries_a_stable_idempotency_key(observed: Observed) -> None:
     keys: dict[tuple[str, str, int], set[str]] = {}
     for page in observed.pages:
