@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
-from api.audit_settings import AuditSettings
 from api.auth import Principal
+from api.config import AuditSettings, Settings
 from api.pseudonyms import Pseudonymiser, identity
 from api.routes import audit, audit_page
 
@@ -30,11 +30,11 @@ class AuditState:
         return self.pseudonymiser
 
 
-def mount_audit(app: FastAPI, settings: AuditSettings | None = None) -> None:
+def mount_audit(app: FastAPI, settings: Settings) -> None:
     """Add /audit (JSON, CSV, FHIR) and /ui/audit; needs `mount_worklist` first (sign-in, pathways)."""
-    settings = settings or AuditSettings()
-    key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
-    app.state.audit = AuditState(settings, Pseudonymiser(key or secrets.token_bytes(32)),
+    chosen = settings.audit
+    key = chosen.pseudonym_key.get_secret_value().encode() if chosen.pseudonym_key else None
+    app.state.audit = AuditState(chosen, Pseudonymiser(key or secrets.token_bytes(32)),
                                  ZoneInfo(settings.timezone))
     app.include_router(audit.router)
     app.include_router(audit_page.router)

@@ -15,9 +15,8 @@ from rich.console import Console
 
 from api.config import Settings
 from api.main import create_app
-from api.worklist_settings import WorklistSettings
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import RuntimeSettings, open_runtime
+from flows.config import open_runtime
 from flows.loops import Loops
 from flows.runtime import Runtime
 
@@ -52,7 +51,7 @@ class RuntimeThread(threading.Thread):
     with a thread-safe call after each commit.
     """
 
-    def __init__(self, settings: RuntimeSettings, *, poll: float | None, tick: float,
+    def __init__(self, settings: Settings, *, poll: float | None, tick: float,
                  prefect: bool) -> None:
         super().__init__(name="eras-runtime", daemon=True)
         self.settings, self.poll, self.tick, self.prefect = settings, poll, tick, prefect
@@ -101,10 +100,7 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
         console.print(f"[red]the runtime did not start[/red]: {runtime.error}")
         raise typer.Exit(1)
     rt = runtime.runtime
-    worklist = WorklistSettings()
-    if worklist.fhir_base_url is None and rt.tasks is not None:
-        worklist = worklist.model_copy(update={"fhir_base_url": rt.tasks.base_url})
-    app = create_app(Settings(), worklist=worklist, pathways=rt.pathways)
+    app = create_app(settings, pathways=rt.pathways)
     app.state.on_event_stored = runtime.wake
     app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
