@@ -85,8 +85,8 @@ def seed_action(
         return row
 
 
-def create_task(base_url: str, patient_id: str) -> dict[str, Any]:
-    """A ready Task on the FHIR server (synchronously, for seeding)."""
+def create_task(base_url: str, patient_id: str, *, token: str | None = None) -> dict[str, Any]:
+    """A ready Task on the FHIR server (synchronously, for seeding); `token` for a protected one."""
     task = {
         "resourceType": "Task",
         "status": "ready",
@@ -94,7 +94,8 @@ def create_task(base_url: str, patient_id: str) -> dict[str, Any]:
         "for": {"reference": f"Patient/{patient_id}"},
         "identifier": [{"system": "urn:test:action", "value": uuid.uuid4().hex}],
     }
-    response = httpx.post(f"{base_url.rstrip('/')}/Task", json=task)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.post(f"{base_url.rstrip('/')}/Task", json=task, headers=headers)
     response.raise_for_status()
     created: dict[str, Any] = response.json()
     return created
