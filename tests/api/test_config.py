@@ -13,6 +13,8 @@ from sqlmodel import Session
 
 from api.config import Settings, settings_env_vars
 from api.main import create_app
+from engine.plan import plan_of
+from flows.config import load_pathways
 from store.models import Enrolment
 from tests.utils.worklist import clear_ward, seed_action, seed_enrolment
 
@@ -135,3 +137,22 @@ async def test_worklist_pod_follows_eras_timezone_alone(
     assert response.status_code == 200
     assert [item["pod"] for item in response.json()["items"]] == [1]
     assert (clean_env / "eras.db").exists()  # the default store, in the working directory
+
+
+def test_relative_paths_resolve_against_cwd_then_against_the_naming_file(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ERAS_TERMINOLOGY is relative to the working directory; the `extends` inside it is relative
+    to the terminology file, wherever the process runs from later."""
+    site = clean_env / "conf" / "site.yaml"
+    site.parent.mkdir()
+    default = ROOT / "pathways" / "terminology" / "default.yaml"
+    relative = os.path.relpath(default, site.parent)
+    site.write_text(f"terminology: site\nextends: {relative}\n", encoding="utf-8")
+    monkeypatch.setenv("ERAS_TERMINOLOGY", "conf/site.yaml")
+    settings = Settings()
+    assert settings.terminology == site
+    monkeypatch.chdir(ROOT / "tests")  # a later chdir (a flow run, a service manager) changes nothing
+    loaded = load_pathways(settings)
+    assert "lumbar_fusion" in loaded
+    assert plan_of(loaded["lumbar_fusion"]).terminology.name == "site"
