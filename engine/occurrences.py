@@ -8,7 +8,7 @@ from typing import NamedTuple
 from engine.context import EvaluationContext
 from engine.facts import Fact
 from engine.plan import CompiledElement, CompiledWindow
-from engine.results import Counts, ElementResult, Occurrence, Status
+from engine.results import OPEN_STATUSES, Counts, ElementResult, Occurrence, Status
 
 MAX_OCCURRENCES = 500
 
@@ -127,7 +127,6 @@ def _by_time(now: datetime, opens: datetime | None, due: datetime | None,
     return Status.MISSED
 
 
-_OPEN = (Status.UPCOMING, Status.DUE, Status.OVERDUE)
 _RANK = {Status.OVERDUE: 3, Status.MISSED: 2, Status.DECLINED: 1}
 
 
@@ -149,7 +148,7 @@ def element_result(ctx: EvaluationContext, c: CompiledElement,
     first_due = None
     for occ in occs:
         st = occ.status
-        if st in _OPEN:
+        if st in OPEN_STATUSES:
             changes.extend(t for t in (occ.opens, occ.due, occ.closes) if t is not None)
             if st is Status.DUE and first_due is None:
                 first_due = st

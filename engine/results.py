@@ -16,8 +16,10 @@ class Status(StrEnum):
     DONE = "done"
     MISSED = "missed"
     DECLINED = "declined"
+    CANCELLED = "cancelled"  # planned once, no longer planned: the stored action of a vanished plan
 
 
+# The one definition of "still to do", for the engine, the store and the worklist.
 OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
 Counts = Literal["done", "not-done"] | None
 

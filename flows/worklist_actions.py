@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from engine.model import Element, Pathway
 from engine.plan import plan_of
+from engine.results import OPEN_STATUSES
 from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
@@ -27,7 +28,7 @@ from store.actions import require_action
 from store.db import session_scope
 from store.models import Enrolment, PlannedAction
 from store.outcomes import complete_action, decline_action
-from store.worklist import OPEN_STATUSES, action_with_enrolment, note_fhir_version, reassign_action
+from store.worklist import action_with_enrolment, note_fhir_version, reassign_action
 
 DECLINE_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician")
 

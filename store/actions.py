@@ -6,11 +6,12 @@ from datetime import datetime
 
 from sqlmodel import Session, col, or_, select
 
+from engine.results import OPEN_STATUSES, Status
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
 from store.history import record_transition
 from store.models import Enrolment, PlannedAction
-from store.types import TERMINAL_ACTION_STATUSES, ActionKind, ActionStatus, FhirType, as_utc
+from store.types import ActionKind, FhirType, as_utc
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
     if state.key != expected:
         raise ValueError(f"action key {state.key!r} should be {expected!r}")
     ActionKind(state.kind)
-    ActionStatus(state.status)
+    Status(state.status)
     return replace(
         state,
         opens=_utc_or_none(state.opens),
@@ -166,12 +167,12 @@ def _cancel_vanished(
     vanished = [
         key
         for key, row in stored.items()
-        if key not in seen and row.status not in TERMINAL_ACTION_STATUSES
+        if key not in seen and row.status in OPEN_STATUSES
     ]
     for key in vanished:
         row = stored[key]
         transitions.append((row, row.status, f"{cause}: no longer planned"))
-        row.status = ActionStatus.CANCELLED
+        row.status = Status.CANCELLED
         row.revision += 1
         row.updated_at = at
     return vanished

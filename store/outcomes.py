@@ -4,10 +4,11 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from engine.results import Status
 from store.actions import require_action
 from store.history import record_transition
 from store.models import PlannedAction
-from store.types import ActionStatus, as_utc
+from store.types import as_utc
 
 
 def complete_action(
@@ -17,7 +18,7 @@ def complete_action(
     row = require_action(session=session, key=key)
     row.completed_at = as_utc(at)
     row.completed_by = by
-    return _finish(session=session, row=row, status=ActionStatus.DONE, at=at, cause=cause)
+    return _finish(session=session, row=row, status=Status.DONE, at=at, cause=cause)
 
 
 def decline_action(
@@ -36,11 +37,11 @@ def decline_action(
     row.completed_by = by
     row.decline_reason = reason
     row.decline_text = text
-    return _finish(session=session, row=row, status=ActionStatus.DECLINED, at=at, cause=cause)
+    return _finish(session=session, row=row, status=Status.DECLINED, at=at, cause=cause)
 
 
 def _finish(
-    *, session: Session, row: PlannedAction, status: ActionStatus, at: datetime, cause: str
+    *, session: Session, row: PlannedAction, status: Status, at: datetime, cause: str
 ) -> PlannedAction:
     from_status = row.status
     row.status = status

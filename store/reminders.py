@@ -7,10 +7,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from engine.results import OPEN_STATUSES
 from store.models import Enrolment, PlannedAction, ReminderSent
 from store.types import as_utc
-
-OPEN = ("upcoming", "due", "overdue")
 
 
 def open_actions_due_before(*, session: Session, until: datetime, limit: int) -> list[PlannedAction]:
@@ -18,7 +17,7 @@ def open_actions_due_before(*, session: Session, until: datetime, limit: int) ->
     statement = (
         select(PlannedAction)
         .join(Enrolment, col(Enrolment.id) == col(PlannedAction.enrolment_id))
-        .where(col(PlannedAction.status).in_(OPEN), col(PlannedAction.kind) == "task",
+        .where(col(PlannedAction.status).in_(sorted(OPEN_STATUSES)), col(PlannedAction.kind) == "task",
                col(PlannedAction.due).is_not(None), col(PlannedAction.due) <= as_utc(until),
                col(Enrolment.status) == "active", col(Enrolment.parked_at).is_(None))
         .order_by(col(PlannedAction.due))

@@ -7,11 +7,10 @@ from typing import NamedTuple
 
 from sqlmodel import Session, col, or_, select
 
+from engine.results import OPEN_STATUSES
 from store.actions import require_action
 from store.models import Enrolment, PlannedAction
-from store.types import ActionStatus, as_utc
-
-OPEN_STATUSES = (ActionStatus.UPCOMING, ActionStatus.DUE, ActionStatus.OVERDUE)
+from store.types import as_utc
 
 
 class ActionRow(NamedTuple):
