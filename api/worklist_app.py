@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.auth import DevIssuer, JwksCache, TokenVerifier
 from api.config import Settings, WorklistSettings
-from api.routes import access_audit, dev_auth, runtime, worklist, worklist_page
+from api.routes import access_log, dev_auth, runtime, worklist, worklist_page
 from engine.model import Element, Pathway
 from fhir_adapters.client import FhirClient
 
@@ -61,7 +61,7 @@ def mount_worklist(
     if dev_issuer is not None:
         app.include_router(dev_auth.router)
     app.include_router(worklist.router)
-    app.include_router(access_audit.router)
+    app.include_router(access_log.router)
     app.include_router(runtime.router)
     app.include_router(worklist_page.router)
     app.mount("/static/worklist", StaticFiles(directory=HERE / "static"), name="worklist-static")

@@ -7,6 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from engine.results import Status
+
+# What an open action is now, from its window and the clock (the members of OPEN_STATUSES).
+LiveStatus = Literal[Status.UPCOMING, Status.DUE, Status.OVERDUE]
+
 DeclineReasonCode = Literal["patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician"]
 Role = Literal[
     "nurse",
@@ -31,7 +36,7 @@ class RecordPromptPublic(BaseModel):
 class WorklistItemBase(BaseModel):
     key: str
     title: str
-    status: Literal["upcoming", "due", "overdue"]
+    status: LiveStatus
     priority: str
     role: str
     due: datetime | None

@@ -18,7 +18,7 @@ from fhir_adapters.writeback import Write, communication_request_for, transactio
 from flows.runtime import Runtime, WriteTarget
 from store.db import session_scope
 from store.models import Enrolment, ReminderSent
-from store.models import PlannedAction as StoredAction
+from store.models import PlannedActionRow as StoredAction
 from store.reminders import already_sent, open_actions_due_before, record_sent
 
 LOOKAHEAD = timedelta(hours=24)

@@ -26,7 +26,7 @@ from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
 from store.actions import require_action
 from store.db import session_scope
-from store.models import Enrolment, PlannedAction
+from store.models import Enrolment, PlannedActionRow
 from store.outcomes import complete_action, decline_action
 from store.worklist import action_with_enrolment, note_fhir_version, reassign_action
 
@@ -60,7 +60,7 @@ class WorklistWriter:
 Store = Callable[[Session], None]
 
 
-def read_action(db: Engine, key: str) -> tuple[PlannedAction, Enrolment]:
+def read_action(db: Engine, key: str) -> tuple[PlannedActionRow, Enrolment]:
     """The action and its enrolment as they are now (detached copies), or ActionNotFound.
 
     Sync: callers on an event loop run it in a worker thread. Its short transaction is over
@@ -75,14 +75,14 @@ def read_action(db: Engine, key: str) -> tuple[PlannedAction, Enrolment]:
 async def complete(
     writer: WorklistWriter,
     db: Engine,
-    action: PlannedAction,
+    action: PlannedActionRow,
     enrolment: Enrolment,
     *,
     by: str,
     at: datetime,
     value: float | str | None = None,
     also: Store | None = None,
-) -> PlannedAction:
+) -> PlannedActionRow:
     """Task completed and evidence written in the EHR, then the action done in the store."""
     _require_open(action)
     version = None
@@ -90,7 +90,7 @@ async def complete(
         version = await _put_task(writer.fhir, action, lambda task: completed_task(task, now=at))
         await _write_evidence(writer, writer.fhir, action, enrolment, at=at, value=value)
 
-    def store(session: Session) -> PlannedAction:
+    def store(session: Session) -> PlannedActionRow:
         return complete_action(session=session, key=action.key, by=by, at=at, cause="worklist: completed")
 
     return await _record(db, action, version, store, also)
@@ -99,14 +99,14 @@ async def complete(
 async def decline(
     writer: WorklistWriter,
     db: Engine,
-    action: PlannedAction,
+    action: PlannedActionRow,
     *,
     by: str,
     at: datetime,
     reason: str,
     text: str | None,
     also: Store | None = None,
-) -> PlannedAction:
+) -> PlannedActionRow:
     """Task cancelled with the coded reason in the EHR, then the action declined in the store."""
     if reason not in DECLINE_REASONS:
         raise ValueError(f"decline reason must be one of {', '.join(DECLINE_REASONS)}")
@@ -117,7 +117,7 @@ async def decline(
             writer.fhir, action, lambda task: declined_task(task, reason, text or reason, now=at)
         )
 
-    def store(session: Session) -> PlannedAction:
+    def store(session: Session) -> PlannedActionRow:
         return decline_action(session=session, key=action.key, reason=reason, text=text, by=by, at=at,
                               cause="worklist: declined")
 
@@ -125,36 +125,36 @@ async def decline(
 
 
 async def reassign(
-    writer: WorklistWriter, db: Engine, action: PlannedAction, *, role: str, at: datetime,
+    writer: WorklistWriter, db: Engine, action: PlannedActionRow, *, role: str, at: datetime,
     also: Store | None = None,
-) -> PlannedAction:
+) -> PlannedActionRow:
     """Task given to another performer role in the EHR, then in the store."""
     _require_open(action)
     version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(writer.fhir, action, lambda task: reassigned_task(task, role, now=at))
 
-    def store(session: Session) -> PlannedAction:
+    def store(session: Session) -> PlannedActionRow:
         return reassign_action(session=session, key=action.key, role=role, at=at)
 
     return await _record(db, action, version, store, also)
 
 
-def _require_open(action: PlannedAction) -> None:
+def _require_open(action: PlannedActionRow) -> None:
     if action.status not in OPEN_STATUSES:
         raise ActionClosed(f"this task is already {action.status}")
 
 
 async def _record(
     db: Engine,
-    action: PlannedAction,
+    action: PlannedActionRow,
     version: str | None,
-    change: Callable[[Session], PlannedAction],
+    change: Callable[[Session], PlannedActionRow],
     also: Store | None,
-) -> PlannedAction:
+) -> PlannedActionRow:
     """One short transaction after the EHR answered: the Task version, the change, `also`."""
 
-    def write() -> PlannedAction:
+    def write() -> PlannedActionRow:
         with session_scope(db) as session:
             current = require_action(session=session, key=action.key)
             _require_open(current)  # another nurse (or the runtime) may have closed it meanwhile
@@ -171,14 +171,14 @@ async def _record(
     return await anyio.to_thread.run_sync(write)
 
 
-def _keep_synced(row: PlannedAction) -> None:
+def _keep_synced(row: PlannedActionRow) -> None:
     # The Task already says what the store now says: no pending FHIR write for this revision.
     if row.fhir_id and row.fhir_synced_revision is not None:
         row.fhir_synced_revision = row.revision
 
 
 async def _put_task(
-    fhir: FhirClient, action: PlannedAction, change: Callable[[dict[str, Any]], dict[str, Any]]
+    fhir: FhirClient, action: PlannedActionRow, change: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> str | None:
     """PUT the changed Task, conditional on the version the store knows; its new version."""
     assert action.fhir_id is not None
@@ -203,7 +203,7 @@ def _changed_message() -> str:
 async def _write_evidence(
     writer: WorklistWriter,
     fhir: FhirClient,
-    action: PlannedAction,
+    action: PlannedActionRow,
     enrolment: Enrolment,
     *,
     at: datetime,
@@ -222,7 +222,7 @@ def _evidence(
     writer: WorklistWriter,
     element: Element | None,
     enrolment: Enrolment,
-    action: PlannedAction,
+    action: PlannedActionRow,
     *,
     at: datetime,
     value: float | str | None,

@@ -19,7 +19,7 @@ from fhir_adapters.writeback import (
     task_for,
 )
 from store.models import Enrolment
-from store.models import PlannedAction as StoredAction
+from store.models import PlannedActionRow as StoredAction
 
 NO_LONGER_APPLIES = "no-longer-applies"
 # Someone else finished these Tasks (a nurse in the EHR); the engine never overwrites them.

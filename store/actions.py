@@ -10,7 +10,7 @@ from engine.results import OPEN_STATUSES, Status
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
 from store.history import record_transition
-from store.models import Enrolment, PlannedAction
+from store.models import Enrolment, PlannedActionRow
 from store.types import ActionKind, FhirType, as_utc
 
 
@@ -45,7 +45,7 @@ class ActionChanges:
 
 
 # An action whose status moved: (row, status before or None when new, cause).
-_Transition = tuple[PlannedAction, str | None, str]
+_Transition = tuple[PlannedActionRow, str | None, str]
 
 
 def action_key(enrolment_id: str, element_id: str, occurrence: str) -> str:
@@ -123,8 +123,8 @@ def _check_unique(states: Sequence[ActionState]) -> None:
 
 def _insert(
     *, session: Session, enrolment: Enrolment, state: ActionState, at: datetime
-) -> PlannedAction:
-    row = PlannedAction(
+) -> PlannedActionRow:
+    row = PlannedActionRow(
         key=state.key,
         enrolment_id=enrolment.id,
         ward=enrolment.ward,
@@ -137,7 +137,7 @@ def _insert(
 
 def _update(
     *,
-    row: PlannedAction,
+    row: PlannedActionRow,
     state: ActionState,
     at: datetime,
     cause: str,
@@ -158,7 +158,7 @@ def _update(
 
 def _cancel_vanished(
     *,
-    stored: Mapping[str, PlannedAction],
+    stored: Mapping[str, PlannedActionRow],
     seen: set[str],
     at: datetime,
     cause: str,
@@ -193,41 +193,41 @@ def record_fhir_ids(*, session: Session, ids: Mapping[str, tuple[str, str, str |
     session.flush()
 
 
-def get_action(*, session: Session, key: str) -> PlannedAction | None:
-    return session.get(PlannedAction, key)
+def get_action(*, session: Session, key: str) -> PlannedActionRow | None:
+    return session.get(PlannedActionRow, key)
 
 
-def require_action(*, session: Session, key: str) -> PlannedAction:
+def require_action(*, session: Session, key: str) -> PlannedActionRow:
     """The action, or ActionNotFound."""
-    row = session.get(PlannedAction, key)
+    row = session.get(PlannedActionRow, key)
     if row is None:
         raise ActionNotFound(key)
     return row
 
 
-def list_actions(*, session: Session, enrolment_id: str) -> list[PlannedAction]:
+def list_actions(*, session: Session, enrolment_id: str) -> list[PlannedActionRow]:
     """An enrolment's actions in due order (undated last), then by key."""
     statement = (
-        select(PlannedAction)
-        .where(PlannedAction.enrolment_id == enrolment_id)
-        .order_by(col(PlannedAction.due).is_(None), col(PlannedAction.due), col(PlannedAction.key))
+        select(PlannedActionRow)
+        .where(PlannedActionRow.enrolment_id == enrolment_id)
+        .order_by(col(PlannedActionRow.due).is_(None), col(PlannedActionRow.due), col(PlannedActionRow.key))
     )
     return list(session.exec(statement))
 
 
 def pending_fhir_writes(
     *, session: Session, enrolment_id: str | None = None, limit: int | None = None
-) -> list[PlannedAction]:
+) -> list[PlannedActionRow]:
     """Actions changed since they were last written to FHIR (or never written)."""
-    statement = select(PlannedAction).where(
+    statement = select(PlannedActionRow).where(
         or_(
-            col(PlannedAction.fhir_synced_revision).is_(None),
-            col(PlannedAction.fhir_synced_revision) < col(PlannedAction.revision),
+            col(PlannedActionRow.fhir_synced_revision).is_(None),
+            col(PlannedActionRow.fhir_synced_revision) < col(PlannedActionRow.revision),
         )
     )
     if enrolment_id is not None:
-        statement = statement.where(PlannedAction.enrolment_id == enrolment_id)
-    statement = statement.order_by(col(PlannedAction.key))
+        statement = statement.where(PlannedActionRow.enrolment_id == enrolment_id)
+    statement = statement.order_by(col(PlannedActionRow.key))
     if limit is not None:
         statement = statement.limit(limit)
     return list(session.exec(statement))

@@ -96,7 +96,7 @@ class PlannedActionBase(SQLModel):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class PlannedAction(PlannedActionBase, table=True):
+class PlannedActionRow(PlannedActionBase, table=True):
     """One planned piece of work; `revision` counts its changes so that FHIR writes can lag.
 
     `fhir_synced_revision` is the revision last written to the FHIR server: an action whose
@@ -144,7 +144,7 @@ class ElementStatusPublic(ElementStatusBase):
     id: int
 
 
-class AuditLogBase(SQLModel):
+class AccessLogEntryBase(SQLModel):
     """Who did what to which resource, and why. Never a clinical value."""
 
     at: datetime = Field(sa_type=UTCDateTime)
@@ -155,7 +155,7 @@ class AuditLogBase(SQLModel):
     outcome: str
 
 
-class AuditLog(AuditLogBase, table=True):
+class AccessLogEntry(AccessLogEntryBase, table=True):
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_at", "at"),
@@ -166,7 +166,7 @@ class AuditLog(AuditLogBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
 
 
-class AuditLogPublic(AuditLogBase):
+class AccessLogEntryPublic(AccessLogEntryBase):
     id: int
 
 

@@ -7,13 +7,13 @@ from sqlmodel import Session
 from engine.results import Status
 from store.actions import require_action
 from store.history import record_transition
-from store.models import PlannedAction
+from store.models import PlannedActionRow
 from store.types import as_utc
 
 
 def complete_action(
     *, session: Session, key: str, by: str, at: datetime, cause: str
-) -> PlannedAction:
+) -> PlannedActionRow:
     """Mark an action done by `by` (a user id) at `at`."""
     row = require_action(session=session, key=key)
     row.completed_at = as_utc(at)
@@ -30,7 +30,7 @@ def decline_action(
     by: str,
     at: datetime,
     cause: str,
-) -> PlannedAction:
+) -> PlannedActionRow:
     """Mark an action declined, with a coded reason and optional free text."""
     row = require_action(session=session, key=key)
     row.completed_at = as_utc(at)
@@ -41,8 +41,8 @@ def decline_action(
 
 
 def _finish(
-    *, session: Session, row: PlannedAction, status: Status, at: datetime, cause: str
-) -> PlannedAction:
+    *, session: Session, row: PlannedActionRow, status: Status, at: datetime, cause: str
+) -> PlannedActionRow:
     from_status = row.status
     row.status = status
     row.revision += 1

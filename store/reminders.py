@@ -8,19 +8,19 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from engine.results import OPEN_STATUSES
-from store.models import Enrolment, PlannedAction, ReminderSent
+from store.models import Enrolment, PlannedActionRow, ReminderSent
 from store.types import as_utc
 
 
-def open_actions_due_before(*, session: Session, until: datetime, limit: int) -> list[PlannedAction]:
+def open_actions_due_before(*, session: Session, until: datetime, limit: int) -> list[PlannedActionRow]:
     """Open task actions due by `until` (reminders look ahead, escalations look back)."""
     statement = (
-        select(PlannedAction)
-        .join(Enrolment, col(Enrolment.id) == col(PlannedAction.enrolment_id))
-        .where(col(PlannedAction.status).in_(sorted(OPEN_STATUSES)), col(PlannedAction.kind) == "task",
-               col(PlannedAction.due).is_not(None), col(PlannedAction.due) <= as_utc(until),
+        select(PlannedActionRow)
+        .join(Enrolment, col(Enrolment.id) == col(PlannedActionRow.enrolment_id))
+        .where(col(PlannedActionRow.status).in_(sorted(OPEN_STATUSES)), col(PlannedActionRow.kind) == "task",
+               col(PlannedActionRow.due).is_not(None), col(PlannedActionRow.due) <= as_utc(until),
                col(Enrolment.status) == "active", col(Enrolment.parked_at).is_(None))
-        .order_by(col(PlannedAction.due))
+        .order_by(col(PlannedActionRow.due))
         .limit(limit)
     )
     return list(session.exec(statement))

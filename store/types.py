@@ -60,7 +60,7 @@ class FhirType(StrEnum):
     COMMUNICATION_REQUEST = "CommunicationRequest"
 
 
-class AuditOutcome(StrEnum):
+class AccessOutcome(StrEnum):
     OK = "ok"
     DENIED = "denied"
     ERROR = "error"

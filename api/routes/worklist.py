@@ -27,7 +27,7 @@ from flows import worklist_actions
 from flows.worklist_actions import ActionClosed, TaskChanged, WorklistWriter
 from store.db import session_scope
 from store.errors import ActionNotFound
-from store.models import Enrolment, PlannedAction
+from store.models import Enrolment, PlannedActionRow
 from store.worklist import open_actions
 
 router = APIRouter(prefix="/worklist", tags=["worklist"])
@@ -135,7 +135,7 @@ async def reassign_task(
     )
 
 
-Run = Callable[[PlannedAction, Enrolment, Callable[[Session], None]], Awaitable[PlannedAction]]
+Run = Callable[[PlannedActionRow, Enrolment, Callable[[Session], None]], Awaitable[PlannedActionRow]]
 
 
 async def _act(db: Engine, user: Principal, key: str, verb: str, run: Run) -> ActionResultPublic:

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from engine.outcomes import load_outcome_definitions
 from store.db import make_engine
-from store.models import AuditLog
+from store.models import AccessLogEntry
 from tests.api.conftest import api_app
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 from tests.audit.test_gold_cohort import (
@@ -135,7 +135,8 @@ async def test_audit_api_nurse_denied_and_recorded(api: httpx.AsyncClient, auth:
     response = await api.get(f"/audit/compliance?{PATHWAY}", headers=auth("nurse"))
     assert response.status_code == 403
     with Session(audit_app.state.engine) as session:
-        entries = list(session.exec(select(AuditLog).where(col(AuditLog.resource) == "/audit/compliance")))
+        query = select(AccessLogEntry).where(col(AccessLogEntry.resource) == "/audit/compliance")
+        entries = list(session.exec(query))
     assert entries and entries[-1].outcome == "denied"
 
 

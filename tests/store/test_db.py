@@ -13,7 +13,7 @@ from store.db import (
     make_engine,
     session_scope,
 )
-from store.models import AuditLog
+from store.models import AccessLogEntry
 from tests.utils.databases import (
     new_schema_name,
     postgres_server_url,
@@ -101,12 +101,12 @@ def test_session_scope_commits_on_success_and_rolls_back_on_error(tmp_path: Path
                 session.flush()
                 raise RuntimeError("boom")
             with session_scope(engine) as session:
-                actors = session.exec(select(AuditLog.actor)).all()
+                actors = session.exec(select(AccessLogEntry.actor)).all()
         finally:
             engine.dispose()
 
     assert actors == ["kept"]
 
 
-def _audit_row(actor: str) -> AuditLog:
-    return AuditLog(at=T0, actor=actor, action="read", resource="Task/x", purpose="t", outcome="ok")
+def _audit_row(actor: str) -> AccessLogEntry:
+    return AccessLogEntry(at=T0, actor=actor, action="read", resource="Task/x", purpose="t", outcome="ok")

@@ -16,7 +16,7 @@ import httpx
 from sqlmodel import Session
 
 from fhir_adapters.sandbox import FhirSandbox
-from store.models import PlannedAction
+from store.models import PlannedActionRow
 from tests.api.conftest import api_app
 from tests.api.worklist.conftest import bearer
 from tests.utils.loopback import serve
@@ -71,7 +71,7 @@ async def test_twenty_concurrent_worklist_actions_all_apply_and_health_answers(
             assert [r.status_code for r in answers] == [200] * ACTIONS, [r.text for r in answers]
             assert probes and all(status == 200 for status, _ in probes)
             with Session(app.state.engine) as session:
-                statuses = [session.get(PlannedAction, a.key).status for a in actions]  # type: ignore[union-attr]
+                statuses = [session.get(PlannedActionRow, a.key).status for a in actions]  # type: ignore[union-attr]
             assert statuses == ["done" if i % 2 == 0 else "declined" for i in range(ACTIONS)]
             p95 = _p95([seconds for _, seconds in probes]) * 1000
             print(f"\n{ACTIONS} concurrent worklist actions on {db_url.split(':')[0]}: all applied in "

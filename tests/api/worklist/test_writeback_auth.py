@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlmodel import Session
 
 from fhir_adapters.sandbox import FhirSandbox
-from store.models import PlannedAction
+from store.models import PlannedActionRow
 from tests.api.conftest import api_app
 from tests.api.worklist.conftest import bearer
 from tests.conftest import SANDBOX_TOKEN
@@ -54,7 +54,7 @@ async def without_token(db_url: str, protected_fhir_sandbox: FhirSandbox) -> Asy
         yield app
 
 
-def _seed_task(app: FastAPI, sandbox: FhirSandbox) -> tuple[str, PlannedAction, dict[str, Any]]:
+def _seed_task(app: FastAPI, sandbox: FhirSandbox) -> tuple[str, PlannedActionRow, dict[str, Any]]:
     ward, pid = f"W{uuid.uuid4().hex[:6]}", f"pt-{uuid.uuid4().hex[:10]}"
     enrolment = seed_enrolment(app.state.engine, ward=ward, patient_id=pid)
     app.state.seeded.append(enrolment.id)
@@ -100,5 +100,5 @@ async def test_writeback_without_token_fails_clearly_and_changes_nothing(
         assert "refused the engine's credentials" in response.json()["detail"]
     assert _ehr_task(protected_fhir_sandbox, task["id"])["status"] == "ready"
     with Session(without_token.state.engine) as session:
-        row = session.get(PlannedAction, action.key)
+        row = session.get(PlannedActionRow, action.key)
         assert row is not None and row.status == "due"
