@@ -1,8 +1,7 @@
 """Database URLs, engines and sessions for SQLite (embedded default) and PostgreSQL."""
 
-import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -13,7 +12,6 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
 DEFAULT_DATABASE_URL = "sqlite:///./eras.db"
-DATABASE_URL_ENV = "ERAS_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 T = TypeVar("T", bound=SQLModel)
@@ -21,15 +19,9 @@ T = TypeVar("T", bound=SQLModel)
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-def default_database_url(environ: Mapping[str, str] | None = None) -> str:
-    """The URL in ERAS_DATABASE_URL, else the SQLite file ./eras.db (for the CLI and API)."""
-    env = os.environ if environ is None else environ
-    return env.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
-
-
-def database_url(explicit: str | None) -> str:
-    """The explicit URL, else the default one, with PostgreSQL pointed at psycopg 3."""
-    url = make_url(explicit or default_database_url())
+def database_url(given: str) -> str:
+    """The URL with PostgreSQL pointed at psycopg 3 (the settings, api/config.py, give it)."""
+    url = make_url(given)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)

@@ -9,7 +9,6 @@ from sqlmodel import select
 from store.db import (
     DEFAULT_DATABASE_URL,
     database_url,
-    default_database_url,
     make_engine,
     session_scope,
 )
@@ -40,15 +39,11 @@ def test_database_url_normalises_driver(given: str, expected: str) -> None:
     assert database_url(given) == expected
 
 
-def test_database_url_none_falls_back_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_url_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the settings read ERAS_DATABASE_URL (with `.env`): the store takes what it is given."""
     monkeypatch.setenv("ERAS_DATABASE_URL", "postgresql://u@db/eras")
 
-    assert database_url(None) == "postgresql+psycopg://u@db/eras"
-
-
-def test_default_database_url_unset_is_local_sqlite_file() -> None:
-    assert default_database_url({}) == DEFAULT_DATABASE_URL == "sqlite:///./eras.db"
-    assert default_database_url({"ERAS_DATABASE_URL": "sqlite:///x.db"}) == "sqlite:///x.db"
+    assert database_url(DEFAULT_DATABASE_URL) == "sqlite:///./eras.db"
 
 
 def test_make_engine_sqlite_sets_pragmas(tmp_path: Path) -> None:
