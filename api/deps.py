@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.config import Settings
-from api.intake import IntakeBatcher
+from api.intake.batcher import IntakeBatcher
 
 
 async def get_settings(request: Request) -> Settings:

@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
 
-from api.audit_app import mount_audit
+from api.admin import access_log, health, runtime
+from api.audit.mount import mount_audit
 from api.config import Settings
 from api.errors import install_error_handlers
-from api.intake import IntakeBatcher
-from api.routes import health, notifications
-from api.worklist_app import mount_worklist
+from api.intake import routes as intake
+from api.intake.batcher import IntakeBatcher
+from api.worklist.mount import mount_worklist
 from engine.model import Pathway
 from flows.config import load_pathways, open_task_client
 from store.db import database_url, make_engine
@@ -64,8 +65,10 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     app.state.settings = settings
     app.state.on_event_stored = _no_op
     install_error_handlers(app)
-    app.include_router(notifications.router)
+    app.include_router(intake.router)
     app.include_router(health.router)
+    app.include_router(runtime.router)
+    app.include_router(access_log.router)
     mount_worklist(app, settings, pathways=pathways if pathways is not None else load_pathways(settings))
     mount_audit(app, settings)
     return app

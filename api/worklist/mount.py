@@ -1,4 +1,4 @@
-"""Mounts the worklist on the API: sign-in, worklist routes, the audit view, the page and its assets."""
+"""Mounts the worklist on the API: sign-in (shared with the audit), its routes, the page and its assets."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from fastapi.templating import Jinja2Templates
 
 from api.auth import DevIssuer, JwksCache, TokenVerifier
 from api.config import Settings, WorklistSettings
-from api.routes import access_log, dev_auth, runtime, worklist, worklist_page
+from api.worklist import dev_auth, page, routes
 from engine.model import Element, Pathway
 from fhir_adapters.client import FhirClient
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # api/: templates and static shared with the audit page
 
 
 @dataclass
@@ -60,10 +60,8 @@ def mount_worklist(
     )
     if dev_issuer is not None:
         app.include_router(dev_auth.router)
-    app.include_router(worklist.router)
-    app.include_router(access_log.router)
-    app.include_router(runtime.router)
-    app.include_router(worklist_page.router)
+    app.include_router(routes.router)
+    app.include_router(page.router)
     app.mount("/static/worklist", StaticFiles(directory=HERE / "static"), name="worklist-static")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, tzinfo
 
-from api.worklist_models import LiveStatus, RecordPromptPublic, WorklistItemPublic
+from api.worklist.models import LiveStatus, RecordPromptPublic, WorklistItemPublic
 from engine.model import Element, Pathway
 from engine.results import Status
 from store.types import as_utc

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
+from api.audit import page, routes
+from api.audit.pseudonyms import Pseudonymiser, identity
 from api.auth import Principal
 from api.config import AuditSettings, Settings
-from api.pseudonyms import Pseudonymiser, identity
-from api.routes import audit, audit_page
 
 
 @dataclass(frozen=True)
@@ -36,5 +36,5 @@ def mount_audit(app: FastAPI, settings: Settings) -> None:
     key = chosen.pseudonym_key.get_secret_value().encode() if chosen.pseudonym_key else None
     app.state.audit = AuditState(chosen, Pseudonymiser(key or secrets.token_bytes(32)),
                                  ZoneInfo(settings.timezone))
-    app.include_router(audit.router)
-    app.include_router(audit_page.router)
+    app.include_router(routes.router)
+    app.include_router(page.router)

@@ -14,14 +14,14 @@ from sqlmodel import Session
 from api.access import record_access, require_ward
 from api.auth import CurrentUser, Principal
 from api.deps import EngineDep, SessionDep
-from api.worklist_models import (
+from api.worklist.models import (
     ActionResultPublic,
     CompleteRequest,
     DeclineRequest,
     ReassignRequest,
     WorklistPublic,
 )
-from api.worklist_view import item, parse_window
+from api.worklist.view import item, parse_window
 from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
 from flows.worklist_actions import ActionClosed, TaskChanged, WorklistWriter
