@@ -25,7 +25,7 @@ from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
 from store.actions import require_action
-from store.db import session_scope
+from store.db import reading, session_scope
 from store.models import Enrolment, PlannedActionRow
 from store.outcomes import complete_action, decline_action
 from store.worklist import action_with_enrolment, note_fhir_version, reassign_action
@@ -66,7 +66,7 @@ def read_action(db: Engine, key: str) -> tuple[PlannedActionRow, Enrolment]:
     Sync: callers on an event loop run it in a worker thread. Its short transaction is over
     before any EHR call is made.
     """
-    with session_scope(db) as session:
+    with session_scope(reading(db)) as session:
         action, enrolment = action_with_enrolment(session=session, key=key)
         session.expunge_all()
     return action, enrolment

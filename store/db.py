@@ -13,6 +13,7 @@ from sqlmodel import Session, SQLModel
 
 DEFAULT_DATABASE_URL = "sqlite:///./eras.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "eras_read_only"
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -67,10 +68,21 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
         # then writes fails at once with SQLITE_BUSY when another writer got there first,
-        # whereas an IMMEDIATE one waits out busy_timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # whereas an IMMEDIATE one waits out busy_timeout. Work that only reads (`reading`)
+        # needs no lock in WAL mode and must not queue behind writers.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """The same database for transactions that only read: on SQLite they take no write lock.
+
+    A transaction on it that writes fails (SQLITE_BUSY) rather than waiting when another
+    writer is busy: use it only for reads.
+    """
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> Callable[[], Session]:

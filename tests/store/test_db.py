@@ -1,5 +1,6 @@
 """Tests for database URLs, engines and sessions."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from store.db import (
     DEFAULT_DATABASE_URL,
     database_url,
     make_engine,
+    reading,
     session_scope,
 )
 from store.models import AccessLogEntry
@@ -105,3 +107,18 @@ def test_session_scope_commits_on_success_and_rolls_back_on_error(tmp_path: Path
 
 def _audit_row(actor: str) -> AccessLogEntry:
     return AccessLogEntry(at=T0, actor=actor, action="read", resource="Task/x", purpose="t", outcome="ok")
+
+
+def test_reading_session_does_not_wait_for_a_busy_sqlite_writer(sqlite_url: str) -> None:
+    """A read-only transaction takes no write lock: with a writer holding it, it answers at once
+    (a default one would wait out busy_timeout, 30 s)."""
+    engine = make_engine(sqlite_url)
+    try:
+        with session_scope(engine) as writer:
+            writer.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the write lock is held from here
+            started = time.monotonic()
+            with session_scope(reading(engine)) as reader:
+                assert reader.execute(text("SELECT 1")).scalar() == 1
+            assert time.monotonic() - started < 5
+    finally:
+        engine.dispose()
