@@ -219,12 +219,14 @@ def subscribe(
     from fhir_adapters.subscriptions import backport_subscription, r4_subscriptions
     from flows.poll import watched_types
 
-    secret_env = f"ERAS_SUBSCRIPTION_SECRET_{subscription_id.upper().replace('-', '_')}"
-    header = f"Authorization: Bearer ${{{secret_env}}}"
+    # The notifier presents the credential the intake checks: the one ERAS_SUBSCRIPTIONS names.
+    placeholder = f"<the secret of {subscription_id} in ERAS_SUBSCRIPTIONS>"
+    header = f"Authorization: Bearer {placeholder}"
     url = f"{endpoint.rstrip('/')}/{subscription_id}"
+    settings = runtime_settings()
 
     async def go() -> None:
-        async with open_runtime(runtime_settings(), migrate=False) as rt:
+        async with open_runtime(settings, migrate=False) as rt:
             types = [t for t in watched_types(rt) if t != "Patient"]
             reason = f"ERAS pathway engine: {', '.join(rt.pathways)}"
             subs = (r4_subscriptions(types, endpoint=url, secret_header=header, reason=reason)
@@ -232,16 +234,15 @@ def subscribe(
                                                                  secret_header=header, reason=reason)])
             if not create:
                 print(json.dumps(subs, indent=2))
-                err_note = (f"# replace ${{{secret_env}}} with the secret configured in "
-                            "ERAS_SUBSCRIPTIONS for this id before creating them")
-                console.print(err_note, style="dim")
+                console.print("# --create fills in the secret from ERAS_SUBSCRIPTIONS", style="dim")
                 return
-            secret = os.environ.get(secret_env)
-            if not secret:
-                console.print(f"[red]--create needs {secret_env}[/red] (the notifier's secret)")
+            secret = settings.subscriptions.get(subscription_id)
+            if secret is None:
+                console.print(f"[red]--create needs a secret for {subscription_id}[/red] in "
+                              "ERAS_SUBSCRIPTIONS or ERAS_SUBSCRIPTIONS_FILE (the notifier presents it)")
                 raise typer.Exit(2)
             for sub in subs:
-                sub["channel"]["header"] = [f"Authorization: Bearer {secret}"]
+                sub["channel"]["header"] = [f"Authorization: Bearer {secret.get_secret_value()}"]
                 created = await rt.ehr.create(sub)
                 console.print(f"created Subscription/{created.get('id')} ({created.get('status')})")
 
