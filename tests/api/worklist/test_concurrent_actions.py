@@ -89,7 +89,8 @@ async def test_twenty_concurrent_worklist_actions_all_apply_and_health_answers(
                 statuses = [session.get(PlannedActionRow, a.key).status for a in actions]  # type: ignore[union-attr]
             assert statuses == ["done" if i % 2 == 0 else "declined" for i in range(ACTIONS)]
             p95 = _p95([seconds for _, seconds in probes]) * 1000
-            print(f"\n{ACTIONS} worklist actions + {ACTIONS} notifications at once on {db_url.split(':')[0]}: "
+            backend = db_url.split(":")[0]
+            print(f"\n{ACTIONS} worklist actions + {ACTIONS} notifications at once on {backend}: "
                   f"all applied in {elapsed:.2f} s; /healthz {len(probes)} probes, p95 {p95:.0f} ms")
         finally:
             clear_ward(app.state.engine, enrolments)
