@@ -1,4 +1,4 @@
-"""The access audit at the API edge: every read or write of patient data, and every refusal."""
+"""The access log at the API edge: every read or write of patient data, and every refusal."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from fastapi import HTTPException
 from sqlmodel import Session
 
 from api.auth import Principal
-from store.audit import record_audit
+from store.access_log import record_access_entry
 
 
 def record_access(
     session: Session, user: Principal, *, action: str, resource: str, purpose: str, outcome: str = "ok"
 ) -> None:
-    """One audit entry: who, when, what resource, why. Never a clinical value."""
-    record_audit(
+    """One access log entry: who, when, what resource, why. Never a clinical value."""
+    record_access_entry(
         session=session,
         actor=user.subject,
         action=action,

@@ -1,69 +1,191 @@
-"""The API's settings: one `Settings`, read from `ERAS_*` environment variables at the edge."""
+"""The one settings tree: every `ERAS_*` variable (environment or `.env`), read at the edges only.
+
+Groups are nested models named by their prefix: `ERAS_FHIR_BASE_URL` is `settings.fhir.base_url`,
+`ERAS_WORKLIST_OIDC_ISSUER` is `settings.worklist.oidc_issuer`; everything else is top level
+(`ERAS_TIMEZONE` is `settings.timezone`). Relative paths are taken from the working directory,
+which is also where `.env` is read, and made absolute when the settings are read (a Prefect
+flow run or a later `chdir` sees the same files). Secrets never belong in the repository: give
+them in the environment or in files outside it named by it.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from engine.loader import PATHWAYS_DIR
+from fhir_adapters.auth import DEFAULT_SCOPE
+from flows.runtime import DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
 from store.db import DEFAULT_DATABASE_URL
 
 MIB = 1024 * 1024
+ENV_PREFIX = "ERAS_"
+AuthMode = Literal["none", "bearer", "smart-backend"]
+
+
+class FhirSettings(BaseModel):
+    """`ERAS_FHIR_*`: how the engine (runtime and worklist alike) reaches the EHR."""
+
+    base_url: str = Field("http://127.0.0.1:8103/fhir", description="the EHR's FHIR R4 base")
+    auth: AuthMode = Field("none", description="none | bearer | smart-backend")
+    bearer_token_file: Path | None = Field(None, description="file holding a static token")
+    client_id: str | None = Field(None, description="SMART Backend Services client id")
+    private_key_file: Path | None = Field(None, description="PEM key registered with the EHR")
+    key_id: str | None = Field(None, description="the key's `kid` in the JWKS the EHR knows")
+    key_algorithm: Literal["RS384", "ES384"] = "RS384"
+    token_url: str | None = Field(None, description="unset = discovered from the EHR")
+    scope: str = DEFAULT_SCOPE
+    timeout: float = Field(30.0, gt=0, description="seconds per FHIR request")
+    max_retries: int = Field(4, ge=0, description="retries of temporary FHIR errors (runtime)")
+
+    @model_validator(mode="after")
+    def _credentials_given(self) -> FhirSettings:
+        if self.auth == "bearer" and not self.bearer_token_file:
+            raise ValueError("ERAS_FHIR_AUTH=bearer needs ERAS_FHIR_BEARER_TOKEN_FILE")
+        if self.auth == "smart-backend":
+            needed = ("client_id", "private_key_file", "key_id")
+            missing = [name for name in needed if not getattr(self, name)]
+            if missing:
+                names = ", ".join(f"ERAS_FHIR_{m.upper()}" for m in missing)
+                raise ValueError(f"ERAS_FHIR_AUTH=smart-backend needs {names}")
+        return self
+
+
+class TaskStoreSettings(BaseModel):
+    """`ERAS_TASK_STORE_*`: the FHIR server holding Tasks when `ERAS_WRITE_TARGET=fhir-store`."""
+
+    url: str | None = Field(None, description="its FHIR base")
+    bearer_token_file: Path | None = Field(None, description="file holding its token")
+
+
+class WorklistSettings(BaseModel):
+    """`ERAS_WORKLIST_*`: the nurses' worklist and its sign-in."""
+
+    dev_mode: bool = Field(False, description="local tokens at POST /auth/dev-token; demo only")
+    oidc_issuer: str | None = Field(None, description="the `iss` every token must carry")
+    oidc_audience: str | None = Field(None, description="the `aud` every token must carry")
+    oidc_jwks_url: str | None = Field(None, description="where the identity provider's JWKS is")
+    jwks_cache_seconds: float = Field(300.0, gt=0, description="how long a fetched JWKS is kept")
+    roles_claim: str = Field("roles", description="the claim listing the user's roles")
+    wards_claim: str = Field("wards", description="the claim listing the user's wards")
+    evidence_identifier_system: str = Field(
+        "http://eras-engine.org/fhir/identifier/evidence",
+        description="system of the identifier of evidence written from the worklist")
+    default_window_hours: float = Field(4.0, gt=0, description="upcoming tasks shown this far ahead")
+
+
+class AuditSettings(BaseModel):
+    """`ERAS_AUDIT_*`: the quality audit's pseudonyms and nightly report."""
+
+    pseudonym_key: SecretStr | None = Field(
+        None, description="key of the HMAC pseudonyms quality users see; unset = random per start")
+    report_dir: Path = Field(Path("audit-reports"), description="where the nightly report goes")
+    reidentify_roles: tuple[str, ...] = Field(
+        ("admin", "reidentify"), description="roles that see real patient references")
 
 
 class Settings(BaseSettings):
-    """Configuration of `api.main.create_app`; every field can be set as `ERAS_<FIELD>`.
+    """Everything the engine, the API and the CLI are configured with."""
 
-    Secrets (the notifier credentials) never belong in the repository: give them in the
-    environment or in a file outside it named by `ERAS_SUBSCRIPTIONS_FILE`.
-    """
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore",
+        env_nested_delimiter="_", env_nested_max_split=1)
 
-    model_config = SettingsConfigDict(env_prefix="ERAS_", extra="ignore")
-
-    database_url: str = Field(
-        default=DEFAULT_DATABASE_URL,
-        description="SQLAlchemy URL of the store: the SQLite file ./eras.db by default, "
-        "or postgresql://user@host/db for production.",
-    )
-    notification_max_bytes: int = Field(
-        default=MIB,
-        gt=0,
-        description="Largest notification body accepted, in bytes (1 MiB); larger ones get 413.",
-    )
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the store")
+    timezone: str = Field("Europe/London", description="the hospital's zone: it decides POD and days")
+    pathways: list[Path] = Field(default_factory=lambda: [PATHWAYS_DIR / "lumbar_fusion.yaml"])
+    terminology: Path | None = Field(None, description="a site terminology file (extends default)")
+    write_target: WriteTarget = Field(WriteTarget.EHR, description="ehr | fhir-store | none")
+    identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
+    delivery_routes_file: Path | None = Field(None, description="reminder channels (flows/delivery.py)")
+    clock_file: Path | None = Field(None, description="simulation only: read 'now' from this file")
+    log_level: str = Field("INFO", description="logging level of `eras serve` and `eras worker`")
+    notification_max_bytes: int = Field(MIB, gt=0, description="larger notifications get 413")
     subscriptions: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="FHIR Subscription id -> the credential its notifier must present, either as "
-        "`Authorization: Bearer <token>` or as `X-Subscription-Secret: <secret>`. In the "
-        'environment as JSON: ERAS_SUBSCRIPTIONS=\'{"sub-123": "s3cret"}\'. Notifications for '
-        "a subscription not listed here get 401.",
-    )
+        description='Subscription id -> notifier credential, as JSON: {"sub-123": "s3cret"}')
     subscriptions_file: Path | None = Field(
-        default=None,
-        description="A JSON or YAML file mapping subscription id -> credential, merged under "
-        "`subscriptions` (an id in both takes the environment's value).",
-    )
-    migrate_on_startup: bool = Field(
-        default=True,
-        description="Bring the database to the newest migration when the app starts "
-        "(safe with several API processes on PostgreSQL: they take an advisory lock).",
-    )
+        None, description="JSON/YAML file of the same mapping, merged under `subscriptions`")
+    migrate_on_startup: bool = Field(True, description="bring the store to the newest migration")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
-        default="FULL",
-        description="SQLite `PRAGMA synchronous`. FULL (default) syncs the WAL on every commit, so "
-        "an acknowledged notification survives a power cut; NORMAL survives a crash of the "
-        "process but may lose the last commits on power loss or an OS crash.",
-    )
+        "FULL", description="SQLite PRAGMA synchronous (NORMAL may lose the last acks on power loss)")
+    fhir: FhirSettings = Field(default_factory=FhirSettings)
+    task_store: TaskStoreSettings = Field(default_factory=TaskStoreSettings)
+    worklist: WorklistSettings = Field(default_factory=WorklistSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(dotenv_settings, DotEnvSettingsSource)
+        return (init_settings, _GroupsOnlyEnv(settings_cls),
+                _GroupsOnlyDotEnv(settings_cls, env_file=dotenv_settings.env_file), file_secret_settings)
+
+    @field_validator("pathways", "terminology", "delivery_routes_file", "clock_file",
+                     "subscriptions_file")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [path.absolute() for path in value]
+        return value.absolute() if isinstance(value, Path) else value
 
     @model_validator(mode="after")
-    def _merge_subscriptions_file(self) -> Settings:
+    def _consistent(self) -> Settings:
+        ZoneInfo(self.timezone)
+        if self.write_target is WriteTarget.FHIR_STORE and not self.task_store.url:
+            raise ValueError("ERAS_WRITE_TARGET=fhir-store needs ERAS_TASK_STORE_URL")
         if self.subscriptions_file is not None:
-            from_file = load_subscriptions_file(self.subscriptions_file)
-            self.subscriptions = {**from_file, **self.subscriptions}
+            self.subscriptions = {**load_subscriptions_file(self.subscriptions_file), **self.subscriptions}
         return self
+
+
+class _GroupsOnlyEnv(EnvSettingsSource):
+    """Split `ERAS_<GROUP>_<FIELD>` only into the nested groups, never into a dict field
+    (`ERAS_SUBSCRIPTIONS_FILE` is its own variable, not a subscription called "file")."""
+
+    def explode_env_vars(self, field_name: str, field: FieldInfo, env_vars: Any) -> dict[str, Any]:
+        if not _is_group(field):
+            return {}
+        return super().explode_env_vars(field_name, field, env_vars)
+
+
+class _GroupsOnlyDotEnv(DotEnvSettingsSource):
+    def explode_env_vars(self, field_name: str, field: FieldInfo, env_vars: Any) -> dict[str, Any]:
+        if not _is_group(field):
+            return {}
+        return super().explode_env_vars(field_name, field, env_vars)
+
+
+def _is_group(field: FieldInfo) -> bool:
+    return isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+
+
+def settings_env_vars() -> set[str]:
+    """Every environment variable the settings read (deployment files are checked against it)."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        if _is_group(field):
+            assert isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+            names |= {f"{ENV_PREFIX}{name}_{sub}".upper() for sub in field.annotation.model_fields}
+        else:
+            names.add(f"{ENV_PREFIX}{name}".upper())
+    return names
 
 
 def load_subscriptions_file(path: Path) -> dict[str, SecretStr]:

@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.config import Settings
-from api.intake import IntakeBatcher
+from api.intake.batcher import IntakeBatcher
+from store.db import reading
 
 
 async def get_settings(request: Request) -> Settings:
@@ -36,7 +37,14 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
         yield session
 
 
+def get_read_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    """A session that only reads: on SQLite it never waits for the write lock."""
+    with Session(reading(engine)) as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 IntakeDep = Annotated[IntakeBatcher, Depends(get_intake)]

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from api.intake import IntakeFailed
+from api.intake.batcher import IntakeFailed
 from fhir_adapters.notification_types import BadNotification
 
 log = logging.getLogger(__name__)

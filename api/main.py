@@ -1,4 +1,4 @@
-"""The FastAPI application factory: `uvicorn --factory api.main:create_app`."""
+"""The FastAPI application factory: `uvicorn --factory api.main:create_app` is the API of `eras serve`."""
 
 from __future__ import annotations
 
@@ -11,35 +11,40 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
 
-from api.audit_app import mount_audit
+from api.admin import access_log, health, runtime
+from api.audit.mount import mount_audit
 from api.config import Settings
 from api.errors import install_error_handlers
-from api.intake import IntakeBatcher
-from api.routes import health, notifications
-from api.worklist_app import mount_worklist
-from api.worklist_settings import WorklistSettings
+from api.intake import routes as intake
+from api.intake.batcher import IntakeBatcher
+from api.worklist.mount import mount_worklist
 from engine.model import Pathway
-from store.db import make_engine
+from flows.config import load_pathways, open_task_client
+from store.db import database_url, make_engine
 from store.migrate import upgrade
+
+# A nurse waits on the worklist's write-back: one retry, then a clear 502, not the runtime's four.
+WORKLIST_FHIR_RETRIES = 1
 
 
 def _no_op(_inbox_ids: Sequence[int]) -> None:
     return None
 
 
-def create_app(settings: Settings | None = None, *, worklist: WorklistSettings | None = None,
-               pathways: Mapping[str, Pathway] | None = None) -> FastAPI:
-    """The API: the engine is made and migrated at start-up, nothing is global at import.
+def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathway] | None = None) -> FastAPI:
+    """The whole API (intake, worklist and its page, audit and its page, runtime status, health).
 
-    `app.state.on_event_stored(inbox_ids)` is called after each commit that stored new
-    events (sync or async; the default does nothing): the runtime sets it to wake its
-    drain loop.
+    Settings are read from the environment and `.env` when not given; `pathways` (else the
+    configured files) are the runtime's own when `eras serve` runs both in one process. The
+    database is migrated and the worklist's FHIR client opened at start-up, nothing is global at
+    import. `app.state.on_event_stored(inbox_ids)` is called after each commit that stored new
+    events (sync or async; the default does nothing): `eras serve` sets it to wake its drain.
     """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(database_url(settings.database_url))
         _set_sqlite_synchronous(engine, settings.sqlite_synchronous)
         if settings.migrate_on_startup:
             await run_in_threadpool(upgrade, engine)
@@ -47,7 +52,9 @@ def create_app(settings: Settings | None = None, *, worklist: WorklistSettings |
         app.state.intake = IntakeBatcher(engine)
         writer = asyncio.create_task(app.state.intake.run(), name="intake-writer")
         try:
-            yield
+            async with open_task_client(settings, max_retries=WORKLIST_FHIR_RETRIES) as tasks:
+                app.state.worklist.tasks = tasks
+                yield
         finally:
             writer.cancel()
             with suppress(asyncio.CancelledError):
@@ -58,11 +65,12 @@ def create_app(settings: Settings | None = None, *, worklist: WorklistSettings |
     app.state.settings = settings
     app.state.on_event_stored = _no_op
     install_error_handlers(app)
-    app.include_router(notifications.router)
+    app.include_router(intake.router)
     app.include_router(health.router)
-    if worklist is not None:
-        mount_worklist(app, worklist, pathways=pathways)
-        mount_audit(app)
+    app.include_router(runtime.router)
+    app.include_router(access_log.router)
+    mount_worklist(app, settings, pathways=pathways if pathways is not None else load_pathways(settings))
+    mount_audit(app, settings)
     return app
 
 

@@ -144,6 +144,7 @@ def _server(factory: str, database_url: str, synchronous: str) -> Iterator[tuple
         "ERAS_DATABASE_URL": database_url,
         "ERAS_SUBSCRIPTIONS": json.dumps({SUBSCRIPTION: TOKEN}),
         "ERAS_SQLITE_SYNCHRONOUS": synchronous,
+        "ERAS_WORKLIST_DEV_MODE": "true",  # the whole API starts only with a sign-in configured
     }
     command = [
         sys.executable,

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from store.db import make_engine
 from store.migrate import upgrade
-from store.models import Enrolment, PlannedAction
+from store.models import Enrolment, PlannedActionRow
 from store.worklist import open_actions
 from tests.utils.databases import postgres_schema
 
@@ -68,7 +68,7 @@ def seed(engine: Engine, now: datetime) -> None:
     with engine.begin() as connection:
         connection.execute(insert(Enrolment), enrolments)
         for start in range(0, len(actions), 10_000):
-            connection.execute(insert(PlannedAction), actions[start : start + 10_000])
+            connection.execute(insert(PlannedActionRow), actions[start : start + 10_000])
 
 
 def measure(engine: Engine, now: datetime) -> tuple[float, float, int]:

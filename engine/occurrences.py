@@ -10,6 +10,7 @@ from engine.facts import Fact
 from engine.plan import CompiledElement, CompiledWindow
 from engine.results import (
     DOCUMENTED_NOT_DONE,
+    OPEN_STATUSES,
     Counts,
     ElementResult,
     Occurrence,
@@ -193,7 +194,6 @@ def _by_time(now: datetime, opens: datetime | None, due: datetime | None,
     return Status.MISSED
 
 
-_OPEN = (Status.UPCOMING, Status.DUE, Status.OVERDUE)
 _RANK = {Status.OVERDUE: 4, Status.MISSED: 3, Status.DONE_LATE: 2, Status.DECLINED: 1}
 
 
@@ -215,7 +215,7 @@ def element_result(ctx: EvaluationContext, c: CompiledElement,
     first_due = None
     for occ in occs:
         st = occ.status
-        if st in _OPEN:
+        if st in OPEN_STATUSES:
             changes.extend(t for t in (occ.opens, occ.due, occ.closes) if t is not None)
             if st is Status.DUE and first_due is None:
                 first_due = st

@@ -18,8 +18,10 @@ class Status(StrEnum):
     DONE_LATE = "done-late"  # proof found, but after the window closed: not compliant
     MISSED = "missed"  # the window closed with nothing documented: EIAS "missing data"
     DECLINED = "declined"
+    CANCELLED = "cancelled"  # planned once, no longer planned: the stored action of a vanished plan
 
 
+# The one definition of "still to do", for the engine, the store and the worklist.
 OPEN_STATUSES = frozenset({Status.UPCOMING, Status.DUE, Status.OVERDUE})
 # The decline reason of an occurrence the record documents as not done (e.g. a Procedure with
 # status not-done; its own reason stays on that record, named in the occurrence's evidence).

@@ -17,8 +17,8 @@ from sqlmodel import Session
 
 from engine.audit_cells import Breakdown
 from engine.audit_export import percent
-from engine.loader import load_pathway
 from eras_cli.patient_cmds import settings as runtime_settings
+from flows.config import load_pathways
 from store.audit_queries import CohortFilter
 from store.audit_summary import StoredAudit, stored_audit
 from store.db import database_url, make_engine
@@ -46,7 +46,7 @@ def report(
 ) -> None:
     """Compliance per element and phase, overall, high-compliance share, trend and completeness."""
     cfg = runtime_settings()
-    loaded = {p.id: p for p in (load_pathway(path) for path in cfg.pathways)}
+    loaded = load_pathways(cfg)  # with the site terminology, as the runtime runs them
     if pathway not in loaded:
         console.print(f"[red]unknown pathway[/red] {pathway} (configured: {', '.join(loaded)})")
         raise typer.Exit(2)

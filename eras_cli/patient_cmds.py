@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from api.config import Settings
 from engine.errors import PathwayError
 from engine.results import Status
 from fhir_adapters.errors import FhirError
 from flows.apply import ApplyResult, apply_patient
-from flows.config import RuntimeSettings, open_runtime
+from flows.config import open_runtime
 from flows.enrolment import enrol_patient, unenrol_patient
 from store.locks import SingleProcessOnly, claim_single_process
 
@@ -22,9 +23,9 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
-def settings() -> RuntimeSettings:
+def settings() -> Settings:
     try:
-        return RuntimeSettings()
+        return Settings()
     except (ValidationError, ValueError) as exc:
         err.print(f"[red]configuration error[/red]: {exc}")
         raise typer.Exit(2) from exc

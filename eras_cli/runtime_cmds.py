@@ -15,9 +15,8 @@ from rich.console import Console
 
 from api.config import Settings
 from api.main import create_app
-from api.worklist_settings import WorklistSettings
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import RuntimeSettings, open_runtime
+from flows.config import open_runtime
 from flows.loops import Loops
 from flows.runtime import Runtime
 from store.locks import claim_single_process
@@ -53,7 +52,7 @@ class RuntimeThread(threading.Thread):
     with a thread-safe call after each commit.
     """
 
-    def __init__(self, settings: RuntimeSettings, *, poll: float | None, tick: float,
+    def __init__(self, settings: Settings, *, poll: float | None, tick: float,
                  prefect: bool) -> None:
         super().__init__(name="eras-runtime", daemon=True)
         self.settings, self.poll, self.tick, self.prefect = settings, poll, tick, prefect
@@ -103,10 +102,7 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
         console.print(f"[red]the runtime did not start[/red]: {runtime.error}")
         raise typer.Exit(1)
     rt = runtime.runtime
-    worklist = WorklistSettings()
-    if worklist.fhir_base_url is None and rt.tasks is not None:
-        worklist = worklist.model_copy(update={"fhir_base_url": rt.tasks.base_url})
-    app = create_app(Settings(), worklist=worklist, pathways=rt.pathways)
+    app = create_app(settings, pathways=rt.pathways)
     app.state.on_event_stored = runtime.wake
     app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
@@ -226,12 +222,14 @@ def subscribe(
     from fhir_adapters.subscriptions import backport_subscription, r4_subscriptions
     from flows.poll import watched_types
 
-    secret_env = f"ERAS_SUBSCRIPTION_SECRET_{subscription_id.upper().replace('-', '_')}"
-    header = f"Authorization: Bearer ${{{secret_env}}}"
+    # The notifier presents the credential the intake checks: the one ERAS_SUBSCRIPTIONS names.
+    placeholder = f"<the secret of {subscription_id} in ERAS_SUBSCRIPTIONS>"
+    header = f"Authorization: Bearer {placeholder}"
     url = f"{endpoint.rstrip('/')}/{subscription_id}"
+    settings = runtime_settings()
 
     async def go() -> None:
-        async with open_runtime(runtime_settings(), migrate=False) as rt:
+        async with open_runtime(settings, migrate=False) as rt:
             types = [t for t in watched_types(rt) if t != "Patient"]
             reason = f"ERAS pathway engine: {', '.join(rt.pathways)}"
             subs = (r4_subscriptions(types, endpoint=url, secret_header=header, reason=reason)
@@ -239,16 +237,15 @@ def subscribe(
                                                                  secret_header=header, reason=reason)])
             if not create:
                 print(json.dumps(subs, indent=2))
-                err_note = (f"# replace ${{{secret_env}}} with the secret configured in "
-                            "ERAS_SUBSCRIPTIONS for this id before creating them")
-                console.print(err_note, style="dim")
+                console.print("# --create fills in the secret from ERAS_SUBSCRIPTIONS", style="dim")
                 return
-            secret = os.environ.get(secret_env)
-            if not secret:
-                console.print(f"[red]--create needs {secret_env}[/red] (the notifier's secret)")
+            secret = settings.subscriptions.get(subscription_id)
+            if secret is None:
+                console.print(f"[red]--create needs a secret for {subscription_id}[/red] in "
+                              "ERAS_SUBSCRIPTIONS or ERAS_SUBSCRIPTIONS_FILE (the notifier presents it)")
                 raise typer.Exit(2)
             for sub in subs:
-                sub["channel"]["header"] = [f"Authorization: Bearer {secret}"]
+                sub["channel"]["header"] = [f"Authorization: Bearer {secret.get_secret_value()}"]
                 created = await rt.ehr.create(sub)
                 console.print(f"created Subscription/{created.get('id')} ({created.get('status')})")
 

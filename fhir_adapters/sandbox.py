@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 DEFAULT_SERVER_DIR = Path(__file__).resolve().parents[1] / "deploy" / "fhir-sandbox"
-_ENV_THE_SERVER_READS = ("PORT", "FHIR_SEED", "FHIR_BASE")
+_ENV_THE_SERVER_READS = ("PORT", "FHIR_SEED", "FHIR_BASE", "FHIR_REQUIRE_TOKEN")
 
 
 class FhirSandboxError(RuntimeError):
@@ -33,7 +33,9 @@ class FhirSandbox:
 
     The store is in memory: ``stop()`` loses every resource, and ``start()`` after it
     serves an empty store (plus the seed bundles) on the same port, as an EHR coming
-    back from an outage would.
+    back from an outage would. With ``require_token``, every request but ``/metadata``
+    (and the loopback-only ``$reset``/``$stats``) needs ``Authorization: Bearer <token>``:
+    a protected EHR, for testing clients' auth.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class FhirSandbox:
         server_dir: str | Path = DEFAULT_SERVER_DIR,
         node: str = "node",
         npm: str = "npm",
+        require_token: str | None = None,
     ) -> None:
         self._port = port
         self._base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
@@ -58,6 +61,7 @@ class FhirSandbox:
         self._server_dir = Path(server_dir)
         self._node = node
         self._npm = npm
+        self._require_token = require_token
         self._process: subprocess.Popen[str] | None = None
         self._finalizer: weakref.finalize | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=200)
@@ -90,7 +94,7 @@ class FhirSandbox:
         self._process = subprocess.Popen(
             self._command(),
             cwd=self._server_dir,
-            env={k: v for k, v in os.environ.items() if k not in _ENV_THE_SERVER_READS},
+            env=self._environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -142,6 +146,12 @@ class FhirSandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _ENV_THE_SERVER_READS}
+        if self._require_token is not None:
+            env["FHIR_REQUIRE_TOKEN"] = self._require_token
+        return env
 
     def _command(self) -> list[str]:
         command = [self._node, "server.mjs", "--port", str(self._port), "--base", self._base_path]

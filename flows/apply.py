@@ -22,7 +22,7 @@ from engine.facts import PatientFacts, TaskState, in_episode
 from engine.model import Pathway
 from engine.outcomes import patient_outcomes
 from engine.plan import concepts_used, plan_of
-from engine.results import Evaluation
+from engine.results import OPEN_STATUSES, Evaluation
 from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.facts import (
     batch_bundle,
@@ -153,7 +153,7 @@ def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, A
 
 
 def _open_actions(session: Any, enrolment_id: str) -> bool:
-    return any(a.status in ("upcoming", "due", "overdue")
+    return any(a.status in OPEN_STATUSES
                for a in list_actions(session=session, enrolment_id=enrolment_id))
 
 

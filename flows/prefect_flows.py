@@ -10,8 +10,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.states import State
 
+from api.config import Settings
 from fhir_adapters.errors import FhirTemporaryError
-from flows.config import RuntimeSettings, open_runtime
+from flows.config import open_runtime
 from flows.drain import drain_until_empty
 from flows.poll import catch_up_gaps, poll_once
 from flows.reminders import remind_once
@@ -35,7 +36,7 @@ RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [5, 30, 120],
 
 @task(**RETRIES)
 async def drain_task(batch_size: int) -> dict[str, int]:
-    async with open_runtime(RuntimeSettings()) as rt:
+    async with open_runtime(Settings()) as rt:
         results = await drain_until_empty(rt, worker=f"prefect:{socket.gethostname()}",
                                           batch_size=batch_size)
     return {"claimed": sum(r.claimed for r in results),
@@ -54,7 +55,7 @@ async def process_events(batch_size: int = 200) -> dict[str, int]:
 
 @task(**RETRIES)
 async def tick_task(limit: int) -> int:
-    async with open_runtime(RuntimeSettings()) as rt:
+    async with open_runtime(Settings()) as rt:
         return len(await tick_once(rt, limit=limit))
 
 
@@ -66,7 +67,7 @@ async def tick(limit: int = 500) -> int:
 
 @task(**RETRIES)
 async def reminders_task() -> int:
-    async with open_runtime(RuntimeSettings()) as rt:
+    async with open_runtime(Settings()) as rt:
         return len(await remind_once(rt, deliver=rt.deliver))
 
 
@@ -78,7 +79,7 @@ async def reminders() -> int:
 
 @task(**RETRIES)
 async def poll_task() -> int:
-    async with open_runtime(RuntimeSettings()) as rt:
+    async with open_runtime(Settings()) as rt:
         return await poll_once(rt) + await catch_up_gaps(rt)
 
 
@@ -94,7 +95,7 @@ async def audit_outcomes_task(since: datetime, until: datetime) -> int:
     from flows.audit_report import compute_outcomes, updated_enrolments
 
     definitions = load_outcome_definitions()
-    async with open_runtime(RuntimeSettings()) as rt:
+    async with open_runtime(Settings()) as rt:
         patients = dict.fromkeys(p for _, p in updated_enrolments(rt, since=since, until=until))
         return sum([await compute_outcomes(rt, p, definitions=definitions, now=until) for p in patients])
 
@@ -105,7 +106,7 @@ async def audit_files_task(today: date, directory: str) -> list[str]:
     from store.db import session_scope
 
     written: list[str] = []
-    async with open_runtime(RuntimeSettings()) as rt:
+    async with open_runtime(Settings()) as rt:
         with session_scope(rt.db) as session:
             for pathway in rt.pathways.values():
                 for period in previous_periods(today):

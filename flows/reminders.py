@@ -29,7 +29,7 @@ from store.actions import escalations_of
 from store.db import session_scope
 from store.locks import PatientLockTimeout, patient_lock
 from store.models import Enrolment, ReminderSent
-from store.models import PlannedAction as StoredAction
+from store.models import PlannedActionRow as StoredAction
 from store.reminders import Level, claim_levels, mark_sent, open_actions_due_before, settled
 
 LOOKAHEAD = timedelta(hours=24)

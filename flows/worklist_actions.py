@@ -1,7 +1,10 @@
 """What a nurse does on the worklist: complete, decline, reassign, written to the EHR first, then the store.
 
 The Task is updated with If-Match on the version the store last wrote: if the EHR changed it
-meanwhile, nothing is overwritten and the nurse is told (`TaskChanged`).
+meanwhile, nothing is overwritten and the nurse is told (`TaskChanged`). No database
+transaction is open during an EHR call: the action is read in one short transaction, the EHR
+written, then the outcome recorded in another (which checks the action is still open). The
+store work runs in a worker thread so the API's event loop never waits on the database.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from engine.model import Element, Pathway
 from engine.plan import plan_of
+from engine.results import OPEN_STATUSES
 from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
-from store.models import Enrolment, PlannedAction
+from store.actions import require_action
+from store.db import reading, session_scope
+from store.models import Enrolment, PlannedActionRow
 from store.outcomes import complete_action, decline_action
-from store.worklist import OPEN_STATUSES, action_with_enrolment, note_fhir_version, reassign_action
+from store.worklist import action_with_enrolment, note_fhir_version, reassign_action
 
 DECLINE_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician")
 
@@ -49,79 +57,128 @@ class WorklistWriter:
         return next((e for e in pathway.elements if e.id == element_id), None)
 
 
+Store = Callable[[Session], None]
+
+
+def read_action(db: Engine, key: str) -> tuple[PlannedActionRow, Enrolment]:
+    """The action and its enrolment as they are now (detached copies), or ActionNotFound.
+
+    Sync: callers on an event loop run it in a worker thread. Its short transaction is over
+    before any EHR call is made.
+    """
+    with session_scope(reading(db)) as session:
+        action, enrolment = action_with_enrolment(session=session, key=key)
+        session.expunge_all()
+    return action, enrolment
+
+
 async def complete(
     writer: WorklistWriter,
-    session: Session,
+    db: Engine,
+    action: PlannedActionRow,
+    enrolment: Enrolment,
     *,
-    key: str,
     by: str,
     at: datetime,
     value: float | str | None = None,
-) -> PlannedAction:
+    also: Store | None = None,
+) -> PlannedActionRow:
     """Task completed and evidence written in the EHR, then the action done in the store."""
-    action, enrolment = _open(session, key)
+    _require_open(action)
+    version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(writer.fhir, action, lambda task: completed_task(task, now=at))
-        note_fhir_version(session=session, key=key, version=version)
         await _write_evidence(writer, writer.fhir, action, enrolment, at=at, value=value)
-    row = complete_action(session=session, key=key, by=by, at=at, cause="worklist: completed")
-    _keep_synced(row)
-    return row
+
+    def store(session: Session) -> PlannedActionRow:
+        return complete_action(session=session, key=action.key, by=by, at=at, cause="worklist: completed")
+
+    return await _record(db, action, version, store, also)
 
 
 async def decline(
     writer: WorklistWriter,
-    session: Session,
+    db: Engine,
+    action: PlannedActionRow,
     *,
-    key: str,
     by: str,
     at: datetime,
     reason: str,
     text: str | None,
-) -> PlannedAction:
+    also: Store | None = None,
+) -> PlannedActionRow:
     """Task cancelled with the coded reason in the EHR, then the action declined in the store."""
     if reason not in DECLINE_REASONS:
         raise ValueError(f"decline reason must be one of {', '.join(DECLINE_REASONS)}")
-    action, _ = _open(session, key)
+    _require_open(action)
+    version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(
             writer.fhir, action, lambda task: declined_task(task, reason, text or reason, now=at)
         )
-        note_fhir_version(session=session, key=key, version=version)
-    row = decline_action(
-        session=session, key=key, reason=reason, text=text, by=by, at=at, cause="worklist: declined"
-    )
-    _keep_synced(row)
-    return row
+
+    def store(session: Session) -> PlannedActionRow:
+        return decline_action(session=session, key=action.key, reason=reason, text=text, by=by, at=at,
+                              cause="worklist: declined")
+
+    return await _record(db, action, version, store, also)
 
 
 async def reassign(
-    writer: WorklistWriter, session: Session, *, key: str, role: str, at: datetime
-) -> PlannedAction:
+    writer: WorklistWriter, db: Engine, action: PlannedActionRow, *, role: str, at: datetime,
+    also: Store | None = None,
+) -> PlannedActionRow:
     """Task given to another performer role in the EHR, then in the store."""
-    action, _ = _open(session, key)
-    row = reassign_action(session=session, key=key, role=role, at=at)
+    _require_open(action)
+    version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(writer.fhir, action, lambda task: reassigned_task(task, role, now=at))
-        note_fhir_version(session=session, key=key, version=version)
-    return row
+
+    def store(session: Session) -> PlannedActionRow:
+        return reassign_action(session=session, key=action.key, role=role, at=at)
+
+    return await _record(db, action, version, store, also)
 
 
-def _open(session: Session, key: str) -> tuple[PlannedAction, Enrolment]:
-    action, enrolment = action_with_enrolment(session=session, key=key)
+def _require_open(action: PlannedActionRow) -> None:
     if action.status not in OPEN_STATUSES:
         raise ActionClosed(f"this task is already {action.status}")
-    return action, enrolment
 
 
-def _keep_synced(row: PlannedAction) -> None:
+async def _record(
+    db: Engine,
+    action: PlannedActionRow,
+    version: str | None,
+    change: Callable[[Session], PlannedActionRow],
+    also: Store | None,
+) -> PlannedActionRow:
+    """One short transaction after the EHR answered: the Task version, the change, `also`."""
+
+    def write() -> PlannedActionRow:
+        with session_scope(db) as session:
+            current = require_action(session=session, key=action.key)
+            _require_open(current)  # another nurse (or the runtime) may have closed it meanwhile
+            if version is not None:
+                note_fhir_version(session=session, key=action.key, version=version)
+            row = change(session)
+            _keep_synced(row)
+            if also is not None:
+                also(session)
+            session.flush()
+            session.expunge(row)
+            return row
+
+    return await anyio.to_thread.run_sync(write)
+
+
+def _keep_synced(row: PlannedActionRow) -> None:
     # The Task already says what the store now says: no pending FHIR write for this revision.
     if row.fhir_id and row.fhir_synced_revision is not None:
         row.fhir_synced_revision = row.revision
 
 
 async def _put_task(
-    fhir: FhirClient, action: PlannedAction, change: Callable[[dict[str, Any]], dict[str, Any]]
+    fhir: FhirClient, action: PlannedActionRow, change: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> str | None:
     """PUT the changed Task, conditional on the version the store knows; its new version."""
     assert action.fhir_id is not None
@@ -146,7 +203,7 @@ def _changed_message() -> str:
 async def _write_evidence(
     writer: WorklistWriter,
     fhir: FhirClient,
-    action: PlannedAction,
+    action: PlannedActionRow,
     enrolment: Enrolment,
     *,
     at: datetime,
@@ -165,7 +222,7 @@ def _evidence(
     writer: WorklistWriter,
     element: Element | None,
     enrolment: Enrolment,
-    action: PlannedAction,
+    action: PlannedActionRow,
     *,
     at: datetime,
     value: float | str | None,

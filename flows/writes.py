@@ -20,7 +20,7 @@ from fhir_adapters.writeback import (
     withdraw,
 )
 from store.models import Enrolment
-from store.models import PlannedAction as StoredAction
+from store.models import PlannedActionRow as StoredAction
 
 NO_LONGER_APPLIES = "no-longer-applies"
 WITHDRAWN = "withdrawn"  # the enrolment ended: surgery cancelled, patient unenrolled

@@ -6,11 +6,12 @@ from datetime import datetime
 
 from sqlmodel import Session, col, or_, select
 
+from engine.results import OPEN_STATUSES, Status
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
 from store.history import record_transition
-from store.models import Enrolment, PlannedAction
-from store.types import TERMINAL_ACTION_STATUSES, ActionKind, ActionStatus, FhirType, as_utc
+from store.models import Enrolment, PlannedActionRow
+from store.types import ActionKind, FhirType, as_utc
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ActionChanges:
 
 
 # An action whose status moved: (row, status before or None when new, cause).
-_Transition = tuple[PlannedAction, str | None, str]
+_Transition = tuple[PlannedActionRow, str | None, str]
 
 
 def action_key(enrolment_id: str, element_id: str, occurrence: str) -> str:
@@ -107,7 +108,7 @@ def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
     if state.key != expected:
         raise ValueError(f"action key {state.key!r} should be {expected!r}")
     ActionKind(state.kind)
-    ActionStatus(state.status)
+    Status(state.status)
     return replace(
         state,
         opens=_utc_or_none(state.opens),
@@ -122,7 +123,7 @@ def stored_escalations(state: ActionState) -> list[list[str]]:
     return [[as_utc(at).isoformat(), role] for at, role in state.escalations]
 
 
-def escalations_of(row: PlannedAction) -> list[tuple[datetime, str]]:
+def escalations_of(row: PlannedActionRow) -> list[tuple[datetime, str]]:
     """A stored action's escalation (instant, role) pairs, in level order."""
     return [(datetime.fromisoformat(at), role) for at, role in row.escalations or []]
 
@@ -140,8 +141,8 @@ def _check_unique(states: Sequence[ActionState]) -> None:
 
 def _insert(
     *, session: Session, enrolment: Enrolment, state: ActionState, at: datetime
-) -> PlannedAction:
-    row = PlannedAction(
+) -> PlannedActionRow:
+    row = PlannedActionRow(
         key=state.key,
         enrolment_id=enrolment.id,
         ward=enrolment.ward,
@@ -156,7 +157,7 @@ def _insert(
 
 def _update(
     *,
-    row: PlannedAction,
+    row: PlannedActionRow,
     state: ActionState,
     at: datetime,
     cause: str,
@@ -176,7 +177,7 @@ def _update(
     return True
 
 
-def _keep_schedule(row: PlannedAction, state: ActionState) -> None:
+def _keep_schedule(row: PlannedActionRow, state: ActionState) -> None:
     escalations = stored_escalations(state)
     if row.remind_at != state.remind_at:
         row.remind_at = state.remind_at
@@ -186,7 +187,7 @@ def _keep_schedule(row: PlannedAction, state: ActionState) -> None:
 
 def _cancel_vanished(
     *,
-    stored: Mapping[str, PlannedAction],
+    stored: Mapping[str, PlannedActionRow],
     seen: set[str],
     at: datetime,
     cause: str,
@@ -195,12 +196,12 @@ def _cancel_vanished(
     vanished = [
         key
         for key, row in stored.items()
-        if key not in seen and row.status not in TERMINAL_ACTION_STATUSES
+        if key not in seen and row.status in OPEN_STATUSES
     ]
     for key in vanished:
         row = stored[key]
         transitions.append((row, row.status, f"{cause}: no longer planned"))
-        row.status = ActionStatus.CANCELLED
+        row.status = Status.CANCELLED
         row.revision += 1
         row.updated_at = at
     return vanished
@@ -223,41 +224,41 @@ def record_fhir_ids(*, session: Session,
     session.flush()
 
 
-def get_action(*, session: Session, key: str) -> PlannedAction | None:
-    return session.get(PlannedAction, key)
+def get_action(*, session: Session, key: str) -> PlannedActionRow | None:
+    return session.get(PlannedActionRow, key)
 
 
-def require_action(*, session: Session, key: str) -> PlannedAction:
+def require_action(*, session: Session, key: str) -> PlannedActionRow:
     """The action, or ActionNotFound."""
-    row = session.get(PlannedAction, key)
+    row = session.get(PlannedActionRow, key)
     if row is None:
         raise ActionNotFound(key)
     return row
 
 
-def list_actions(*, session: Session, enrolment_id: str) -> list[PlannedAction]:
+def list_actions(*, session: Session, enrolment_id: str) -> list[PlannedActionRow]:
     """An enrolment's actions in due order (undated last), then by key."""
     statement = (
-        select(PlannedAction)
-        .where(PlannedAction.enrolment_id == enrolment_id)
-        .order_by(col(PlannedAction.due).is_(None), col(PlannedAction.due), col(PlannedAction.key))
+        select(PlannedActionRow)
+        .where(PlannedActionRow.enrolment_id == enrolment_id)
+        .order_by(col(PlannedActionRow.due).is_(None), col(PlannedActionRow.due), col(PlannedActionRow.key))
     )
     return list(session.exec(statement))
 
 
 def pending_fhir_writes(
     *, session: Session, enrolment_id: str | None = None, limit: int | None = None
-) -> list[PlannedAction]:
+) -> list[PlannedActionRow]:
     """Actions changed since they were last written to FHIR (or never written)."""
-    statement = select(PlannedAction).where(
+    statement = select(PlannedActionRow).where(
         or_(
-            col(PlannedAction.fhir_synced_revision).is_(None),
-            col(PlannedAction.fhir_synced_revision) < col(PlannedAction.revision),
+            col(PlannedActionRow.fhir_synced_revision).is_(None),
+            col(PlannedActionRow.fhir_synced_revision) < col(PlannedActionRow.revision),
         )
     )
     if enrolment_id is not None:
-        statement = statement.where(PlannedAction.enrolment_id == enrolment_id)
-    statement = statement.order_by(col(PlannedAction.key))
+        statement = statement.where(PlannedActionRow.enrolment_id == enrolment_id)
+    statement = statement.order_by(col(PlannedActionRow.key))
     if limit is not None:
         statement = statement.limit(limit)
     return list(session.exec(statement))

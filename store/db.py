@@ -1,8 +1,7 @@
 """Database URLs, engines and sessions for SQLite (embedded default) and PostgreSQL."""
 
-import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -13,23 +12,17 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
 DEFAULT_DATABASE_URL = "sqlite:///./eras.db"
-DATABASE_URL_ENV = "ERAS_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "eras_read_only"
 
 T = TypeVar("T", bound=SQLModel)
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-def default_database_url(environ: Mapping[str, str] | None = None) -> str:
-    """The URL in ERAS_DATABASE_URL, else the SQLite file ./eras.db (for the CLI and API)."""
-    env = os.environ if environ is None else environ
-    return env.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
-
-
-def database_url(explicit: str | None) -> str:
-    """The explicit URL, else the default one, with PostgreSQL pointed at psycopg 3."""
-    url = make_url(explicit or default_database_url())
+def database_url(given: str) -> str:
+    """The URL with PostgreSQL pointed at psycopg 3 (the settings, api/config.py, give it)."""
+    url = make_url(given)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
@@ -75,10 +68,21 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
         # then writes fails at once with SQLITE_BUSY when another writer got there first,
-        # whereas an IMMEDIATE one waits out busy_timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # whereas an IMMEDIATE one waits out busy_timeout. Work that only reads (`reading`)
+        # needs no lock in WAL mode and must not queue behind writers.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """The same database for transactions that only read: on SQLite they take no write lock.
+
+    A transaction on it that writes fails (SQLITE_BUSY) rather than waiting when another
+    writer is busy: use it only for reads.
+    """
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> Callable[[], Session]:

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from store.db import add_unless_exists
 from store.errors import EnrolmentNotFound
-from store.models import Enrolment, PlannedAction
+from store.models import Enrolment, PlannedActionRow
 from store.types import EnrolmentStatus, as_utc
 
 
@@ -153,8 +153,8 @@ def update_enrolment_context(
     if enrolment.ward != ward:
         enrolment.ward = ward
         session.exec(
-            update(PlannedAction)
-            .where(col(PlannedAction.enrolment_id) == enrolment_id)
+            update(PlannedActionRow)
+            .where(col(PlannedActionRow.enrolment_id) == enrolment_id)
             .values(ward=ward)
         )
     session.add(enrolment)

@@ -4,13 +4,13 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from store.models import ElementStatus, PlannedAction
+from store.models import ElementStatus, PlannedActionRow
 
 
 def record_transition(
     *,
     session: Session,
-    action: PlannedAction,
+    action: PlannedActionRow,
     from_status: str | None,
     at: datetime,
     cause: str,

@@ -25,7 +25,8 @@ from typing import IO
 
 from sqlalchemy import Connection, Engine, text
 
-from store.db import DATABASE_URL_ENV
+# Named in the error a second SQLite process gets (the setting lives in api.config, read at the edges).
+DATABASE_URL_ENV = "ERAS_DATABASE_URL"
 
 LOCK_POLL_SECONDS = 0.02
 LOCK_POLL_MAX_SECONDS = 0.25

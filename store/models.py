@@ -105,7 +105,7 @@ class PlannedActionBase(SQLModel):
 _action_version = Column("version", Integer, nullable=False, server_default="1")
 
 
-class PlannedAction(PlannedActionBase, table=True):
+class PlannedActionRow(PlannedActionBase, table=True):
     """One planned piece of work; `revision` counts its changes so that FHIR writes can lag.
 
     `fhir_synced_revision` is the revision last written to the FHIR server: an action whose
@@ -156,7 +156,7 @@ class ElementStatusPublic(ElementStatusBase):
     id: int
 
 
-class AuditLogBase(SQLModel):
+class AccessLogEntryBase(SQLModel):
     """Who did what to which resource, and why. Never a clinical value."""
 
     at: datetime = Field(sa_type=UTCDateTime)
@@ -167,7 +167,7 @@ class AuditLogBase(SQLModel):
     outcome: str
 
 
-class AuditLog(AuditLogBase, table=True):
+class AccessLogEntry(AccessLogEntryBase, table=True):
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_at", "at"),
@@ -178,7 +178,7 @@ class AuditLog(AuditLogBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
 
 
-class AuditLogPublic(AuditLogBase):
+class AccessLogEntryPublic(AccessLogEntryBase):
     id: int
 
 

@@ -15,24 +15,23 @@ from sqlalchemy import and_, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from store.models import Enrolment, PlannedAction, ReminderSent
+from engine.results import OPEN_STATUSES
+from store.models import Enrolment, PlannedActionRow, ReminderSent
 from store.types import as_utc
-
-OPEN = ("upcoming", "due", "overdue")
 
 # (action key, kind, level): one reminder or escalation level of one action.
 Level = tuple[str, str, int]
 
 
-def open_actions_due_before(*, session: Session, until: datetime, limit: int) -> list[PlannedAction]:
+def open_actions_due_before(*, session: Session, until: datetime, limit: int) -> list[PlannedActionRow]:
     """Open task actions due by `until` (reminders look ahead, escalations look back)."""
     statement = (
-        select(PlannedAction)
-        .join(Enrolment, col(Enrolment.id) == col(PlannedAction.enrolment_id))
-        .where(col(PlannedAction.status).in_(OPEN), col(PlannedAction.kind) == "task",
-               col(PlannedAction.due).is_not(None), col(PlannedAction.due) <= as_utc(until),
+        select(PlannedActionRow)
+        .join(Enrolment, col(Enrolment.id) == col(PlannedActionRow.enrolment_id))
+        .where(col(PlannedActionRow.status).in_(sorted(OPEN_STATUSES)), col(PlannedActionRow.kind) == "task",
+               col(PlannedActionRow.due).is_not(None), col(PlannedActionRow.due) <= as_utc(until),
                col(Enrolment.status) == "active", col(Enrolment.parked_at).is_(None))
-        .order_by(col(PlannedAction.due))
+        .order_by(col(PlannedActionRow.due))
         .limit(limit)
     )
     return list(session.exec(statement))

@@ -1,4 +1,4 @@
-"""Column types and status vocabularies shared by the store's tables."""
+"""Column types and vocabularies of the store's tables (action statuses are the engine's `Status`)."""
 
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,36 +55,12 @@ class ActionKind(StrEnum):
     PATIENT_MESSAGE = "patient-message"
 
 
-class ActionStatus(StrEnum):
-    UPCOMING = "upcoming"
-    DUE = "due"
-    OVERDUE = "overdue"
-    DONE = "done"
-    DONE_LATE = "done-late"
-    MISSED = "missed"
-    DECLINED = "declined"
-    NOT_APPLICABLE = "not-applicable"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_ACTION_STATUSES = frozenset(
-    {
-        ActionStatus.DONE,
-        ActionStatus.DONE_LATE,
-        ActionStatus.MISSED,
-        ActionStatus.DECLINED,
-        ActionStatus.NOT_APPLICABLE,
-        ActionStatus.CANCELLED,
-    }
-)
-
-
 class FhirType(StrEnum):
     TASK = "Task"
     COMMUNICATION_REQUEST = "CommunicationRequest"
 
 
-class AuditOutcome(StrEnum):
+class AccessOutcome(StrEnum):
     OK = "ok"
     DENIED = "denied"
     ERROR = "error"

@@ -7,14 +7,13 @@ from typing import NamedTuple
 
 from sqlmodel import Session, col, or_, select
 
+from engine.results import OPEN_STATUSES
 from store.actions import require_action
-from store.models import Enrolment, PlannedAction
-from store.types import ActionStatus, as_utc
-
-OPEN_STATUSES = (ActionStatus.UPCOMING, ActionStatus.DUE, ActionStatus.OVERDUE)
+from store.models import Enrolment, PlannedActionRow
+from store.types import as_utc
 
 
-class ActionRow(NamedTuple):
+class WorklistAction(NamedTuple):
     """The columns of a planned action the worklist shows (no ORM object: a ward has thousands)."""
 
     key: str
@@ -30,7 +29,7 @@ class ActionRow(NamedTuple):
     fhir_id: str | None
 
 
-class EnrolmentRow(NamedTuple):
+class WorklistEnrolment(NamedTuple):
     id: str
     patient_ref: str
     pathway_id: str
@@ -39,8 +38,8 @@ class EnrolmentRow(NamedTuple):
     anchors: dict[str, str]
 
 
-_ACTION_COLUMNS = [getattr(PlannedAction, name) for name in (*ActionRow._fields, "enrolment_id")]
-_ENROLMENT_COLUMNS = [getattr(Enrolment, name) for name in EnrolmentRow._fields]
+_ACTION_COLUMNS = [getattr(PlannedActionRow, name) for name in (*WorklistAction._fields, "enrolment_id")]
+_ENROLMENT_COLUMNS = [getattr(Enrolment, name) for name in WorklistEnrolment._fields]
 
 
 def open_actions(
@@ -50,32 +49,32 @@ def open_actions(
     until: datetime,
     roles: tuple[str, ...] | None = None,
     limit: int = 5000,
-) -> list[tuple[ActionRow, EnrolmentRow]]:
+) -> list[tuple[WorklistAction, WorklistEnrolment]]:
     """Open tasks on `ward` that have opened by `until`, undated last, earliest due first.
 
     Sorting by due puts overdue tasks (due in the past) first without a second pass.
     """
     statement = (
         select(*_ACTION_COLUMNS)
-        .where(PlannedAction.ward == ward)
-        .where(col(PlannedAction.status).in_([s.value for s in OPEN_STATUSES]))
-        .where(PlannedAction.kind == "task")
-        .where(or_(col(PlannedAction.opens).is_(None), col(PlannedAction.opens) <= as_utc(until)))
-        .order_by(col(PlannedAction.due).is_(None), col(PlannedAction.due), col(PlannedAction.key))
+        .where(PlannedActionRow.ward == ward)
+        .where(col(PlannedActionRow.status).in_([s.value for s in OPEN_STATUSES]))
+        .where(PlannedActionRow.kind == "task")
+        .where(or_(col(PlannedActionRow.opens).is_(None), col(PlannedActionRow.opens) <= as_utc(until)))
+        .order_by(col(PlannedActionRow.due).is_(None), col(PlannedActionRow.due), col(PlannedActionRow.key))
         .limit(limit)
     )
     if roles:
-        statement = statement.where(col(PlannedAction.role).in_(roles))
+        statement = statement.where(col(PlannedActionRow.role).in_(roles))
     rows = list(session.connection().execute(statement))  # Core rows: no ORM loading
     # Enrolments once each (a ward has tens of patients, not thousands): anchors are JSON.
     ids = {row[-1] for row in rows}
     enrolments = {} if not ids else {
-        r[0]: EnrolmentRow(*r) for r in session.connection().execute(
+        r[0]: WorklistEnrolment(*r) for r in session.connection().execute(
             select(*_ENROLMENT_COLUMNS).where(col(Enrolment.id).in_(ids)))}
-    return [(ActionRow(*row[:-1]), enrolments[row[-1]]) for row in rows]
+    return [(WorklistAction(*row[:-1]), enrolments[row[-1]]) for row in rows]
 
 
-def action_with_enrolment(*, session: Session, key: str) -> tuple[PlannedAction, Enrolment]:
+def action_with_enrolment(*, session: Session, key: str) -> tuple[PlannedActionRow, Enrolment]:
     """The action and its enrolment, or ActionNotFound."""
     action = require_action(session=session, key=key)
     enrolment = session.get(Enrolment, action.enrolment_id)
@@ -83,7 +82,7 @@ def action_with_enrolment(*, session: Session, key: str) -> tuple[PlannedAction,
     return action, enrolment
 
 
-def reassign_action(*, session: Session, key: str, role: str, at: datetime) -> PlannedAction:
+def reassign_action(*, session: Session, key: str, role: str, at: datetime) -> PlannedActionRow:
     """Give an open action to another role; the change counts as a new revision."""
     row = require_action(session=session, key=key)
     row.role = role

@@ -53,3 +53,13 @@ def fhir_sandbox() -> Iterator[FhirSandbox]:
     with `fhir_sandbox.reset()` where a test needs an empty server."""
     with FhirSandbox() as sandbox:
         yield sandbox
+
+
+SANDBOX_TOKEN = "sandbox-bearer-token"
+
+
+@pytest.fixture(scope="session")
+def protected_fhir_sandbox() -> Iterator[FhirSandbox]:
+    """A second sandbox that, like a real EHR, refuses requests without `Bearer SANDBOX_TOKEN`."""
+    with FhirSandbox(require_token=SANDBOX_TOKEN) as sandbox:
+        yield sandbox

@@ -147,11 +147,12 @@ async def print_worklists(demo: Demo, http: httpx.AsyncClient) -> None:
 
 
 async def print_statuses(demo: Demo) -> None:
+    from api.config import Settings
     from flows.apply import read_and_evaluate
-    from flows.config import RuntimeSettings, open_runtime
+    from flows.config import open_runtime
 
     os.environ.update(demo.env)
-    async with open_runtime(RuntimeSettings(), migrate=False) as rt:
+    async with open_runtime(Settings(), migrate=False) as rt:
         table = Table(title="Element statuses at the end (selected elements; compliance over all)",
                       title_justify="left")
         for col in ("patient", "variant", "apfel", *(short for _, short in KEY_ELEMENTS), "compliance"):

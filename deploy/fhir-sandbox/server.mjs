@@ -56,6 +56,8 @@ const USAGE = `Usage: node server.mjs [options]
   --no-validate      skip structural validation of written resources (faster)
   --no-index         answer every search by scanning (to compare with the indexed path)
   --quiet            no request log on stderr
+  (env FHIR_REQUIRE_TOKEN) every request but /metadata and loopback $reset/$stats must carry
+                     Authorization: Bearer <that token>, else 401 (a protected EHR, for tests)
 `;
 
 function parseOptions() {
@@ -90,6 +92,8 @@ const PAGE_SIZE = Number.parseInt(opts['page-size'], 10);
 const MAX_PAGE_SIZE = Number.parseInt(opts['max-page-size'], 10);
 const VALIDATE = !opts['no-validate'];
 const INDEXED = !opts['no-index'];
+// From the environment only, so the token is not visible in the process list.
+const REQUIRED_TOKEN = process.env.FHIR_REQUIRE_TOKEN || null;
 const SEEDS = [...(process.env.FHIR_SEED ? process.env.FHIR_SEED.split(path.delimiter) : []), ...opts.seed];
 
 // ---------------------------------------------------------------- definitions
@@ -1164,6 +1168,7 @@ async function handle(req, res) {
     }
     const segments = pathname.slice(BASE.length).split('/').filter(Boolean);
     isStats = segments.length === 1 && segments[0] === '$stats';
+    requireToken(segments, req.headers.authorization);
     const body = parseBody(raw, req.headers['content-type']);
     const result = await serialised(() => {
       if (!isStats) {
@@ -1182,6 +1187,17 @@ async function handle(req, res) {
       lastRequestMs = performance.now() - started;
     }
     logLine(req.method, url.pathname, params, status, started);
+  }
+}
+
+const OPEN_PATHS = new Set(['metadata', '$reset', '$stats']);
+
+function requireToken(segments, authorization) {
+  if (REQUIRED_TOKEN === null || (segments.length === 1 && OPEN_PATHS.has(segments[0]))) {
+    return;
+  }
+  if (authorization !== `Bearer ${REQUIRED_TOKEN}`) {
+    throw new HttpError(401, 'login', 'a valid bearer token is required');
   }
 }
 

@@ -16,10 +16,9 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from api.main import create_app
 from store.inbox import gaps_to_catch_up, get_subscription_state
 from store.models import InboxEvent
-from tests.api.conftest import api_settings
+from tests.api.conftest import api_app
 from tests.utils.notifications import backport_bundle, clear_intake_tables, observation
 
 FHIR_JSON = "application/fhir+json"
@@ -344,7 +343,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_server(db_url: str) -> Iterator[tuple[str, FastAPI]]:
-    app = create_app(api_settings(db_url))
+    app = api_app(db_url)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

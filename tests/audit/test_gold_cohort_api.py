@@ -14,15 +14,10 @@ from fhir.resources.R4B.measurereport import MeasureReport
 from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
-from api.audit_app import mount_audit
-from api.audit_settings import AuditSettings
-from api.main import create_app
-from api.worklist_app import mount_worklist
-from api.worklist_settings import WorklistSettings
 from engine.outcomes import load_outcome_definitions
 from store.db import make_engine
-from store.models import AuditLog
-from tests.api.conftest import api_settings
+from store.models import AccessLogEntry
+from tests.api.conftest import api_app
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 from tests.audit.test_eras_items import COHORT_ITEMS, PATIENT_ITEMS
 from tests.audit.test_gold_cohort import (
@@ -60,9 +55,7 @@ def gold_loaded(db_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def audit_app(gold_loaded: str) -> AsyncIterator[FastAPI]:
-    app = create_app(api_settings(gold_loaded))
-    mount_worklist(app, WorklistSettings(dev_mode=True), pathways={"lumbar_fusion": lumbar()})
-    mount_audit(app, AuditSettings(pseudonym_key=SecretStr("gold-key"), timezone="Europe/London"))
+    app = api_app(gold_loaded, timezone="Europe/London", audit={"pseudonym_key": SecretStr("gold-key")})
     async with app.router.lifespan_context(app):
         yield app
 
@@ -150,7 +143,8 @@ async def test_audit_api_nurse_denied_and_recorded(api: httpx.AsyncClient, auth:
     response = await api.get(f"/audit/compliance?{PATHWAY}", headers=auth("nurse"))
     assert response.status_code == 403
     with Session(audit_app.state.engine) as session:
-        entries = list(session.exec(select(AuditLog).where(col(AuditLog.resource) == "/audit/compliance")))
+        query = select(AccessLogEntry).where(col(AccessLogEntry.resource) == "/audit/compliance")
+        entries = list(session.exec(query))
     assert entries and entries[-1].outcome == "denied"
 
 

@@ -7,14 +7,9 @@ import subprocess
 
 from pydantic import SecretStr
 
-from api.audit_app import mount_audit
-from api.audit_settings import AuditSettings
-from api.main import create_app
-from api.worklist_app import mount_worklist
-from api.worklist_settings import WorklistSettings
 from engine.outcomes import load_outcome_definitions
 from store.db import make_engine
-from tests.api.conftest import api_settings
+from tests.api.conftest import api_app
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 from tests.browser.test_worklist_page import HERE, ROOT, _require_browser
 from tests.utils.audit import clear_audit, load_cases
@@ -29,9 +24,7 @@ def test_audit_page_renders_charts_for_quality(sqlite_url: str) -> None:
     ids = [c.evaluation.enrolment_id for c in gold_cohort()]
     clear_audit(engine, "lumbar_fusion", ids)
     load_cases(engine, lumbar(), gold_cohort(), outcomes=load_outcome_definitions(), tz=LONDON)
-    app = create_app(api_settings(sqlite_url))
-    mount_worklist(app, WorklistSettings(dev_mode=True), pathways={"lumbar_fusion": lumbar()})
-    mount_audit(app, AuditSettings(pseudonym_key=SecretStr("browser")))
+    app = api_app(sqlite_url, audit={"pseudonym_key": SecretStr("browser")})
     SCREENSHOT.parent.mkdir(exist_ok=True)
     try:
         with serve(app) as base:

@@ -10,13 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from api.main import create_app
-from api.worklist_app import mount_worklist
-from api.worklist_settings import WorklistSettings
 from fhir_adapters.sandbox import FhirSandbox
 from store.db import make_engine
-from tests.api.conftest import api_settings
-from tests.flows.conftest import lumbar
+from tests.api.conftest import api_app
 from tests.utils.loopback import serve
 from tests.utils.worklist import clear_ward, create_task, seed_action, seed_enrolment
 
@@ -51,12 +47,7 @@ def test_worklist_page_completes_task_in_ehr(sqlite_url: str, fhir_sandbox: Fhir
         fhir_id=task["id"],
         fhir_version=task["meta"]["versionId"],
     )
-    app = create_app(api_settings(sqlite_url))
-    mount_worklist(
-        app,
-        WorklistSettings(dev_mode=True, fhir_base_url=fhir_sandbox.base_url),
-        pathways={"lumbar_fusion": lumbar()},
-    )
+    app = api_app(sqlite_url, fhir={"base_url": fhir_sandbox.base_url})
     SCREENSHOT.parent.mkdir(exist_ok=True)
     try:
         with serve(app) as base:

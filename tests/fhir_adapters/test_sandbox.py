@@ -751,3 +751,19 @@ def test_indexed_searches_answer_like_a_full_scan() -> None:
                 found += bool(answers[0].json().get("total"))
                 compared += 1
         assert found > compared // 2  # the comparison is not between empty answers
+
+
+def test_protected_sandbox_refuses_requests_without_its_token(protected_fhir_sandbox: FhirSandbox) -> None:
+    from tests.conftest import SANDBOX_TOKEN
+
+    base = protected_fhir_sandbox.base_url
+    task = {"resourceType": "Task", "status": "ready", "intent": "order"}
+    assert httpx.get(f"{base}/metadata").status_code == 200  # capabilities stay public
+    refused = httpx.post(f"{base}/Task", json=task)
+    assert refused.status_code == 401
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    wrong = httpx.post(f"{base}/Task", json=task, headers={"Authorization": "Bearer other"})
+    assert wrong.status_code == 401
+    created = httpx.post(f"{base}/Task", json=task, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"})
+    assert created.status_code == 201
+    assert httpx.get(f"{base}/Task/{created.json()['id']}").status_code == 401

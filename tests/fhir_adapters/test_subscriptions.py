@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from fhir.resources.R4B.subscription import Subscription
 from typer.testing import CliRunner
@@ -34,7 +35,7 @@ def test_backport_subscription_filters_every_type_valid() -> None:
 def test_subscribe_prints_and_creates(fhir_sandbox, tmp_path, monkeypatch, style) -> None:
     monkeypatch.setenv("ERAS_DATABASE_URL", f"sqlite:///{tmp_path}/s.db")
     monkeypatch.setenv("ERAS_FHIR_BASE_URL", fhir_sandbox.base_url)
-    monkeypatch.setenv("ERAS_SUBSCRIPTION_SECRET_EHR", "s3cret")
+    monkeypatch.setenv("ERAS_SUBSCRIPTIONS", '{"ehr": "s3cret"}')  # what the intake will check
     runner = CliRunner()
     printed = runner.invoke(app, ["subscribe", "--endpoint", "https://eras.example/fhir/notifications",
                                   "--style", style])
@@ -46,3 +47,6 @@ def test_subscribe_prints_and_creates(fhir_sandbox, tmp_path, monkeypatch, style
                                   "--style", style, "--create"])
     assert created.exit_code == 0, created.output
     assert created.output.count("created Subscription/") == len(subs)
+    stored = httpx.get(f"{fhir_sandbox.base_url}/Subscription", params={"_count": "1000"}).json()
+    headers = {h for e in stored.get("entry", []) for h in e["resource"]["channel"].get("header", [])}
+    assert "Authorization: Bearer s3cret" in headers  # the credential the intake checks for "ehr"

@@ -12,13 +12,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from api.main import create_app
 from engine.loader import load_pathway
 from engine.model import Pathway
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.runtime import Runtime, WriteTarget
-from tests.api.conftest import api_settings
+from tests.api.conftest import api_app
 from tests.utils.notifications import clear_intake_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +61,7 @@ def make_runtime(fhir_sandbox: FhirSandbox, task_store: FhirSandbox, db_engine: 
 
 @pytest.fixture
 async def api(db_url: str):  # type: ignore[no-untyped-def]
-    app = create_app(api_settings(db_url))
+    app = api_app(db_url)
     async with app.router.lifespan_context(app):
         clear_intake_tables(app.state.engine)
         transport = httpx.ASGITransport(app=app)

@@ -18,9 +18,6 @@ import pytest
 from fastapi import FastAPI, Request
 from sqlmodel import col, select
 
-from api.main import create_app
-from api.worklist_app import mount_worklist
-from api.worklist_settings import WorklistSettings
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.apply import apply_patient
@@ -34,7 +31,7 @@ from store.enrolments import enrol, find_enrolments
 from store.inbox import store_event
 from store.models import Enrolment, InboxEvent, ReminderSent
 from store.scheduling import list_parked_patients
-from tests.api.conftest import api_settings
+from tests.api.conftest import api_app
 from tests.flows.conftest import LONDON, lumbar
 from tests.flows.test_apply import BOOKED_AT, NOW, SURGERY, booked_patient, seed, tasks_of
 from tests.utils import ehr
@@ -245,9 +242,7 @@ def _due_again(rt: Runtime, pid: str, at: datetime) -> None:
 
 
 async def runtime_status(db_url: str, fhir_sandbox: FhirSandbox) -> dict[str, Any]:
-    app = create_app(api_settings(db_url))
-    mount_worklist(app, WorklistSettings(dev_mode=True, fhir_base_url=fhir_sandbox.base_url),
-                   pathways={"lumbar_fusion": lumbar()})
+    app = api_app(db_url, fhir={"base_url": fhir_sandbox.base_url})
     async with app.router.lifespan_context(app):
         admin = app.state.worklist.dev_issuer.issue("admin.a", ("admin",), ())
         transport = httpx.ASGITransport(app=app)

@@ -10,13 +10,12 @@ from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 from sqlmodel import select
 
-from api.main import create_app
 from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirFatalError, FhirTemporaryError
 from flows.prefect_flows import only_temporary, process_events, tick
 from store.db import make_engine, session_scope
 from store.models import InboxEvent
-from tests.api.conftest import api_settings
+from tests.api.conftest import api_app
 from tests.flows.test_runtime_e2e import AUTH, create_all, task_keys, timeline
 
 
@@ -45,7 +44,7 @@ async def test_process_events_flow_drains_the_inbox(prefect_harness, fhir_sandbo
     db_url = f"sqlite:///{tmp_path / 'flows.db'}"
     monkeypatch.setenv("ERAS_DATABASE_URL", db_url)
     monkeypatch.setenv("ERAS_FHIR_BASE_URL", fhir_sandbox.base_url)
-    app = create_app(api_settings(db_url))
+    app = api_app(db_url)
     async with app.router.lifespan_context(app), FhirClient(fhir_sandbox.base_url) as client, \
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eras.test") as api:
         saved = await create_all(client, *timeline(new_patient_id))

@@ -10,12 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from api.config import Settings
 from flows.apply import apply_patient
-from flows.config import RuntimeSettings, open_runtime
+from flows.config import open_runtime
 
 
 async def main(patient_id: str, barrier: Path, name: str, rounds: int) -> None:
-    async with open_runtime(RuntimeSettings(), migrate=False) as rt:
+    async with open_runtime(Settings(), migrate=False) as rt:
         for r in range(rounds):
             (barrier / f"ready-{r}-{name}").touch()
             while not (barrier / f"go-{r}").exists():

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
-from flows.config import RuntimeSettings, open_runtime
+from api.config import Settings
+from flows.config import open_runtime
 from flows.reminders import remind_once
 
 
 async def main() -> int:
-    async with open_runtime(RuntimeSettings(), migrate=False) as rt:
+    async with open_runtime(Settings(), migrate=False) as rt:
         return len(await remind_once(rt, deliver=rt.deliver))
 
 

@@ -1,5 +1,6 @@
 """Tests for database URLs, engines and sessions."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,11 @@ from sqlmodel import select
 from store.db import (
     DEFAULT_DATABASE_URL,
     database_url,
-    default_database_url,
     make_engine,
+    reading,
     session_scope,
 )
-from store.models import AuditLog
+from store.models import AccessLogEntry
 from tests.utils.databases import (
     new_schema_name,
     postgres_server_url,
@@ -40,15 +41,11 @@ def test_database_url_normalises_driver(given: str, expected: str) -> None:
     assert database_url(given) == expected
 
 
-def test_database_url_none_falls_back_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_url_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the settings read ERAS_DATABASE_URL (with `.env`): the store takes what it is given."""
     monkeypatch.setenv("ERAS_DATABASE_URL", "postgresql://u@db/eras")
 
-    assert database_url(None) == "postgresql+psycopg://u@db/eras"
-
-
-def test_default_database_url_unset_is_local_sqlite_file() -> None:
-    assert default_database_url({}) == DEFAULT_DATABASE_URL == "sqlite:///./eras.db"
-    assert default_database_url({"ERAS_DATABASE_URL": "sqlite:///x.db"}) == "sqlite:///x.db"
+    assert database_url(DEFAULT_DATABASE_URL) == "sqlite:///./eras.db"
 
 
 def test_make_engine_sqlite_sets_pragmas(tmp_path: Path) -> None:
@@ -101,12 +98,27 @@ def test_session_scope_commits_on_success_and_rolls_back_on_error(tmp_path: Path
                 session.flush()
                 raise RuntimeError("boom")
             with session_scope(engine) as session:
-                actors = session.exec(select(AuditLog.actor)).all()
+                actors = session.exec(select(AccessLogEntry.actor)).all()
         finally:
             engine.dispose()
 
     assert actors == ["kept"]
 
 
-def _audit_row(actor: str) -> AuditLog:
-    return AuditLog(at=T0, actor=actor, action="read", resource="Task/x", purpose="t", outcome="ok")
+def _audit_row(actor: str) -> AccessLogEntry:
+    return AccessLogEntry(at=T0, actor=actor, action="read", resource="Task/x", purpose="t", outcome="ok")
+
+
+def test_reading_session_does_not_wait_for_a_busy_sqlite_writer(sqlite_url: str) -> None:
+    """A read-only transaction takes no write lock: with a writer holding it, it answers at once
+    (a default one would wait out busy_timeout, 30 s)."""
+    engine = make_engine(sqlite_url)
+    try:
+        with session_scope(engine) as writer:
+            writer.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the write lock is held from here
+            started = time.monotonic()
+            with session_scope(reading(engine)) as reader:
+                assert reader.execute(text("SELECT 1")).scalar() == 1
+            assert time.monotonic() - started < 5
+    finally:
+        engine.dispose()

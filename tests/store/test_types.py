@@ -7,8 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session
 
-from store.audit import list_audit, record_audit
-from store.models import AuditLog
+from store.access_log import list_access_entries, record_access_entry
+from store.models import AccessLogEntry
 from store.types import as_utc
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -16,7 +16,7 @@ AT = datetime(2025, 3, 10, 14, 45, 30, 123456, tzinfo=IST)
 
 
 def test_utc_datetime_round_trips_as_aware_utc(db: Session) -> None:
-    row = record_audit(
+    row = record_access_entry(
         session=db,
         actor="tz-test",
         action="read",
@@ -27,7 +27,7 @@ def test_utc_datetime_round_trips_as_aware_utc(db: Session) -> None:
     )
     db.expire_all()
 
-    stored = db.get(AuditLog, row.id)
+    stored = db.get(AccessLogEntry, row.id)
 
     assert stored is not None
     assert stored.at == AT
@@ -36,7 +36,7 @@ def test_utc_datetime_round_trips_as_aware_utc(db: Session) -> None:
 
 
 def test_utc_datetime_is_stored_as_utc(db: Session) -> None:
-    row = record_audit(
+    row = record_access_entry(
         session=db,
         actor="tz-test",
         action="read",
@@ -55,7 +55,7 @@ def test_utc_datetime_is_stored_as_utc(db: Session) -> None:
 
 
 def test_utc_datetime_compares_across_zones_in_queries(db: Session) -> None:
-    record_audit(
+    record_access_entry(
         session=db,
         actor="tz-compare",
         action="read",
@@ -66,13 +66,13 @@ def test_utc_datetime_compares_across_zones_in_queries(db: Session) -> None:
     )
     just_after_in_new_york = (AT + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-5)))
 
-    assert list_audit(session=db, actor="tz-compare", since=AT, limit=5) != []
-    assert list_audit(session=db, actor="tz-compare", since=just_after_in_new_york, limit=5) == []
+    assert list_access_entries(session=db, actor="tz-compare", since=AT, limit=5) != []
+    assert list_access_entries(session=db, actor="tz-compare", since=just_after_in_new_york, limit=5) == []
 
 
 def test_utc_datetime_naive_value_is_refused(db: Session) -> None:
     db.add(
-        AuditLog(
+        AccessLogEntry(
             at=datetime(2025, 3, 10, 9, 0),
             actor="x",
             action="read",

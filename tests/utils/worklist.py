@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
-from store.models import AuditLog, ElementStatus, Enrolment, PlannedAction
+from store.models import AccessLogEntry, ElementStatus, Enrolment, PlannedActionRow
 
 PATHWAY = "lumbar_fusion"
 
@@ -56,11 +56,11 @@ def seed_action(
     fhir_id: str | None = None,
     fhir_version: str | None = None,
     status: str = "due",
-) -> PlannedAction:
+) -> PlannedActionRow:
     """One open task for the enrolment, optionally with its Task on a FHIR server."""
     now = datetime.now(UTC)
     with Session(engine) as session:
-        row = PlannedAction(
+        row = PlannedActionRow(
             key=f"{enrolment.id}:{element_id}:{uuid.uuid4().hex[:6]}",
             enrolment_id=enrolment.id,
             element_id=element_id,
@@ -86,8 +86,8 @@ def seed_action(
         return row
 
 
-def create_task(base_url: str, patient_id: str) -> dict[str, Any]:
-    """A ready Task on the FHIR server (synchronously, for seeding)."""
+def create_task(base_url: str, patient_id: str, *, token: str | None = None) -> dict[str, Any]:
+    """A ready Task on the FHIR server (synchronously, for seeding); `token` for a protected one."""
     task = {
         "resourceType": "Task",
         "status": "ready",
@@ -95,7 +95,8 @@ def create_task(base_url: str, patient_id: str) -> dict[str, Any]:
         "for": {"reference": f"Patient/{patient_id}"},
         "identifier": [{"system": "urn:test:action", "value": uuid.uuid4().hex}],
     }
-    response = httpx.post(f"{base_url.rstrip('/')}/Task", json=task)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.post(f"{base_url.rstrip('/')}/Task", json=task, headers=headers)
     response.raise_for_status()
     created: dict[str, Any] = response.json()
     return created
@@ -106,13 +107,13 @@ def clear_ward(engine: Engine, enrolment_ids: list[str]) -> None:
     with Session(engine) as session:
         keys = select_keys(session, enrolment_ids)
         session.exec(delete(ElementStatus).where(col(ElementStatus.enrolment_id).in_(enrolment_ids)))  # type: ignore[call-overload]
-        session.exec(delete(PlannedAction).where(col(PlannedAction.key).in_(keys)))  # type: ignore[call-overload]
+        session.exec(delete(PlannedActionRow).where(col(PlannedActionRow.key).in_(keys)))  # type: ignore[call-overload]
         session.exec(delete(Enrolment).where(col(Enrolment.id).in_(enrolment_ids)))  # type: ignore[call-overload]
-        session.exec(delete(AuditLog))  # type: ignore[call-overload]
+        session.exec(delete(AccessLogEntry))  # type: ignore[call-overload]
         session.commit()
 
 
 def select_keys(session: Session, enrolment_ids: list[str]) -> list[str]:
     return list(
-        session.exec(select(PlannedAction.key).where(col(PlannedAction.enrolment_id).in_(enrolment_ids)))
+        session.exec(select(PlannedActionRow.key).where(col(PlannedActionRow.enrolment_id).in_(enrolment_ids)))
     )

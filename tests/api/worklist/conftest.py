@@ -8,12 +8,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.main import create_app
-from api.worklist_app import mount_worklist
-from api.worklist_settings import WorklistSettings
 from fhir_adapters.sandbox import FhirSandbox
-from tests.api.conftest import api_settings
-from tests.flows.conftest import lumbar
+from tests.api.conftest import api_app
 from tests.utils.worklist import clear_ward
 
 TokenFactory = Callable[..., str]
@@ -21,12 +17,7 @@ TokenFactory = Callable[..., str]
 
 @pytest.fixture
 async def worklist_app(db_url: str, fhir_sandbox: FhirSandbox) -> AsyncIterator[FastAPI]:
-    app = create_app(api_settings(db_url))
-    mount_worklist(
-        app,
-        WorklistSettings(dev_mode=True, fhir_base_url=fhir_sandbox.base_url),
-        pathways={"lumbar_fusion": lumbar()},
-    )
+    app = api_app(db_url, fhir={"base_url": fhir_sandbox.base_url})
     async with app.router.lifespan_context(app):
         app.state.seeded = []
         yield app

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlmodel import Session
 
 from fhir_adapters.sandbox import FhirSandbox
-from store.models import PlannedAction
+from store.models import PlannedActionRow
 from tests.api.worklist.conftest import TokenFactory, bearer
 from tests.utils.worklist import create_task, seed_action, seed_enrolment
 
@@ -95,7 +95,7 @@ async def test_complete_writes_task_and_evidence(
     codes = [e["resource"]["code"]["coding"][0]["code"] for e in evidence.get("entry", [])]
     assert codes == ["urinary-catheter-removed"]
     with Session(worklist_app.state.engine) as session:
-        row = session.get(PlannedAction, action.key)
+        row = session.get(PlannedActionRow, action.key)
         assert row is not None and row.status == "done" and row.completed_by == "nurse.a"
         assert row.fhir_version == stored["meta"]["versionId"]
 
@@ -122,7 +122,7 @@ async def test_worklist_labels_a_closed_window_and_completion_as_done_late(
     response = await api.post(f"/worklist/{late.key}/complete", json={}, headers=headers)
     assert response.status_code == 200 and response.json()["status"] == "done-late"
     with Session(worklist_app.state.engine) as session:
-        row = session.get(PlannedAction, late.key)
+        row = session.get(PlannedActionRow, late.key)
         assert row is not None and row.status == "done-late"
 
 
@@ -177,7 +177,7 @@ async def test_complete_after_ehr_change_is_409_and_not_overwritten(
     assert "changed in the EHR" in response.json()["detail"]
     assert httpx.get(f"{fhir_sandbox.base_url}/Task/{task['id']}").json()["status"] == "on-hold"
     with Session(worklist_app.state.engine) as session:
-        row = session.get(PlannedAction, action.key)
+        row = session.get(PlannedActionRow, action.key)
         assert row is not None and row.status == "due"
 
 

@@ -1,4 +1,4 @@
-"""Mounts the worklist on the API: sign-in, worklist routes, the audit view, the page and its assets."""
+"""Mounts the worklist on the API: sign-in (shared with the audit), its routes, the page and its assets."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api.auth import DevIssuer, JwksCache, TokenVerifier
-from api.routes import access_audit, dev_auth, runtime, worklist, worklist_page
-from api.worklist_settings import WorklistSettings
-from engine.loader import load_pathway
+from api.config import Settings, WorklistSettings
+from api.worklist import dev_auth, page, routes
 from engine.model import Element, Pathway
+from fhir_adapters.client import FhirClient
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # api/: templates and static shared with the audit page
 
 
 @dataclass
@@ -31,6 +31,7 @@ class WorklistState:
     tz: ZoneInfo
     templates: Jinja2Templates
     dev_issuer: DevIssuer | None = None
+    tasks: FhirClient | None = None  # where Tasks live (set at start-up); None: the store is the worklist
     _elements: dict[tuple[str, str], Element] = field(default_factory=dict)
 
     def element(self, pathway_id: str, element_id: str) -> Element | None:
@@ -42,33 +43,26 @@ class WorklistState:
 
 def mount_worklist(
     app: FastAPI,
-    settings: WorklistSettings,
+    settings: Settings,
     *,
-    pathways: Mapping[str, Pathway] | None = None,
+    pathways: Mapping[str, Pathway],
     jwks_transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
-    """Add the worklist to `app`; `pathways` (else `settings.pathway_files`) give element details."""
-    loaded = dict(pathways) if pathways is not None else _load(settings.pathway_files)
-    dev_issuer = DevIssuer() if settings.dev_mode else None
+    """Add the worklist to `app`; `pathways` give element details (the runtime's own)."""
+    dev_issuer = DevIssuer() if settings.worklist.dev_mode else None
     app.state.worklist = WorklistState(
-        settings=settings,
-        verifier=_verifier(settings, dev_issuer, jwks_transport),
-        pathways=loaded,
+        settings=settings.worklist,
+        verifier=_verifier(settings.worklist, dev_issuer, jwks_transport),
+        pathways=dict(pathways),
         tz=ZoneInfo(settings.timezone),
         templates=Jinja2Templates(directory=HERE / "templates"),
         dev_issuer=dev_issuer,
     )
     if dev_issuer is not None:
         app.include_router(dev_auth.router)
-    app.include_router(worklist.router)
-    app.include_router(access_audit.router)
-    app.include_router(runtime.router)
-    app.include_router(worklist_page.router)
+    app.include_router(routes.router)
+    app.include_router(page.router)
     app.mount("/static/worklist", StaticFiles(directory=HERE / "static"), name="worklist-static")
-
-
-def _load(files: tuple[Path, ...]) -> dict[str, Pathway]:
-    return {pathway.id: pathway for pathway in (load_pathway(path) for path in files)}
 
 
 def _verifier(

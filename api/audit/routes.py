@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from api.access import record_access
-from api.audit_view import Label, completeness_json, compliance_json, timeline_json
+from api.audit.view import Label, completeness_json, compliance_json, timeline_json
 from api.auth import CurrentUser, Principal
 from api.deps import SessionDep
 from engine.audit import audit_report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from api.worklist_models import DevTokenPublic, DevTokenRequest
+from api.worklist.models import DevTokenPublic, DevTokenRequest
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# What an open action is now, from its window and the clock (the members of OPEN_STATUSES).
+LiveStatus = Literal["upcoming", "due", "overdue", "late"]
+
 DeclineReasonCode = Literal["patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician"]
 Role = Literal[
     "nurse",
@@ -32,7 +35,7 @@ class WorklistItemBase(BaseModel):
     key: str
     title: str
     # late: the window has closed; completing it now records it as done late (not compliant)
-    status: Literal["upcoming", "due", "overdue", "late"]
+    status: LiveStatus
     priority: str
     role: str
     due: datetime | None

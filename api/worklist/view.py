@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, tzinfo
 
-from api.worklist_models import RecordPromptPublic, WorklistItemPublic
+from api.worklist.models import LiveStatus, RecordPromptPublic, WorklistItemPublic
 from engine.model import Element, Pathway
 from store.types import as_utc
-from store.worklist import ActionRow as PlannedAction
-from store.worklist import EnrolmentRow as Enrolment
+from store.worklist import WorklistAction, WorklistEnrolment
 
 _WINDOW = re.compile(r"(\d+(?:\.\d+)?)([mhd]?)")
 _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "": 3600.0}
@@ -25,7 +24,7 @@ def parse_window(text: str | None, default_hours: float) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def live_status(action: PlannedAction, now: datetime) -> str:
+def live_status(action: WorklistAction, now: datetime) -> LiveStatus:
     """Late once its window has closed (completing it now is done late, not compliant),
     overdue past due, due once open, else upcoming: the clock moves between evaluations."""
     if action.closes is not None and as_utc(action.closes) < now:
@@ -37,7 +36,7 @@ def live_status(action: PlannedAction, now: datetime) -> str:
     return "upcoming"
 
 
-def pod(enrolment: Enrolment, now: datetime, tz: tzinfo) -> int | None:
+def pod(enrolment: WorklistEnrolment, now: datetime, tz: tzinfo) -> int | None:
     """Post-operative day: local calendar days since the surgery_end anchor, None before it."""
     raw = (enrolment.anchors or {}).get("surgery_end")
     if not raw:
@@ -52,8 +51,8 @@ def pod(enrolment: Enrolment, now: datetime, tz: tzinfo) -> int | None:
 
 
 def item(
-    action: PlannedAction,
-    enrolment: Enrolment,
+    action: WorklistAction,
+    enrolment: WorklistEnrolment,
     *,
     pathway: Pathway | None,
     element: Element | None,

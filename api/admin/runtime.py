@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlmodel import col, func, select
 
 from api.auth import Principal, require_roles
-from api.deps import SessionDep
+from api.deps import ReadSessionDep
 from store.models import InboxEvent
 from store.scheduling import list_parked_patients
 
@@ -17,7 +17,7 @@ AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
 
 
 @router.get("/status")
-def runtime_status(request: Request, session: SessionDep, _admin: AdminUser) -> dict[str, Any]:
+def runtime_status(request: Request, session: ReadSessionDep, _admin: AdminUser) -> dict[str, Any]:
     """Inbox counts by status, parked enrolments (with their error) and FHIR round trips so far."""
     by_status = select(InboxEvent.status, func.count()).group_by(col(InboxEvent.status))
     counts = dict(session.exec(by_status).all())

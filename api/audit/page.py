@@ -10,9 +10,9 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.access import record_access
-from api.audit_charts import element_bars, los_scatter, trend_line
+from api.audit.charts import element_bars, los_scatter, trend_line
+from api.audit.routes import AuditUser, Unenrolled, cohort_filter, pathway_of
 from api.deps import SessionDep
-from api.routes.audit import AuditUser, Unenrolled, cohort_filter, pathway_of
 from store.audit_queries import CohortFilter, episode, episode_outcome, episode_results
 from store.audit_summary import stored_audit
 

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
-from api.audit_settings import AuditSettings
+from api.audit import outcomes, page, routes
+from api.audit.pseudonyms import Pseudonymiser, identity
 from api.auth import Principal
-from api.pseudonyms import Pseudonymiser, identity
-from api.routes import audit, audit_outcomes, audit_page
+from api.config import AuditSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,12 @@ class AuditState:
         return self.pseudonymiser
 
 
-def mount_audit(app: FastAPI, settings: AuditSettings | None = None) -> None:
+def mount_audit(app: FastAPI, settings: Settings) -> None:
     """Add /audit (JSON, CSV, FHIR) and /ui/audit; needs `mount_worklist` first (sign-in, pathways)."""
-    settings = settings or AuditSettings()
-    key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
-    app.state.audit = AuditState(settings, Pseudonymiser(key or secrets.token_bytes(32)),
+    chosen = settings.audit
+    key = chosen.pseudonym_key.get_secret_value().encode() if chosen.pseudonym_key else None
+    app.state.audit = AuditState(chosen, Pseudonymiser(key or secrets.token_bytes(32)),
                                  ZoneInfo(settings.timezone))
-    app.include_router(audit.router)
-    app.include_router(audit_outcomes.router)
-    app.include_router(audit_page.router)
+    app.include_router(routes.router)
+    app.include_router(outcomes.router)
+    app.include_router(page.router)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import SessionDep
+from api.deps import ReadSessionDep
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/healthz", tags=["health"])
 
 
 @router.get("")
-def healthz(session: SessionDep) -> JSONResponse:
+def healthz(session: ReadSessionDep) -> JSONResponse:
     """200 when the database answers, 503 when it does not (no authentication)."""
     try:
         session.execute(text("SELECT 1"))

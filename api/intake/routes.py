@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from api.config import Settings
 from api.deps import IntakeDep, SettingsDep
 from api.errors import fhir_response
-from api.intake import IntakeBatcher, IntakeResult
-from api.notifier_auth import authenticate_notifier
+from api.intake.batcher import IntakeBatcher, IntakeResult
+from api.intake.notifier_auth import authenticate_notifier
 from fhir_adapters.notifications import (
     BadNotification,
     Notification,

@@ -6,14 +6,14 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
-from store.audit import list_audit, record_audit
+from store.access_log import list_access_entries, record_access_entry
 from tests.utils.store_factories import T0
 
 
 def test_record_audit_row_is_listed_with_its_fields(db: Session) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
 
-    record_audit(
+    record_access_entry(
         session=db,
         actor=actor,
         action="read",
@@ -23,7 +23,7 @@ def test_record_audit_row_is_listed_with_its_fields(db: Session) -> None:
         at=T0,
     )
 
-    [row] = list_audit(session=db, actor=actor, limit=10)
+    [row] = list_access_entries(session=db, actor=actor, limit=10)
     assert (row.actor, row.action, row.resource, row.purpose, row.outcome, row.at) == (
         actor,
         "read",
@@ -37,7 +37,7 @@ def test_record_audit_row_is_listed_with_its_fields(db: Session) -> None:
 def test_list_audit_filters_since_and_orders_oldest_first(db: Session) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
     for minutes, resource in [(2, "Task/b"), (0, "Task/old"), (1, "Task/a")]:
-        record_audit(
+        record_access_entry(
             session=db,
             actor=actor,
             action="update",
@@ -47,7 +47,7 @@ def test_list_audit_filters_since_and_orders_oldest_first(db: Session) -> None:
             at=T0 + timedelta(minutes=minutes),
         )
 
-    rows = list_audit(session=db, actor=actor, since=T0 + timedelta(minutes=1), limit=10)
+    rows = list_access_entries(session=db, actor=actor, since=T0 + timedelta(minutes=1), limit=10)
 
     assert [r.resource for r in rows] == ["Task/a", "Task/b"]
 
@@ -55,7 +55,7 @@ def test_list_audit_filters_since_and_orders_oldest_first(db: Session) -> None:
 def test_list_audit_filters_resource_and_limits(db: Session) -> None:
     resource = f"Patient/{uuid.uuid4().hex[:8]}"
     for actor in ("a", "b", "c"):
-        record_audit(
+        record_access_entry(
             session=db,
             actor=actor,
             action="read",
@@ -65,14 +65,14 @@ def test_list_audit_filters_resource_and_limits(db: Session) -> None:
             at=T0,
         )
 
-    rows = list_audit(session=db, resource=resource, limit=2)
+    rows = list_access_entries(session=db, resource=resource, limit=2)
 
     assert [r.actor for r in rows] == ["a", "b"]
 
 
 def test_record_audit_unknown_outcome_is_refused(db: Session) -> None:
     with pytest.raises(ValueError):
-        record_audit(
+        record_access_entry(
             session=db,
             actor="system",
             action="read",

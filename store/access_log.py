@@ -1,14 +1,14 @@
-"""The access audit log: who did what to which resource and why, never clinical values."""
+"""The access log: who read or changed which resource, when and why; never clinical values."""
 
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from store.models import AuditLog
-from store.types import AuditOutcome, as_utc
+from store.models import AccessLogEntry
+from store.types import AccessOutcome, as_utc
 
 
-def record_audit(
+def record_access_entry(
     *,
     session: Session,
     actor: str,
@@ -17,36 +17,36 @@ def record_audit(
     purpose: str,
     outcome: str,
     at: datetime,
-) -> AuditLog:
+) -> AccessLogEntry:
     """Append one audit entry; `outcome` is ok, denied or error."""
-    row = AuditLog(
+    row = AccessLogEntry(
         at=as_utc(at),
         actor=actor,
         action=action,
         resource=resource,
         purpose=purpose,
-        outcome=AuditOutcome(outcome),
+        outcome=AccessOutcome(outcome),
     )
     session.add(row)
     session.flush()
     return row
 
 
-def list_audit(
+def list_access_entries(
     *,
     session: Session,
     since: datetime | None = None,
     actor: str | None = None,
     resource: str | None = None,
     limit: int,
-) -> list[AuditLog]:
+) -> list[AccessLogEntry]:
     """Entries at or after `since` matching the filters, oldest first."""
-    statement = select(AuditLog)
+    statement = select(AccessLogEntry)
     if since is not None:
-        statement = statement.where(col(AuditLog.at) >= as_utc(since))
+        statement = statement.where(col(AccessLogEntry.at) >= as_utc(since))
     if actor is not None:
-        statement = statement.where(AuditLog.actor == actor)
+        statement = statement.where(AccessLogEntry.actor == actor)
     if resource is not None:
-        statement = statement.where(AuditLog.resource == resource)
-    statement = statement.order_by(col(AuditLog.at), col(AuditLog.id)).limit(limit)
+        statement = statement.where(AccessLogEntry.resource == resource)
+    statement = statement.order_by(col(AccessLogEntry.at), col(AccessLogEntry.id)).limit(limit)
     return list(session.exec(statement))

@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
 from api.access import record_access, require_ward
 from api.auth import CurrentUser, Principal
-from api.deps import SessionDep
-from api.worklist_models import (
+from api.deps import EngineDep, SessionDep
+from api.worklist.models import (
     ActionResultPublic,
     CompleteRequest,
     DeclineRequest,
     ReassignRequest,
     WorklistPublic,
 )
-from api.worklist_view import item, parse_window
-from fhir_adapters.client import FhirClient
-from fhir_adapters.errors import FhirError
+from api.worklist.view import item, parse_window
+from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
 from flows.worklist_actions import ActionClosed, TaskChanged, WorklistWriter
+from store.db import session_scope
 from store.errors import ActionNotFound
 from store.locks import patient_lock
-from store.models import PlannedAction
-from store.worklist import action_with_enrolment, open_actions
+from store.models import Enrolment, PlannedActionRow
+from store.worklist import open_actions
 
 router = APIRouter(prefix="/worklist", tags=["worklist"])
 
@@ -40,18 +41,13 @@ def clock_now(request: Request) -> datetime:
     return clock() if clock is not None else datetime.now(UTC)
 
 
-async def get_writer(request: Request) -> AsyncIterator[WorklistWriter]:
-    """The writer for this request, with a FHIR client when Tasks live on a FHIR server."""
+async def get_writer(request: Request) -> WorklistWriter:
+    """The writer for this request: the app's FHIR client for Tasks (built from the settings with
+    the runtime's auth) or None when the store is the worklist."""
     state = request.app.state.worklist
-    if state.settings.fhir_base_url is None:
-        yield WorklistWriter(
-            pathways=state.pathways, fhir=None, evidence_system=state.settings.evidence_identifier_system
-        )
-        return
-    async with FhirClient(state.settings.fhir_base_url, max_retries=1) as fhir:
-        yield WorklistWriter(
-            pathways=state.pathways, fhir=fhir, evidence_system=state.settings.evidence_identifier_system
-        )
+    return WorklistWriter(
+        pathways=state.pathways, fhir=state.tasks, evidence_system=state.settings.evidence_identifier_system
+    )
 
 
 WriterDep = Annotated[WorklistWriter, Depends(get_writer)]
@@ -101,101 +97,96 @@ def read_worklist(
 
 @router.post("/{key}/complete", response_model=ActionResultPublic)
 async def complete_task(
-    request: Request,
-    key: str,
-    body: CompleteRequest,
-    session: SessionDep,
-    user: CurrentUser,
-    writer: WriterDep,
+    request: Request, key: str, body: CompleteRequest, db: EngineDep, user: CurrentUser, writer: WriterDep
 ) -> ActionResultPublic:
     """Done: the Task completed and the evidence written in the EHR, then the store."""
+    at = clock_now(request)
     return await _act(
-        session,
-        user,
-        key,
-        "complete",
-        lambda: worklist_actions.complete(
-            writer, session, key=key, by=user.subject, at=clock_now(request), value=body.value
+        db, user, key, "complete",
+        lambda action, enrolment, also: worklist_actions.complete(
+            writer, db, action, enrolment, by=user.subject, at=at, value=body.value, also=also
         ),
     )
 
 
 @router.post("/{key}/decline", response_model=ActionResultPublic)
 async def decline_task(
-    request: Request,
-    key: str,
-    body: DeclineRequest,
-    session: SessionDep,
-    user: CurrentUser,
-    writer: WriterDep,
+    request: Request, key: str, body: DeclineRequest, db: EngineDep, user: CurrentUser, writer: WriterDep
 ) -> ActionResultPublic:
     """Not done, with a coded reason: the Task cancelled with statusReason, then the store."""
+    at = clock_now(request)
     return await _act(
-        session,
-        user,
-        key,
-        "decline",
-        lambda: worklist_actions.decline(
-            writer,
-            session,
-            key=key,
-            by=user.subject,
-            at=clock_now(request),
-            reason=body.reason,
-            text=body.text,
+        db, user, key, "decline",
+        lambda action, _enrolment, also: worklist_actions.decline(
+            writer, db, action, by=user.subject, at=at, reason=body.reason, text=body.text, also=also
         ),
     )
 
 
 @router.post("/{key}/reassign", response_model=ActionResultPublic)
 async def reassign_task(
-    request: Request,
-    key: str,
-    body: ReassignRequest,
-    session: SessionDep,
-    user: CurrentUser,
-    writer: WriterDep,
+    request: Request, key: str, body: ReassignRequest, db: EngineDep, user: CurrentUser, writer: WriterDep
 ) -> ActionResultPublic:
     """Given to another role, in the EHR's Task and in the store."""
+    at = clock_now(request)
     return await _act(
-        session,
-        user,
-        key,
-        "reassign",
-        lambda: worklist_actions.reassign(writer, session, key=key, role=body.role, at=clock_now(request)),
+        db, user, key, "reassign",
+        lambda action, _enrolment, also: worklist_actions.reassign(
+            writer, db, action, role=body.role, at=at, also=also
+        ),
     )
 
 
-async def _act(session: Session, user: Principal, key: str, verb: str, run: Any) -> ActionResultPublic:
-    """Check the ward, run the action, audit it and commit; errors become clear HTTP answers."""
+Run = Callable[[PlannedActionRow, Enrolment, Callable[[Session], None]], Awaitable[PlannedActionRow]]
+
+
+async def _act(db: Engine, user: Principal, key: str, verb: str, run: Run) -> ActionResultPublic:
+    """Check the ward, run the action (audited in its own transaction); errors become clear answers.
+
+    Database work runs in worker threads and no transaction is open while the EHR is called.
+    """
     try:
-        action, enrolment = action_with_enrolment(session=session, key=key)
+        action, enrolment = await run_in_threadpool(worklist_actions.read_action, db, key)
     except ActionNotFound:
         raise HTTPException(status_code=404, detail="no such task") from None
-    require_ward(session, user, action.ward or enrolment.ward or "", purpose=f"worklist {verb}")
+    ward = action.ward or enrolment.ward or ""
+    if not user.may_see_ward(ward):
+        await run_in_threadpool(_deny, db, user, ward, f"worklist {verb}")
     resource = f"{enrolment.patient_ref}/PlannedAction/{key}"
+
+    def audit(session: Session) -> None:
+        record_access(session, user, action=verb, resource=resource, purpose=f"worklist {verb}")
+
     try:
         # The patient's lock across processes (store.locks): no apply runs beside the action.
-        engine = session.get_bind()
-        assert isinstance(engine, Engine)
-        async with patient_lock(engine, enrolment.patient_ref.split("/", 1)[1]):
-            row: PlannedAction = await run()
-            session.flush()
+        async with patient_lock(db, enrolment.patient_ref.split("/", 1)[1]):
+            row = await run(action, enrolment, audit)
     except (TaskChanged, ActionClosed) as error:
-        return _refuse(session, user, resource, verb, 409, str(error))
+        await _refuse(db, user, resource, verb, 409, str(error))
     except StaleDataError:  # an apply changed the action since this request read it
-        return _refuse(session, user, resource, verb, 409, "the task changed meanwhile; reload")
+        await _refuse(db, user, resource, verb, 409, "the task changed meanwhile; reload")
+    except FhirAuthError:
+        await _refuse(db, user, resource, verb, 502,
+                      "the EHR refused the engine's credentials (check ERAS_FHIR_AUTH); nothing was saved")
     except FhirError:
-        return _refuse(session, user, resource, verb, 502, "the EHR did not accept the change; try again")
-    record_access(session, user, action=verb, resource=resource, purpose=f"worklist {verb}")
-    session.commit()
+        await _refuse(db, user, resource, verb, 502, "the EHR did not accept the change; try again")
     return ActionResultPublic(
         key=row.key, status=row.status, role=row.role, fhir_task_id=row.fhir_id, fhir_version=row.fhir_version
     )
 
 
-def _refuse(session: Session, user: Principal, resource: str, verb: str, status: int, detail: str) -> Any:
-    session.rollback()
-    record_access(session, user, action=verb, resource=resource, purpose=f"worklist {verb}", outcome="error")
-    session.commit()
+def _deny(db: Engine, user: Principal, ward: str, purpose: str) -> None:
+    with Session(db) as session:
+        require_ward(session, user, ward, purpose=purpose)
+
+
+async def _refuse(
+    db: Engine, user: Principal, resource: str, verb: str, status: int, detail: str
+) -> NoReturn:
+    def record() -> None:
+        with session_scope(db) as session:
+            record_access(session, user, action=verb, resource=resource, purpose=f"worklist {verb}",
+                          outcome="error")
+
+    await run_in_threadpool(record)
     raise HTTPException(status_code=status, detail=detail)

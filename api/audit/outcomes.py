@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.access import record_access
+from api.audit.routes import PURPOSE, AuditUser, Cohort
 from api.deps import SessionDep
-from api.routes.audit import PURPOSE, AuditUser, Cohort
 from store.episode_outcomes import episode_outcomes
 
 router = APIRouter(prefix="/audit", tags=["audit"])

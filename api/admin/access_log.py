@@ -1,4 +1,4 @@
-"""The access audit for admins: who read or changed which patient's data, when and why."""
+"""The access log for admins: who read or changed which patient's data, when and why."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from fastapi import APIRouter, Depends, Query
 
 from api.auth import Principal, require_roles
 from api.deps import SessionDep
-from store.audit import list_audit
-from store.models import AuditLogPublic
+from store.access_log import list_access_entries
+from store.models import AccessLogEntryPublic
 
-router = APIRouter(prefix="/admin/audit", tags=["audit"])
+router = APIRouter(prefix="/admin/audit", tags=["access-log"])
 
 AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
 
 
-@router.get("", response_model=list[AuditLogPublic])
+@router.get("", response_model=list[AccessLogEntryPublic])
 def read_audit(
     session: SessionDep,
     _admin: AdminUser,
@@ -25,7 +25,7 @@ def read_audit(
     actor: Annotated[str | None, Query(max_length=200)] = None,
     resource: Annotated[str | None, Query(max_length=300)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[AuditLogPublic]:
+) -> list[AccessLogEntryPublic]:
     """Audit entries, oldest first (admin only)."""
-    rows = list_audit(session=session, since=since, actor=actor, resource=resource, limit=limit)
-    return [AuditLogPublic.model_validate(row, from_attributes=True) for row in rows]
+    rows = list_access_entries(session=session, since=since, actor=actor, resource=resource, limit=limit)
+    return [AccessLogEntryPublic.model_validate(row, from_attributes=True) for row in rows]

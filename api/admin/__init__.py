@@ -1,0 +1,1 @@
+"""For operators: health, runtime status and the access log."""

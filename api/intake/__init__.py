@@ -1,0 +1,1 @@
+"""Taking FHIR notifications in: the route, the notifier's credential check, the group-committing batcher."""

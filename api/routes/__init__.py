@@ -1,1 +1,0 @@
-"""The API routes, one module per noun."""
