@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlmodel import col, select
 
 from flows.drain import drain_once
@@ -256,3 +263,46 @@ async def test_mllp_store_failure_is_ae_so_the_sender_sends_again(make_runtime, 
     assert ack_code(answer) == "AE"
     assert ack_segment(answer, "ERR")[3].startswith("207^") and "send the message again" in answer
 
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eras-mllp-test")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "mllp.crt", directory / "mllp.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+async def test_mllp_over_tls_takes_messages_and_refuses_plain_tcp(make_runtime, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cert_file, key_file = self_signed(tmp_path)
+    async with make_runtime() as rt:
+        mrn = new_mrn()
+        await registered_patient(rt, mrn)
+        settings = MllpSettings(port=0, authority_map_file=write_authority_map(tmp_path),
+                                tls_cert_file=cert_file, tls_key_file=key_file)
+        server = await start_mllp(rt, settings)
+        port = server.sockets[0].getsockname()[1]
+        trust = ssl.create_default_context(cafile=str(cert_file))
+        client = await MllpClient.connect("127.0.0.1", port, tls=trust)
+        plain = await MllpClient.connect("127.0.0.1", port)
+        try:
+            control_id = new_control_id()
+            assert ack_code(await client.send(message("A01", control_id, mrn))) == "AA"
+            with pytest.raises((asyncio.IncompleteReadError, ConnectionError, AssertionError)):
+                await plain.send(message("A01", new_control_id(), mrn), timeout=10)
+        finally:
+            await client.close()
+            await plain.close()
+            server.close()
+        assert len(events_of(rt, f"v2:{SENDER}:{control_id}")) == 1
+        clear_intake_tables(rt.db)
