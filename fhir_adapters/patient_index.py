@@ -44,6 +44,15 @@ class PatientIndex:
         self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.searches = 0
 
+    def cached(self, ids: Sequence[PatientId]) -> str | None:
+        """The Patient id if a mapping is already known, without asking the EHR."""
+        for i in ids:
+            key = (self._systems.get(i.authority), i.value)
+            if key in self._cache:
+                self._cache.move_to_end(key)  # type: ignore[arg-type]
+                return self._cache[key]  # type: ignore[index]
+        return None
+
     async def patient_for(self, ids: Sequence[PatientId], *, location: str = "PID^1^3") -> str:
         """The Patient id for the first identifier with a mapped authority the EHR knows."""
         keys = [(self._systems[i.authority], i.value) for i in ids if i.authority in self._systems]
@@ -52,10 +61,9 @@ class PatientIndex:
             raise V2Problem(AckCode.ERROR, ErrorCode.UNKNOWN_KEY,
                             f"no identifier has an assigning authority in the authority map "
                             f"(authorities sent: {seen})", location=location)
-        for key in keys:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        cached = self.cached(ids)
+        if cached is not None:
+            return cached
         for key in keys:
             patient_id = await self._search(key, location)
             if patient_id is not None:

@@ -103,9 +103,13 @@ class MllpIntake:
         return ack_for(message, AckCode.ACCEPT)
 
     async def _take(self, message: V2Message) -> None:
-        if await self._in_store(partial(_stored, key=message.dedup_key)):
-            return  # a re-send of what we hold: ACK it again, store nothing
-        patient_id = await self.index.patient_for(message.patient_ids)
+        patient_id = None if message.is_merge else self.index.cached(message.patient_ids)
+        if patient_id is None:
+            # Before asking the EHR: a re-send of what we hold is ACKed again, whatever the
+            # EHR says now. With the patient known, the insert itself drops a duplicate.
+            if await self._in_store(partial(_stored, key=message.dedup_key)):
+                return
+            patient_id = await self.index.patient_for(message.patient_ids)
         prior_id = None
         if message.is_merge:
             prior_id = await self.index.patient_for(message.prior_ids, location="MRG^1^1")
@@ -196,8 +200,9 @@ async def start_mllp(rt: Runtime, settings: MllpSettings, *,
                          "authority -> FHIR identifier system)")
     index = PatientIndex(rt.ehr, load_authority_map(settings.authority_map_file))
     intake = MllpIntake(rt, index, on_stored=on_stored)
+    port = DEFAULT_PORT if settings.port is None else settings.port  # 0: any free port
     server = await start_hl7_server(partial(serve_connection, intake, settings), settings.host,
-                                    settings.port or DEFAULT_PORT, ssl=tls_context(settings))
-    log.info("HL7 v2 listener on %s:%s%s", settings.host, settings.port or DEFAULT_PORT,
+                                    port, ssl=tls_context(settings))
+    log.info("HL7 v2 listener on %s:%s%s", settings.host, server.sockets[0].getsockname()[1],
              " (TLS)" if settings.tls_cert_file else "")
     return server
