@@ -56,6 +56,7 @@ const USAGE = `Usage: node server.mjs [options]
   --no-validate      skip structural validation of written resources (faster)
   --no-index         answer every search by scanning (to compare with the indexed path)
   --quiet            no request log on stderr
+  --require-patient  refuse searches that name no patient (as Epic- and Cerner-style APIs do)
 `;
 
 function parseOptions() {
@@ -70,6 +71,7 @@ function parseOptions() {
         'no-validate': { type: 'boolean', default: false },
         'no-index': { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
+        'require-patient': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -90,6 +92,8 @@ const PAGE_SIZE = Number.parseInt(opts['page-size'], 10);
 const MAX_PAGE_SIZE = Number.parseInt(opts['max-page-size'], 10);
 const VALIDATE = !opts['no-validate'];
 const INDEXED = !opts['no-index'];
+const REQUIRE_PATIENT = opts['require-patient'];
+const PATIENT_PARAMS = ['patient', 'subject', '_id', 'identifier'];
 const SEEDS = [...(process.env.FHIR_SEED ? process.env.FHIR_SEED.split(path.delimiter) : []), ...opts.seed];
 
 // ---------------------------------------------------------------- definitions
@@ -822,7 +826,16 @@ function searchBundle(bundle, ctx, resourceType, params, offset, count, extra) {
   return { resourceType: 'Bundle', type: 'searchset', total, link, ...(entry.length ? { entry } : {}) };
 }
 
+/** With --require-patient, a search must name its patient (a Patient search: its id or identifier). */
+function requirePatient(resourceType, params) {
+  const allowed = resourceType === 'Patient' ? PATIENT_PARAMS : PATIENT_PARAMS.slice(0, 2);
+  if (REQUIRE_PATIENT && !allowed.some((name) => params.has(name))) {
+    throw new HttpError(403, 'forbidden', `${resourceType} searches must name a patient (${allowed.join(', ')})`);
+  }
+}
+
 async function search(resourceType, params, ctx) {
+  requirePatient(resourceType, params);
   checkParams(resourceType, params);
   const wanted = Number.parseInt(params.get('_count') ?? String(PAGE_SIZE), 10);
   const count = Math.min(Number.isNaN(wanted) ? PAGE_SIZE : Math.max(wanted, 0), MAX_PAGE_SIZE);
@@ -931,6 +944,12 @@ async function postBundle(bundle) {
   }
   if (bundle.type !== 'transaction' && bundle.type !== 'batch') {
     throw new HttpError(400, 'invalid', `Bundle.type must be transaction or batch, not ${bundle.type}`);
+  }
+  for (const request of (bundle.entry ?? []).map((e) => e.request)) {
+    const [type, query] = String(request?.url ?? '').split('?', 2);
+    if (request?.method === 'GET' && !type.includes('/')) {
+      requirePatient(type, new URLSearchParams(query ?? ''));
+    }
   }
   let prepared = structuredClone(bundle);
   for (const request of (prepared.entry ?? []).map((e) => e.request).filter((r) => r?.ifMatch)) {
