@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from eras_cli import audit_cmds, mllp_cmds, pathway_cmds, patient_cmds, runtime_cmds
+from eras_cli import audit_cmds, mllp_cmds, pathway_cmds, patient_cmds, runtime_cmds, terminology_cmds
 
 app = typer.Typer(help="ERAS pathway engine.", no_args_is_help=True, add_completion=False)
 app.add_typer(pathway_cmds.app, name="pathway")
 app.add_typer(audit_cmds.app, name="audit")
+app.add_typer(terminology_cmds.app, name="terminology")
 app.command()(patient_cmds.enrol)
 app.command()(patient_cmds.unenrol)
 app.command()(patient_cmds.apply)
