@@ -79,3 +79,21 @@ def _sibling_concept(terminologies: Sequence[Terminology], codings: list[Mapping
     names = sorted({name for t in terminologies for c in codings
                     for name in t.concepts_for(str(c.get("system", "")), str(c.get("code", "")))})
     return ", ".join(names) or UNBOUND
+
+
+def codes_enrolling_nothing(pathways: Sequence[tuple[Terminology, frozenset[str]]],
+                            resources: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`system|code` of procedures (done or requested) that no pathway enrols on.
+
+    `pathways` pairs each pathway's terminology with its enrolling concepts (`enrols_on`):
+    this is why a patient with an operation on record is "not on any pathway".
+    """
+    seen: set[str] = set()
+    for resource in resources:
+        if resource.get("resourceType") not in ("Procedure", "ServiceRequest"):
+            continue
+        for codings in _codeable_concepts(resource.get("code")):
+            pairs = [(str(c.get("system", "")), str(c["code"])) for c in codings]
+            if not any(set(t.concepts_for(s, c)) & wanted for t, wanted in pathways for s, c in pairs):
+                seen.update(f"{s}|{c}" for s, c in pairs)
+    return sorted(seen)

@@ -70,3 +70,21 @@ def test_terminology_check_text_names_each_code(seeded: str, monkeypatch: pytest
     assert "6 resources read; 3 codes no concept binds" in result.stdout
     line = next(x for x in result.stdout.splitlines() if f"{OPCS4}|V25.2" in x)
     assert "unbound" in line and "Primary decompression of lumbar spine" in line
+
+
+def test_apply_says_which_procedure_code_is_not_bound(fhir_sandbox: FhirSandbox, sqlite_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = f"pt-{uuid.uuid4().hex[:12]}"
+    base = fhir_sandbox.base_url
+    httpx.put(f"{base}/Patient/{pid}", json={"resourceType": "Patient", "id": pid}).raise_for_status()
+    # The site codes its decompressions in OPCS-4, which the default terminology does not bind.
+    decompression = proc(pid, OPCS4, "V25.2", "Primary decompression")
+    httpx.post(f"{base}/Procedure", json=decompression).raise_for_status()
+    monkeypatch.setenv("ERAS_FHIR_BASE_URL", base)
+    monkeypatch.setenv("ERAS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ERAS_WRITE_TARGET", "none")
+    monkeypatch.setenv("COLUMNS", "250")
+    result = CliRunner().invoke(app, ["apply", pid])
+    assert result.exit_code == 0, result.output
+    assert (f"Patient/{pid}: not on any pathway (procedure code {OPCS4}|V25.2 is not bound to an "
+            "enrolling concept)") in result.stdout
