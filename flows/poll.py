@@ -10,10 +10,11 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.plan import concepts_used, plan_of
+from fhir_adapters.bulk import group_export
 from fhir_adapters.facts import CODE_PARAMETER, SearchPlan, resources_from_batch_response, search_plan
 from fhir_adapters.inbox_events import inbox_event_for_resource
 from flows.runtime import Runtime
@@ -40,6 +41,7 @@ class PollMode(StrEnum):
 
     PATIENT = "patient"  # patient-scoped searches with _lastUpdated, batched and rate-limited
     SYSTEM = "system"  # one search per resource type across all patients, where allowed
+    BULK = "bulk"  # FHIR Bulk Data Group/[id]/$export?_since=, where the EHR offers it
 
 
 class PollSettings(BaseSettings):
@@ -51,6 +53,14 @@ class PollSettings(BaseSettings):
     patients_per_batch: int = Field(10, ge=1, description="patients whose searches share one batch")
     searches_per_second: float | None = Field(
         None, gt=0, description="the EHR's rate limit for searches (batch entries count one each)")
+    bulk_group_id: str | None = Field(None, description="mode bulk: the Group of the enrolled patients")
+    bulk_max_wait: float = Field(60.0, gt=0, description="longest wait between export status polls")
+
+    @model_validator(mode="after")
+    def _group_for_bulk(self) -> PollSettings:
+        if self.mode is PollMode.BULK and not self.bulk_group_id:
+            raise ValueError("ERAS_POLL_MODE=bulk needs ERAS_POLL_BULK_GROUP_ID")
+        return self
 
 
 def watched_types(rt: Runtime) -> list[str]:
@@ -77,6 +87,8 @@ async def poll_once(rt: Runtime, *, now: datetime | None = None, page_size: int 
     options = options or PollSettings()
     if options.mode is PollMode.SYSTEM:
         return await poll_system(rt, now=now, page_size=page_size)
+    if options.mode is PollMode.BULK:
+        return await poll_bulk(rt, now=now, options=options, sleep=sleep)
     return await poll_patients(rt, now=now, options=options, sleep=sleep)
 
 
@@ -140,6 +152,23 @@ class _Pace:
             if (wait := due - time.monotonic()) > 0:
                 await self.sleep(wait)
         self.done += searches
+
+
+async def poll_bulk(rt: Runtime, *, now: datetime | None = None, options: PollSettings,
+                    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
+    """One Group export since the last one's transactionTime; its resources go to the inbox,
+    so the drain applies every patient who changed."""
+    now = now or rt.clock()
+    group = str(options.bulk_group_id)
+    with session_scope(rt.db) as session:
+        mark = get_watermark(session=session, resource_type=f"bulk:{group}")
+    export = await group_export(rt.ehr, group, since=None if mark is None else mark.isoformat(),
+                                types=watched_types(rt), max_wait=options.bulk_max_wait, sleep=sleep)
+    stored = _store(rt, export.resources, source=f"poll:bulk:{group}", now=now)
+    with session_scope(rt.db) as session:
+        set_watermark(session=session, resource_type=f"bulk:{group}", at=now,
+                      last_updated=datetime.fromisoformat(export.transaction_time.replace("Z", "+00:00")))
+    return stored
 
 
 async def poll_system(rt: Runtime, *, now: datetime | None = None, page_size: int = 100) -> int:

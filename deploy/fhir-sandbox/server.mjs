@@ -970,6 +970,78 @@ async function postBundle(bundle) {
   return result;
 }
 
+// ---------------------------------------------------------------- bulk data export (Group level)
+
+// Jobs of `Group/[id]/$export` (FHIR Bulk Data 2.0): the files are made at kick-off; the first
+// status poll answers 202 (in progress) so clients exercise their polling.
+const exportJobs = new Map();
+let exportCount = 0;
+const EXPORT_TYPES = 'Patient,Encounter,Observation,Procedure,ServiceRequest,Condition';
+
+async function groupExport(groupId, params, ctx, headers) {
+  if (!String(headers.prefer ?? '').includes('respond-async')) {
+    throw new HttpError(400, 'invalid', '$export needs the header Prefer: respond-async');
+  }
+  const group = await route('GET', `Group/${groupId}`, undefined, {});
+  if (!isOk(group.outcome)) {
+    return group;
+  }
+  const since = params.get('_since');
+  const members = (group.resource.member ?? [])
+    .map((m) => m.entity?.reference)
+    .filter((ref) => typeof ref === 'string' && ref.startsWith('Patient/'));
+  const files = new Map();
+  for (const type of (params.get('_type') ?? EXPORT_TYPES).split(',')) {
+    const lines = [];
+    for (const ref of members) {
+      const query = new URLSearchParams(type === 'Patient' ? { _id: ref.slice(8) } : { patient: ref });
+      if (since) {
+        query.set('_lastUpdated', `gt${since}`);
+      }
+      query.set('_count', String(MAX_PAGE_SIZE));
+      const found = await route('GET', `${type}?${query}`, undefined, {});
+      if (!isOk(found.outcome)) {
+        return found;
+      }
+      lines.push(...(found.resource.entry ?? []).map((e) => JSON.stringify(e.resource)));
+    }
+    if (lines.length) {
+      files.set(type, `${lines.join('\n')}\n`);
+    }
+  }
+  const id = `export-${++exportCount}`;
+  exportJobs.set(id, {
+    files, polls: 0, transactionTime: new Date().toISOString(),
+    request: `${ctx.baseUrl}/Group/${groupId}/$export?${params}`,
+  });
+  return { status: 202, raw: { headers: { 'Content-Location': `${ctx.baseUrl}/$export-status/${id}` } } };
+}
+
+function exportStatus(id, ctx) {
+  const job = exportJobs.get(id);
+  if (!job) {
+    throw new HttpError(404, 'not-found', `No export job ${id}`);
+  }
+  if (++job.polls === 1) {
+    return { status: 202, raw: { headers: { 'X-Progress': 'in progress', 'Retry-After': '1' } } };
+  }
+  const output = [...job.files.keys()].map((type) => ({
+    type, url: `${ctx.baseUrl}/$export-file/${id}/${type}.ndjson`,
+  }));
+  const manifest = {
+    transactionTime: job.transactionTime, request: job.request, requiresAccessToken: false, output, error: [],
+  };
+  return { status: 200, raw: { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(manifest) } };
+}
+
+function exportFile(id, name) {
+  const text = exportJobs.get(id)?.files.get(name.replace(/\.ndjson$/, ''));
+  if (text === undefined) {
+    throw new HttpError(404, 'not-found', `No export file ${id}/${name}`);
+  }
+  return { status: 200, raw: { headers: { 'Content-Type': 'application/fhir+ndjson' }, body: text } };
+}
+
 // ---------------------------------------------------------------- capability statement
 
 function capabilityStatement(ctx) {
@@ -1063,8 +1135,17 @@ async function dispatch(method, segments, params, body, ctx, headers) {
     repo.clear();
     return { status: 200, resource: outcome('informational', 'Store emptied', 'information') };
   }
+  if (type === '$export-status' && segments.length === 2 && method === 'GET') {
+    return exportStatus(id, ctx);
+  }
+  if (type === '$export-file' && segments.length === 3 && method === 'GET') {
+    return exportFile(id, third);
+  }
   if (!RESOURCE_TYPES.has(type)) {
     throw new HttpError(404, 'not-supported', `Unknown resource type: ${type}`);
+  }
+  if (type === 'Group' && third === '$export' && segments.length === 3 && method === 'GET') {
+    return groupExport(id, new URLSearchParams(params), ctx, headers);
   }
   if (segments.length === 1 && method === 'GET') {
     return search(type, new URLSearchParams(params), ctx);
@@ -1191,6 +1272,10 @@ async function handle(req, res) {
       return dispatch(req.method, segments, params, body, ctx, req.headers);
     });
     status = result.status;
+    if (result.raw) {
+      res.writeHead(status, result.raw.headers).end(result.raw.body ?? '');
+      return;
+    }
     send(res, status, result.resource ?? (status === 204 ? undefined : result.outcome), ctx);
   } catch (err) {
     const failure = err instanceof HttpError ? err : fromUnexpected(err);

@@ -105,3 +105,34 @@ async def test_poll_per_patient_keeps_to_the_rate_limit(make_runtime, strict_ehr
         # The last batch may start at once; every search before it had to wait its turn.
         assert elapsed >= (sum(searches) - searches[-1]) / rate
         clear_intake_tables(rt.db)
+
+
+async def test_poll_bulk_exports_the_groups_changes_since_the_last_export(make_runtime, strict_ehr) -> None:  # type: ignore[no-untyped-def]
+    async with make_runtime(base_url=strict_ehr.base_url) as rt:
+        clear_intake_tables(rt.db)
+        a, b = (add_patient(strict_ehr, enrolled=False, rt=rt) for _ in range(2))
+        outsider = add_patient(strict_ehr, enrolled=False, rt=rt)
+        group = httpx.post(f"{strict_ehr.base_url}/Group", json={
+            "resourceType": "Group", "type": "person", "actual": True,
+            "member": [{"entity": {"reference": f"Patient/{p}"}} for p in (a, b)]}).json()["id"]
+        options = PollSettings(mode=PollMode.BULK, bulk_group_id=group)
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        assert await poll_once(rt, options=options, sleep=sleep) == 4  # Patient + Encounter, each member
+        assert waits == [1.0]  # the status poll said 202, Retry-After: 1
+        assert stored_refs(rt, {a, b, outsider}) == sorted(
+            [("Encounter", f"Patient/{a}"), ("Encounter", f"Patient/{b}"),
+             ("Patient", f"Patient/{a}"), ("Patient", f"Patient/{b}")])
+        # The next export starts at the last one's transactionTime: only what changed since.
+        assert await poll_once(rt, options=options, sleep=sleep) == 0
+        httpx.post(f"{strict_ehr.base_url}/Encounter", json=stay(b, ADMITTED)).raise_for_status()
+        assert await poll_once(rt, options=options, sleep=sleep) == 1
+        clear_intake_tables(rt.db)
+
+
+def test_poll_bulk_needs_a_group() -> None:
+    with pytest.raises(ValueError, match="ERAS_POLL_BULK_GROUP_ID"):
+        PollSettings(mode=PollMode.BULK)
