@@ -45,6 +45,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/intake.py
+	$(BIN)/python -m bench.mllp
 	$(BIN)/python -m bench.worklist
 	$(BIN)/python -m bench.audit
 

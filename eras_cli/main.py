@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from eras_cli import audit_cmds, pathway_cmds, patient_cmds, runtime_cmds
+from eras_cli import audit_cmds, mllp_cmds, pathway_cmds, patient_cmds, runtime_cmds, terminology_cmds
 
 app = typer.Typer(help="ERAS pathway engine.", no_args_is_help=True, add_completion=False)
 app.add_typer(pathway_cmds.app, name="pathway")
 app.add_typer(audit_cmds.app, name="audit")
+app.add_typer(terminology_cmds.app, name="terminology")
 app.command()(patient_cmds.enrol)
 app.command()(patient_cmds.unenrol)
 app.command()(patient_cmds.apply)
@@ -18,6 +19,7 @@ app.command()(runtime_cmds.drain)
 app.command()(runtime_cmds.parked)
 app.command()(runtime_cmds.unpark)
 app.command()(runtime_cmds.subscribe)
+app.command()(mllp_cmds.mllp)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,15 @@ from rich.table import Table
 
 from api.config import Settings
 from engine.errors import PathwayError
+from engine.plan import plan_of
 from engine.results import Status
+from fhir_adapters.code_survey import codes_enrolling_nothing
 from fhir_adapters.errors import FhirError
+from fhir_adapters.facts import resources_from_batch_response
 from flows.apply import ApplyResult, apply_patient
 from flows.config import open_runtime
 from flows.enrolment import enrol_patient, unenrol_patient
+from flows.runtime import Runtime
 from store.locks import SingleProcessOnly, claim_single_process
 
 console = Console()
@@ -66,17 +70,31 @@ def unenrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
 
 def apply(patient_id: str) -> None:
     """Read the patient's record, evaluate their pathways and write the work back."""
-    async def go() -> ApplyResult:
+    async def go() -> tuple[ApplyResult, str]:
         async with open_runtime(settings()) as rt:
             claim_single_process(rt.db)  # SQLite: not beside a running `eras serve`
-            return await apply_patient(rt, patient_id)
-    result = _run(go())
-    _print_result(result)
+            result = await apply_patient(rt, patient_id)
+            return result, "" if result.evaluations else await _why_not_enrolled(rt, patient_id)
+    result, why = _run(go())
+    _print_result(result, why)
 
 
-def _print_result(result: ApplyResult) -> None:
+async def _why_not_enrolled(rt: Runtime, patient_id: str) -> str:
+    """Name the procedure codes on record that no pathway enrols on (a site binding to add)."""
+    request = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"{rtype}?patient=Patient/{patient_id}"}}
+        for rtype in ("Procedure", "ServiceRequest")]}
+    resources = resources_from_batch_response(await rt.ehr.batch(request), request)
+    pathways = [(plan_of(p).terminology, frozenset(p.enrols_on)) for p in rt.pathways.values()]
+    codes = codes_enrolling_nothing(pathways, resources)
+    if not codes:
+        return "no enrolling procedure"
+    return "; ".join(f"procedure code {code} is not bound to an enrolling concept" for code in codes)
+
+
+def _print_result(result: ApplyResult, why: str = "no enrolling procedure") -> None:
     if not result.evaluations:
-        console.print(f"Patient/{result.patient_id}: not on any pathway (no enrolling procedure)")
+        console.print(f"Patient/{result.patient_id}: not on any pathway ({why})")
     for ev in result.evaluations:
         table = Table(title=f"Patient/{result.patient_id} on {ev.pathway_id} v{ev.pathway_version}")
         for col in ("element", "phase", "status", "due"):

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from api.config import Settings
 from api.main import create_app
+from eras_cli.mllp_cmds import start_if_configured
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import open_runtime
 from flows.loops import Loops
@@ -79,8 +80,11 @@ class RuntimeThread(threading.Thread):
                                poll_interval=self.poll, tick_interval=self.tick,
                                scheduled=_scheduled if self.prefect else None)
             self.loops.start()
+            mllp = await start_if_configured(rt, on_stored=self.loops.wake)  # ERAS_MLLP_PORT set
             self.ready.set()
             await self._stop.wait()
+            if mllp is not None:
+                mllp.close()
             await self.loops.stop()
 
     def wake(self, *_: object) -> None:

@@ -272,11 +272,12 @@ class FhirClient:
             return response
         except httpx.TimeoutException as exc:
             outcome = "timeout"
-            message = f"FHIR request {method} {display} timed out"
+            message = f"FHIR request {method} {display} to {self.base_url} timed out"
             raise FhirTemporaryError(message, url=display) from exc
         except httpx.TransportError as exc:
             raise FhirTemporaryError(
-                f"Could not reach the FHIR server for {method} {display} ({type(exc).__name__})",
+                f"Could not reach the FHIR server at {self.base_url} for {method} {display} "
+                f"({type(exc).__name__})",
                 url=display,
             ) from exc
         finally:

@@ -46,6 +46,7 @@ class FhirSandbox:
         seeds: Iterable[str | Path] = (),
         quiet: bool = True,
         validate: bool = True,
+        require_patient: bool = False,
         startup_timeout: float = 30.0,
         server_dir: str | Path = DEFAULT_SERVER_DIR,
         node: str = "node",
@@ -57,6 +58,7 @@ class FhirSandbox:
         self._seeds = [Path(seed).resolve() for seed in seeds]
         self._quiet = quiet
         self._validate = validate
+        self._require_patient = require_patient  # refuse searches naming no patient, as EHRs do
         self._startup_timeout = startup_timeout
         self._server_dir = Path(server_dir)
         self._node = node
@@ -161,6 +163,8 @@ class FhirSandbox:
             command.append("--quiet")
         if not self._validate:
             command.append("--no-validate")
+        if self._require_patient:
+            command.append("--require-patient")
         return command
 
     def _ensure_installed(self) -> None:

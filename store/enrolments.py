@@ -165,3 +165,23 @@ def update_enrolment_context(
 def anchor_instants(enrolment: Enrolment) -> dict[str, datetime]:
     """The enrolment's anchors as UTC datetimes."""
     return {name: datetime.fromisoformat(value) for name, value in enrolment.anchors.items()}
+
+
+def move_enrolments(*, session: Session, from_ref: str, to_ref: str, at: datetime) -> list[str]:
+    """A patient merge (HL7 A40): the merged-away patient's enrolments move to the survivor.
+
+    Where the survivor is already on that pathway, the moved one is exited instead (one
+    enrolment per patient and pathway). Returns the ids of the enrolments that moved.
+    """
+    moved = []
+    for enrolment in find_enrolments(session=session, patient_ref=from_ref):
+        if _find_one(session=session, patient_ref=to_ref, pathway_id=enrolment.pathway_id):
+            exit_enrolment(session=session, enrolment_id=enrolment.id,
+                           reason=f"merged into {to_ref}", at=at)
+            continue
+        enrolment.patient_ref = to_ref
+        enrolment.updated_at = as_utc(at)
+        session.add(enrolment)
+        moved.append(enrolment.id)
+    session.flush()
+    return moved

@@ -58,6 +58,11 @@ def store_event(*, session: Session, event: InboxEventCreate, at: datetime) -> t
     return InboxEvent(id=new_id, **values), True
 
 
+def find_event(*, session: Session, dedup_key: str) -> InboxEvent | None:
+    """The stored event with this dedup_key, if any (a sender re-sending what we have)."""
+    return session.exec(select(InboxEvent).where(InboxEvent.dedup_key == dedup_key)).first()
+
+
 def store_events(*, session: Session, events: Sequence[InboxEventCreate], at: datetime) -> list[int | None]:
     """Add many pending events in one statement; per event its new id, or None for a duplicate.
 

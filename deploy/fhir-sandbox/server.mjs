@@ -58,6 +58,7 @@ const USAGE = `Usage: node server.mjs [options]
   --quiet            no request log on stderr
   (env FHIR_REQUIRE_TOKEN) every request but /metadata and loopback $reset/$stats must carry
                      Authorization: Bearer <that token>, else 401 (a protected EHR, for tests)
+  --require-patient  refuse searches that name no patient (as Epic- and Cerner-style APIs do)
 `;
 
 function parseOptions() {
@@ -72,6 +73,7 @@ function parseOptions() {
         'no-validate': { type: 'boolean', default: false },
         'no-index': { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
+        'require-patient': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -94,6 +96,8 @@ const VALIDATE = !opts['no-validate'];
 const INDEXED = !opts['no-index'];
 // From the environment only, so the token is not visible in the process list.
 const REQUIRED_TOKEN = process.env.FHIR_REQUIRE_TOKEN || null;
+const REQUIRE_PATIENT = opts['require-patient'];
+const PATIENT_PARAMS = ['patient', 'subject', '_id', 'identifier'];
 const SEEDS = [...(process.env.FHIR_SEED ? process.env.FHIR_SEED.split(path.delimiter) : []), ...opts.seed];
 
 // ---------------------------------------------------------------- definitions
@@ -826,7 +830,16 @@ function searchBundle(bundle, ctx, resourceType, params, offset, count, extra) {
   return { resourceType: 'Bundle', type: 'searchset', total, link, ...(entry.length ? { entry } : {}) };
 }
 
+/** With --require-patient, a search must name its patient (a Patient search: its id or identifier). */
+function requirePatient(resourceType, params) {
+  const allowed = resourceType === 'Patient' ? PATIENT_PARAMS : PATIENT_PARAMS.slice(0, 2);
+  if (REQUIRE_PATIENT && !allowed.some((name) => params.has(name))) {
+    throw new HttpError(403, 'forbidden', `${resourceType} searches must name a patient (${allowed.join(', ')})`);
+  }
+}
+
 async function search(resourceType, params, ctx) {
+  requirePatient(resourceType, params);
   checkParams(resourceType, params);
   const wanted = Number.parseInt(params.get('_count') ?? String(PAGE_SIZE), 10);
   const count = Math.min(Number.isNaN(wanted) ? PAGE_SIZE : Math.max(wanted, 0), MAX_PAGE_SIZE);
@@ -936,6 +949,12 @@ async function postBundle(bundle) {
   if (bundle.type !== 'transaction' && bundle.type !== 'batch') {
     throw new HttpError(400, 'invalid', `Bundle.type must be transaction or batch, not ${bundle.type}`);
   }
+  for (const request of (bundle.entry ?? []).map((e) => e.request)) {
+    const [type, query] = String(request?.url ?? '').split('?', 2);
+    if (request?.method === 'GET' && !type.includes('/')) {
+      requirePatient(type, new URLSearchParams(query ?? ''));
+    }
+  }
   let prepared = structuredClone(bundle);
   for (const request of (prepared.entry ?? []).map((e) => e.request).filter((r) => r?.ifMatch)) {
     request.ifMatch = normaliseIfMatch(request.ifMatch);
@@ -953,6 +972,78 @@ async function postBundle(bundle) {
     result.resource = describeEntries(result.resource);
   }
   return result;
+}
+
+// ---------------------------------------------------------------- bulk data export (Group level)
+
+// Jobs of `Group/[id]/$export` (FHIR Bulk Data 2.0): the files are made at kick-off; the first
+// status poll answers 202 (in progress) so clients exercise their polling.
+const exportJobs = new Map();
+let exportCount = 0;
+const EXPORT_TYPES = 'Patient,Encounter,Observation,Procedure,ServiceRequest,Condition';
+
+async function groupExport(groupId, params, ctx, headers) {
+  if (!String(headers.prefer ?? '').includes('respond-async')) {
+    throw new HttpError(400, 'invalid', '$export needs the header Prefer: respond-async');
+  }
+  const group = await route('GET', `Group/${groupId}`, undefined, {});
+  if (!isOk(group.outcome)) {
+    return group;
+  }
+  const since = params.get('_since');
+  const members = (group.resource.member ?? [])
+    .map((m) => m.entity?.reference)
+    .filter((ref) => typeof ref === 'string' && ref.startsWith('Patient/'));
+  const files = new Map();
+  for (const type of (params.get('_type') ?? EXPORT_TYPES).split(',')) {
+    const lines = [];
+    for (const ref of members) {
+      const query = new URLSearchParams(type === 'Patient' ? { _id: ref.slice(8) } : { patient: ref });
+      if (since) {
+        query.set('_lastUpdated', `gt${since}`);
+      }
+      query.set('_count', String(MAX_PAGE_SIZE));
+      const found = await route('GET', `${type}?${query}`, undefined, {});
+      if (!isOk(found.outcome)) {
+        return found;
+      }
+      lines.push(...(found.resource.entry ?? []).map((e) => JSON.stringify(e.resource)));
+    }
+    if (lines.length) {
+      files.set(type, `${lines.join('\n')}\n`);
+    }
+  }
+  const id = `export-${++exportCount}`;
+  exportJobs.set(id, {
+    files, polls: 0, transactionTime: new Date().toISOString(),
+    request: `${ctx.baseUrl}/Group/${groupId}/$export?${params}`,
+  });
+  return { status: 202, raw: { headers: { 'Content-Location': `${ctx.baseUrl}/$export-status/${id}` } } };
+}
+
+function exportStatus(id, ctx) {
+  const job = exportJobs.get(id);
+  if (!job) {
+    throw new HttpError(404, 'not-found', `No export job ${id}`);
+  }
+  if (++job.polls === 1) {
+    return { status: 202, raw: { headers: { 'X-Progress': 'in progress', 'Retry-After': '1' } } };
+  }
+  const output = [...job.files.keys()].map((type) => ({
+    type, url: `${ctx.baseUrl}/$export-file/${id}/${type}.ndjson`,
+  }));
+  const manifest = {
+    transactionTime: job.transactionTime, request: job.request, requiresAccessToken: false, output, error: [],
+  };
+  return { status: 200, raw: { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(manifest) } };
+}
+
+function exportFile(id, name) {
+  const text = exportJobs.get(id)?.files.get(name.replace(/\.ndjson$/, ''));
+  if (text === undefined) {
+    throw new HttpError(404, 'not-found', `No export file ${id}/${name}`);
+  }
+  return { status: 200, raw: { headers: { 'Content-Type': 'application/fhir+ndjson' }, body: text } };
 }
 
 // ---------------------------------------------------------------- capability statement
@@ -1048,8 +1139,17 @@ async function dispatch(method, segments, params, body, ctx, headers) {
     repo.clear();
     return { status: 200, resource: outcome('informational', 'Store emptied', 'information') };
   }
+  if (type === '$export-status' && segments.length === 2 && method === 'GET') {
+    return exportStatus(id, ctx);
+  }
+  if (type === '$export-file' && segments.length === 3 && method === 'GET') {
+    return exportFile(id, third);
+  }
   if (!RESOURCE_TYPES.has(type)) {
     throw new HttpError(404, 'not-supported', `Unknown resource type: ${type}`);
+  }
+  if (type === 'Group' && third === '$export' && segments.length === 3 && method === 'GET') {
+    return groupExport(id, new URLSearchParams(params), ctx, headers);
   }
   if (segments.length === 1 && method === 'GET') {
     return search(type, new URLSearchParams(params), ctx);
@@ -1177,6 +1277,10 @@ async function handle(req, res) {
       return dispatch(req.method, segments, params, body, ctx, req.headers);
     });
     status = result.status;
+    if (result.raw) {
+      res.writeHead(status, result.raw.headers).end(result.raw.body ?? '');
+      return;
+    }
     send(res, status, result.resource ?? (status === 204 ? undefined : result.outcome), ctx);
   } catch (err) {
     const failure = err instanceof HttpError ? err : fromUnexpected(err);

@@ -143,8 +143,10 @@ async def test_client_timeout_raises_temporary_after_retries(sleeps) -> None:
 
 async def test_client_connection_refused_raises_temporary(closed_port_url, sleeps) -> None:
     async with FhirClient(f"{closed_port_url}/fhir", sleep=sleeps, max_retries=1) as client:
-        with pytest.raises(FhirTemporaryError, match="Could not reach the FHIR server"):
+        with pytest.raises(FhirTemporaryError, match="Could not reach the FHIR server") as caught:
             await client.read("Patient", "p1")
+    # The operator must see which server: the base URL, not just the path.
+    assert f"at {closed_port_url}/fhir/ for GET /Patient/p1" in str(caught.value)
     assert client.round_trips == 2
 
 
