@@ -28,6 +28,8 @@ from pydantic_settings import (
 
 from engine.loader import PATHWAYS_DIR
 from fhir_adapters.auth import DEFAULT_SCOPE
+from flows.mllp import MllpSettings
+from flows.poll_options import PollSettings
 from flows.runtime import DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
 from store.db import DEFAULT_DATABASE_URL
 
@@ -126,6 +128,8 @@ class Settings(BaseSettings):
     task_store: TaskStoreSettings = Field(default_factory=TaskStoreSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    mllp: MllpSettings = Field(default_factory=MllpSettings)
+    poll: PollSettings = Field(default_factory=PollSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -9,25 +9,20 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
+from api.config import Settings
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import open_runtime
-from flows.mllp import DEFAULT_PORT, MllpSettings, mllp_settings, start_mllp
+from flows.mllp import DEFAULT_PORT, MllpSettings, start_mllp
 from flows.runtime import Runtime
 
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _settings(host: str | None, port: int | None) -> MllpSettings:
-    try:
-        settings = mllp_settings()
-    except (ValidationError, ValueError) as exc:
-        err.print(f"[red]configuration error[/red]: {exc}")
-        raise typer.Exit(2) from exc
+def _settings(runtime: Settings, host: str | None, port: int | None) -> MllpSettings:
     update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    return settings.model_copy(update=update)
+    return runtime.mllp.model_copy(update=update)
 
 
 def mllp(
@@ -37,7 +32,8 @@ def mllp(
     """Take in the hospital's HL7 v2 feed (ADT, SIU, ORU over MLLP) as inbox events."""
     logging.basicConfig(level=os.environ.get("ERAS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings, runtime = _settings(host, port), runtime_settings()
+    runtime = runtime_settings()
+    settings = _settings(runtime, host, port)
 
     async def go() -> None:
         async with open_runtime(runtime) as rt:
@@ -54,7 +50,7 @@ def mllp(
     asyncio.run(go())
 
 
-async def start_if_configured(rt: Runtime, *, on_stored: Callable[[], None]) -> asyncio.Server | None:
+async def start_if_configured(rt: Runtime, settings: MllpSettings, *,
+                              on_stored: Callable[[], None]) -> asyncio.Server | None:
     """The listener inside `eras serve`, when ERAS_MLLP_PORT is set; else None."""
-    settings = mllp_settings()
     return None if settings.port is None else await start_mllp(rt, settings, on_stored=on_stored)

@@ -80,7 +80,7 @@ class RuntimeThread(threading.Thread):
                                poll_interval=self.poll, tick_interval=self.tick,
                                scheduled=_scheduled if self.prefect else None)
             self.loops.start()
-            mllp = await start_if_configured(rt, on_stored=self.loops.wake)  # ERAS_MLLP_PORT set
+            mllp = await start_if_configured(rt, self.settings.mllp, on_stored=self.loops.wake)
             self.ready.set()
             await self._stop.wait()
             if mllp is not None:

@@ -16,8 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
-from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
@@ -42,10 +41,8 @@ DEFAULT_PORT = 2575  # the port IANA registered for HL7 over MLLP
 _VT = b"\x0b"
 
 
-class MllpSettings(BaseSettings):
-    """The HL7 v2 listener (ERAS_MLLP_*). `port` unset: `eras serve` runs no listener."""
-
-    model_config = SettingsConfigDict(env_prefix="ERAS_MLLP_", env_file=".env", extra="ignore")
+class MllpSettings(BaseModel):
+    """The HL7 v2 listener (`ERAS_MLLP_*` in api.config). `port` unset: `eras serve` runs none."""
 
     host: str = "127.0.0.1"
     port: int | None = None
@@ -63,11 +60,6 @@ class MllpSettings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("ERAS_MLLP_TLS_CLIENT_CA_FILE needs ERAS_MLLP_TLS_CERT_FILE")
         return self
-
-
-def mllp_settings() -> MllpSettings:
-    """The listener's settings, read from the environment (or .env) at the edge."""
-    return MllpSettings()
 
 
 def tls_context(settings: MllpSettings) -> ssl.SSLContext | None:

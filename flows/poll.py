@@ -6,17 +6,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
-
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.plan import concepts_used, plan_of
 from fhir_adapters.bulk import group_export
 from fhir_adapters.facts import CODE_PARAMETER, SearchPlan, resources_from_batch_response, search_plan
 from fhir_adapters.inbox_events import inbox_event_for_resource
+from flows.poll_options import PollMode, PollSettings
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.enrolments import find_enrolments
@@ -33,34 +30,6 @@ from store.models import InboxEventCreate
 # Searches overlap the watermark a little: servers stamp _lastUpdated before commit.
 OVERLAP = timedelta(seconds=5)
 PATIENT_WATERMARK = "patient-scoped"  # the poll_watermark row of the per-patient mode
-
-
-class PollMode(StrEnum):
-    """How changes are found. EHR FHIR APIs (Epic, Cerner and most others) refuse searches
-    that name no patient, so the default asks per enrolled patient."""
-
-    PATIENT = "patient"  # patient-scoped searches with _lastUpdated, batched and rate-limited
-    SYSTEM = "system"  # one search per resource type across all patients, where allowed
-    BULK = "bulk"  # FHIR Bulk Data Group/[id]/$export?_since=, where the EHR offers it
-
-
-class PollSettings(BaseSettings):
-    """Polling (ERAS_POLL_*): the mode, patients per batch Bundle, and searches per second."""
-
-    model_config = SettingsConfigDict(env_prefix="ERAS_POLL_", env_file=".env", extra="ignore")
-
-    mode: PollMode = PollMode.PATIENT
-    patients_per_batch: int = Field(10, ge=1, description="patients whose searches share one batch")
-    searches_per_second: float | None = Field(
-        None, gt=0, description="the EHR's rate limit for searches (batch entries count one each)")
-    bulk_group_id: str | None = Field(None, description="mode bulk: the Group of the enrolled patients")
-    bulk_max_wait: float = Field(60.0, gt=0, description="longest wait between export status polls")
-
-    @model_validator(mode="after")
-    def _group_for_bulk(self) -> PollSettings:
-        if self.mode is PollMode.BULK and not self.bulk_group_id:
-            raise ValueError("ERAS_POLL_MODE=bulk needs ERAS_POLL_BULK_GROUP_ID")
-        return self
 
 
 def watched_types(rt: Runtime) -> list[str]:
@@ -80,11 +49,9 @@ def _patient_plan(rt: Runtime) -> SearchPlan:
 async def poll_once(rt: Runtime, *, now: datetime | None = None, page_size: int = 100,
                     options: PollSettings | None = None,
                     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
-    """Store what changed since the last poll; returns events stored.
-
-    Without `options`, ERAS_POLL_* are read here until the single settings model carries them.
-    """
-    options = options or PollSettings()
+    """Store what changed since the last poll (as `options`, else the runtime's settings say);
+    returns events stored."""
+    options = options or rt.poll
     if options.mode is PollMode.SYSTEM:
         return await poll_system(rt, now=now, page_size=page_size)
     if options.mode is PollMode.BULK:

@@ -15,6 +15,7 @@ from engine.model import Pathway
 from engine.outcomes import OutcomeDefinitions, load_outcome_definitions
 from fhir_adapters.client import FhirClient
 from fhir_adapters.plandefinition import CANONICAL_BASE
+from flows.poll_options import PollSettings
 
 DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
 
@@ -45,6 +46,8 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=_utcnow)
     # Delivers reminders/escalations to people (flows.delivery); None: FHIR requests only.
     deliver: Callable[[list[Any]], Awaitable[None]] | None = None
+    # How poll-ehr finds changes (patient-scoped searches unless the site says otherwise).
+    poll: PollSettings = field(default_factory=PollSettings)
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).

@@ -310,13 +310,14 @@ async def test_mllp_over_tls_takes_messages_and_refuses_plain_tcp(make_runtime, 
 
 async def test_mllp_starts_inside_serve_only_when_its_port_is_set(make_runtime, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.config import Settings
     from eras_cli.mllp_cmds import start_if_configured
 
     monkeypatch.delenv("ERAS_MLLP_PORT", raising=False)
     monkeypatch.setenv("ERAS_MLLP_AUTHORITY_MAP_FILE", str(write_authority_map(tmp_path)))
     async with make_runtime() as rt:
-        assert await start_if_configured(rt, on_stored=lambda: None) is None
+        assert await start_if_configured(rt, Settings().mllp, on_stored=lambda: None) is None
         monkeypatch.setenv("ERAS_MLLP_PORT", "0")
-        server = await start_if_configured(rt, on_stored=lambda: None)
+        server = await start_if_configured(rt, Settings().mllp, on_stored=lambda: None)
         assert server is not None and server.sockets[0].getsockname()[1] > 0
         server.close()
