@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import threading
@@ -18,17 +17,15 @@ from api.main import create_app
 from api.worklist_settings import WorklistSettings
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import RuntimeSettings, open_runtime
+from flows.deployments import add_to_runner, deployments
+from flows.logs import configure_logging
 from flows.loops import Loops
+from flows.process_runtime import process_runtime
 from flows.runtime import Runtime
+from store.db import database_url
+from store.wakeup import listen_url
 
 console = Console()
-
-
-async def _scheduled(job: str) -> object:
-    """tick and reminders as Prefect flow runs (in-process Prefect when no server is set)."""
-    from flows.prefect_flows import reminders, tick
-
-    return await (tick() if job == "tick" else reminders())
 
 
 def serve(
@@ -36,11 +33,11 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     poll_seconds: Annotated[float, typer.Option(help="poll the EHR every N s; 0 = no polling")] = 0,
     tick_seconds: Annotated[float, typer.Option(help="tick and reminders interval")] = 60,
-    prefect: Annotated[bool, typer.Option(help="run tick/reminders as Prefect flow runs")] = True,
+    prefect: Annotated[bool, typer.Option(help="run scheduled work as Prefect flow runs")] = True,
 ) -> None:
-    """Run the API and the runtime (drain, tick, reminders, polling) in one process."""
-    logging.basicConfig(level=os.environ.get("ERAS_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the API and the runtime (drain, and the scheduled deployments: tick, reminders,
+    polling, audit report) in one process."""
+    configure_logging()
     asyncio.run(_serve(host, port, poll_seconds or None, tick_seconds, prefect))
 
 
@@ -72,11 +69,14 @@ class RuntimeThread(threading.Thread):
 
     async def _main(self) -> None:
         self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with open_runtime(self.settings) as rt:
+        async with process_runtime(self.settings, migrate=True) as rt:
             self.runtime = rt
-            self.loops = Loops(rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
-                               poll_interval=self.poll, tick_interval=self.tick,
-                               scheduled=_scheduled if self.prefect else None)
+            self.loops = Loops(
+                rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
+                listen_url=listen_url(database_url(self.settings.database_url)),
+                scheduled=deployments(polling=self.poll is not None),
+                intervals={"tick": self.tick, "reminders": self.tick, "poll-ehr": self.poll},
+                as_flow_runs=self.prefect)
             self.loops.start()
             self.ready.set()
             await self._stop.wait()
@@ -118,32 +118,35 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
 
 def worker(
     poll_seconds: Annotated[float, typer.Option(help="poll the EHR every N s; 0 = no polling")] = 0,
+    metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port; 0 = off")] = 0,
 ) -> None:
-    """Run the drain loop here and serve the scheduled deployments (tick, reminders, polling,
-    process-events as a safety net) to the Prefect server in PREFECT_API_URL."""
+    """Run the drain loop here and serve the scheduled deployments (flows/deployments.py) to
+    the Prefect server in PREFECT_API_URL. Stopping a worker never pauses their schedules."""
     if not os.environ.get("PREFECT_API_URL"):
         console.print("[red]eras worker needs PREFECT_API_URL[/red] (the Prefect server to serve "
                       "deployments to); for one process on one machine use `eras serve`.")
         raise typer.Exit(2)
-    logging.basicConfig(level=os.environ.get("ERAS_LOG_LEVEL", "INFO"))
+    configure_logging()
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
     asyncio.run(_worker(poll_seconds or None))
 
 
 async def _worker(poll: float | None) -> None:
     from prefect.runner import Runner
 
-    from flows.prefect_flows import poll_ehr, process_events, reminders, tick
-
-    runner = Runner(name=f"eras-worker-{socket.gethostname()}")
-    await runner.aadd_flow(process_events, name="process-events", interval=30)
-    await runner.aadd_flow(tick, name="tick", cron="* * * * *")
-    await runner.aadd_flow(reminders, name="reminders", cron="* * * * *")
-    if poll:
-        await runner.aadd_flow(poll_ehr, name="poll-ehr", interval=poll)
-    async with open_runtime(runtime_settings()) as rt:
+    settings = runtime_settings()
+    async with process_runtime(settings, migrate=True) as rt:
+        runner = Runner(name=f"eras-worker-{socket.gethostname()}-{os.getpid()}",
+                        pause_on_shutdown=False)
+        served = await add_to_runner(runner, timezone=settings.timezone, polling=poll is not None,
+                                     intervals={"poll-ehr": poll} if poll else None)
         loops = Loops(rt, worker=f"worker:{socket.gethostname()}:{os.getpid()}",
-                      tick_interval=None)  # tick/reminders run as deployments here
+                      listen_url=listen_url(database_url(settings.database_url)))
         loops.start()
+        console.print(f"eras worker: serving {', '.join(served)}; drain loop running")
         try:
             await runner.start()
         finally:

@@ -11,6 +11,7 @@ from engine.errors import PathwayError
 from fhir_adapters.errors import FhirFatalError, FhirTemporaryError
 from fhir_adapters.inbox_events import patient_ref_of
 from flows.apply import apply_patient
+from flows.metrics import APPLY_SECONDS
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.enrolments import find_enrolments
@@ -104,7 +105,8 @@ async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], result: Drain
         result.failed.append(patient_id)
         return
     try:
-        await apply_patient(rt, patient_id, finish=finish)
+        with APPLY_SECONDS.time():
+            await apply_patient(rt, patient_id, finish=finish)
         result.applied.append(patient_id)
     except FhirTemporaryError as exc:
         log.warning("EHR unreachable while applying Patient/%s: %s", patient_id, exc.status)
