@@ -15,7 +15,7 @@ from api.audit_app import mount_audit
 from api.config import Settings
 from api.errors import install_error_handlers
 from api.intake import IntakeBatcher
-from api.routes import health, notifications
+from api.routes import health, metrics, notifications
 from api.worklist_app import mount_worklist
 from api.worklist_settings import WorklistSettings
 from engine.model import Pathway
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, worklist: WorklistSettings |
     install_error_handlers(app)
     app.include_router(notifications.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     if worklist is not None:
         mount_worklist(app, worklist, pathways=pathways)
         mount_audit(app)
