@@ -253,3 +253,13 @@ def subscribe(
                 console.print(f"created Subscription/{created.get('id')} ({created.get('status')})")
 
     asyncio.run(go())
+
+
+def migrate() -> None:
+    """Bring the store to the newest Alembic revision (the deployment's migrations job; safe to
+    repeat and to run beside running processes: migrations take an advisory lock)."""
+    from store.migrate import upgrade
+
+    url = database_url(runtime_settings().database_url)
+    upgrade(url)
+    console.print("the store is at the newest migration")
