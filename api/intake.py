@@ -23,7 +23,6 @@ from fhir_adapters.notifications import Notification, NotificationType
 from store.db import session_scope
 from store.inbox import Gap, record_event_number, record_handshake, record_heartbeat, store_events
 from store.models import InboxEventCreate
-from store.wakeup import notify_stored
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +123,6 @@ def _take_in(session: Session, items: list[tuple[Notification, datetime]]) -> li
     """All the events in one multi-row INSERT, then each notification's bookkeeping in order."""
     events = [(event, at) for notification, at in items for event in notification.events]
     new_ids = store_events_at(session, events)
-    if any(new_id is not None for new_id in new_ids):
-        notify_stored(session)  # drain loops in every process wake at commit
     results, position = [], 0
     for notification, at in items:
         mine = new_ids[position : position + len(notification.events)]

@@ -1,5 +1,6 @@
 """Two `eras worker` processes against a real Prefect server on PostgreSQL: stopping one with
-SIGTERM leaves every deployment's schedule active, and the exclusive ones limited to 1."""
+SIGTERM leaves every deployment's schedule active, the exclusive ones limited to 1, and the
+other worker goes on running the scheduled flows."""
 
 from __future__ import annotations
 
@@ -72,6 +73,18 @@ def _deployments(api: str) -> dict[str, dict]:
     return {d["name"]: d for d in response.json()}
 
 
+def _runs(api: str, deployment_names: dict[str, str], state: str) -> dict[str, set[str]]:
+    """Flow run ids in `state`, by deployment name."""
+    body = {"flow_runs": {"state": {"type": {"any_": [state]}}}}
+    response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10)
+    response.raise_for_status()
+    runs: dict[str, set[str]] = {}
+    for r in response.json():
+        if r.get("deployment_id") in deployment_names:
+            runs.setdefault(deployment_names[r["deployment_id"]], set()).add(r["id"])
+    return runs
+
+
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -96,7 +109,9 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
     with _prefect_database() as prefect_db, postgres_schema() as eras_db:
         server_env = {**base, "PREFECT_HOME": str(tmp_path / "prefect"),
                       "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
-                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+                      # schedule runs within seconds of the deployments' creation, not a minute
+                      "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
         server = _start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                          "--port", str(port)], server_env, tmp_path / "server.log")
         procs = [server]
@@ -105,6 +120,7 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
                   "the Prefect server", procs)
             server_up = time.monotonic() - started
             worker_env = {**base, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+                          "PREFECT_RUNNER_POLL_FREQUENCY": "2",
                           "ERAS_DATABASE_URL": eras_db, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url}
             workers = [_start([ERAS, "worker"], worker_env, tmp_path / f"worker{i}.log") for i in (1, 2)]
             procs += workers
@@ -118,7 +134,15 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
             procs.remove(workers[0])
             time.sleep(1.0)  # a pausing runner pauses in its shutdown, before it exits
             after = _deployments(api)
-            assert workers[1].poll() is None
+            ids = {after[name]["id"]: name for name in expected}
+            # The server keeps creating scheduled runs for every deployment...
+            _wait(lambda: set(_runs(api, ids, "SCHEDULED")) | set(_runs(api, ids, "COMPLETED"))
+                  >= expected, 60, "scheduled runs of every deployment", procs)
+            # ...and the remaining worker runs them (a run asked for now, not in a minute).
+            run = httpx.post(f"{api}/deployments/{after['tick']['id']}/create_flow_run", json={},
+                             timeout=10).json()
+            _wait(lambda: run["id"] in _runs(api, ids, "COMPLETED").get("tick", set()), 90,
+                  "the remaining worker to run tick", procs)
         finally:
             for proc in procs:
                 _stop(proc)
