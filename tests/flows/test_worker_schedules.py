@@ -122,7 +122,9 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
             worker_env = {**base, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
                           "PREFECT_RUNNER_POLL_FREQUENCY": "2",
                           "ERAS_DATABASE_URL": eras_db, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url}
-            workers = [_start([ERAS, "worker"], worker_env, tmp_path / f"worker{i}.log") for i in (1, 2)]
+            metrics_port = _free_port()
+            workers = [_start([ERAS, "worker", *args], worker_env, tmp_path / f"worker{i}.log")
+                       for i, args in ((1, []), (2, ["--metrics-port", str(metrics_port)]))]
             procs += workers
             expected = {d.name for d in deployments(polling=False)}
             _wait(lambda: all("eras worker: serving" in (tmp_path / f"worker{i}.log").read_text()
@@ -134,6 +136,7 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
             procs.remove(workers[0])
             time.sleep(1.0)  # a pausing runner pauses in its shutdown, before it exits
             after = _deployments(api)
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             ids = {after[name]["id"]: name for name in expected}
             # The server keeps creating scheduled runs for every deployment...
             _wait(lambda: set(_runs(api, ids, "SCHEDULED")) | set(_runs(api, ids, "COMPLETED"))
@@ -150,5 +153,6 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
     for name in expected:
         assert after[name]["paused"] is False, name
         assert after[name]["schedules"] and all(s["active"] for s in after[name]["schedules"]), name
+    assert "eras_apply_seconds_bucket" in metrics and "# TYPE eras_fhir_calls_total counter" in metrics
     limits = {name: (after[name].get("global_concurrency_limit") or {}).get("limit") for name in expected}
     assert limits == {"process-events": None, "tick": 1, "reminders": 1, "audit-report": 1}
