@@ -107,7 +107,9 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
     app = create_app(Settings(), worklist=worklist, pathways=rt.pathways)
     app.state.on_event_stored = runtime.wake
     app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # log_config=None: uvicorn logs through the root handler, in the configured format.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           log_config=None))
     console.print(f"eras serve: API on http://{host}:{port}, runtime running "
                   f"(target {rt.target.value}, pathways {', '.join(rt.pathways)})")
     try:

@@ -3,6 +3,7 @@ SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -64,3 +65,6 @@ def test_serve_answers_probes_and_runs_the_schedule(tmp_path: Path, fhir_sandbox
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught: -15 is a clean stop.
     output = (tmp_path / "serve.log").read_text()
     assert code == -signal.SIGTERM and "Traceback" not in output, output
+    # ERAS_LOG_FORMAT=json: log records come out as JSON lines (the console banner does not).
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert records and all(set(r) >= {"ts", "level", "logger", "message"} for r in records)
