@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import signal
 import socket
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -26,6 +29,10 @@ from store.db import database_url
 from store.wakeup import listen_url
 
 console = Console()
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from prefect.runner import Runner
 
 
 def serve(
@@ -150,9 +157,32 @@ async def _worker(poll: float | None) -> None:
         loops.start()
         console.print(f"eras worker: serving {', '.join(served)}; drain loop running")
         try:
-            await runner.start()
+            await _run_until_sigterm(runner)
         finally:
             await loops.stop()
+
+
+async def _run_until_sigterm(runner: Runner) -> None:
+    """Run the Runner; on SIGTERM stop it (never pausing the schedules) and return.
+
+    Prefect's own SIGTERM handler calls its async stop without awaiting it and raises
+    SystemExit inside the event loop: ours replaces it, once `start()` has installed it.
+    """
+    started = asyncio.create_task(runner.start())
+    await asyncio.sleep(0)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    stop = asyncio.create_task(stopping.wait())
+    await asyncio.wait([started, stop], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if started.done():
+        return started.result()
+    log.info("SIGTERM: stopping the runner; the deployments' schedules stay active")
+    if runner.started:
+        await runner.astop()
+    started.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await started
 
 
 def drain(

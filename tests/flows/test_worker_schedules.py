@@ -132,7 +132,7 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
             assert set(_deployments(api)) == expected
 
             os.killpg(workers[0].pid, signal.SIGTERM)
-            workers[0].wait(30)
+            stopped = workers[0].wait(30)
             procs.remove(workers[0])
             time.sleep(1.0)  # a pausing runner pauses in its shutdown, before it exits
             after = _deployments(api)
@@ -153,6 +153,8 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
     for name in expected:
         assert after[name]["paused"] is False, name
         assert after[name]["schedules"] and all(s["active"] for s in after[name]["schedules"]), name
+    stop_log = (tmp_path / "worker1.log").read_text()
+    assert stopped == 0 and "Traceback" not in stop_log, stop_log[-3000:]
     assert "eras_apply_seconds_bucket" in metrics and "# TYPE eras_fhir_calls_total counter" in metrics
     limits = {name: (after[name].get("global_concurrency_limit") or {}).get("limit") for name in expected}
     assert limits == {"process-events": None, "tick": 1, "reminders": 1, "audit-report": 1}
