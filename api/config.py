@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from engine.loader import PATHWAYS_DIR
 from fhir_adapters.auth import DEFAULT_SCOPE
+from flows.logs import LogFormat
 from flows.mllp import MllpSettings
 from flows.poll_options import PollSettings
 from flows.runtime import DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
@@ -115,6 +116,7 @@ class Settings(BaseSettings):
     delivery_routes_file: Path | None = Field(None, description="reminder channels (flows/delivery.py)")
     clock_file: Path | None = Field(None, description="simulation only: read 'now' from this file")
     log_level: str = Field("INFO", description="logging level of `eras serve` and `eras worker`")
+    log_format: LogFormat = Field("text", description="text, or json: one JSON object per log line")
     notification_max_bytes: int = Field(MIB, gt=0, description="larger notifications get 413")
     subscriptions: dict[str, SecretStr] = Field(
         default_factory=dict,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
 
-from api.admin import access_log, health, runtime
+from api.admin import access_log, health, metrics, runtime
 from api.audit.mount import mount_audit
 from api.config import Settings
 from api.errors import install_error_handlers
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     install_error_handlers(app)
     app.include_router(intake.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(runtime.router)
     app.include_router(access_log.router)
     mount_worklist(app, settings, pathways=pathways if pathways is not None else load_pathways(settings))

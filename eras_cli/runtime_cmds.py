@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -18,18 +20,20 @@ from api.main import create_app
 from eras_cli.mllp_cmds import start_if_configured
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import open_runtime
+from flows.deployments import add_to_runner, deployments
+from flows.logs import configure_logging
 from flows.loops import Loops
+from flows.process_runtime import process_runtime
 from flows.runtime import Runtime
+from store.db import database_url
 from store.locks import claim_single_process
+from store.wakeup import listen_url
 
 console = Console()
+log = logging.getLogger(__name__)
 
-
-async def _scheduled(job: str) -> object:
-    """tick and reminders as Prefect flow runs (in-process Prefect when no server is set)."""
-    from flows.prefect_flows import reminders, tick
-
-    return await (tick() if job == "tick" else reminders())
+if TYPE_CHECKING:
+    from prefect.runner import Runner
 
 
 def serve(
@@ -37,12 +41,17 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     poll_seconds: Annotated[float, typer.Option(help="poll the EHR every N s; 0 = no polling")] = 0,
     tick_seconds: Annotated[float, typer.Option(help="tick and reminders interval")] = 60,
-    prefect: Annotated[bool, typer.Option(help="run tick/reminders as Prefect flow runs")] = True,
+    prefect: Annotated[bool, typer.Option(help="run scheduled work as Prefect flow runs")] = True,
 ) -> None:
-    """Run the API and the runtime (drain, tick, reminders, polling) in one process."""
-    logging.basicConfig(level=os.environ.get("ERAS_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the API and the runtime (drain, and the scheduled deployments: tick, reminders,
+    polling, audit report) in one process."""
+    _configure_logging()
     asyncio.run(_serve(host, port, poll_seconds or None, tick_seconds, prefect))
+
+
+def _configure_logging() -> None:
+    settings = runtime_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 class RuntimeThread(threading.Thread):
@@ -73,12 +82,15 @@ class RuntimeThread(threading.Thread):
 
     async def _main(self) -> None:
         self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with open_runtime(self.settings) as rt:
+        async with process_runtime(self.settings, migrate=True) as rt:
             claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
             self.runtime = rt
-            self.loops = Loops(rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
-                               poll_interval=self.poll, tick_interval=self.tick,
-                               scheduled=_scheduled if self.prefect else None)
+            self.loops = Loops(
+                rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
+                listen_url=listen_url(database_url(self.settings.database_url)),
+                scheduled=deployments(polling=self.poll is not None),
+                intervals={"tick": self.tick, "reminders": self.tick, "poll-ehr": self.poll},
+                as_flow_runs=self.prefect)
             self.loops.start()
             mllp = await start_if_configured(rt, self.settings.mllp, on_stored=self.loops.wake)
             self.ready.set()
@@ -109,7 +121,9 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
     app = create_app(settings, pathways=rt.pathways)
     app.state.on_event_stored = runtime.wake
     app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # log_config=None: uvicorn logs through the root handler, in the configured format.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           log_config=None))
     console.print(f"eras serve: API on http://{host}:{port}, runtime running "
                   f"(target {rt.target.value}, pathways {', '.join(rt.pathways)})")
     try:
@@ -120,37 +134,63 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
 
 def worker(
     poll_seconds: Annotated[float, typer.Option(help="poll the EHR every N s; 0 = no polling")] = 0,
+    metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port; 0 = off")] = 0,
 ) -> None:
-    """Run the drain loop here and serve the scheduled deployments (tick, reminders, polling,
-    process-events as a safety net) to the Prefect server in PREFECT_API_URL."""
+    """Run the drain loop here and serve the scheduled deployments (flows/deployments.py) to
+    the Prefect server in PREFECT_API_URL. Stopping a worker never pauses their schedules."""
     if not os.environ.get("PREFECT_API_URL"):
         console.print("[red]eras worker needs PREFECT_API_URL[/red] (the Prefect server to serve "
                       "deployments to); for one process on one machine use `eras serve`.")
         raise typer.Exit(2)
-    logging.basicConfig(level=os.environ.get("ERAS_LOG_LEVEL", "INFO"))
+    _configure_logging()
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
     asyncio.run(_worker(poll_seconds or None))
 
 
 async def _worker(poll: float | None) -> None:
     from prefect.runner import Runner
 
-    from flows.prefect_flows import poll_ehr, process_events, reminders, tick
-
-    runner = Runner(name=f"eras-worker-{socket.gethostname()}")
-    await runner.aadd_flow(process_events, name="process-events", interval=30)
-    await runner.aadd_flow(tick, name="tick", cron="* * * * *")
-    await runner.aadd_flow(reminders, name="reminders", cron="* * * * *")
-    if poll:
-        await runner.aadd_flow(poll_ehr, name="poll-ehr", interval=poll)
-    async with open_runtime(runtime_settings()) as rt:
-        claim_single_process(rt.db)
+    settings = runtime_settings()
+    async with process_runtime(settings, migrate=True) as rt:
+        claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
+        runner = Runner(name=f"eras-worker-{socket.gethostname()}-{os.getpid()}",
+                        pause_on_shutdown=False)
+        served = await add_to_runner(runner, timezone=settings.timezone, polling=poll is not None,
+                                     intervals={"poll-ehr": poll} if poll else None)
         loops = Loops(rt, worker=f"worker:{socket.gethostname()}:{os.getpid()}",
-                      tick_interval=None)  # tick/reminders run as deployments here
+                      listen_url=listen_url(database_url(settings.database_url)))
         loops.start()
+        console.print(f"eras worker: serving {', '.join(served)}; drain loop running")
         try:
-            await runner.start()
+            await _run_until_sigterm(runner)
         finally:
             await loops.stop()
+
+
+async def _run_until_sigterm(runner: Runner) -> None:
+    """Run the Runner; on SIGTERM stop it (never pausing the schedules) and return.
+
+    Prefect's own SIGTERM handler calls its async stop without awaiting it and raises
+    SystemExit inside the event loop: ours replaces it, once `start()` has installed it.
+    """
+    started = asyncio.create_task(runner.start())
+    await asyncio.sleep(0)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    stop = asyncio.create_task(stopping.wait())
+    await asyncio.wait([started, stop], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if started.done():
+        return started.result()
+    log.info("SIGTERM: stopping the runner; the deployments' schedules stay active")
+    if runner.started:
+        await runner.astop()
+    started.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await started
 
 
 def drain(
@@ -254,3 +294,13 @@ def subscribe(
                 console.print(f"created Subscription/{created.get('id')} ({created.get('status')})")
 
     asyncio.run(go())
+
+
+def migrate() -> None:
+    """Bring the store to the newest Alembic revision (the deployment's migrations job; safe to
+    repeat and to run beside running processes: migrations take an advisory lock)."""
+    from store.migrate import upgrade
+
+    url = database_url(runtime_settings().database_url)
+    upgrade(url)
+    console.print("the store is at the newest migration")

@@ -82,6 +82,8 @@ class FhirClient:
         self.base_url = base_url.rstrip("/") + "/"
         self.server_type = server_type
         self.round_trips = 0
+        # Called after every request with (method, status or 'timeout'/'unreachable', seconds).
+        self.on_call: Callable[[str, int | str, float], None] | None = None
         self._origin = _origin(httpx.URL(self.base_url))
         self._base_path = httpx.URL(self.base_url).path
         self._auth = auth or NoAuth()
@@ -275,12 +277,15 @@ class FhirClient:
             message = f"FHIR request {method} {display} to {self.base_url} timed out"
             raise FhirTemporaryError(message, url=display) from exc
         except httpx.TransportError as exc:
+            outcome = "unreachable"
             raise FhirTemporaryError(
                 f"Could not reach the FHIR server at {self.base_url} for {method} {display} "
                 f"({type(exc).__name__})",
                 url=display,
             ) from exc
         finally:
+            if self.on_call is not None:
+                self.on_call(method, outcome, time.perf_counter() - started)
             log.debug(
                 "FHIR %s %s -> %s in %.1f ms (round trip %d)",
                 method,

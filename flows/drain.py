@@ -14,6 +14,7 @@ from fhir_adapters.errors import FhirTemporaryError
 from fhir_adapters.inbox_events import patient_ref_of
 from flows.apply import apply_patient
 from flows.failures import PARKED_ERROR, clear_failures, describe, is_parked, record_failure
+from flows.metrics import APPLY_SECONDS
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.inbox import claim_batch, mark_done, mark_failed, release
@@ -107,7 +108,8 @@ async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], token: str,
         result.failed.append(patient_id)
         return
     try:
-        await apply_patient(rt, patient_id, finish=finish)
+        with APPLY_SECONDS.time():
+            await apply_patient(rt, patient_id, finish=finish)
         result.applied.append(patient_id)
     except FhirTemporaryError as exc:
         log.warning("EHR unreachable while applying Patient/%s: %s", patient_id, exc.status)

@@ -1,20 +1,32 @@
-"""Long-running loops for `eras serve` and `eras worker`: the drain wakes on new inbox rows."""
+"""Long-running loops for `eras serve` and `eras worker`: the drain wakes on new inbox rows.
+
+The drain wakes on `wake()` (the intake's on-commit hook in this process) and, on PostgreSQL,
+on a NOTIFY from any process; a slow poll is only the safety net. In `eras serve` the same
+loops also run the scheduled deployments (flows.deployments) on their declared schedules: the
+embedded default has no Prefect server, and Prefect's ephemeral API does not schedule.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from prefect._vendor.croniter import croniter
+
+from flows.deployments import Deployment
 from flows.drain import drain_once
-from flows.poll import catch_up_gaps, poll_once
-from flows.reminders import remind_once
+from flows.metrics import observe_drain
 from flows.runtime import Runtime
-from flows.tick import tick_once
+from store.wakeup import listen
 
 log = logging.getLogger(__name__)
+
+LISTENING_SAFETY_NET = 30.0  # seconds between drains when NOTIFY wakes us
 
 
 @dataclass
@@ -24,24 +36,27 @@ class Loops:
     rt: Runtime
     worker: str
     drain_interval: float = 2.0  # safety net when no wake-up arrives
-    tick_interval: float | None = 60.0  # None: no tick/reminders here (a scheduler runs them)
-    poll_interval: float | None = None  # None: the EHR pushes (subscriptions); no polling
     batch_size: int = 200
-    scheduled: Callable[[str], Awaitable[object]] | None = None  # run tick/reminders via Prefect
+    listen_url: str | None = None  # PostgreSQL: wake on NOTIFY from any process
+    scheduled: list[Deployment] = field(default_factory=list)  # run here (eras serve)
+    intervals: Mapping[str, float | None] = field(default_factory=dict)  # overrides; None = off
+    as_flow_runs: bool = True  # scheduled work as Prefect flow runs (else plain calls)
+    processed: int = 0
     _event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
-    processed: int = 0
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self, *_: object) -> None:
         self._event.set()
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._drain(), name="drain")]
-        if self.tick_interval:
-            self._tasks += [asyncio.create_task(self._every(self.tick_interval, job), name=job)
-                            for job in ("tick", "reminders")]
-        if self.poll_interval:
-            self._tasks.append(asyncio.create_task(self._every(self.poll_interval, "poll"), name="poll"))
+        if self.listen_url is not None:
+            self._tasks.append(asyncio.create_task(
+                listen(self.listen_url, self.wake, ready=self.listening), name="listen"))
+        for deployment in self.scheduled:
+            if self.intervals.get(deployment.name, 0) is not None:
+                self._tasks.append(asyncio.create_task(self._every(deployment), name=deployment.name))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -55,34 +70,50 @@ class Loops:
                 await asyncio.wait_for(self._event.wait(), timeout=backoff)
             self._event.clear()
             backoff = await self._drain_all()
+            if self.listening.is_set():
+                backoff = max(backoff, LISTENING_SAFETY_NET)
 
     async def _drain_all(self) -> float:
         """Drain until empty; back off (up to a minute) while the EHR is unreachable."""
         while True:
+            started = time.perf_counter()
             try:
                 result = await drain_once(self.rt, worker=self.worker, batch_size=self.batch_size)
             except Exception:  # never let the loop die: the lease hands the batch to the next try
                 log.exception("drain failed")
                 return min(self.drain_interval * 8, 60.0)
+            observe_drain(result, time.perf_counter() - started)
             self.processed += len(result.applied)
             if result.deferred:
                 return min(self.drain_interval * 4, 60.0)
             if result.claimed == 0:
                 return self.drain_interval
 
-    async def _every(self, interval: float, job: str) -> None:
+    def next_delay(self, deployment: Deployment, now: datetime) -> float:
+        """Seconds until `deployment` is next due; cron in the hospital's time zone."""
+        override = self.intervals.get(deployment.name)
+        if override is not None:
+            return override
+        if deployment.cron is not None:
+            # Prefect's own croniter: the same next instant a Prefect server would schedule.
+            local = now.astimezone(self.rt.tz)
+            return (croniter(deployment.cron, local).get_next(datetime) - local).total_seconds()
+        assert deployment.interval is not None
+        return deployment.interval
+
+    async def _every(self, deployment: Deployment) -> None:
+        """Interval work runs at start, then every interval; cron work waits for its instant."""
+        if deployment.cron is not None and deployment.name not in self.intervals:
+            await asyncio.sleep(self.next_delay(deployment, self.rt.clock()))
         while True:
             try:
-                await self.run_job(job)
+                await self.run(deployment)
             except Exception:
-                log.exception("%s failed", job)
-            await asyncio.sleep(interval)
+                log.exception("%s failed", deployment.name)
+            await asyncio.sleep(self.next_delay(deployment, self.rt.clock()))
 
-    async def run_job(self, job: str) -> object:
-        if self.scheduled is not None and job in ("tick", "reminders"):
-            return await self.scheduled(job)
-        if job == "tick":
-            return await tick_once(self.rt)
-        if job == "reminders":
-            return await remind_once(self.rt, deliver=self.rt.deliver)
-        return await poll_once(self.rt) + await catch_up_gaps(self.rt)
+    async def run(self, deployment: Deployment) -> object:
+        """One run: a Prefect flow run (it reuses this process's Runtime) or a plain call."""
+        if self.as_flow_runs:
+            return await deployment.flow(**deployment.parameters)
+        return await deployment.run(self.rt)

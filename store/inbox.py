@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from store.db import add_unless_exists
 from store.models import InboxEvent, InboxEventCreate, PollWatermark, SubscriptionGap, SubscriptionState
 from store.types import as_utc
+from store.wakeup import notify_stored
 
 log = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 4000
@@ -75,6 +76,8 @@ def store_events(*, session: Session, events: Sequence[InboxEventCreate], at: da
     rows = [event.model_dump() | common for event in events]
     statement = _insert_unless_duplicate(session.get_bind().dialect.name).returning(col(InboxEvent.dedup_key))
     new_ids = {key: new_id for new_id, key in session.execute(statement, rows).all()}
+    if new_ids:
+        notify_stored(session)  # PostgreSQL wakes every drain loop when this commits
     return [new_ids.pop(event.dedup_key, None) for event in events]
 
 

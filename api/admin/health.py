@@ -1,25 +1,71 @@
-"""Liveness for load balancers and operators: is the database reachable?"""
+"""Probes for load balancers and orchestrators: alive (/healthz) and ready (/readyz).
+
+Liveness depends on nothing outside the process, so an outage of the database or the EHR
+never gets healthy API processes restarted; readiness says what is wrong (no authentication,
+no patient data).
+"""
 
 import logging
+from typing import Any
 
-from fastapi import APIRouter
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ReadSessionDep
+from store.db import reading
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/healthz", tags=["health"])
+router = APIRouter(tags=["health"])
+EHR_TIMEOUT = 3.0
 
 
-@router.get("")
-def healthz(session: ReadSessionDep) -> JSONResponse:
-    """200 when the database answers, 503 when it does not (no authentication)."""
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 when the database answers and the EHR's FHIR endpoint answers; 503 naming the
+    failing dependency otherwise."""
+    checks = {"database": await run_in_threadpool(_database, request.app.state.engine),
+              "ehr": await _ehr(_ehr_base_url(request))}
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", **checks},
+                        status_code=200 if ready else 503)
+
+
+def _database(engine: Engine) -> str:
     try:
-        session.execute(text("SELECT 1"))
+        with reading(engine).connect() as connection:  # SQLite: never waits for a writer
+            connection.execute(text("SELECT 1"))
     except SQLAlchemyError as error:
-        log.warning("health check: database unreachable (%s)", type(error).__name__)
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        log.warning("readiness: database unreachable (%s)", type(error).__name__)
+        return f"unreachable ({type(error).__name__})"
+    return "ok"
+
+
+def _ehr_base_url(request: Request) -> str:
+    """The runtime's EHR in `eras serve`, else the configured one."""
+    runtime: Any = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        return str(runtime.ehr.base_url)
+    return str(request.app.state.settings.fhir.base_url)
+
+
+async def _ehr(base_url: str) -> str:
+    """Reachable when the server answers below 500: a 401 still proves it is up."""
+    try:
+        async with httpx.AsyncClient(timeout=EHR_TIMEOUT) as http:
+            response = await http.get(base_url.rstrip("/") + "/metadata")
+    except httpx.HTTPError as error:
+        log.warning("readiness: EHR unreachable (%s)", type(error).__name__)
+        return f"unreachable ({type(error).__name__})"
+    if response.status_code >= 500:
+        return f"unavailable (HTTP {response.status_code})"
+    return "ok"

@@ -1373,7 +1373,7 @@ async function main() {
     process.stderr.write(`fhir-sandbox: ${err.message}\n`);
     process.exit(1);
   });
-  server.listen(PORT, '127.0.0.1', () => {
+  server.listen(PORT, process.env.HOST ?? '127.0.0.1', () => {
     process.stdout.write(`LISTENING http://127.0.0.1:${server.address().port}${BASE}\n`);
   });
   const stop = () => {

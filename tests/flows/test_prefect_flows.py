@@ -59,3 +59,30 @@ async def test_process_events_flow_drains_the_inbox(prefect_harness, fhir_sandbo
     assert statuses == {"done"}
     assert any(":patient_education:" in k for k in keys)
     assert isinstance(ticked, int)
+
+
+async def test_flow_runs_share_the_process_runtime(prefect_harness, fhir_sandbox, tmp_path,
+                                                   monkeypatch) -> None:
+    from api.config import Settings
+    from flows import process_runtime as module
+    from flows.prefect_flows import audit_report_flow, reminders
+
+    opened: list[bool] = []
+    real_open = module.open_runtime
+
+    def counting_open(settings, *, migrate):  # type: ignore[no-untyped-def]
+        opened.append(migrate)
+        return real_open(settings, migrate=migrate)
+
+    monkeypatch.setattr(module, "open_runtime", counting_open)
+    monkeypatch.setenv("ERAS_DATABASE_URL", f"sqlite:///{tmp_path / 'shared.db'}")
+    monkeypatch.setenv("ERAS_FHIR_BASE_URL", fhir_sandbox.base_url)
+    async with module.process_runtime(Settings(), migrate=True):
+        await process_events()
+        await tick()
+        await reminders()
+    assert opened == [True]  # once for the process (migrated then), reused by three flow runs
+    # Without a process Runtime (a Runner's subprocess), a flow run opens one for all its
+    # tasks, and does not migrate: the worker that started it did.
+    await audit_report_flow(directory=str(tmp_path / "reports"))
+    assert opened == [True, False]

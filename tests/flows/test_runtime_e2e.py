@@ -135,7 +135,7 @@ async def test_ehr_outage_mid_run_loses_nothing_and_applies_nothing_twice(
     async with make_runtime(base_url=proxied, max_retries=1, backoff_base=0.05,
                             backoff_max=0.2) as rt:
         fixed_clock(rt, END + timedelta(minutes=20))
-        loops = Loops(rt, worker="test", drain_interval=0.2, tick_interval=None)
+        loops = Loops(rt, worker="test", drain_interval=0.2)
         loops.start()
         for pid in patients[:3]:
             await notify(api, saved[pid][-1])

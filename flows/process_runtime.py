@@ -1,0 +1,52 @@
+"""One Runtime per process: the one `eras serve`/`eras worker` opened, shared by every flow run.
+
+Opening a Runtime migrates the database, compiles the pathways and (with SMART Backend Services)
+fetches a token, so the process owner opens it once and installs it here; flow runs on the same
+event loop reuse it. A flow run in a fresh process (a Prefect Runner starts each scheduled run
+in a subprocess) opens one for the whole run, without migrating: the worker that started it
+already did. Its FHIR clients belong to one event loop, hence the loop check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from flows.config import open_runtime
+from flows.metrics import instrument_runtime
+from flows.runtime import Runtime
+
+if TYPE_CHECKING:
+    from api.config import Settings
+
+_installed: tuple[Runtime, asyncio.AbstractEventLoop] | None = None
+
+
+def installed() -> Runtime | None:
+    """The Runtime shared on the running event loop, if one is installed."""
+    loop = asyncio.get_running_loop()
+    return _installed[0] if _installed is not None and _installed[1] is loop else None
+
+
+@asynccontextmanager
+async def process_runtime(settings: Settings | None = None, *,
+                          migrate: bool = False) -> AsyncIterator[Runtime]:
+    """The installed Runtime, else one opened (and installed) for the duration of this block."""
+    global _installed
+    shared = installed()
+    if shared is not None:
+        yield shared
+        return
+    if settings is None:
+        from api.config import Settings  # read at the edge: a flow run in a fresh process
+
+        settings = Settings()
+    async with open_runtime(settings, migrate=migrate) as rt:
+        instrument_runtime(rt)
+        previous, _installed = _installed, (rt, asyncio.get_running_loop())
+        try:
+            yield rt
+        finally:
+            _installed = previous
