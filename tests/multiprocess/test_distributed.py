@@ -100,9 +100,6 @@ def test_every_page_carries_a_stable_idempotency_key(observed: Observed) -> None
     assert len({next(iter(v)) for v in keys.values()}) == len(keys)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rt-ops (remove after merge): eras worker's Prefect Runner keeps pause_on_shutdown=True, "
-    "so the SIGTERMed worker pauses tick, reminders and process-events for every worker"))
 def test_schedules_stay_active_after_a_worker_is_stopped(observed: Observed) -> None:
     by_name = {d["name"]: d for d in observed.deployments}
     assert {"tick", "reminders"} <= set(by_name)
