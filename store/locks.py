@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 # Named in the error a second SQLite process gets (the setting lives in api.config, read at the edges).
 DATABASE_URL_ENV = "ERAS_DATABASE_URL"
@@ -58,7 +58,7 @@ async def patient_lock(engine: Engine, patient_id: str, *,
         yield  # SQLite: one process (claim_single_process at start-up); the asyncio lock serves
         return
     key = patient_lock_key(patient_id)
-    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    connection = _lock_engine(engine).connect()
     held = released = False
     try:
         await _acquire(connection, key, timeout)
@@ -73,6 +73,20 @@ async def patient_lock(engine: Engine, patient_id: str, *,
             # The unlock failed: a connection still holding the lock must not go back to the pool.
             connection.invalidate()
         connection.close()
+
+
+_lock_engines: dict[str, Engine] = {}
+
+
+def _lock_engine(engine: Engine) -> Engine:
+    """The lock connections' own pool: a lock is held across a whole apply (or waits for one),
+    so taking its connection from the engine's pool would starve the apply's own transactions
+    (20 concurrent worklist actions exhausted a 5 + 10 pool). Autocommit: never a transaction."""
+    url = engine.url.render_as_string(hide_password=False)
+    if url not in _lock_engines:
+        _lock_engines[url] = create_engine(url, pool_size=2, max_overflow=200, pool_pre_ping=True,
+                                           isolation_level="AUTOCOMMIT")
+    return _lock_engines[url]
 
 
 async def _acquire(connection: Connection, key: int, timeout: float) -> None:

@@ -7,8 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from engine.results import Status
+
 # What an open action is now, from its window and the clock (the members of OPEN_STATUSES).
-LiveStatus = Literal["upcoming", "due", "overdue", "late"]
+# "late": the window has closed (completing it now is done late); not an action status.
+LiveStatus = Literal[Status.UPCOMING, Status.DUE, Status.OVERDUE, "late"]
 
 DeclineReasonCode = Literal["patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician"]
 Role = Literal[

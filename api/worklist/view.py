@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from api.worklist.models import LiveStatus, RecordPromptPublic, WorklistItemPublic
 from engine.model import Element, Pathway
+from engine.results import Status
 from store.types import as_utc
 from store.worklist import WorklistAction, WorklistEnrolment
 
@@ -30,10 +31,10 @@ def live_status(action: WorklistAction, now: datetime) -> LiveStatus:
     if action.closes is not None and as_utc(action.closes) < now:
         return "late"
     if action.due is not None and as_utc(action.due) < now:
-        return "overdue"
+        return Status.OVERDUE
     if action.opens is None or as_utc(action.opens) <= now:
-        return "due"
-    return "upcoming"
+        return Status.DUE
+    return Status.UPCOMING
 
 
 def pod(enrolment: WorklistEnrolment, now: datetime, tz: tzinfo) -> int | None:

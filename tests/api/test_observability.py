@@ -80,16 +80,23 @@ async def test_healthz_is_alive_without_dependencies(client: httpx.AsyncClient) 
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
+def _point_ehr(app: FastAPI, base_url: str) -> None:
+    """The app's configured EHR (ERAS_FHIR_BASE_URL), as a deployment would set it."""
+    settings = app.state.settings
+    app.state.settings = settings.model_copy(
+        update={"fhir": settings.fhir.model_copy(update={"base_url": base_url})})
+
+
 async def test_readyz_ready_when_database_and_ehr_answer(client: httpx.AsyncClient, app: FastAPI,
                                                          fhir_sandbox: FhirSandbox) -> None:
-    app.state.ehr_base_url = fhir_sandbox.base_url
+    _point_ehr(app, fhir_sandbox.base_url)
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "database": "ok", "ehr": "ok"}
 
 
 async def test_readyz_503_names_the_unreachable_ehr(client: httpx.AsyncClient, app: FastAPI) -> None:
-    app.state.ehr_base_url = "http://127.0.0.1:9/fhir"  # nothing listens on the discard port
+    _point_ehr(app, "http://127.0.0.1:9/fhir")  # nothing listens on the discard port
     response = await client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
@@ -101,7 +108,7 @@ async def test_readyz_503_names_the_unreachable_database(client: httpx.AsyncClie
                                                          fhir_sandbox: FhirSandbox) -> None:
     from store.db import make_engine
 
-    app.state.ehr_base_url = fhir_sandbox.base_url
+    _point_ehr(app, fhir_sandbox.base_url)
     working = app.state.engine
     app.state.engine = make_engine("postgresql://postgres@127.0.0.1:9/none")
     try:

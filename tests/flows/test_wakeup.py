@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INTAKE = textwrap.dedent("""
     import json, sys, time
     from datetime import UTC, datetime
-    from api.intake import take_in_many
+    from api.intake.batcher import take_in_many
     from fhir_adapters.notifications import parse_notification
     from store.db import make_engine
     from tests.utils.notifications import observation
