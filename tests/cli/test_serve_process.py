@@ -37,7 +37,10 @@ def test_serve_answers_probes_and_runs_the_schedule(tmp_path: Path, fhir_sandbox
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ERAS_"))}
     env |= {"ERAS_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
             "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url, "ERAS_LOG_FORMAT": "json",
-            "ERAS_WORKLIST_DEV_MODE": "true"}
+            "ERAS_WORKLIST_DEV_MODE": "true",
+            # System-wide searches query the EHR on every run even with nobody enrolled
+            # (the default, per-patient mode, has no one to ask about here).
+            "ERAS_POLL_MODE": "system"}
     log = (tmp_path / "serve.log").open("w")
     # Polling every second: poll-ehr queries the EHR, which the FHIR-call counter must show.
     proc = subprocess.Popen([ERAS, "serve", "--port", str(port), "--no-prefect", "--poll-seconds", "1"],
