@@ -8,7 +8,14 @@ from engine.errors import InvalidPathway, Problem
 from engine.expressions import FHIRPATH_BUILTINS, CompiledExpression, compile_expression
 from engine.model import Element, Pathway, Window
 from engine.offsets import Offset, parse_duration, parse_offset
-from engine.plan import BUILTIN_VARIABLES, CompiledElement, CompiledScore, CompiledWindow, Plan
+from engine.plan import (
+    BUILTIN_VARIABLES,
+    CompiledClause,
+    CompiledElement,
+    CompiledScore,
+    CompiledWindow,
+    Plan,
+)
 from engine.terminology import Terminology
 from engine.yamlsource import KeyPath
 
@@ -136,23 +143,41 @@ def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElemen
                     f"unknown anchor '{name}'; expected one of {sorted(c.pathway.anchors)}")))
     if el.action is not None and el.action.record is not None:
         c.concept(where, ("action", "record", "concept"), el.action.record.concept)
-    fact_fields = frozenset({"value", "unit", "status", "time", "end", "source", "concept"})
     return CompiledElement(
         element=el,
         applies_when=c.expression(where, ("applies_when",), el.applies_when),
         window=c.window(where, ("window",), el.window, el.trigger is not None),
         evidence_window=None if ev.within is None else c.window(
             where, ("evidence", "within"), ev.within, el.trigger is not None),
-        evidence_where=c.expression(where, ("evidence", "where"), ev.where, fact_fields),
+        evidence_where=c.expression(where, ("evidence", "where"), ev.where, _FACT_FIELDS),
         trigger_where=c.expression(where, ("trigger", "where"),
-                                   el.trigger.where if el.trigger else None, fact_fields),
+                                   el.trigger.where if el.trigger else None, _FACT_FIELDS),
         every=parse_duration(rec.every) if rec else None,
         count=rec.count if rec else None,
         until=parse_offset(rec.until) if rec and rec.until else None,
         escalations=tuple((parse_duration(e.after), e.notify) for e in el.escalation),
         remind_before=parse_duration(el.action.remind_before)
         if el.action and el.action.remind_before else None,
+        also=_compile_clauses(c, el, where),
     )
+
+
+_FACT_FIELDS = frozenset({"value", "unit", "status", "time", "end", "source", "concept"})
+
+
+def _compile_clauses(c: _Checker, el: Element, where: Located) -> tuple[CompiledClause, ...]:
+    clauses = []
+    for i, clause in enumerate(el.evidence.also):
+        sub = ("evidence", "also", i)
+        for j, name in enumerate(clause.concepts):
+            c.concept(where, (*sub, "concepts", j), name)
+        clauses.append(CompiledClause(
+            concepts=clause.concepts,
+            where=c.expression(where, (*sub, "where"), clause.where, _FACT_FIELDS),
+            window=None if clause.within is None else c.window(
+                where, (*sub, "within"), clause.within, el.trigger is not None),
+            min_count=clause.min_count))
+    return tuple(clauses)
 
 
 def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
@@ -162,17 +187,20 @@ def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
     c = _Checker(pathway, terms)
     _check_header(c, root)
     compiled_scores = []
+    # A score reads only scores defined before it: they are computed in order, once each.
+    later = set(pathway.scores)
     for name, score in pathway.scores.items():
         items = []
         for i, item in enumerate(score.items):
             expr = c.expression(scores[name], ("items", i, "when"), item.when)
-            if expr is not None and expr.variables & set(pathway.scores):
+            if expr is not None and expr.variables & later:
                 c.problems.append(scores[name].problem(("items", i, "when"), (
-                    "a score cannot read another score (%"
-                    f"{sorted(expr.variables & set(pathway.scores))[0]})")))
+                    "a score can only read scores defined before it (%"
+                    f"{sorted(expr.variables & later)[0]})")))
             elif expr is not None:
                 items.append((expr, item.points))
         compiled_scores.append(CompiledScore(name, score, tuple(items)))
+        later.discard(name)
     compiled = tuple(_compile_element(c, el, where) for el, where in zip(
         pathway.elements, elements, strict=True))
     if c.problems:

@@ -127,6 +127,15 @@ class Escalation(_Frozen):
         return value
 
 
+class EvidenceClause(_Frozen):
+    """A further record the proof needs as well, e.g. analgesia given beside the reassessment."""
+
+    concepts: tuple[ConceptName, ...] = Field(min_length=1, description="facts of any of these")
+    where: Expression | None = Field(None, description="FHIRPath on each fact")
+    min_count: int = Field(1, ge=1, le=100)
+    within: Window | None = Field(None, description="defaults to the occurrence's window")
+
+
 class Evidence(_Frozen):
     """What in the record proves the element was done."""
 
@@ -135,6 +144,8 @@ class Evidence(_Frozen):
     min_count: int = Field(1, ge=1, le=100)
     task: bool = Field(False, description="a completed Task for the action counts as proof")
     within: Window | None = Field(None, description="defaults to the occurrence's window")
+    also: tuple[EvidenceClause, ...] = Field(
+        default=(), description="further records the facts need beside them: every clause must hold")
 
 
 class Element(_Frozen):
@@ -173,6 +184,9 @@ class Parameter(_Frozen):
     from_concepts: dict[Identifier, ConceptName] = Field(
         default_factory=dict, description="value chosen when the record has a fact of this concept"
     )
+    setting: bool = Field(
+        False, description="a site or enrolment setting (an optional drug, a rule set), not a "
+        "patient variant: audits do not cut cohorts by it")
 
 
 class ScoreItem(_Frozen):

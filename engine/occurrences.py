@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from engine.context import EvaluationContext
 from engine.facts import Fact
-from engine.plan import CompiledElement, CompiledWindow
+from engine.plan import CompiledClause, CompiledElement, CompiledWindow
 from engine.results import Counts, ElementResult, Occurrence, Status
 
 MAX_OCCURRENCES = 500
@@ -72,24 +72,38 @@ def _bounds(w: CompiledWindow, anchor: datetime, ctx: EvaluationContext) -> Boun
 
 
 def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: datetime | None,
-              closes: datetime | None) -> list[Fact]:
+              closes: datetime | None, clause: CompiledClause | None = None) -> list[Fact]:
     start, end = opens, closes
-    ew = c.evidence_window
+    ew = c.evidence_window if clause is None else clause.window
+    concepts = c.element.evidence.concepts if clause is None else clause.concepts
+    where = c.evidence_where if clause is None else clause.where
     if ew is not None:
         anchor = slot.anchor if ew.anchor in (c.window.anchor, "trigger") else ctx.anchors.get(ew.anchor)
         if anchor is None:
             return []
         start, _, end = _bounds(ew, anchor, ctx)
     found: list[Fact] = []
-    for concept in c.element.evidence.concepts:
+    for concept in concepts:
         for fact in ctx.index.between(concept, start, end):
             if slot.trigger is not None and fact.time is not None and slot.trigger.time is not None \
                     and (fact.time <= slot.trigger.time or fact is slot.trigger):
                 continue  # a reassessment must come after what triggered it
-            if ctx.fact_matches(c.evidence_where, fact):
+            if ctx.fact_matches(where, fact):
                 found.append(fact)
-    if len(c.element.evidence.concepts) > 1:
+    if len(concepts) > 1:
         found.sort(key=lambda f: f.time or ctx.now)
+    return found
+
+
+def _also(ctx: EvaluationContext, c: CompiledElement, slot: Slot, opens: datetime | None,
+          closes: datetime | None) -> list[Fact] | None:
+    """The facts every `evidence.also` clause needs, or None while one of them is not met."""
+    found: list[Fact] = []
+    for clause in c.also:
+        facts = _evidence(ctx, c, slot, opens, closes, clause)
+        if len(facts) < clause.min_count:
+            return None
+        found.extend(facts[:clause.min_count])
     return found
 
 
@@ -100,9 +114,11 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
     head = (key, el.id, slot.occurrence, opens, due, closes)
     proof = _evidence(ctx, c, slot, opens, closes)
     need = el.evidence.min_count
-    if len(proof) >= need:
-        return Occurrence(*head, Status.DONE, proof[need - 1].time,
-                          tuple(f.source or f.concept for f in proof[:need]), None, "done")
+    if len(proof) >= need and (extra := _also(ctx, c, slot, opens, closes)) is not None:
+        proof = proof[:need] + extra  # done when the last of them is recorded
+        last = max(proof, key=lambda f: f.time or ctx.now)
+        return Occurrence(*head, Status.DONE, last.time,
+                          tuple(f.source or f.concept for f in proof), None, "done")
     task = ctx.task(key)
     if task is not None and task.status == "completed" and el.evidence.task:
         return Occurrence(*head, Status.DONE, task.at, (task.source or f"task:{key}",), None,

@@ -38,6 +38,8 @@ class Episode:
     start: datetime
     sex: str = "male"
     attributes: dict[str, str] = field(default_factory=dict)
+    birth: date = date(1962, 5, 1)
+    parameters: dict[str, str] = field(default_factory=dict)
     facts: list[Fact] = field(default_factory=list)
     tasks: list[TaskState] = field(default_factory=list)
     serials: dict[str, int] = field(default_factory=dict)
@@ -102,8 +104,9 @@ class Episode:
 
     def build(self) -> PatientFacts:
         return PatientFacts(patient_id=self.patient_id, enrolment_id=self.enrolment, sex=self.sex,
-                            birth_date=date(1962, 5, 1), enrolled_at=self.start - 10 * W,
-                            facts=tuple(self.facts), tasks=tuple(self.tasks))
+                            birth_date=self.birth, enrolled_at=self.start - 10 * W,
+                            parameters=dict(self.parameters), facts=tuple(self.facts),
+                            tasks=tuple(self.tasks))
 
     def case(self, now: datetime = AUDIT_NOW) -> AuditCase:
         facts = self.build()
@@ -133,13 +136,17 @@ def pre_admission(ep: Episode) -> None:
     ep.add("preop_education_delivered", s - 14 * D)
     ep.add("albumin", s - 10 * D, 4.0).add("vitamin_d", s - 20 * D, 30)
     ep.add("haemoglobin", s - 10 * D, 14.5)
-    ep.add("prehabilitation_programme", s - 35 * D).add("psychological_screening", s - 21 * D)
+    ep.add("prehabilitation_programme", s - 35 * D)
+    ep.add("phq9_total", s - 21 * D, 4).add("gad7_total", s - 21 * D, 3)
+    ep.add("preop_opioid_use_reviewed", s - 14 * D)
     ep.add("discharge_plan_documented", s - 14 * D).add("odi_score", s - 14 * D, 48)
 
 
 def pre_op(ep: Episode) -> None:
     s = ep.start
-    ep.add("fasting_status_documented", s - 3 * H).add("carbohydrate_drink", s - 150 * MIN)
+    # Last clear fluids 2.5 h and last solids 8 h before induction (= surgery start here).
+    ep.add("last_clear_fluids", s - 150 * MIN).add("last_solid_food", s - 8 * H)
+    ep.add("carbohydrate_drink", s - 150 * MIN).add("mechanical_vte_prophylaxis", s - 30 * MIN)
     ep.add("gabapentinoid_administered", s - H).add("ponv_risk_score", s - 7 * D, 1)
     ep.add("pc6_bands_applied", s - 45 * MIN).add("acetaminophen_administered", s - H, 1000)
 
@@ -147,7 +154,7 @@ def pre_op(ep: Episode) -> None:
 def intra_op(ep: Episode) -> None:
     s, e = ep.start, ep.end
     ep.add("tranexamic_acid_administered", s + 5 * MIN).add("body_temperature", e - 10 * MIN, 36.6)
-    ep.add("goal_directed_fluid_therapy", s + 30 * MIN)
+    ep.add("goal_directed_fluid_therapy", s + 30 * MIN).add("no_catheter_or_drain_placed", e)
     ep.add("antibiotic_prophylaxis_administered", s - 30 * MIN)
     ep.add("antiemetic_administered", s + 10 * MIN, antiemetic_class="corticosteroid")
     ep.add("antiemetic_administered", e - 15 * MIN, antiemetic_class="5ht3-antagonist")
@@ -188,11 +195,12 @@ def follow_up(ep: Episode) -> None:
         ep.task("step_goal_messages", discharge + (1 + 7 * i) * D, i, by="patient")
     ep.add("daily_steps", ep.end + 6 * W, 4200)
     ep.add("physiotherapy_session", ep.end + 10 * W).add("odi_score", ep.end + 12 * W, 22)
+    ep.add("pain_score", ep.end + 12 * W, 2).add("opioid_use_at_follow_up", ep.end + 12 * W, False)
 
 
 def compliant(patient_id: str, start: datetime, *, sex: str = "male", variant: str = "fusion",
               **attributes: str) -> Episode:
-    """An episode where every applicable element is done on time (39 of 39 for a male fusion
+    """An episode where every applicable element is done on time (41 of 41 for a male fusion
     patient who never smoked, is not diabetic nor anaemic and has an Apfel score of 1)."""
     ep = Episode(patient_id, start, sex, {"variant_label": variant, **attributes})
     booked(ep)
@@ -204,23 +212,25 @@ def compliant(patient_id: str, start: datetime, *, sex: str = "male", variant: s
 
 
 PRE_ADMISSION_EVIDENCE = ("preop_education_delivered", "albumin", "vitamin_d", "haemoglobin",
-                          "prehabilitation_programme", "psychological_screening",
-                          "discharge_plan_documented")
+                          "prehabilitation_programme", "phq9_total", "gad7_total",
+                          "preop_opioid_use_reviewed", "discharge_plan_documented")
 FOLLOW_UP_TASKS = ("rehab_milestone_week_0_2", "rehab_milestone_week_2_6",
                    "rehab_milestone_week_6_12", "rehab_milestone_month_3")
 
 
 def skip_pre_admission(ep: Episode) -> Episode:
-    """None of the 8 counted pre-admission elements done (labs, education, ODI baseline...)."""
+    """None of the 9 counted pre-admission elements done (labs, education, ODI baseline...)."""
     return ep.drop(*PRE_ADMISSION_EVIDENCE).drop("odi_score", before=ep.start)
 
 
 def lost_to_follow_up(ep: Episode) -> Episode:
-    """Nothing after discharge: no messages acknowledged, no physiotherapy, steps or ODI."""
+    """Nothing after discharge: no messages acknowledged, no physiotherapy, steps, ODI, 3-month
+    pain or opioid-use review."""
     for element in FOLLOW_UP_TASKS:
         ep.untask(element, 0)
     ep.untask("step_goal_messages", *range(6))
-    return ep.drop("daily_steps", "physiotherapy_session").drop("odi_score", at=ep.end + 12 * W)
+    ep.drop("daily_steps", "physiotherapy_session", "opioid_use_at_follow_up")
+    return ep.drop("odi_score", "pain_score", at=ep.end + 12 * W)
 
 
 # ------------------------------------------------------------ the 35 patients --------------------
@@ -360,7 +370,9 @@ def p22_ketorolac_over_110mg_reviewed() -> Episode:
 
 def p23_pain_treated_and_reassessed() -> Episode:
     ep = compliant("P23", dec(5), surgeon="B", ward="W2").drop("pain_score", at=dec(5) + 25 * H)
-    return ep.add("pain_score", ep.end + 21 * H, 6).add("pain_score", ep.end + 21 * H + 40 * MIN, 3)
+    ep.add("pain_score", ep.end + 21 * H, 6)
+    ep.add("acetaminophen_administered", ep.end + 21 * H + 10 * MIN, 1000)
+    return ep.add("pain_score", ep.end + 21 * H + 40 * MIN, 3)
 
 
 def p24_pain_block_missed() -> Episode:
@@ -379,7 +391,7 @@ def p26_pain_block_declined_asleep() -> Episode:
 
 def p27_prehab_by_task_no_psychology() -> Episode:
     ep = compliant("P27", dec(9), surgeon="C", ward="W1").drop("prehabilitation_programme")
-    return ep.task("prehabilitation", ep.start - 30 * D, by="physio-1").drop("psychological_screening")
+    return ep.task("prehabilitation", ep.start - 30 * D, by="physio-1").drop("phq9_total", "gad7_total")
 
 
 def p28_pc6_contraindicated() -> Episode:
@@ -418,7 +430,7 @@ def p32_hypothermic() -> Episode:
 
 def p33_no_preparation() -> Episode:
     ep = skip_pre_admission(compliant("P33", dec(14), surgeon="B", ward="W2"))
-    ep.drop("fasting_status_documented", "carbohydrate_drink", "gabapentinoid_administered",
+    ep.drop("last_clear_fluids", "last_solid_food", "carbohydrate_drink", "gabapentinoid_administered",
             "ponv_risk_score", "pc6_bands_applied", "pc6_bands_checked", "pc6_bands_removed")
     return ep.drop("acetaminophen_administered", before=ep.start)
 

@@ -151,7 +151,7 @@ SIMULATED = [
     ("a", "ponv_prophylaxis_high_risk", "last fact", "missed"),
     ("a", "ponv_prophylaxis_moderate_risk", "last fact", "n/a"),
     ("a", "ponv_rescue_nausea", "POD1 20:00", "done"),
-    ("a", "preemptive_gabapentinoid", "end+6h", "declined"),
+    ("a", "preemptive_gabapentinoid", "end+6h", "n/a"),  # a site choice, off by default
     ("a", "urinary_catheter_removal", "end+6h", "due"),
     ("a", "urinary_catheter_removal", "POD1 20:00", "missed"),
     # a: only 2 walks on POD2, the day the clocks go forward
@@ -167,9 +167,10 @@ SIMULATED = [
     ("b", "vitamin_d_replacement", "last fact", "done"),
     ("b", "ponv_prophylaxis_moderate_risk", "last fact", "done"),
     ("b", "normothermia", "last fact", "missed"),
-    # b: NRS 7 on POD0 reassessed within the hour; NRS 6 on POD1 never reassessed
+    # b: NRS 7 on POD0 treated and reassessed within the hour; NRS 4 at 22:00 reassessed
+    # within the hour but with no analgesic recorded; NRS 6 on POD1 reassessed only at 17:00
     ("b", "pain_reassessment_within_1h", "end+6h", "done"),
-    ("b", "pain_reassessment_within_1h", "last fact", "missed 2/3"),
+    ("b", "pain_reassessment_within_1h", "last fact", "missed 1/3"),
     ("b", "out_of_bed_day_of_surgery", "POD3 20:00", "missed"),
     ("b", "walk_three_times_daily", "disch+2w", "missed 0/3"),
     ("b", "nsaid_short_course", "last fact", "declined"),
