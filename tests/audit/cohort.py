@@ -14,8 +14,11 @@ from engine.evaluate import evaluate
 from engine.facts import Fact, PatientFacts, TaskState, Value
 from engine.loader import load_pathway
 from engine.model import Pathway
+from engine.terminology import Terminology, load_terminology
+from fhir_adapters.facts import concepts_of
 
 LUMBAR = Path(__file__).resolve().parents[2] / "pathways" / "lumbar_fusion.yaml"
+SNOMED = "http://snomed.info/sct"
 LONDON = ZoneInfo("Europe/London")
 # The audit instant: every episode operated on in Nov-Dec 2025 has all its windows closed.
 AUDIT_NOW = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
@@ -28,6 +31,11 @@ MIN = timedelta(minutes=1)
 @cache
 def lumbar() -> Pathway:
     return load_pathway(LUMBAR)
+
+
+@cache
+def default_terminology() -> Terminology:
+    return load_terminology(LUMBAR.parent / "terminology" / "default.yaml")
 
 
 @dataclass
@@ -441,6 +449,122 @@ def p34_lost_to_follow_up() -> Episode:
 
 def p35_unprepared_and_lost() -> Episode:
     return lost_to_follow_up(skip_pre_admission(compliant("P35", dec(16), surgeon="A", ward="W1")))
+
+
+# ------------------------------------------------------------ issue 9: one patient per content fix --
+# Kept apart from the 35 (ids C01-C14) so the cohort figures above stay comparable.
+
+def octo(day: int) -> datetime:
+    return datetime(2025, 10, day, 9, 0, tzinfo=UTC)
+
+
+def c01_pain_reassessed_at_3h() -> Episode:
+    """NRS 6 at end+21h, paracetamol 10 min later, next score only at end+24h (3 h): late."""
+    ep = compliant("C01", nov(21)).drop("pain_score", at=nov(21) + 25 * H)
+    ep.add("pain_score", ep.end + 21 * H, 6)
+    ep.add("acetaminophen_administered", ep.end + 21 * H + 10 * MIN, 1000)
+    return ep.add("pain_score", ep.end + 24 * H, 3)
+
+
+def c02_ketorolac_at_75() -> Episode:
+    """75 years old: 3 x 30 mg = 90 mg in the first 24 h is over the 60 mg reduced cap."""
+    ep = _ketorolac(compliant("C02", nov(22)), 30)
+    ep.birth = date(1950, 6, 1)
+    return ep
+
+
+def c03_type_2_diabetic_by_subtype_code() -> Episode:
+    """Condition coded 44054006 (type 2), HbA1c 7.0 %: screened, no carbohydrate drink task."""
+    ep = compliant("C03", nov(23)).drop("carbohydrate_drink")
+    for concept in concepts_of(default_terminology(), "Condition", [(SNOMED, "44054006")]):
+        ep.add(concept, ep.start - 400 * D)
+    return ep.add("hba1c", ep.start - 20 * D, 7.0)
+
+
+def c04_fasting_checklist_without_times() -> Episode:
+    """Fasting checklist ticked (Task completed), no last-fluids or last-solids times."""
+    ep = compliant("C04", nov(24)).drop("last_clear_fluids", "last_solid_food")
+    ep.add("fasting_status_documented", ep.start - 3 * H)
+    return ep.task("preop_fasting", ep.start - 3 * H)
+
+
+def c05_no_catheter_or_drain_record() -> Episode:
+    """Nothing recorded about catheters or drains: missing data, not compliance."""
+    return compliant("C05", nov(25)).drop("no_catheter_or_drain_placed")
+
+
+def c06_catheter_removed_at_22h_no_insertion() -> Episode:
+    """Only a removal at end+22h: a catheter was in place, removed in time."""
+    ep = compliant("C06", nov(26))
+    return ep.add("urinary_catheter_removed", ep.end + 22 * H)
+
+
+def c07_low_albumin_corrected_after_dietitian() -> Episode:
+    """Albumin 3.1 at -25 d, dietitian at -20 d, albumin 4.0 at -10 d: stays counted, done."""
+    ep = compliant("C07", nov(27))
+    return ep.add("albumin", ep.start - 25 * D, 3.1).add("dietitian_review", ep.start - 20 * D)
+
+
+def c08_woman_hb_12_5_no_iron() -> Episode:
+    """Woman with Hb 12.5 g/dL: anaemic before major surgery (Munoz 2017), no iron given."""
+    ep = compliant("C08", nov(28), sex="female").drop("haemoglobin")
+    return ep.add("haemoglobin", ep.start - 10 * D, 12.5)
+
+
+def c09_vancomycin_90_min_before_incision() -> Episode:
+    ep = compliant("C09", nov(29)).drop("antibiotic_prophylaxis_administered")
+    return ep.add("antibiotic_prophylaxis_administered", ep.start - 90 * MIN, start_window_min=120)
+
+
+def c10_phq9_12_referred() -> Episode:
+    ep = compliant("C10", nov(30)).drop("phq9_total")
+    ep.add("phq9_total", ep.start - 21 * D, 12)
+    return ep.add("psychology_referral", ep.start - 14 * D)
+
+
+def c11_opioid_tolerant_without_plan() -> Episode:
+    ep = compliant("C11", octo(27))
+    return ep.add("preop_opioid_use", ep.start - 60 * D)
+
+
+def c12_discharge_opioid_14_days_no_taper() -> Episode:
+    ep = compliant("C12", octo(28))
+    return ep.add("discharge_opioid_prescribed", ep.day(4, 9), 14)
+
+
+def c13_persistent_pain_referred() -> Episode:
+    ep = compliant("C13", octo(29))
+    ep.drop("pain_score", "opioid_use_at_follow_up", at=ep.end + 12 * W)
+    ep.add("pain_score", ep.end + 12 * W, 6).add("opioid_use_at_follow_up", ep.end + 12 * W, True)
+    return ep.add("pain_service_referral", ep.end + 13 * W)
+
+
+def c14_laminectomy_coded() -> Episode:
+    """Booked and operated with SNOMED 5431005 (laminectomy) only: the decompression variant."""
+    ep = compliant("C14", octo(30), variant="decompression")
+    ep.drop("spine_surgery_booked", "spine_surgery", "lumbar_decompression")
+    terms = default_terminology()
+    for concept in concepts_of(terms, "ServiceRequest", [(SNOMED, "5431005")]):
+        ep.facts.append(Fact(concept, ep.start, source="C14/booking", recorded=ep.start - 10 * W))
+    for concept in concepts_of(terms, "Procedure", [(SNOMED, "5431005")]):
+        ep.add(concept, ep.start, end=ep.end)
+    return ep.drop("physiotherapy_session").add("physiotherapy_session", ep.end + 5 * W)
+
+
+CONTENT_PATIENTS = (
+    c01_pain_reassessed_at_3h, c02_ketorolac_at_75, c03_type_2_diabetic_by_subtype_code,
+    c04_fasting_checklist_without_times, c05_no_catheter_or_drain_record,
+    c06_catheter_removed_at_22h_no_insertion, c07_low_albumin_corrected_after_dietitian,
+    c08_woman_hb_12_5_no_iron, c09_vancomycin_90_min_before_incision, c10_phq9_12_referred,
+    c11_opioid_tolerant_without_plan, c12_discharge_opioid_14_days_no_taper,
+    c13_persistent_pain_referred, c14_laminectomy_coded,
+)
+
+
+@cache
+def content_cohort() -> tuple[AuditCase, ...]:
+    """The 14 issue-9 episodes evaluated at AUDIT_NOW in Europe/London."""
+    return tuple(make().case() for make in CONTENT_PATIENTS)
 
 
 PATIENTS = (
