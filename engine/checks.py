@@ -78,9 +78,13 @@ class _Checker:
         return compiled
 
 
-def _check_anchors(c: _Checker, root: Located) -> None:
+def _check_anchors(c: _Checker, root: Located) -> dict[str, CompiledExpression]:
+    wheres: dict[str, CompiledExpression] = {}
     for name, anchor in c.pathway.anchors.items():
         sub = ("anchors", name)
+        compiled = c.expression(root, (*sub, "where"), anchor.where, _FACT_FIELDS)
+        if compiled is not None:
+            wheres[name] = compiled
         if (anchor.concept is None) == (anchor.builtin is None):
             c.problems.append(root.problem(sub, "an anchor needs exactly one of concept or builtin"))
         if anchor.concept is not None:
@@ -96,12 +100,13 @@ def _check_anchors(c: _Checker, root: Located) -> None:
                 break
             seen.add(nxt)
             nxt = c.pathway.anchors[nxt].fallback
+    return wheres
 
 
-def _check_header(c: _Checker, root: Located) -> None:
+def _check_header(c: _Checker, root: Located) -> dict[str, CompiledExpression]:
     for i, name in enumerate(c.pathway.enrols_on):
         c.concept(root, ("enrols_on", i), name)
-    _check_anchors(c, root)
+    wheres = _check_anchors(c, root)
     for name, param in c.pathway.parameters.items():
         sub = ("parameters", name)
         if name in c.terms.concepts:
@@ -114,6 +119,7 @@ def _check_header(c: _Checker, root: Located) -> None:
                 c.problems.append(root.problem((*sub, "from_concepts", value), (
                     f"'{value}' is not one of {list(param.values)}")))
             c.concept(root, (*sub, "from_concepts", value), concept)
+    return wheres
 
 
 def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElement:
@@ -185,7 +191,7 @@ def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
                       sha256: str, files: dict[str, str]) -> Plan:
     """Check everything that needs the whole pathway and compile it, or raise InvalidPathway."""
     c = _Checker(pathway, terms)
-    _check_header(c, root)
+    anchor_where = _check_header(c, root)
     compiled_scores = []
     # A score reads only scores defined before it: they are computed in order, once each.
     later = set(pathway.scores)
@@ -206,4 +212,5 @@ def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
     if c.problems:
         raise InvalidPathway(c.problems)
     return Plan(elements=compiled, scores=tuple(compiled_scores), terminology=terms,
+                anchor_where=anchor_where,
                 sha256=sha256, files=files)

@@ -174,6 +174,7 @@ class AnchorDef(_Frozen):
     pick: Literal["first", "last"] = "first"
     fallback: Identifier | None = Field(None, description="another anchor used until this is known")
     builtin: Literal["enrolment"] | None = None
+    where: Expression | None = Field(None, description="only facts matching this FHIRPath count")
 
 
 class Parameter(_Frozen):

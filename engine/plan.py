@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.expressions import CompiledExpression
 from engine.model import Element, Pathway, Score
@@ -66,6 +66,7 @@ class Plan:
     terminology: Terminology
     sha256: str
     files: dict[str, str]
+    anchor_where: dict[str, CompiledExpression] = field(default_factory=dict)
 
 
 def plan_of(pathway: Pathway) -> Plan:

@@ -285,10 +285,20 @@ def _location_name(loc: Any) -> str:
 
 def service_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
     start, end = _period(req.occurrencePeriod, tz)
+    when = req.occurrenceDateTime
+    # A date without a time of day is placed at local midnight and marked, so that anchors which
+    # need a time (pathway `where: "date_only.empty()"`) do not schedule the night before.
+    attrs = {"date_only": True} if _is_date_only(when) else {}
     # A booking is known from when it was authored, though its time lies in the future.
     return _facts(concepts_of(terminology, "ServiceRequest", codings_of(req.code)),
-                  time=instant(req.occurrenceDateTime, tz) or start, end=end, status=req.status,
-                  source=_source(req), recorded=instant(req.authoredOn, tz))
+                  time=instant(when, tz) or start, end=end, status=req.status,
+                  source=_source(req), recorded=instant(req.authoredOn, tz), attrs=attrs)
+
+
+def _is_date_only(value: Any) -> bool:
+    if isinstance(value, datetime):
+        return False
+    return isinstance(value, date) or (isinstance(value, str) and "T" not in value)
 
 
 def appointment_facts(appt: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:

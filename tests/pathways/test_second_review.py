@@ -432,3 +432,24 @@ def test_persistent_pain_at_3_months(nrs: int, opioids: bool, referral: bool) ->
     evaluation = run(facts, now=at + D)
     assert evaluation.element("persistent_pain_follow_up_3_months").status is Status.DONE
     assert applies(evaluation, "persistent_pain_referral") is referral
+
+
+# ---------------------------------------------------------------- date-only booking -----------
+
+def test_date_only_booking_does_not_make_pre_op_tasks_due_the_night_before() -> None:
+    # Booked for 10 March with no time: the adapter places it at local midnight, marked date_only.
+    midnight = SURGERY.replace(hour=0)
+    facts = [fact("spine_surgery_booked", midnight, recorded=SURGERY - 60 * D,
+                  attrs={"date_only": True})]
+    evening = run(facts, now=midnight - 2 * H)   # 22:00 the night before
+    pre_op = {"carbohydrate_loading", "preemptive_paracetamol", "preop_fasting",
+              "vte_mechanical_prophylaxis"}
+    assert not [a for a in evening.actions if a.element_id in pre_op]
+    assert evening.element("carbohydrate_loading").status is Status.UPCOMING
+    # Pre-admission windows still count from the booked date.
+    assert evening.element("patient_education").occurrences[0].due == midnight - 7 * D
+    # A timed booking (theatre list at 08:00) schedules them.
+    timed = facts + [fact("spine_surgery_booked", SURGERY, recorded=midnight - 3 * H)]
+    action = next(a for a in run(timed, now=midnight - 2 * H).actions
+                  if a.element_id == "carbohydrate_loading")
+    assert action.due == SURGERY - 2 * H
