@@ -321,6 +321,15 @@ def test_antibiotic_window_by_drug(drug: str, before_incision: timedelta, elemen
         assert evaluation.element(element).status is status
 
 
+def test_colorectal_shares_the_antibiotic_rules() -> None:
+    facts = [fact("colorectal_surgery_booked", SURGERY, recorded=SURGERY - 30 * D),
+             fact("colorectal_resection", SURGERY, end=SURGERY_END),
+             fact("inpatient_stay", SURGERY - 3 * H), _antibiotic(SURGERY - 90 * MIN, "vancomycin")]
+    evaluation = run(facts, now=SURGERY + D, name="colorectal")
+    assert evaluation.element("antibiotic_prophylaxis_120min").status is Status.DONE
+    assert not applies(evaluation, "antibiotic_prophylaxis")
+
+
 def test_antibiotic_judged_against_recorded_incision() -> None:
     # Surgery start 08:00, incision recorded 08:40; cefazolin at 07:50 is 50 min before incision.
     facts = booked() + operated() + [fact("surgical_incision", SURGERY + 40 * MIN),
