@@ -337,9 +337,13 @@ def document_reference_facts(doc: Any, terminology: Terminology, tz: tzinfo = UT
 
 
 def medication_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    """Prescriptions; the value is the expected supply in days when the request gives it in days
+    (a discharge opioid's limit is judged on it)."""
     concepts = concepts_of(terminology, "MedicationRequest", codings_of(req.medicationCodeableConcept))
+    supply = req.dispenseRequest.expectedSupplyDuration if req.dispenseRequest else None
+    days = _number(supply.value) if supply is not None and (supply.code or supply.unit) == "d" else None
     return _facts(concepts, time=instant(req.authoredOn, tz), status=req.status, source=_source(req),
-                  attrs={"intent": req.intent})
+                  value=days, unit="d" if days is not None else None, attrs={"intent": req.intent})
 
 
 def medication_administration_facts(admin: Any, terminology: Terminology,

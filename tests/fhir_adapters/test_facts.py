@@ -192,6 +192,12 @@ FACT_ROWS = [
                   "authoredOn": "2024-03-01T12:00:00Z"},
                  [{"concept": "opioid_prescribed", "time": at(12), "attrs": {"intent": "order"}}],
                  id="medication-request"),
+    pytest.param({"resourceType": "MedicationRequest", "id": "mr3", "status": "active", "intent": "order",
+                  "subject": PATIENT, "medicationCodeableConcept": cc(RXNORM, "7804"),
+                  "authoredOn": "2024-03-01T12:00:00Z", "dispenseRequest": {"expectedSupplyDuration": {
+                      "value": 5, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}}},
+                 [{"concept": "opioid_prescribed", "value": 5, "unit": "d"}],
+                 id="medication-request-days-of-supply"),
     pytest.param({"resourceType": "MedicationRequest", "id": "mr2", "status": "cancelled", "intent": "order",
                   "subject": PATIENT, "medicationCodeableConcept": cc(RXNORM, "7804")},
                  [], id="medication-request-cancelled"),
