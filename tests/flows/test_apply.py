@@ -86,7 +86,8 @@ async def test_apply_high_pain_score_opens_reassessment_within_an_hour(make_runt
                    ehr.surgery(new_patient_id, SURGERY, end), ehr.pain(new_patient_id, scored, 7))
         await apply_patient(rt, new_patient_id, now=scored + timedelta(minutes=5))
         task = (await tasks_of(rt.ehr, new_patient_id))["pain_reassessment_within_1h"]
-    assert datetime.fromisoformat(task["restriction"]["period"]["end"]) == scored + timedelta(hours=1)
+    # Due at 30 min (escalated at 45 min); the window closes at 1 h (library/analgesia.yaml).
+    assert datetime.fromisoformat(task["restriction"]["period"]["end"]) == scored + timedelta(minutes=30)
     assert task["priority"] == "urgent"
 
 
