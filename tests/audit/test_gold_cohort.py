@@ -3,15 +3,25 @@
 How the numbers were derived (see tests/audit/cohort.py for the episodes):
 
 - `compliant()` is a male fusion patient who never smoked, is neither diabetic nor anaemic, has
-  Apfel 1 (male, non-smoker), no catheter, drain, ketorolac, pain >= 4, nausea or vomiting, and
-  daily step counts. Of the 56 elements, 17 do not apply to him: smoking_cessation,
-  alcohol_cessation, dietitian_referral_low_albumin (albumin 4.0, no BMI),
-  vitamin_d_replacement (30 ng/mL), anaemia_iron_therapy (Hb 14.5), glycaemic_screening,
-  glycaemic_optimisation, ponv_prophylaxis_high_risk, urinary_catheter_removal, drain_removal,
-  ponv_rescue_nausea, ponv_rescue_vomiting (no trigger), nsaid_within_limits, nsaid_limit_alert,
-  pain_reassessment_within_1h (no trigger), nicotine_free_reminder,
-  supervised_exercise_decompression. The other 39 are done, in windows closed at AUDIT_NOW:
-  pre-admission 8, pre-op 6, intra-op 6, post-op 11, post-discharge 8.
+  Apfel 1 (male, non-smoker), no catheter, drain (a positive "none placed" record), ketorolac,
+  pain >= 4, nausea or vomiting, and daily step counts. Of the 66 elements, 25 do not apply to
+  him: smoking_cessation, alcohol_cessation, dietitian_referral_low_albumin (albumin 4.0, no
+  BMI), vitamin_d_replacement (30 ng/mL), anaemia_iron_therapy (Hb 14.5), glycaemic_screening,
+  glycaemic_optimisation, psychology_referral (PHQ-9 4, GAD-7 3), opioid_tolerant_plan (no
+  pre-operative opioid), preemptive_gabapentinoid (a site choice, off by default),
+  antibiotic_prophylaxis_120min (no vancomycin/fluoroquinolone), antibiotic_redosing (the
+  cohort's cefazolin carries no re-dose attr; 4 h operations need none anyway),
+  vte_pharmacological_prophylaxis (site choice, off), ponv_prophylaxis_high_risk,
+  urinary_catheter_removal, drain_removal, discharge_opioid_limit_and_taper (no discharge
+  opioid), ponv_rescue_nausea, ponv_rescue_vomiting (no trigger), nsaid_within_limits,
+  nsaid_limit_alert, pain_reassessment_within_1h (no trigger), nicotine_free_reminder,
+  supervised_exercise_decompression, persistent_pain_referral (NRS 2, no opioids at 12 weeks).
+  The other 41 are done, in windows closed at AUDIT_NOW: pre-admission 9 (with
+  preop_opioid_use_review), pre-op 5 (fasting from the recorded last clear fluids 2.5 h and last
+  solids 8 h before induction), intra-op 7 (with vte_mechanical_prophylaxis), post-op 11,
+  post-discharge 9 (with persistent_pain_follow_up_3_months).
+- Issue 9 (second clinical review) changed every row by the same +2 (+3 new elements done, the
+  gabapentinoid now not applicable), except where a line says otherwise.
 - Every other patient is that episode with named deviations; each line below says which.
 """
 
@@ -31,6 +41,7 @@ from engine.results import Status
 from tests.audit.cohort import (
     LONDON,
     H,
+    content_cohort,
     gold_cohort,
     lumbar,
     outcomes_cohort,
@@ -40,49 +51,52 @@ from tests.audit.cohort import (
 
 # (done, counted) per patient.
 PATIENT_COMPLIANCE: dict[str, tuple[int, int]] = {
-    "P01": (39, 39),  # the compliant episode
-    "P02": (38, 39),  # education declined, patient-refused -> counted, not done
-    "P03": (38, 38),  # gabapentinoid declined as contraindicated -> excluded
-    "P04": (39, 40),  # smoker, Apfel 0: +smoking_cessation (done) +nicotine_free_reminder (3 of 6
+    "P01": (41, 41),  # the compliant episode
+    "P02": (40, 41),  # education declined, patient-refused -> counted, not done
+    "P03": (41, 41),  # gabapentinoid declined as contraindicated; now not applicable anyway
+    "P04": (41, 42),  # smoker, Apfel 0: +smoking_cessation (done) +nicotine_free_reminder (3 of 6
     #                   messages -> not done), -ponv_prophylaxis_moderate_risk (not applicable)
-    "P05": (39, 40),  # diabetic HbA1c 9.1: +glycaemic_screening (done) +glycaemic_optimisation
+    "P05": (41, 42),  # diabetic HbA1c 9.1: +glycaemic_screening (done) +glycaemic_optimisation
     #                   (no task -> missed), -carbohydrate_loading (not for diabetics)
-    "P06": (40, 40),  # anaemic woman (Hb 11.0, Apfel 2): +anaemia_iron_therapy, done at -7w
-    "P07": (38, 39),  # cefazolin 1 min after incision (window closes at 0) -> missed
-    "P08": (39, 39),  # cefazolin exactly at incision: the window is [opens, closes] -> done
-    "P09": (38, 40),  # catheter: +urinary_catheter_removal; removed at end+26h (window closes 24h)
-    #                   -> missed; no_routine_drain_or_catheter not done
-    "P10": (39, 40),  # catheter removed 1 min before end+24h -> done; no_routine not done
-    "P11": (38, 40),  # catheter removed 1 min after end+24h -> missed; no_routine not done
-    "P12": (38, 39),  # walks 3/2/1 on POD1/2/3 -> walk_three_times_daily not done
-    "P13": (39, 39),  # decompression: supervised_exercise_decompression at 5w done, fusion n/a
-    "P14": (38, 39),  # decompression, physiotherapy at 11w (window 4w-10w) -> missed
-    "P15": (38, 39),  # fusion, physiotherapy at 6w (window opens 8w) -> missed
-    "P16": (39, 39),  # readmitted on POD14: compliance unchanged (anchors use the first stay)
-    "P17": (40, 40),  # nausea 6 at end+3h: +ponv_rescue_nausea, droperidol (new class) -> done
-    "P18": (39, 40),  # vomited at end+21h: +ponv_rescue_vomiting, no rescue -> missed
-    "P19": (40, 40),  # nausea 5 at end+30h: +ponv_rescue_nausea, rescued -> done
-    "P20": (38, 39),  # Apfel 4: high-risk prophylaxis replaces moderate; 2 classes (5-HT3 x2, PC6) < 3
-    "P21": (40, 40),  # ketorolac 3 x 30 mg: +nsaid_within_limits done
-    "P22": (40, 41),  # ketorolac 3 x 40 mg = 120 mg/24 h: +nsaid_within_limits (missed)
+    "P06": (42, 42),  # anaemic woman (Hb 11.0, Apfel 2): +anaemia_iron_therapy, done at -7w
+    "P07": (40, 41),  # cefazolin 1 min after incision (window closes at 0) -> missed
+    "P08": (41, 41),  # cefazolin exactly at incision: the window is [opens, closes] -> done
+    "P09": (40, 42),  # catheter: +urinary_catheter_removal; removed at end+26h (window closes 24h)
+    #                   -> missed; no_routine_drain_or_catheter not done (the "none placed"
+    #                   record is contradicted by the catheter records)
+    "P10": (41, 42),  # catheter removed 1 min before end+24h -> done; no_routine not done
+    "P11": (40, 42),  # catheter removed 1 min after end+24h -> missed; no_routine not done
+    "P12": (40, 41),  # walks 3/2/1 on POD1/2/3 -> walk_three_times_daily not done
+    "P13": (41, 41),  # decompression: supervised_exercise_decompression at 5w done, fusion n/a
+    "P14": (40, 41),  # decompression, physiotherapy at 11w (window 4w-10w) -> missed
+    "P15": (40, 41),  # fusion, physiotherapy at 6w (window opens 8w) -> missed
+    "P16": (41, 41),  # readmitted on POD14: compliance unchanged (anchors use the first stay)
+    "P17": (42, 42),  # nausea 6 at end+3h: +ponv_rescue_nausea, droperidol (new class) -> done
+    "P18": (41, 42),  # vomited at end+21h: +ponv_rescue_vomiting, no rescue -> missed
+    "P19": (42, 42),  # nausea 5 at end+30h: +ponv_rescue_nausea, rescued -> done
+    "P20": (40, 41),  # Apfel 4: high-risk prophylaxis replaces moderate; 2 classes (5-HT3 x2, PC6) < 3
+    "P21": (42, 42),  # ketorolac 3 x 30 mg (age 63, cap 110): +nsaid_within_limits done
+    "P22": (42, 43),  # ketorolac 3 x 40 mg = 120 mg/24 h > 110: +nsaid_within_limits (missed)
     #                   +nsaid_limit_alert (review task completed -> done)
-    "P23": (40, 40),  # pain 6 on POD1, reassessed 40 min later: +pain_reassessment_within_1h done
-    "P24": (38, 39),  # one 4-hourly pain block without a score -> pain_score_every_4h not done
-    "P25": (37, 38),  # no step counts -> step_goal_week_6 n/a; no 3-month ODI -> missed
-    "P26": (38, 39),  # one pain block declined (patient-unavailable, counts not-done)
-    "P27": (38, 39),  # prehabilitation proved by a completed Task; psychological screening missed
-    "P28": (36, 36),  # PC6 bands declined as contraindicated -> excluded; so check/removal n/a
-    "P29": (37, 39),  # first out of bed on POD2: out_of_bed missed, walk POD1 missed
-    "P30": (28, 29),  # in hospital on POD1 at the audit: pre-admission 8 + pre-op 6 + intra-op 6
+    "P23": (42, 42),  # pain 6 on POD1, paracetamol 10 min later, reassessed at 40 min:
+    #                   +pain_reassessment_within_1h done (analgesia AND reassessment)
+    "P24": (40, 41),  # one 4-hourly pain block without a score -> pain_score_every_4h not done
+    "P25": (39, 40),  # no step counts -> step_goal_week_6 n/a; no 3-month ODI -> missed
+    "P26": (40, 41),  # one pain block declined (patient-unavailable, counts not-done)
+    "P27": (40, 41),  # prehabilitation proved by a completed Task; no PHQ-9/GAD-7 -> missed
+    "P28": (38, 38),  # PC6 bands declined as contraindicated -> excluded; so check/removal n/a
+    "P29": (39, 41),  # first out of bed on POD2: out_of_bed missed, walk POD1 missed
+    "P30": (29, 30),  # in hospital on POD1 at the audit: pre-admission 9 + pre-op 5 + intra-op 7
     #                   done; post-op 9 counted (protein DUE and walk POD1 DUE excluded), PC6
     #                   removal OVERDUE (due start+24h); post-discharge all upcoming
-    "P31": (38, 39),  # carbohydrate drink 1 min before its window opens (-3h) -> missed
-    "P32": (38, 39),  # 35.8 C at the end of surgery -> normothermia missed
-    "P33": (23, 37),  # nothing before surgery: 8 pre-admission + 6 pre-op missed; PC6 check and
-    #                   removal n/a (no bands applied) -> 37 counted
-    "P34": (31, 38),  # lost to follow-up: 4 rehab messages, step messages, physiotherapy, ODI
-    #                   missed; no steps -> step_goal_week_6 n/a
-    "P35": (23, 38),  # P33's pre-admission gaps (8) + P34's follow-up gaps (7)
+    "P31": (40, 41),  # carbohydrate drink 1 min before its window opens (-3h) -> missed
+    "P32": (40, 41),  # 35.8 C at the end of surgery -> normothermia missed
+    "P33": (25, 39),  # nothing before surgery: 9 pre-admission + 5 pre-op (fasting times,
+    #                   carbohydrate, PONV risk, PC6, paracetamol) missed; PC6 check and removal
+    #                   n/a (no bands applied) -> 39 counted
+    "P34": (32, 40),  # lost to follow-up: 4 rehab messages, step messages, physiotherapy, ODI,
+    #                   3-month pain review missed; no steps -> step_goal_week_6 n/a
+    "P35": (23, 40),  # P33's pre-admission gaps (9) + P34's follow-up gaps (8)
 }
 
 # (done, counted) per element, over the 35 patients.
@@ -96,7 +110,9 @@ ELEMENT_COMPLIANCE: dict[str, tuple[int, int]] = {
     "glycaemic_optimisation": (0, 1),        # P05, no optimisation task
     "anaemia_iron_therapy": (1, 1),          # only P06 is anaemic
     "carbohydrate_loading": (32, 34),        # P05 n/a (diabetic); P31 1 min early, P33 none
-    "preemptive_gabapentinoid": (33, 34),    # P03 contraindicated (excluded); P33 none
+    "preop_opioid_use_review": (33, 35),     # P33, P35 (nothing before admission)
+    "preop_fasting": (34, 35),               # P33: no recorded fluid/solid times
+    "vte_mechanical_prophylaxis": (35, 35),
     "pc6_bands_applied": (33, 34),           # P28 contraindicated (excluded); P33 none
     "antibiotic_prophylaxis": (34, 35),      # P07 1 min late; P08 at incision counts
     "normothermia": (34, 35),                # P32
@@ -122,19 +138,20 @@ ELEMENT_COMPLIANCE: dict[str, tuple[int, int]] = {
     #                                          P15 too early, P34, P35 none
     "supervised_exercise_decompression": (1, 2),  # P13 done, P14 after the window
     "odi_follow_up_3_months": (31, 34),      # P30 upcoming; P25, P34, P35 missing
+    "persistent_pain_follow_up_3_months": (32, 34),  # P30 upcoming; P34, P35 lost
 }
 
 # Sums of PATIENT_COMPLIANCE.
-OVERALL = Ratio(1299, 1359)
-# Intra-op elements: 6 counted per patient (P04: 5, no prophylaxis at Apfel 0) = 209; not done:
+OVERALL = Ratio(1366, 1429)
+# Intra-op elements: 7 counted per patient (P04: 6, no prophylaxis at Apfel 0) = 244; not done:
 # P07 antibiotic, P09-P11 catheter, P20 high-risk prophylaxis, P32 normothermia.
-INTRA_OP = Ratio(203, 209)
-# >= 70 %: all but P33 (62 %) and P35 (61 %).
+INTRA_OP = Ratio(238, 244)
+# >= 70 %: all but P33 (64 %) and P35 (57.5 %).
 HIGH = Ratio(33, 35)
 TREND = [
-    ("2025-11", 18, Ratio(696, 709), Ratio(18, 18)),  # P01-P18
-    ("2025-12", 16, Ratio(575, 621), Ratio(14, 16)),  # P19-P29, P31-P35
-    ("2026-04", 1, Ratio(28, 29), Ratio(1, 1)),       # P30
+    ("2025-11", 18, Ratio(733, 746), Ratio(18, 18)),  # P01-P18
+    ("2025-12", 16, Ratio(604, 653), Ratio(14, 16)),  # P19-P29, P31-P35
+    ("2026-04", 1, Ratio(29, 30), Ratio(1, 1)),       # P30
 ]
 # Done after the window closed, before the phase ended: not compliant, not missing either.
 DONE_LATE = {
@@ -348,7 +365,7 @@ def test_gold_cohort_pain_on_pod1() -> None:
 def test_gold_cohort_filter_by_variant(report: AuditReport) -> None:
     part = audit_report(lumbar(), gold_cohort(), filters={"procedure_type": "decompression"}, tz=LONDON)
     assert [p.patient_id for p in part.patients] == ["P13", "P14"]
-    assert part.compliance.overall == Ratio(39 + 38, 39 + 39)
+    assert part.compliance.overall == Ratio(41 + 40, 41 + 41)
 
 
 def test_gold_cohort_drill_down_shows_declines_and_proof() -> None:
@@ -391,7 +408,7 @@ def test_gold_cohort_summary_csv_agrees(report: AuditReport) -> None:
     elements = {r["element"]: (int(r["done"]), int(r["counted"])) for r in rows if r["level"] == "element"}
     assert {k: elements[k] for k in ELEMENT_COMPLIANCE} == ELEMENT_COMPLIANCE
     overall = next(r for r in rows if r["level"] == "overall")
-    assert (int(overall["done"]), int(overall["counted"]), overall["percent"]) == (1299, 1359, "95.6")
+    assert (int(overall["done"]), int(overall["counted"]), overall["percent"]) == (1366, 1429, "95.6")
     assert int(overall["missing"]) == MISSING.done
     split = ("missing", "done_late", "not_done")
     assert tuple(int(overall[k]) for k in split) == (53, 5, 2)
@@ -460,3 +477,61 @@ def test_gold_p38_episode_scope(outcomes_report: AuditReport) -> None:
     assert case.evaluation.variables["apfel"] == 2
     assert row.outcomes is not None and row.outcomes.catheter_hours is None
 # ======================================================== end clin-outcomes (issue 9: 1, 4, 9) ===
+
+
+# ------------------------------------------------------------ issue 9: content fixes ---------------
+# One patient per content fix (tests/audit/cohort.py, C01-C14), each the compliant episode (41 of
+# 41) with one deviation: (done, counted) and the statuses that prove the fix, worked by hand.
+CONTENT_CASES: dict[str, tuple[tuple[int, int], dict[str, Status]]] = {
+    # NRS 6 at end+21h, paracetamol at +10 min, next score at +3 h: +1 counted, not done.
+    "C01": ((41, 42), {"pain_reassessment_within_1h": Status.MISSED}),
+    # 75 years: cap 60 mg/day; 3 x 30 = 90 mg in 24 h -> within-limits missed, alert unanswered.
+    "C02": ((41, 43), {"nsaid_within_limits": Status.MISSED, "nsaid_limit_alert": Status.MISSED}),
+    # 44054006 (type 2) makes a diabetic: +glycaemic_screening done, -carbohydrate_loading.
+    "C03": ((41, 41), {"glycaemic_screening": Status.DONE,
+                       "carbohydrate_loading": Status.NOT_APPLICABLE}),
+    # Checklist Task completed but no recorded times: fasting not done.
+    "C04": ((40, 41), {"preop_fasting": Status.MISSED}),
+    # No "none placed" record: no_routine_drain_or_catheter not done (missing data).
+    "C05": ((40, 41), {"no_routine_drain_or_catheter": Status.MISSED}),
+    # Removal at end+22h only: +urinary_catheter_removal done; no_routine not done (it was placed).
+    "C06": ((41, 42), {"urinary_catheter_removal": Status.DONE,
+                       "no_routine_drain_or_catheter": Status.MISSED}),
+    # Albumin 3.1 then dietitian then 4.0: dietitian referral stays counted and done.
+    "C07": ((42, 42), {"dietitian_referral_low_albumin": Status.DONE}),
+    # Woman, Hb 12.5 (< 13, Munoz 2017): +anaemia_iron_therapy, no iron -> missed.
+    "C08": ((41, 42), {"anaemia_iron_therapy": Status.MISSED}),
+    # Vancomycin 90 min before incision: the 120-min element replaces the 60-min one, done.
+    "C09": ((41, 41), {"antibiotic_prophylaxis_120min": Status.DONE,
+                       "antibiotic_prophylaxis": Status.NOT_APPLICABLE}),
+    # PHQ-9 12 (>= 10) with a referral: +psychology_referral done.
+    "C10": ((42, 42), {"psychology_referral": Status.DONE}),
+    # Long-term opioid use, no acute pain service plan: +opioid_tolerant_plan missed.
+    "C11": ((41, 42), {"opioid_tolerant_plan": Status.MISSED}),
+    # Discharge opioid for 14 days (> 7) and no taper plan: +1 counted, missed.
+    "C12": ((41, 42), {"discharge_opioid_limit_and_taper": Status.MISSED}),
+    # NRS 6 and still on opioids at 12 weeks, referred at 13 weeks: +persistent_pain_referral done.
+    "C13": ((42, 42), {"persistent_pain_referral": Status.DONE,
+                       "persistent_pain_follow_up_3_months": Status.DONE}),
+    # Booked and operated as SNOMED 5431005: decompression variant, its physiotherapy at 5 w done.
+    "C14": ((41, 41), {"supervised_exercise_decompression": Status.DONE,
+                       "supervised_exercise_fusion": Status.NOT_APPLICABLE}),
+}
+
+
+@pytest.mark.parametrize(("patient", "expected"), CONTENT_CASES.items())
+def test_gold_content_fix_patient(patient: str, expected: tuple[tuple[int, int],
+                                                                 dict[str, Status]]) -> None:
+    (done, counted), statuses = expected
+    case = next(c for c in content_cohort() if c.facts.patient_id == patient)
+    report = audit_report(lumbar(), (case,), tz=LONDON)
+    overall = report.patients[0].compliance.overall
+    assert (overall.done, overall.counted) == (done, counted)
+    got = {element: case.evaluation.element(element).status for element in statuses}
+    # Done late (clin-engine's timeliness rules) is as much "not done" as missed.
+    assert {k: Status.MISSED if v.value == "done-late" else v for k, v in got.items()} == statuses
+
+
+def test_gold_content_laminectomy_is_decompression() -> None:
+    case = next(c for c in content_cohort() if c.facts.patient_id == "C14")
+    assert case.evaluation.variables["procedure_type"] == "decompression"
