@@ -596,10 +596,11 @@ def p36_analgesia_plan_task_completed_late() -> Episode:
 
 
 def p37_psychological_screening_documented_not_done() -> Episode:
-    """Screening recorded as not done (a Procedure with status not-done) 3 weeks before surgery."""
-    ep = compliant("P37", dec(18), surgeon="C", ward="W2").drop("psychological_screening")
-    ep.not_done.append(Fact("psychological_screening", ep.start - 21 * D, status="not-done",
-                            source="P37/psychological_screening/not-done"))
+    """Screening recorded as not done 3 weeks before surgery: no PHQ-9 or GAD-7 score, the PHQ-9
+    (the screening's proof since issue 9's content) documented as not done instead."""
+    ep = compliant("P37", dec(18), surgeon="C", ward="W2").drop("phq9_total", "gad7_total")
+    ep.not_done.append(Fact("phq9_total", ep.start - 21 * D, status="not-done",
+                            source="P37/phq9_total/not-done"))
     return ep
 
 

@@ -161,10 +161,12 @@ DONE_LATE = {
     "P14": "supervised_exercise_decompression",   # physiotherapy at 11 w (window 4-10 w)
     "P29": "out_of_bed_day_of_surgery",           # first walked POD2 09:00 (window: POD1 end)
 }
-# Missing data (nothing documented when the window closed): all 60 not-done elements but P02's
-# and P26's declines and the 5 done late above. (Before done-late existed the 5 were counted
-# as missing: 58.)
-MISSING = Ratio(53, 1359)
+# (Issue 9's content rules change none of these five timelines: P07's cefazolin is still the
+# 60-min antibiotic element, the others are catheter, physiotherapy and mobilisation times.)
+# Missing data (nothing documented when the window closed): all 63 not-done elements
+# (1429 - 1366, PATIENT_COMPLIANCE) but P02's and P26's declines and the 5 done late above.
+# (clin-content alone, without done-late: 61; clin-engine before the content fixes: 53.)
+MISSING = Ratio(56, 1429)
 MOST_UNDOCUMENTED = [
     ("supervised_exercise_fusion", Ratio(3, 32)),    # 3 missing, ties broken by share missing
     ("odi_follow_up_3_months", Ratio(3, 34)),
@@ -214,9 +216,9 @@ def test_gold_cohort_completeness(report: AuditReport) -> None:
 
 
 # Every counted element result split as EIAS keeps them (done + done late + not done + missing
-# = counted): 1299 done; 5 done late (DONE_LATE); 2 documented not done (P02's refusal, P26's
-# pain block declined as patient-unavailable); 53 missing data (MISSING).
-BREAKDOWN = Breakdown(done=1299, done_late=5, not_done=2, missing=53)
+# = counted): 1366 done; 5 done late (DONE_LATE); 2 documented not done (P02's refusal, P26's
+# pain block declined as patient-unavailable); 56 missing data (MISSING).
+BREAKDOWN = Breakdown(done=1366, done_late=5, not_done=2, missing=56)
 ELEMENT_BREAKDOWN = {
     "urinary_catheter_removal": Breakdown(1, 2, 0, 0),  # P10 done; P09, P11 done late
     "patient_education": Breakdown(32, 0, 1, 2),        # P02 refused; P33, P35 missing
@@ -224,16 +226,18 @@ ELEMENT_BREAKDOWN = {
     "antibiotic_prophylaxis": Breakdown(34, 1, 0, 0),   # P07 1 min late
     "out_of_bed_day_of_surgery": Breakdown(34, 1, 0, 0),  # P29 first up on POD2
 }
-# Intra-op (INTRA_OP 203/209): P07's antibiotic done late; P09-P11 (no_routine_drain...),
-# P20 (high-risk prophylaxis), P32 (normothermia): nothing documented in the window -> missing.
-INTRA_OP_BREAKDOWN = Breakdown(203, 1, 0, 5)
-# P29: 37 done, out of bed done late, walk POD1 missing (2 of 3 walks are POD2's).
-P29_BREAKDOWN = Breakdown(37, 1, 0, 1)
-# Declined as not applicable: P03 (ward W1) gabapentinoid, P28 (ward W2) PC6 bands, both
-# "contraindicated"; neither is counted, both are listed.
+# Intra-op (INTRA_OP 238/244, 6 not done): P07's antibiotic done late; P09-P11
+# (no_routine_drain...), P20 (high-risk prophylaxis), P32 (normothermia): nothing documented
+# in the window -> missing.
+INTRA_OP_BREAKDOWN = Breakdown(238, 1, 0, 5)
+# P29 (39/41): 39 done, out of bed done late, walk POD1 missing (2 of 3 walks are POD2's).
+P29_BREAKDOWN = Breakdown(39, 1, 0, 1)
+# Declined as not applicable: P28 (ward W2) PC6 bands, "contraindicated": not counted, listed.
+# P03's gabapentinoid Task is also cancelled as contraindicated, but the gabapentinoid is now a
+# site setting, off by default (clin-content): the element does not apply to P03 whatever the
+# Task says, so it is plain n/a and not a decline to list.
 DECLINED_NOT_APPLICABLE = [
     DeclinedNotApplicable("pc6_bands_applied", "W2", "contraindicated", 1),
-    DeclinedNotApplicable("preemptive_gabapentinoid", "W1", "contraindicated", 1),
 ]
 
 
@@ -254,10 +258,12 @@ def test_gold_cohort_done_late_not_done_and_missing_kept_apart(report: AuditRepo
 def test_gold_cohort_declined_as_not_applicable_listed(report: AuditReport) -> None:
     assert list(report.declined_not_applicable) == DECLINED_NOT_APPLICABLE
     summaries = {e.element_id: e for e in report.elements}
-    assert summaries["preemptive_gabapentinoid"].declined_not_applicable == {"contraindicated": 1}
+    assert summaries["pc6_bands_applied"].declined_not_applicable == {"contraindicated": 1}
+    assert summaries["preemptive_gabapentinoid"].declined_not_applicable == {}  # a site setting
     assert summaries["patient_education"].declined_not_applicable == {}
     rows = {p.patient_id: p for p in report.patients}
-    assert rows["P03"].cells["preemptive_gabapentinoid"] == "n-a-declined"
+    assert rows["P28"].cells["pc6_bands_applied"] == "n-a-declined"
+    assert rows["P03"].cells["preemptive_gabapentinoid"] == "n-a"
 
 
 def test_gold_cohort_missing_data_limit(report: AuditReport) -> None:
@@ -274,30 +280,31 @@ def test_gold_cohort_missing_data_limit(report: AuditReport) -> None:
 
 
 def test_gold_p36_task_completed_late_in_the_ehr() -> None:
-    # The compliant episode (39/39, 18/18 ERAS items) with the analgesia plan's Task completed
-    # at surgery end + 8 h: its window (end - 2 h .. end + 6 h) had closed 2 h before.
-    # -> multimodal_analgesia_prescribed done late: 38/39 elements; ERAS item 20 not
-    # compliant: 17/18 items; split: 38 done, 1 done late, 0 not done, 0 missing.
+    # The compliant episode (41/41 since issue 9's content, 18/18 ERAS items) with the
+    # analgesia plan's Task completed at surgery end + 8 h: its window (end - 2 h .. end + 6 h)
+    # had closed 2 h before. -> multimodal_analgesia_prescribed done late: 40/41 elements;
+    # ERAS item 20 not compliant: 17/18 items; split: 40 done, 1 done late, 0 not done, 0 missing.
     case = p36_analgesia_plan_task_completed_late().case()
     result = case.evaluation.element("multimodal_analgesia_prescribed")
     end = case.evaluation.anchors["surgery_end"]
     assert end is not None
     assert (result.status, result.occurrences[0].done_at) == (Status.DONE_LATE, end + 8 * H)
     (row,) = audit_report(lumbar(), [case], tz=LONDON).patients
-    assert (row.compliance.overall, row.compliance.eras) == (Ratio(38, 39), Ratio(17, 18))
-    assert row.breakdown == Breakdown(38, 1, 0, 0)
+    assert (row.compliance.overall, row.compliance.eras) == (Ratio(40, 41), Ratio(17, 18))
+    assert row.breakdown == Breakdown(40, 1, 0, 0)
     assert row.cells["multimodal_analgesia_prescribed"] == "done-late"
 
 
 def test_gold_p37_documented_not_done_is_not_missing_data() -> None:
     # The compliant episode with psychological screening documented as NOT done in the record
-    # (Procedure status not-done) instead of done: 38/39 elements, 17/18 ERAS items (item 8);
-    # EIAS "not done", not "missing data": split 38 done, 0 late, 1 not done, 0 missing.
+    # (the PHQ-9, its proof since issue 9's content, recorded not-done; no GAD-7) instead of
+    # done: 40/41 elements, 17/18 ERAS items (item 8; psychology_referral n/a without a score);
+    # EIAS "not done", not "missing data": split 40 done, 0 late, 1 not done, 0 missing.
     (row,) = audit_report(lumbar(), [p37_psychological_screening_documented_not_done().case()],
                           tz=LONDON).patients
-    assert (row.compliance.overall, row.compliance.eras) == (Ratio(38, 39), Ratio(17, 18))
+    assert (row.compliance.overall, row.compliance.eras) == (Ratio(40, 41), Ratio(17, 18))
     assert row.cells["psychological_screening"] == "not-done"
-    assert row.breakdown == Breakdown(38, 0, 1, 0)
+    assert row.breakdown == Breakdown(40, 0, 1, 0)
     assert row.missing == frozenset()
 
 
@@ -393,7 +400,8 @@ def test_gold_cohort_matrix_csv_agrees(report: AuditReport) -> None:
     assert {pid: (int(r["done"]), int(r["counted"])) for pid, r in rows.items()} == PATIENT_COMPLIANCE
     assert rows["P02"]["patient_education"] == "not-done"
     # declined as contraindicated: not counted, and marked apart from plain not-applicable
-    assert rows["P03"]["preemptive_gabapentinoid"] == "n-a-declined"
+    assert rows["P28"]["pc6_bands_applied"] == "n-a-declined"
+    assert rows["P03"]["preemptive_gabapentinoid"] == "n-a"   # a site choice, off by default
     assert rows["P01"]["smoking_cessation"] == "n-a"
     assert rows["P30"]["walk_three_times_daily"] == "excluded"  # not yet due
     assert rows["P07"]["antibiotic_prophylaxis"] == "done-late"
@@ -411,7 +419,7 @@ def test_gold_cohort_summary_csv_agrees(report: AuditReport) -> None:
     assert (int(overall["done"]), int(overall["counted"]), overall["percent"]) == (1366, 1429, "95.6")
     assert int(overall["missing"]) == MISSING.done
     split = ("missing", "done_late", "not_done")
-    assert tuple(int(overall[k]) for k in split) == (53, 5, 2)
+    assert tuple(int(overall[k]) for k in split) == (56, 5, 2)  # BREAKDOWN
     by_id = {r["element"]: r for r in rows if r["level"] == "element"}
     catheter = by_id["urinary_catheter_removal"]
     assert tuple(int(catheter[k]) for k in split) == (0, 2, 0)
@@ -483,8 +491,10 @@ def test_gold_p38_episode_scope(outcomes_report: AuditReport) -> None:
 # One patient per content fix (tests/audit/cohort.py, C01-C14), each the compliant episode (41 of
 # 41) with one deviation: (done, counted) and the statuses that prove the fix, worked by hand.
 CONTENT_CASES: dict[str, tuple[tuple[int, int], dict[str, Status]]] = {
-    # NRS 6 at end+21h, paracetamol at +10 min, next score at +3 h: +1 counted, not done.
-    "C01": ((41, 42), {"pain_reassessment_within_1h": Status.MISSED}),
+    # NRS 6 at end+21h, paracetamol at +10 min, next score at +3 h: +1 counted, not done. The
+    # analgesic is in the 1 h window, the rescore after it and before discharge (POD4): done
+    # late (clin-engine), which counts as not done.
+    "C01": ((41, 42), {"pain_reassessment_within_1h": Status.DONE_LATE}),
     # 75 years: cap 60 mg/day; 3 x 30 = 90 mg in 24 h -> within-limits missed, alert unanswered.
     "C02": ((41, 43), {"nsaid_within_limits": Status.MISSED, "nsaid_limit_alert": Status.MISSED}),
     # 44054006 (type 2) makes a diabetic: +glycaemic_screening done, -carbohydrate_loading.
@@ -528,8 +538,7 @@ def test_gold_content_fix_patient(patient: str, expected: tuple[tuple[int, int],
     overall = report.patients[0].compliance.overall
     assert (overall.done, overall.counted) == (done, counted)
     got = {element: case.evaluation.element(element).status for element in statuses}
-    # Done late (clin-engine's timeliness rules) is as much "not done" as missed.
-    assert {k: Status.MISSED if v.value == "done-late" else v for k, v in got.items()} == statuses
+    assert got == statuses
 
 
 def test_gold_content_laminectomy_is_decompression() -> None:

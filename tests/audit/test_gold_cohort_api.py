@@ -124,7 +124,10 @@ async def test_gold_api_matrix_csv_agrees(api: httpx.AsyncClient, auth: Token) -
     text = (await api.get(f"/audit/export/matrix.csv?{PATHWAY}", headers=auth("admin"))).text
     rows = {r["patient_id"]: r for r in csv.DictReader(io.StringIO(text))}
     assert {pid: (int(r["done"]), int(r["counted"])) for pid, r in rows.items()} == PATIENT_COMPLIANCE
-    assert rows["P03"]["preemptive_gabapentinoid"] == "n-a-declined"
+    # P28's PC6 bands declined as contraindicated; P03's gabapentinoid decline is plain n/a:
+    # the gabapentinoid is a site setting, off by default (test_gold_cohort.py)
+    assert rows["P28"]["pc6_bands_applied"] == "n-a-declined"
+    assert rows["P03"]["preemptive_gabapentinoid"] == "n-a"
     assert rows["P30"]["walk_three_times_daily"] == "excluded"
     for element, (done, counted) in ELEMENT_COMPLIANCE.items():
         cells = [r[element] for r in rows.values()]

@@ -1,4 +1,5 @@
-"""evidence.also: an occurrence is done only when the main evidence and every clause hold."""
+"""evidence.also: an occurrence is done only when the main evidence and every clause hold
+(done late when one of them is only found after its window)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ def clauses(tmp_path_factory: pytest.TempPathFactory) -> Pathway:
     (3, 1, Status.DONE, 3),         # both: done when the later of them is recorded
     (1, 1.5, Status.DONE, 1.5),
     (3, None, Status.MISSED, None),  # no score: the clause fails
-    (3, 2.5, Status.MISSED, None),   # score after its own 2 h window
-    (None, 1, Status.MISSED, None),  # no walk: the main evidence fails
+    # After a window, before the phase ends (post-op: discharge, not known here), proof is
+    # done late (clin-engine), for a clause as for the main evidence: never compliant.
+    (3, 2.5, Status.DONE_LATE, 3),     # score after its own 2 h window; the walk is later
+    (6.5, 1, Status.DONE_LATE, 6.5),   # walk after the 6 h window, score in time
+    (6.5, None, Status.MISSED, None),  # late walk, no score: still not proven at all
+    (None, 1, Status.MISSED, None),    # no walk: the main evidence fails
 ])
 def test_also_clause_must_hold_in_its_own_window(clauses: Pathway, walk: float | None,
                                                  score: float | None, status: Status,

@@ -145,6 +145,15 @@ def test_lumbar_fusion_has_every_bundle_item() -> None:
     assert missing == []
 
 
+def test_lumbar_fusion_audit_items_are_the_bundle() -> None:
+    # The ERAS-item figure (audit.eras_items) counts the bundle's elements, except the process
+    # measures clinical.md "Second review" keeps apart: patient messages and 4-hourly NRS.
+    items = {n: item.elements for n, item in pathway("lumbar_fusion").audit.eras_items.items()}
+    process = {"nicotine_free_reminder", "pain_score_every_4h"}
+    assert items == {n: tuple(el for el in els if el not in process)
+                     for n, els in LUMBAR_BUNDLE.items()}
+
+
 @pytest.mark.parametrize("name", ["lumbar_fusion", "colorectal"])
 def test_pathway_elements_have_a_source(name: str) -> None:
     assert all(el.source.guideline.strip() for el in pathway(name).elements)
