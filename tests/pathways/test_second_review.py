@@ -452,9 +452,11 @@ def test_date_only_booking_does_not_make_pre_op_tasks_due_the_night_before() -> 
                   attrs={"date_only": True})]
     evening = run(facts, now=midnight - 2 * H)   # 22:00 the night before
     pre_op = {"carbohydrate_loading", "preemptive_paracetamol", "preop_fasting",
-              "vte_mechanical_prophylaxis"}
+              "vte_mechanical_prophylaxis", "ponv_risk_assessment", "pc6_bands_applied"}
     assert not [a for a in evening.actions if a.element_id in pre_op]
     assert evening.element("carbohydrate_loading").status is Status.UPCOMING
+    # library/ponv.yaml's pre-op items too (they anchor on induction, not surgery_start).
+    assert evening.element("ponv_risk_assessment").status is Status.UPCOMING
     # Pre-admission windows still count from the booked date.
     assert evening.element("patient_education").occurrences[0].due == midnight - 7 * D
     # A timed booking (theatre list at 08:00) schedules them.
