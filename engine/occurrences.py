@@ -204,8 +204,11 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
     return Occurrence(*head, status, None, (), None, counts)
 
 
-def _proven(ctx: EvaluationContext, head: tuple[str, str, str, datetime | None,
-            datetime | None, datetime | None], status: Status, used: list[Fact]) -> Occurrence:
+Head = tuple[str, str, str, datetime | None, datetime | None, datetime | None]
+
+
+def _proven(ctx: EvaluationContext, head: Head, status: Status, used: list[Fact]) -> Occurrence:
+    """Done (or done late) at the latest of the facts used: main evidence and `also` clauses."""
     last = max(used, key=lambda f: f.time or ctx.now)
     return Occurrence(*head, status, last.time, tuple(f.source or f.concept for f in used), None,
                       "done" if status is Status.DONE else "not-done")
