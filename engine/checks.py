@@ -8,7 +8,14 @@ from engine.errors import InvalidPathway, Problem
 from engine.expressions import FHIRPATH_BUILTINS, CompiledExpression, compile_expression
 from engine.model import Element, Pathway, Window
 from engine.offsets import Offset, parse_duration, parse_offset
-from engine.plan import BUILTIN_VARIABLES, CompiledElement, CompiledScore, CompiledWindow, Plan
+from engine.plan import (
+    BUILTIN_VARIABLES,
+    CompiledClause,
+    CompiledElement,
+    CompiledScore,
+    CompiledWindow,
+    Plan,
+)
 from engine.terminology import Terminology
 from engine.yamlsource import KeyPath
 
@@ -71,9 +78,13 @@ class _Checker:
         return compiled
 
 
-def _check_anchors(c: _Checker, root: Located) -> None:
+def _check_anchors(c: _Checker, root: Located) -> dict[str, CompiledExpression]:
+    wheres: dict[str, CompiledExpression] = {}
     for name, anchor in c.pathway.anchors.items():
         sub = ("anchors", name)
+        compiled = c.expression(root, (*sub, "where"), anchor.where, _FACT_FIELDS)
+        if compiled is not None:
+            wheres[name] = compiled
         if (anchor.concept is None) == (anchor.builtin is None):
             c.problems.append(root.problem(sub, "an anchor needs exactly one of concept or builtin"))
         if anchor.concept is not None:
@@ -89,6 +100,7 @@ def _check_anchors(c: _Checker, root: Located) -> None:
                 break
             seen.add(nxt)
             nxt = c.pathway.anchors[nxt].fallback
+    return wheres
 
 
 def _eras_items(c: _Checker, root: Located) -> dict[str, int]:
@@ -108,10 +120,10 @@ def _eras_items(c: _Checker, root: Located) -> dict[str, int]:
     return items
 
 
-def _check_header(c: _Checker, root: Located) -> None:
+def _check_header(c: _Checker, root: Located) -> dict[str, CompiledExpression]:
     for i, name in enumerate(c.pathway.enrols_on):
         c.concept(root, ("enrols_on", i), name)
-    _check_anchors(c, root)
+    wheres = _check_anchors(c, root)
     if c.pathway.episode is not None:
         for i, name in enumerate(c.pathway.episode.history):
             c.concept(root, ("episode", "history", i), name)
@@ -131,6 +143,7 @@ def _check_header(c: _Checker, root: Located) -> None:
                 c.problems.append(root.problem((*sub, "from_concepts", value), (
                     f"'{value}' is not one of {list(param.values)}")))
             c.concept(root, (*sub, "from_concepts", value), concept)
+    return wheres
 
 
 def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElement:
@@ -163,23 +176,41 @@ def _compile_element(c: _Checker, el: Element, where: Located) -> CompiledElemen
                     f"unknown anchor '{name}'; expected one of {sorted(c.pathway.anchors)}")))
     if el.action is not None and el.action.record is not None:
         c.concept(where, ("action", "record", "concept"), el.action.record.concept)
-    fact_fields = frozenset({"value", "unit", "status", "time", "end", "source", "concept"})
     return CompiledElement(
         element=el,
         applies_when=c.expression(where, ("applies_when",), el.applies_when),
         window=c.window(where, ("window",), el.window, el.trigger is not None),
         evidence_window=None if ev.within is None else c.window(
             where, ("evidence", "within"), ev.within, el.trigger is not None),
-        evidence_where=c.expression(where, ("evidence", "where"), ev.where, fact_fields),
+        evidence_where=c.expression(where, ("evidence", "where"), ev.where, _FACT_FIELDS),
         trigger_where=c.expression(where, ("trigger", "where"),
-                                   el.trigger.where if el.trigger else None, fact_fields),
+                                   el.trigger.where if el.trigger else None, _FACT_FIELDS),
         every=parse_duration(rec.every) if rec else None,
         count=rec.count if rec else None,
         until=parse_offset(rec.until) if rec and rec.until else None,
         escalations=tuple((parse_duration(e.after), e.notify) for e in el.escalation),
         remind_before=parse_duration(el.action.remind_before)
         if el.action and el.action.remind_before else None,
+        also=_compile_clauses(c, el, where),
     )
+
+
+_FACT_FIELDS = frozenset({"value", "unit", "status", "time", "end", "source", "concept"})
+
+
+def _compile_clauses(c: _Checker, el: Element, where: Located) -> tuple[CompiledClause, ...]:
+    clauses = []
+    for i, clause in enumerate(el.evidence.also):
+        sub = ("evidence", "also", i)
+        for j, name in enumerate(clause.concepts):
+            c.concept(where, (*sub, "concepts", j), name)
+        clauses.append(CompiledClause(
+            concepts=clause.concepts,
+            where=c.expression(where, (*sub, "where"), clause.where, _FACT_FIELDS),
+            window=None if clause.within is None else c.window(
+                where, (*sub, "within"), clause.within, el.trigger is not None),
+            min_count=clause.min_count))
+    return tuple(clauses)
 
 
 def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
@@ -187,23 +218,27 @@ def check_and_compile(pathway: Pathway, terms: Terminology, *, root: Located,
                       sha256: str, files: dict[str, str]) -> Plan:
     """Check everything that needs the whole pathway and compile it, or raise InvalidPathway."""
     c = _Checker(pathway, terms)
-    _check_header(c, root)
+    anchor_where = _check_header(c, root)
     compiled_scores = []
+    # A score reads only scores defined before it: they are computed in order, once each.
+    later = set(pathway.scores)
     for name, score in pathway.scores.items():
         items = []
         for i, item in enumerate(score.items):
             expr = c.expression(scores[name], ("items", i, "when"), item.when)
-            if expr is not None and expr.variables & set(pathway.scores):
+            if expr is not None and expr.variables & later:
                 c.problems.append(scores[name].problem(("items", i, "when"), (
-                    "a score cannot read another score (%"
-                    f"{sorted(expr.variables & set(pathway.scores))[0]})")))
+                    "a score can only read scores defined before it (%"
+                    f"{sorted(expr.variables & later)[0]})")))
             elif expr is not None:
                 items.append((expr, item.points))
         compiled_scores.append(CompiledScore(name, score, tuple(items)))
+        later.discard(name)
     compiled = tuple(_compile_element(c, el, where) for el, where in zip(
         pathway.elements, elements, strict=True))
     eras_items = _eras_items(c, root)
     if c.problems:
         raise InvalidPathway(c.problems)
     return Plan(elements=compiled, scores=tuple(compiled_scores), terminology=terms,
-                sha256=sha256, files=files, eras_items=eras_items)
+                anchor_where=anchor_where, eras_items=eras_items,
+                sha256=sha256, files=files)

@@ -127,8 +127,10 @@ class EvaluationContext:
             if anchor.builtin == "enrolment":
                 found[name] = self.facts.enrolled_at
                 continue
+            where = self.plan.anchor_where.get(name)
             items = [f for f in self.index.get(anchor.concept or "")
-                     if (f.time if anchor.at == "start" else f.end) is not None]
+                     if (f.time if anchor.at == "start" else f.end) is not None
+                     and self.fact_matches(where, f)]
             pick = (items[0] if anchor.pick == "first" else items[-1]) if items else None
             found[name] = None if pick is None else (pick.time if anchor.at == "start" else pick.end)
         resolved = dict(found)

@@ -132,6 +132,15 @@ class Escalation(_Frozen):
         return value
 
 
+class EvidenceClause(_Frozen):
+    """A further record the proof needs as well, e.g. analgesia given beside the reassessment."""
+
+    concepts: tuple[ConceptName, ...] = Field(min_length=1, description="facts of any of these")
+    where: Expression | None = Field(None, description="FHIRPath on each fact")
+    min_count: int = Field(1, ge=1, le=100)
+    within: Window | None = Field(None, description="defaults to the occurrence's window")
+
+
 class Evidence(_Frozen):
     """What in the record proves the element was done."""
 
@@ -144,6 +153,8 @@ class Evidence(_Frozen):
         None, description="an anchor: facts after it prove nothing (e.g. surgery_end)")
     distinct: str | None = Field(
         None, description="count one fact per value of this attribute (its concept when absent)")
+    also: tuple[EvidenceClause, ...] = Field(
+        default=(), description="further records the facts need beside them: every clause must hold")
 
 
 class Element(_Frozen):
@@ -172,6 +183,7 @@ class AnchorDef(_Frozen):
     pick: Literal["first", "last"] = "first"
     fallback: Identifier | None = Field(None, description="another anchor used until this is known")
     builtin: Literal["enrolment"] | None = None
+    where: Expression | None = Field(None, description="only facts matching this FHIRPath count")
 
 
 class Parameter(_Frozen):
@@ -182,6 +194,9 @@ class Parameter(_Frozen):
     from_concepts: dict[Identifier, ConceptName] = Field(
         default_factory=dict, description="value chosen when the record has a fact of this concept"
     )
+    setting: bool = Field(
+        False, description="a site or enrolment setting (an optional drug, a rule set), not a "
+        "patient variant: audits do not cut cohorts by it")
 
 
 class ScoreItem(_Frozen):

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from engine.context import EvaluationContext
 from engine.facts import Fact
-from engine.plan import CompiledElement, CompiledWindow
+from engine.plan import CompiledClause, CompiledElement, CompiledWindow
 from engine.results import (
     DOCUMENTED_NOT_DONE,
     OPEN_STATUSES,
@@ -91,10 +91,12 @@ def _bounds(w: CompiledWindow, anchor: datetime, ctx: EvaluationContext) -> Boun
     return opens, due, closes
 
 
-def _evidence_range(ctx: EvaluationContext, c: CompiledElement,
-                    slot: Slot) -> tuple[datetime | None, datetime | None] | None:
-    """Where proof counts: the occurrence's window, or `evidence.within`; None while unknown."""
-    ew = c.evidence_window
+def _evidence_range(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
+                    clause: CompiledClause | None = None
+                    ) -> tuple[datetime | None, datetime | None] | None:
+    """Where proof counts: the occurrence's window, or `evidence.within` (a clause's own
+    `within` for an `evidence.also` clause); None while its anchor is unknown."""
+    ew = c.evidence_window if clause is None else clause.window
     if ew is None:
         return slot.bounds[0], slot.bounds[2]
     anchor = slot.anchor if ew.anchor in (c.window.anchor, "trigger") else ctx.anchors.get(ew.anchor)
@@ -105,19 +107,22 @@ def _evidence_range(ctx: EvaluationContext, c: CompiledElement,
 
 
 def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, start: datetime | None,
-              end: datetime | None) -> list[Fact]:
-    """Matching facts timed in [start, end] (either bound may be open), in time order."""
+              end: datetime | None, clause: CompiledClause | None = None) -> list[Fact]:
+    """Matching facts timed in [start, end] (either bound may be open), in time order: of the
+    main evidence, or of one `evidence.also` clause."""
+    concepts = c.element.evidence.concepts if clause is None else clause.concepts
+    where = c.evidence_where if clause is None else clause.where
     found: list[Fact] = []
-    for concept in c.element.evidence.concepts:
+    for concept in concepts:
         for fact in ctx.index.between(concept, start, end):
             if slot.trigger is not None and fact.time is not None and slot.trigger.time is not None \
                     and (fact.time <= slot.trigger.time or fact is slot.trigger):
                 continue  # a reassessment must come after what triggered it
-            if ctx.fact_matches(c.evidence_where, fact):
+            if ctx.fact_matches(where, fact):
                 found.append(fact)
-    if len(c.element.evidence.concepts) > 1:
+    if len(concepts) > 1:
         found.sort(key=lambda f: f.time or ctx.now)
-    return ctx.proof(c.element.evidence, found)
+    return found if clause is not None else ctx.proof(c.element.evidence, found)
 
 
 def _documented_not_done(ctx: EvaluationContext, c: CompiledElement,
@@ -130,8 +135,8 @@ def _documented_not_done(ctx: EvaluationContext, c: CompiledElement,
     return None
 
 
-def _late(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
-          closed: datetime | None) -> list[Fact]:
+def _late(ctx: EvaluationContext, c: CompiledElement, slot: Slot, closed: datetime | None,
+          clause: CompiledClause | None = None) -> list[Fact]:
     """Proof timed after the evidence window closed, before the next occurrence opens and
     before the element's phase ends (`audit.phase_ends`)."""
     if closed is None or closed >= ctx.now:
@@ -140,16 +145,35 @@ def _late(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
     until = min((t for t in (slot.late_until, phase_end) if t is not None), default=None)
     if until is not None and until <= closed:
         return []
-    found = _evidence(ctx, c, slot, closed, until)
+    found = _evidence(ctx, c, slot, closed, until, clause)
     return [f for f in found if f.time is not None and f.time > closed
             and (until is None or f.time < until)]
+
+
+def _also(ctx: EvaluationContext, c: CompiledElement, slot: Slot,
+          late: bool) -> list[Fact] | None:
+    """The facts every `evidence.also` clause needs, or None while one of them is not met.
+
+    In the clause's window; with `late`, also after it on the same terms as late main proof
+    (the occurrence is then at best done-late)."""
+    found: list[Fact] = []
+    for clause in c.also:
+        span = _evidence_range(ctx, c, slot, clause)
+        facts = [] if span is None else _evidence(ctx, c, slot, *span, clause)
+        if late and span is not None:
+            facts += _late(ctx, c, slot, span[1], clause)
+        if len(facts) < clause.min_count:
+            return None
+        found.extend(facts[:clause.min_count])
+    return found
 
 
 def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occurrence:
     """Proof in the window, then the Task, then late proof, then the clock.
 
     Compliant only when done inside the window (clinical.md "Second review"): proof or a
-    Task completion after it is `done-late` and counts as not done."""
+    Task completion after it is `done-late` and counts as not done. Proof is the main
+    evidence AND every `evidence.also` clause; done when the last of them is recorded."""
     el = c.element
     opens, due, closes = slot.bounds
     key = f"{ctx.facts.enrolment_id}:{el.id}:{slot.occurrence}"
@@ -157,9 +181,8 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
     span = _evidence_range(ctx, c, slot)
     proof = [] if span is None else _evidence(ctx, c, slot, *span)
     need = el.evidence.min_count
-    if len(proof) >= need:
-        return Occurrence(*head, Status.DONE, proof[need - 1].time,
-                          tuple(f.source or f.concept for f in proof[:need]), None, "done")
+    if len(proof) >= need and (extra := _also(ctx, c, slot, late=False)) is not None:
+        return _proven(ctx, head, Status.DONE, proof[:need] + extra)
     task = ctx.task(key)
     if task is not None and task.status == "completed" and el.evidence.task:
         status = completed_status(task.at, closes)
@@ -174,13 +197,21 @@ def _occurrence(ctx: EvaluationContext, c: CompiledElement, slot: Slot) -> Occur
         return Occurrence(*head, Status.DECLINED, None, (documented.source or documented.concept,),
                           DOCUMENTED_NOT_DONE, "not-done")
     late = [] if span is None else _late(ctx, c, slot, span[1])
-    if len(proof) + len(late) >= need:
-        used = (proof + late)[:need]
-        return Occurrence(*head, Status.DONE_LATE, used[-1].time,
-                          tuple(f.source or f.concept for f in used), None, "not-done")
+    if len(proof) + len(late) >= need and (extra := _also(ctx, c, slot, late=True)) is not None:
+        return _proven(ctx, head, Status.DONE_LATE, (proof + late)[:need] + extra)
     status = _by_time(ctx.now, opens, due, closes)
     counts: Counts = "not-done" if status is Status.OVERDUE or status is Status.MISSED else None
     return Occurrence(*head, status, None, (), None, counts)
+
+
+Head = tuple[str, str, str, datetime | None, datetime | None, datetime | None]
+
+
+def _proven(ctx: EvaluationContext, head: Head, status: Status, used: list[Fact]) -> Occurrence:
+    """Done (or done late) at the latest of the facts used: main evidence and `also` clauses."""
+    last = max(used, key=lambda f: f.time or ctx.now)
+    return Occurrence(*head, status, last.time, tuple(f.source or f.concept for f in used), None,
+                      "done" if status is Status.DONE else "not-done")
 
 
 def _by_time(now: datetime, opens: datetime | None, due: datetime | None,

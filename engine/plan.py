@@ -21,6 +21,16 @@ class CompiledWindow:
 
 
 @dataclass(frozen=True)
+class CompiledClause:
+    """An evidence clause (`evidence.also`) with its condition and window compiled."""
+
+    concepts: tuple[str, ...]
+    where: CompiledExpression | None
+    window: CompiledWindow | None
+    min_count: int
+
+
+@dataclass(frozen=True)
 class CompiledElement:
     element: Element
     applies_when: CompiledExpression | None
@@ -33,6 +43,7 @@ class CompiledElement:
     until: Offset | None
     escalations: tuple[tuple[Offset, str], ...]
     remind_before: Offset | None
+    also: tuple[CompiledClause, ...] = ()
 
     @property
     def id(self) -> str:
@@ -56,6 +67,7 @@ class Plan:
     sha256: str
     files: dict[str, str]
     eras_items: dict[str, int] = field(default_factory=dict)  # element id -> ERAS item
+    anchor_where: dict[str, CompiledExpression] = field(default_factory=dict)
 
 
 def plan_of(pathway: Pathway) -> Plan:
@@ -79,6 +91,10 @@ def concepts_used(pathway: Pathway) -> frozenset[str]:
             names.update(v for v in expr.variables if v in known)
     for c in plan.elements:
         names.update(c.element.evidence.concepts)
+        for clause in c.also:
+            names.update(clause.concepts)
+            if clause.where is not None:
+                names.update(v for v in clause.where.variables if v in known)
         if c.element.trigger is not None:
             names.add(c.element.trigger.concept)
         if c.element.action is not None and c.element.action.record is not None:

@@ -286,10 +286,20 @@ def _location_name(loc: Any) -> str:
 
 def service_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
     start, end = _period(req.occurrencePeriod, tz)
+    when = req.occurrenceDateTime
+    # A date without a time of day is placed at local midnight and marked, so that anchors which
+    # need a time (pathway `where: "date_only.empty()"`) do not schedule the night before.
+    attrs = {"date_only": True} if _is_date_only(when) else {}
     # A booking is known from when it was authored, though its time lies in the future.
     return _facts(concepts_of(terminology, "ServiceRequest", codings_of(req.code)),
-                  time=instant(req.occurrenceDateTime, tz) or start, end=end, status=req.status,
-                  source=_source(req), recorded=instant(req.authoredOn, tz))
+                  time=instant(when, tz) or start, end=end, status=req.status,
+                  source=_source(req), recorded=instant(req.authoredOn, tz), attrs=attrs)
+
+
+def _is_date_only(value: Any) -> bool:
+    if isinstance(value, datetime):
+        return False
+    return isinstance(value, date) or (isinstance(value, str) and "T" not in value)
 
 
 def appointment_facts(appt: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
@@ -328,9 +338,13 @@ def document_reference_facts(doc: Any, terminology: Terminology, tz: tzinfo = UT
 
 
 def medication_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+    """Prescriptions; the value is the expected supply in days when the request gives it in days
+    (a discharge opioid's limit is judged on it)."""
     concepts = concepts_of(terminology, "MedicationRequest", codings_of(req.medicationCodeableConcept))
+    supply = req.dispenseRequest.expectedSupplyDuration if req.dispenseRequest else None
+    days = _number(supply.value) if supply is not None and (supply.code or supply.unit) == "d" else None
     return _facts(concepts, time=instant(req.authoredOn, tz), status=req.status, source=_source(req),
-                  attrs={"intent": req.intent})
+                  value=days, unit="d" if days is not None else None, attrs={"intent": req.intent})
 
 
 def medication_administration_facts(admin: Any, terminology: Terminology,

@@ -46,8 +46,8 @@ def episode_attributes(pathway: Pathway, evaluation: Evaluation, facts: PatientF
                        ward: str | None, surgeon: str | None = None) -> EpisodeAttributes:
     """The cohort attributes of an evaluated episode; the variant is the pathway's parameters."""
     start = evaluation.anchors.get(SURGERY_ANCHOR)
-    params = {name: evaluation.variables[name] for name in pathway.parameters
-              if name in evaluation.variables}
+    params = {name: evaluation.variables[name] for name, param in pathway.parameters.items()
+              if name in evaluation.variables and not param.setting}
     apfel = evaluation.variables.get("apfel")
     sex = evaluation.variables.get("sex", facts.sex)
     return EpisodeAttributes(

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
-from deploy.demo.timeline import PATIENTS, SCENES
+from deploy.demo.timeline import COMPLETED_TASKS, PATIENTS, SCENES
 from engine.compliance import patient_compliance
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
@@ -106,16 +106,21 @@ async def write_and_notify(ehr: FhirClient, http: httpx.AsyncClient, api: str,
 
 
 async def replay(demo: Demo, ehr: FhirClient, http: httpx.AsyncClient) -> None:
-    for number, (label, when, build) in enumerate(SCENES, start=1):
-        at = max(when(p) for p in PATIENTS)
+    for number, (label, when, build, who) in enumerate(SCENES, start=1):
+        concerned = [p for p in PATIENTS if who(p)]
+        at = max(when(p) for p in concerned)
         demo.set_clock(at)
         t0 = time.perf_counter()
         writes = 0
-        for patient in PATIENTS:
+        for patient in concerned:
             for resource in build(patient):
                 await write_and_notify(ehr, http, demo.api, resource)
                 writes += 1
         await demo.wait_drained()
+        if label in COMPLETED_TASKS:
+            await asyncio.sleep(2.5)  # the tick writes the Tasks that have just opened
+            writes += await complete_tasks(ehr, http, demo.api, at, *COMPLETED_TASKS[label])
+            await demo.wait_drained()
         await asyncio.sleep(2.5)  # one tick and one reminders run at this simulated time
         tasks = await ehr.search("Task", {"_count": "1000"})
         open_ = sum(1 for t in tasks if t["status"] in ("ready", "requested"))
@@ -124,6 +129,21 @@ async def replay(demo: Demo, ehr: FhirClient, http: httpx.AsyncClient) -> None:
                       f"{len(tasks)} Tasks ({open_} open)")
         if label.startswith("mobilisation"):
             await print_worklists(demo, http)
+
+
+async def complete_tasks(ehr: FhirClient, http: httpx.AsyncClient, api: str, at: datetime,
+                         element: str, lapse: str) -> int:
+    """The care team completes the open Task for `element` of every patient without `lapse`."""
+    done = 0
+    keep = {f"Patient/{p.id}" for p in PATIENTS if not p.lapsed(lapse)}
+    for task in await ehr.search("Task", {"_count": "1000"}):
+        codes = [c.get("code") for c in task.get("code", {}).get("coding", [])]
+        if (element in codes and task.get("for", {}).get("reference") in keep
+                and task.get("status") in ("requested", "ready", "in-progress")):
+            await write_and_notify(ehr, http, api, {**task, "status": "completed",
+                                                    "lastModified": at.isoformat()})
+            done += 1
+    return done
 
 
 async def print_worklists(demo: Demo, http: httpx.AsyncClient) -> None:

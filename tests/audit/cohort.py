@@ -14,8 +14,11 @@ from engine.evaluate import evaluate
 from engine.facts import Fact, PatientFacts, TaskState, Value
 from engine.loader import load_pathway
 from engine.model import Pathway
+from engine.terminology import Terminology, load_terminology
+from fhir_adapters.facts import concepts_of
 
 LUMBAR = Path(__file__).resolve().parents[2] / "pathways" / "lumbar_fusion.yaml"
+SNOMED = "http://snomed.info/sct"
 LONDON = ZoneInfo("Europe/London")
 # The audit instant: every episode operated on in Nov-Dec 2025 has all its windows closed.
 AUDIT_NOW = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
@@ -30,6 +33,11 @@ def lumbar() -> Pathway:
     return load_pathway(LUMBAR)
 
 
+@cache
+def default_terminology() -> Terminology:
+    return load_terminology(LUMBAR.parent / "terminology" / "default.yaml")
+
+
 @dataclass
 class Episode:
     """One synthetic patient, built as facts and Task states around a surgery start."""
@@ -38,6 +46,8 @@ class Episode:
     start: datetime
     sex: str = "male"
     attributes: dict[str, str] = field(default_factory=dict)
+    birth: date = date(1962, 5, 1)
+    parameters: dict[str, str] = field(default_factory=dict)
     facts: list[Fact] = field(default_factory=list)
     tasks: list[TaskState] = field(default_factory=list)
     serials: dict[str, int] = field(default_factory=dict)
@@ -103,9 +113,9 @@ class Episode:
 
     def build(self) -> PatientFacts:
         return PatientFacts(patient_id=self.patient_id, enrolment_id=self.enrolment, sex=self.sex,
-                            birth_date=date(1962, 5, 1), enrolled_at=self.start - 10 * W,
-                            facts=tuple(self.facts), tasks=tuple(self.tasks),
-                            not_done=tuple(self.not_done))
+                            birth_date=self.birth, enrolled_at=self.start - 10 * W,
+                            parameters=dict(self.parameters), facts=tuple(self.facts),
+                            tasks=tuple(self.tasks), not_done=tuple(self.not_done))
 
     def case(self, now: datetime = AUDIT_NOW) -> AuditCase:
         facts = self.build()
@@ -135,13 +145,17 @@ def pre_admission(ep: Episode) -> None:
     ep.add("preop_education_delivered", s - 14 * D)
     ep.add("albumin", s - 10 * D, 4.0).add("vitamin_d", s - 20 * D, 30)
     ep.add("haemoglobin", s - 10 * D, 14.5)
-    ep.add("prehabilitation_programme", s - 35 * D).add("psychological_screening", s - 21 * D)
+    ep.add("prehabilitation_programme", s - 35 * D)
+    ep.add("phq9_total", s - 21 * D, 4).add("gad7_total", s - 21 * D, 3)
+    ep.add("preop_opioid_use_reviewed", s - 14 * D)
     ep.add("discharge_plan_documented", s - 14 * D).add("odi_score", s - 14 * D, 48)
 
 
 def pre_op(ep: Episode) -> None:
     s = ep.start
-    ep.add("fasting_status_documented", s - 3 * H).add("carbohydrate_drink", s - 150 * MIN)
+    # Last clear fluids 2.5 h and last solids 8 h before induction (= surgery start here).
+    ep.add("last_clear_fluids", s - 150 * MIN).add("last_solid_food", s - 8 * H)
+    ep.add("carbohydrate_drink", s - 150 * MIN).add("mechanical_vte_prophylaxis", s - 30 * MIN)
     ep.add("gabapentinoid_administered", s - H).add("ponv_risk_score", s - 7 * D, 1)
     ep.add("pc6_bands_applied", s - 45 * MIN).add("acetaminophen_administered", s - H, 1000)
 
@@ -149,7 +163,7 @@ def pre_op(ep: Episode) -> None:
 def intra_op(ep: Episode) -> None:
     s, e = ep.start, ep.end
     ep.add("tranexamic_acid_administered", s + 5 * MIN).add("body_temperature", e - 10 * MIN, 36.6)
-    ep.add("goal_directed_fluid_therapy", s + 30 * MIN)
+    ep.add("goal_directed_fluid_therapy", s + 30 * MIN).add("no_catheter_or_drain_placed", e)
     ep.add("antibiotic_prophylaxis_administered", s - 30 * MIN)
     ep.add("antiemetic_administered", s + 10 * MIN, antiemetic_class="corticosteroid")
     ep.add("antiemetic_administered", e - 15 * MIN, antiemetic_class="5ht3-antagonist")
@@ -190,11 +204,12 @@ def follow_up(ep: Episode) -> None:
         ep.task("step_goal_messages", discharge + (1 + 7 * i) * D, i, by="patient")
     ep.add("daily_steps", ep.end + 6 * W, 4200)
     ep.add("physiotherapy_session", ep.end + 10 * W).add("odi_score", ep.end + 12 * W, 22)
+    ep.add("pain_score", ep.end + 12 * W, 2).add("opioid_use_at_follow_up", ep.end + 12 * W, False)
 
 
 def compliant(patient_id: str, start: datetime, *, sex: str = "male", variant: str = "fusion",
               **attributes: str) -> Episode:
-    """An episode where every applicable element is done on time (39 of 39 for a male fusion
+    """An episode where every applicable element is done on time (41 of 41 for a male fusion
     patient who never smoked, is not diabetic nor anaemic and has an Apfel score of 1)."""
     ep = Episode(patient_id, start, sex, {"variant_label": variant, **attributes})
     booked(ep)
@@ -206,23 +221,25 @@ def compliant(patient_id: str, start: datetime, *, sex: str = "male", variant: s
 
 
 PRE_ADMISSION_EVIDENCE = ("preop_education_delivered", "albumin", "vitamin_d", "haemoglobin",
-                          "prehabilitation_programme", "psychological_screening",
-                          "discharge_plan_documented")
+                          "prehabilitation_programme", "phq9_total", "gad7_total",
+                          "preop_opioid_use_reviewed", "discharge_plan_documented")
 FOLLOW_UP_TASKS = ("rehab_milestone_week_0_2", "rehab_milestone_week_2_6",
                    "rehab_milestone_week_6_12", "rehab_milestone_month_3")
 
 
 def skip_pre_admission(ep: Episode) -> Episode:
-    """None of the 8 counted pre-admission elements done (labs, education, ODI baseline...)."""
+    """None of the 9 counted pre-admission elements done (labs, education, ODI baseline...)."""
     return ep.drop(*PRE_ADMISSION_EVIDENCE).drop("odi_score", before=ep.start)
 
 
 def lost_to_follow_up(ep: Episode) -> Episode:
-    """Nothing after discharge: no messages acknowledged, no physiotherapy, steps or ODI."""
+    """Nothing after discharge: no messages acknowledged, no physiotherapy, steps, ODI, 3-month
+    pain or opioid-use review."""
     for element in FOLLOW_UP_TASKS:
         ep.untask(element, 0)
     ep.untask("step_goal_messages", *range(6))
-    return ep.drop("daily_steps", "physiotherapy_session").drop("odi_score", at=ep.end + 12 * W)
+    ep.drop("daily_steps", "physiotherapy_session", "opioid_use_at_follow_up")
+    return ep.drop("odi_score", "pain_score", at=ep.end + 12 * W)
 
 
 # ------------------------------------------------------------ the 35 patients --------------------
@@ -367,7 +384,9 @@ def p22_ketorolac_over_110mg_reviewed() -> Episode:
 
 def p23_pain_treated_and_reassessed() -> Episode:
     ep = compliant("P23", dec(5), surgeon="B", ward="W2").drop("pain_score", at=dec(5) + 25 * H)
-    return ep.add("pain_score", ep.end + 21 * H, 6).add("pain_score", ep.end + 21 * H + 40 * MIN, 3)
+    ep.add("pain_score", ep.end + 21 * H, 6)
+    ep.add("acetaminophen_administered", ep.end + 21 * H + 10 * MIN, 1000)
+    return ep.add("pain_score", ep.end + 21 * H + 40 * MIN, 3)
 
 
 def p24_pain_block_missed() -> Episode:
@@ -386,7 +405,7 @@ def p26_pain_block_declined_asleep() -> Episode:
 
 def p27_prehab_by_task_no_psychology() -> Episode:
     ep = compliant("P27", dec(9), surgeon="C", ward="W1").drop("prehabilitation_programme")
-    return ep.task("prehabilitation", ep.start - 30 * D, by="physio-1").drop("psychological_screening")
+    return ep.task("prehabilitation", ep.start - 30 * D, by="physio-1").drop("phq9_total", "gad7_total")
 
 
 def p28_pc6_contraindicated() -> Episode:
@@ -425,7 +444,7 @@ def p32_hypothermic() -> Episode:
 
 def p33_no_preparation() -> Episode:
     ep = skip_pre_admission(compliant("P33", dec(14), surgeon="B", ward="W2"))
-    ep.drop("fasting_status_documented", "carbohydrate_drink", "gabapentinoid_administered",
+    ep.drop("last_clear_fluids", "last_solid_food", "carbohydrate_drink", "gabapentinoid_administered",
             "ponv_risk_score", "pc6_bands_applied", "pc6_bands_checked", "pc6_bands_removed")
     return ep.drop("acetaminophen_administered", before=ep.start)
 
@@ -436,6 +455,122 @@ def p34_lost_to_follow_up() -> Episode:
 
 def p35_unprepared_and_lost() -> Episode:
     return lost_to_follow_up(skip_pre_admission(compliant("P35", dec(16), surgeon="A", ward="W1")))
+
+
+# ------------------------------------------------------------ issue 9: one patient per content fix --
+# Kept apart from the 35 (ids C01-C14) so the cohort figures above stay comparable.
+
+def octo(day: int) -> datetime:
+    return datetime(2025, 10, day, 9, 0, tzinfo=UTC)
+
+
+def c01_pain_reassessed_at_3h() -> Episode:
+    """NRS 6 at end+21h, paracetamol 10 min later, next score only at end+24h (3 h): late."""
+    ep = compliant("C01", nov(21)).drop("pain_score", at=nov(21) + 25 * H)
+    ep.add("pain_score", ep.end + 21 * H, 6)
+    ep.add("acetaminophen_administered", ep.end + 21 * H + 10 * MIN, 1000)
+    return ep.add("pain_score", ep.end + 24 * H, 3)
+
+
+def c02_ketorolac_at_75() -> Episode:
+    """75 years old: 3 x 30 mg = 90 mg in the first 24 h is over the 60 mg reduced cap."""
+    ep = _ketorolac(compliant("C02", nov(22)), 30)
+    ep.birth = date(1950, 6, 1)
+    return ep
+
+
+def c03_type_2_diabetic_by_subtype_code() -> Episode:
+    """Condition coded 44054006 (type 2), HbA1c 7.0 %: screened, no carbohydrate drink task."""
+    ep = compliant("C03", nov(23)).drop("carbohydrate_drink")
+    for concept in concepts_of(default_terminology(), "Condition", [(SNOMED, "44054006")]):
+        ep.add(concept, ep.start - 400 * D)
+    return ep.add("hba1c", ep.start - 20 * D, 7.0)
+
+
+def c04_fasting_checklist_without_times() -> Episode:
+    """Fasting checklist ticked (Task completed), no last-fluids or last-solids times."""
+    ep = compliant("C04", nov(24)).drop("last_clear_fluids", "last_solid_food")
+    ep.add("fasting_status_documented", ep.start - 3 * H)
+    return ep.task("preop_fasting", ep.start - 3 * H)
+
+
+def c05_no_catheter_or_drain_record() -> Episode:
+    """Nothing recorded about catheters or drains: missing data, not compliance."""
+    return compliant("C05", nov(25)).drop("no_catheter_or_drain_placed")
+
+
+def c06_catheter_removed_at_22h_no_insertion() -> Episode:
+    """Only a removal at end+22h: a catheter was in place, removed in time."""
+    ep = compliant("C06", nov(26))
+    return ep.add("urinary_catheter_removed", ep.end + 22 * H)
+
+
+def c07_low_albumin_corrected_after_dietitian() -> Episode:
+    """Albumin 3.1 at -25 d, dietitian at -20 d, albumin 4.0 at -10 d: stays counted, done."""
+    ep = compliant("C07", nov(27))
+    return ep.add("albumin", ep.start - 25 * D, 3.1).add("dietitian_review", ep.start - 20 * D)
+
+
+def c08_woman_hb_12_5_no_iron() -> Episode:
+    """Woman with Hb 12.5 g/dL: anaemic before major surgery (Munoz 2017), no iron given."""
+    ep = compliant("C08", nov(28), sex="female").drop("haemoglobin")
+    return ep.add("haemoglobin", ep.start - 10 * D, 12.5)
+
+
+def c09_vancomycin_90_min_before_incision() -> Episode:
+    ep = compliant("C09", nov(29)).drop("antibiotic_prophylaxis_administered")
+    return ep.add("antibiotic_prophylaxis_administered", ep.start - 90 * MIN, start_window_min=120)
+
+
+def c10_phq9_12_referred() -> Episode:
+    ep = compliant("C10", nov(30)).drop("phq9_total")
+    ep.add("phq9_total", ep.start - 21 * D, 12)
+    return ep.add("psychology_referral", ep.start - 14 * D)
+
+
+def c11_opioid_tolerant_without_plan() -> Episode:
+    ep = compliant("C11", octo(27))
+    return ep.add("preop_opioid_use", ep.start - 60 * D)
+
+
+def c12_discharge_opioid_14_days_no_taper() -> Episode:
+    ep = compliant("C12", octo(28))
+    return ep.add("discharge_opioid_prescribed", ep.day(4, 9), 14)
+
+
+def c13_persistent_pain_referred() -> Episode:
+    ep = compliant("C13", octo(29))
+    ep.drop("pain_score", "opioid_use_at_follow_up", at=ep.end + 12 * W)
+    ep.add("pain_score", ep.end + 12 * W, 6).add("opioid_use_at_follow_up", ep.end + 12 * W, True)
+    return ep.add("pain_service_referral", ep.end + 13 * W)
+
+
+def c14_laminectomy_coded() -> Episode:
+    """Booked and operated with SNOMED 5431005 (laminectomy) only: the decompression variant."""
+    ep = compliant("C14", octo(30), variant="decompression")
+    ep.drop("spine_surgery_booked", "spine_surgery", "lumbar_decompression")
+    terms = default_terminology()
+    for concept in concepts_of(terms, "ServiceRequest", [(SNOMED, "5431005")]):
+        ep.facts.append(Fact(concept, ep.start, source="C14/booking", recorded=ep.start - 10 * W))
+    for concept in concepts_of(terms, "Procedure", [(SNOMED, "5431005")]):
+        ep.add(concept, ep.start, end=ep.end)
+    return ep.drop("physiotherapy_session").add("physiotherapy_session", ep.end + 5 * W)
+
+
+CONTENT_PATIENTS = (
+    c01_pain_reassessed_at_3h, c02_ketorolac_at_75, c03_type_2_diabetic_by_subtype_code,
+    c04_fasting_checklist_without_times, c05_no_catheter_or_drain_record,
+    c06_catheter_removed_at_22h_no_insertion, c07_low_albumin_corrected_after_dietitian,
+    c08_woman_hb_12_5_no_iron, c09_vancomycin_90_min_before_incision, c10_phq9_12_referred,
+    c11_opioid_tolerant_without_plan, c12_discharge_opioid_14_days_no_taper,
+    c13_persistent_pain_referred, c14_laminectomy_coded,
+)
+
+
+@cache
+def content_cohort() -> tuple[AuditCase, ...]:
+    """The 14 issue-9 episodes evaluated at AUDIT_NOW in Europe/London."""
+    return tuple(make().case() for make in CONTENT_PATIENTS)
 
 
 PATIENTS = (
@@ -461,10 +596,11 @@ def p36_analgesia_plan_task_completed_late() -> Episode:
 
 
 def p37_psychological_screening_documented_not_done() -> Episode:
-    """Screening recorded as not done (a Procedure with status not-done) 3 weeks before surgery."""
-    ep = compliant("P37", dec(18), surgeon="C", ward="W2").drop("psychological_screening")
-    ep.not_done.append(Fact("psychological_screening", ep.start - 21 * D, status="not-done",
-                            source="P37/psychological_screening/not-done"))
+    """Screening recorded as not done 3 weeks before surgery: no PHQ-9 or GAD-7 score, the PHQ-9
+    (the screening's proof since issue 9's content) documented as not done instead."""
+    ep = compliant("P37", dec(18), surgeon="C", ward="W2").drop("phq9_total", "gad7_total")
+    ep.not_done.append(Fact("phq9_total", ep.start - 21 * D, status="not-done",
+                            source="P37/phq9_total/not-done"))
     return ep
 
 

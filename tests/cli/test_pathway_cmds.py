@@ -152,7 +152,7 @@ SIMULATED = [
     ("a", "ponv_prophylaxis_high_risk", "last fact", "done"),
     ("a", "ponv_prophylaxis_moderate_risk", "last fact", "n/a"),
     ("a", "ponv_rescue_nausea", "POD1 20:00", "done"),
-    ("a", "preemptive_gabapentinoid", "end+6h", "declined"),
+    ("a", "preemptive_gabapentinoid", "end+6h", "n/a"),  # a site choice, off by default
     ("a", "urinary_catheter_removal", "end+6h", "due"),
     # removed 28 March 18:30, after the 24 h window: done late (not missing data, not compliant)
     ("a", "urinary_catheter_removal", "POD1 20:00", "done-late"),
@@ -169,10 +169,14 @@ SIMULATED = [
     ("b", "vitamin_d_replacement", "last fact", "done"),
     ("b", "ponv_prophylaxis_moderate_risk", "last fact", "done"),
     ("b", "normothermia", "last fact", "missed"),
-    # b: NRS 7 on POD0 reassessed within the hour; NRS 6 on POD1 09:00 only rescored at 17:00
-    # (done late); first walk on POD2 10:30, after the POD1-end close (done late)
+    # b: NRS 7 on POD0 14:00, opioid 14:05, rescored 14:45 -> done. NRS 4 at 22:00 rescored at
+    # 22:50 but no analgesic until the 08:00 paracetamol next day: the `also` clause is met only
+    # after the 1 h window, before discharge -> done late (clin-content's analgesic rule with
+    # clin-engine's late proof). NRS 6 on POD1 09:00, opioid 09:10, rescored only at 17:00 ->
+    # done late. Worst counted: done-late; 1 of 3 done in time.
     ("b", "pain_reassessment_within_1h", "end+6h", "done"),
-    ("b", "pain_reassessment_within_1h", "last fact", "done-late 2/3"),
+    ("b", "pain_reassessment_within_1h", "last fact", "done-late 1/3"),
+    # first walk on POD2 10:30, after the POD1-end close, before discharge (done late)
     ("b", "out_of_bed_day_of_surgery", "POD3 20:00", "done-late"),
     ("b", "walk_three_times_daily", "disch+2w", "missed 0/3"),
     ("b", "nsaid_short_course", "last fact", "declined"),
