@@ -58,6 +58,10 @@ def _expected_undone(p: DemoPatient) -> set[str]:
         undone.add("no_routine_drain_or_catheter")
         if p.catheter_out_h > 24:
             undone.add("urinary_catheter_removal")
+    # Out of bed is timed (within 6 h of surgery end, clinical.md): charted later, or only
+    # walking on POD1, is done late and counts as not done.
+    if p.mobilised_h is None or p.mobilised_h > 6:
+        undone.add("out_of_bed_day_of_surgery")
     return undone
 
 

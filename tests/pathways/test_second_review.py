@@ -464,3 +464,24 @@ def test_date_only_booking_does_not_make_pre_op_tasks_due_the_night_before() -> 
     action = next(a for a in run(timed, now=midnight - 2 * H).actions
                   if a.element_id == "carbohydrate_loading")
     assert action.due == SURGERY - 2 * H
+
+
+# ---------------------------------------------------------------- item 6: out of bed is timed --
+
+# Surgery ends 12:00 (UTC = London in March). Clinical.md: out of bed within 4-6 h of leaving
+# theatre; later is done late (not compliant) while the task stays open to the end of POD1.
+@pytest.mark.parametrize(("up_after_end", "status"), [
+    (4 * H, Status.DONE),                    # 16:00, the target
+    (6 * H, Status.DONE),                    # 18:00, the window's last minute (inclusive)
+    (6 * H + MIN, Status.DONE_LATE),         # 18:01
+    (23 * H, Status.DONE_LATE),              # POD1 11:00: up, but a day late
+    (None, Status.MISSED),                   # never charted by the end of POD1
+])
+def test_out_of_bed_counts_only_within_6h_of_surgery_end(up_after_end: timedelta | None,
+                                                          status: Status) -> None:
+    facts = booked() + operated()
+    if up_after_end is not None:
+        facts.append(fact("out_of_bed", SURGERY_END + up_after_end))
+    evaluation = run(facts, now=SURGERY_END + 3 * D)
+    result = evaluation.element("out_of_bed_day_of_surgery")
+    assert (result.status, result.counts) == (status, "done" if status is Status.DONE else "not-done")
