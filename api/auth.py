@@ -18,8 +18,6 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 ROLES = frozenset({"nurse", "charge_nurse", "physiotherapist", "anaesthetist", "quality", "admin"})
-# Roles that see any ward; nurses and charge nurses see their own wards only.
-ALL_WARD_ROLES = frozenset({"quality", "admin"})
 ALGORITHMS = ("RS256", "RS384", "ES256", "ES384")
 DEV_ISSUER = "urn:eras:dev"
 DEV_AUDIENCE = "eras-worklist"
@@ -39,10 +37,6 @@ class Principal:
     subject: str
     roles: frozenset[str]
     wards: frozenset[str]
-
-    def may_see_ward(self, ward: str) -> bool:
-        """Quality and admin see every ward; everyone else the wards in their token."""
-        return bool(self.roles & ALL_WARD_ROLES) or ward in self.wards
 
 
 @dataclass
@@ -183,16 +177,3 @@ async def current_user(
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
-
-def require_roles(*roles: str) -> Callable[..., Any]:
-    """A dependency: the caller, if they hold one of `roles`, else 403."""
-    allowed = frozenset(roles)
-
-    async def dependency(user: CurrentUser) -> Principal:
-        if not user.roles & allowed:
-            raise HTTPException(
-                status_code=403, detail=f"this needs one of the roles: {', '.join(sorted(allowed))}"
-            )
-        return user
-
-    return dependency

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from api.access import record_access
+from api.access import Route, allowed, record_access
 from api.audit.view import Label, completeness_json, compliance_json, timeline_json
-from api.auth import CurrentUser, Principal
+from api.auth import Principal
 from api.deps import SessionDep
 from engine.audit import audit_report
 from engine.audit_export import declines_csv, matrix_csv, summary_csv
@@ -21,21 +21,10 @@ from store.audit_summary import StoredAudit, stored_audit, stored_cases
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
-AUDIT_ROLES = frozenset({"quality", "admin"})
 PURPOSE = "quality audit"
 
 
-def audit_user(request: Request, user: CurrentUser, session: SessionDep) -> Principal:
-    """The caller if they hold an audit role; a refusal is recorded in the access audit too."""
-    if user.roles & AUDIT_ROLES:
-        return user
-    record_access(session, user, action="read", resource=request.url.path, purpose=PURPOSE,
-                  outcome="denied")
-    session.commit()
-    raise HTTPException(status_code=403, detail="the audit needs one of the roles: admin, quality")
-
-
-AuditUser = Annotated[Principal, Depends(audit_user)]
+AuditUser = Annotated[Principal, Depends(allowed(Route.AUDIT_READ))]
 
 
 def pathway_of(request: Request, pathway: str, version: int | None) -> Pathway:
