@@ -88,6 +88,16 @@ class WorklistSettings(BaseModel):
         description="system of the identifier of evidence written from the worklist")
     default_window_hours: float = Field(4.0, gt=0, description="upcoming tasks shown this far ahead")
 
+    @model_validator(mode="after")
+    def _dev_mode_alone(self) -> WorklistSettings:
+        # Dev mode trusts only its own key: beside OIDC it would refuse real tokens and let anyone
+        # mint an admin token, so the two never run together.
+        given = [name for name in ("oidc_issuer", "oidc_audience", "oidc_jwks_url") if getattr(self, name)]
+        if self.dev_mode and given:
+            names = ", ".join(f"ERAS_WORKLIST_{name.upper()}" for name in given)
+            raise ValueError(f"ERAS_WORKLIST_DEV_MODE=true cannot be used with OIDC ({names}): unset one")
+        return self
+
 
 class AuditSettings(BaseModel):
     """`ERAS_AUDIT_*`: the quality audit's pseudonyms and nightly report."""
