@@ -18,6 +18,7 @@ from engine.model import Pathway
 from fhir_adapters.measure import measure_report, pathway_measure
 from store.audit_queries import CohortFilter, episode, episode_outcome, episode_results, parse_age_band
 from store.audit_summary import StoredAudit, stored_audit, stored_cases
+from store.models import AuditEpisode
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -86,7 +87,8 @@ def _record(session: SessionDep, user: Principal, resource: str) -> None:
 def read_compliance(request: Request, session: SessionDep, user: AuditUser, cohort: Cohort,
                     unenrolled: Unenrolled = 0) -> dict[str, Any]:
     """Per element, phase and patient, overall, the share at >= the pathway's threshold, the trend."""
-    body = compliance_json(_audit(request, session, cohort, unenrolled), _label(request, user))
+    body = compliance_json(_audit(request, session, cohort, unenrolled), _label(request, user),
+                           request.app.state.audit.episode_for(user))
     _record(session, user, f"audit/{cohort.pathway_id}/compliance")
     return body
 
@@ -101,16 +103,24 @@ def read_completeness(request: Request, session: SessionDep, user: AuditUser, co
     return body
 
 
-@router.get("/patients/{enrolment_id}")
-def read_patient(request: Request, session: SessionDep, user: AuditUser, enrolment_id: str) -> dict[str, Any]:
-    """One episode's timeline from the stored results, with its outcomes."""
-    found = episode(session=session, enrolment_id=enrolment_id)
+def audited_episode(request: Request, session: SessionDep, user: Principal, key: str) -> AuditEpisode:
+    """The episode `key` names for this user (a pseudonym unless they may re-identify), or 404."""
+    enrolment_id = request.app.state.audit.enrolment_of(session, user, key)
+    found = None if enrolment_id is None else episode(session=session, enrolment_id=enrolment_id)
     if found is None:
-        raise HTTPException(status_code=404, detail=f"no audited enrolment {enrolment_id}")
+        raise HTTPException(status_code=404, detail=f"no audited episode {key}")
+    return found
+
+
+@router.get("/patients/{key}")
+def read_patient(request: Request, session: SessionDep, user: AuditUser, key: str) -> dict[str, Any]:
+    """One episode's timeline from the stored results, with its outcomes (`key`: its episode key)."""
+    found = audited_episode(request, session, user, key)
+    enrolment_id = found.enrolment_id
     pathway = pathway_of(request, found.pathway_id, None)
     rows = episode_results(session=session, enrolment_ids=[enrolment_id])[enrolment_id]
     body = timeline_json(pathway, found, rows, episode_outcome(session=session, enrolment_id=enrolment_id),
-                         _label(request, user))
+                         _label(request, user), request.app.state.audit.episode_for(user))
     _record(session, user, f"enrolment/{enrolment_id}")
     return body
 
