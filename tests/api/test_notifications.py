@@ -390,3 +390,32 @@ async def test_post_concurrent_notifications_group_committed_each_once(
     assert sorted(row.resource_id or "" for row in inbox_rows(app.state.engine)) == sorted(
         r["id"] for r in resources
     )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": "Bearer wrong"}, {}, {"X-Subscription-Secret": "nope"},
+     {"Authorization": "Bearer wrong", "X-Subscription-Id": "sub-a"}],
+    ids=["bad-bearer-no-id", "no-credential-no-id", "bad-secret-no-id", "bad-bearer-header-id"],
+)
+async def test_post_unauthenticated_megabyte_refused_unread_unparsed(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    # Structural: the body is neither read nor parsed before the credential is checked.
+    from api.intake import routes
+
+    calls: list[str] = []
+    monkeypatch.setattr(routes, "parse_notification", lambda *a, **k: calls.append("parse"))
+
+    async def read_body(*_args: object) -> bytes:
+        calls.append("read")
+        return b""
+
+    monkeypatch.setattr(routes, "_read_body", read_body)
+    body = b'{"resourceType": "Observation", "note": "' + b"x" * (1024 * 1024 - 60) + b'"}'
+    response = await client.post("/fhir/notifications", content=body,
+                                 headers=headers | {"Content-Type": FHIR_JSON})
+
+    assert response.status_code == 401
+    assert calls == []
+    assert inbox_count(app.state.engine) == 0
