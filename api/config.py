@@ -81,6 +81,10 @@ class WorklistSettings(BaseModel):
     oidc_audience: str | None = Field(None, description="the `aud` every token must carry")
     oidc_jwks_url: str | None = Field(None, description="where the identity provider's JWKS is")
     jwks_cache_seconds: float = Field(300.0, gt=0, description="how long a fetched JWKS is kept")
+    jwks_min_refetch_seconds: float = Field(
+        60.0, ge=0, description="an unknown key id refetches the JWKS at most this often")
+    max_token_lifetime_seconds: float = Field(
+        8 * 3600.0, gt=0, description="tokens whose exp - iat is longer are refused")
     roles_claim: str = Field("roles", description="the claim listing the user's roles")
     wards_claim: str = Field("wards", description="the claim listing the user's wards")
     evidence_identifier_system: str = Field(

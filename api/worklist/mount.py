@@ -80,11 +80,13 @@ def _verifier(
             "the worklist needs ERAS_WORKLIST_OIDC_ISSUER, _OIDC_AUDIENCE and _OIDC_JWKS_URL "
             "(or ERAS_WORKLIST_DEV_MODE=true for the demo)"
         )
-    cache = JwksCache(url=settings.oidc_jwks_url, ttl=settings.jwks_cache_seconds, transport=transport)
+    cache = JwksCache(url=settings.oidc_jwks_url, ttl=settings.jwks_cache_seconds,
+                      min_refetch=settings.jwks_min_refetch_seconds, transport=transport)
     return TokenVerifier(
         issuer=settings.oidc_issuer,
         audience=settings.oidc_audience,
         keys=cache.key,
         roles_claim=settings.roles_claim,
         wards_claim=settings.wards_claim,
+        max_lifetime=settings.max_token_lifetime_seconds,
     )

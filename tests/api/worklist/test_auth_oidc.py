@@ -47,6 +47,7 @@ def _token(key: rsa.RSAPrivateKey, **overrides: Any) -> str:
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": "n1",
+        "iat": int(time.time()),
         "exp": int(time.time()) + 600,
         "roles": ["nurse"],
         "wards": ["4B"],
@@ -92,3 +93,73 @@ async def test_jwks_cache_fetches_once(idp_key: rsa.RSAPrivateKey, jwks_url: str
     first = await cache.key("k1")
     await verifier.verify(_token(idp_key))
     assert await cache.key("k1") is first
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def counting_idp(idp_key: rsa.RSAPrivateKey) -> Iterator[tuple[str, FastAPI]]:
+    """A local identity provider whose JWKS endpoint counts its fetches."""
+    idp = FastAPI()
+    public = jwt.algorithms.RSAAlgorithm.to_jwk(idp_key.public_key(), as_dict=True)
+    jwk = {**public, "kid": "k1", "alg": "RS256"}
+    idp.state.fetches = 0
+
+    @idp.get("/jwks")
+    def jwks() -> dict[str, Any]:
+        idp.state.fetches += 1
+        return {"keys": [jwk]}
+
+    with serve(idp) as base:
+        yield f"{base}/jwks", idp
+
+
+async def test_jwks_unknown_kids_refetch_at_most_once_per_interval(
+    idp_key: rsa.RSAPrivateKey, counting_idp: tuple[str, FastAPI]
+) -> None:
+    url, idp = counting_idp
+    clock = FakeClock()
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE,
+                             keys=JwksCache(url=url, ttl=300, min_refetch=60, clock=clock).key)
+    await verifier.verify(_token(idp_key))  # first fetch
+    for n in range(20):  # 20 forged kids within the interval: no fetch at all
+        clock.now += 1
+        with pytest.raises(InvalidToken):
+            await verifier.verify(_token(idp_key, kid=f"forged-{n}"))
+    assert idp.state.fetches == 1
+    clock.now += 60  # t = 80 s after the first fetch: an unknown kid may refetch, once
+    for n in range(5):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(_token(idp_key, kid=f"later-{n}"))
+    assert idp.state.fetches == 2
+    await verifier.verify(_token(idp_key))  # the known key needs no fetch
+    assert idp.state.fetches == 2
+
+
+@pytest.mark.parametrize(("lifetime", "accepted"), [(3600, True), (8 * 3600, True), (8 * 3600 + 1, False),
+                                                    (365 * 86400, False)])
+async def test_token_lifetime_is_capped(
+    idp_key: rsa.RSAPrivateKey, jwks_url: str, lifetime: int, accepted: bool
+) -> None:
+    now = int(time.time())
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=JwksCache(url=jwks_url).key,
+                             max_lifetime=8 * 3600)
+    token = _token(idp_key, iat=now - 10, exp=now - 10 + lifetime)
+    if accepted:
+        assert (await verifier.verify(token)).subject == "n1"
+    else:
+        with pytest.raises(InvalidToken):
+            await verifier.verify(token)
+
+
+async def test_token_without_iat_is_refused(idp_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
+    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "n1", "exp": int(time.time()) + 600},
+                       idp_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(InvalidToken):
+        await _verifier(jwks_url).verify(token)
