@@ -135,6 +135,10 @@ class Settings(BaseSettings):
         description='Subscription id -> notifier credential, as JSON: {"sub-123": "s3cret"}')
     subscriptions_file: Path | None = Field(
         None, description="JSON/YAML file of the same mapping, merged under `subscriptions`")
+    ehr_origin: str | None = Field(
+        None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        description="the EHR origin allowed to frame the pages (SMART embedding); unset = none")
+    api_docs: bool = Field(False, description="serve /docs and /redoc (their scripts come from a CDN)")
     migrate_on_startup: bool = Field(True, description="bring the store to the newest migration")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite PRAGMA synchronous (NORMAL may lose the last acks on power loss)")
