@@ -124,8 +124,13 @@ class TokenVerifier:
         return Principal(
             subject=str(claims["sub"]),
             roles=_names(claims.get(self.roles_claim)),
-            wards=_names(claims.get(self.wards_claim)),
+            wards=_wards(claims.get(self.wards_claim)),
         )
+
+
+def _wards(value: Any) -> frozenset[str]:
+    """A string names one ward ("Ward 5A" is one ward, not two); a list names several."""
+    return frozenset({value}) if isinstance(value, str) and value else _names(value)
 
 
 def _names(value: Any) -> frozenset[str]:

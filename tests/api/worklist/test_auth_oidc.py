@@ -6,12 +6,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from api.auth import InvalidToken, JwksCache, TokenVerifier
+from tests.api.conftest import api_app
 from tests.utils.loopback import serve
 
 ISSUER = "https://idp.test"
@@ -163,3 +165,17 @@ async def test_token_without_iat_is_refused(idp_key: rsa.RSAPrivateKey, jwks_url
                        idp_key, algorithm="RS256", headers={"kid": "k1"})
     with pytest.raises(InvalidToken):
         await _verifier(jwks_url).verify(token)
+
+
+async def test_ward_claim_string_with_spaces_is_one_ward_over_http(
+    idp_key: rsa.RSAPrivateKey, jwks_url: str, sqlite_url: str
+) -> None:
+    oidc = {"oidc_issuer": ISSUER, "oidc_audience": AUDIENCE, "oidc_jwks_url": jwks_url}
+    app = api_app(sqlite_url, worklist=oidc)
+    headers = {"Authorization": f"Bearer {_token(idp_key, wards='Ward 5A')}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eras.test") as http:
+            own = await http.get("/worklist", params={"ward": "Ward 5A"}, headers=headers)
+            part = await http.get("/worklist", params={"ward": "5A"}, headers=headers)
+    assert (own.status_code, part.status_code) == (200, 403)
