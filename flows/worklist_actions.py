@@ -9,7 +9,7 @@ store work runs in a worker thread so the API's event loop never waits on the da
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,10 @@ from store.outcomes import complete_action, decline_action
 from store.worklist import action_with_enrolment, note_fhir_version, reassign_action
 
 DECLINE_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician")
+
+
+class UnknownDeclineReason(ValueError):
+    """The reason is not one the pathway's terminology documents."""
 
 
 class TaskChanged(Exception):
@@ -55,6 +59,11 @@ class WorklistWriter:
         if pathway is None:
             return None
         return next((e for e in pathway.elements if e.id == element_id), None)
+
+    def decline_reasons(self, pathway_id: str) -> tuple[str, ...]:
+        """The reasons the pathway's terminology documents (a site may add its own)."""
+        pathway = self.pathways.get(pathway_id)
+        return tuple(plan_of(pathway).terminology.decline_reasons) if pathway else DECLINE_REASONS
 
 
 Store = Callable[[Session], None]
@@ -106,10 +115,11 @@ async def decline(
     reason: str,
     text: str | None,
     also: Store | None = None,
+    reasons: Collection[str] = DECLINE_REASONS,
 ) -> PlannedActionRow:
     """Task cancelled with the coded reason in the EHR, then the action declined in the store."""
-    if reason not in DECLINE_REASONS:
-        raise ValueError(f"decline reason must be one of {', '.join(DECLINE_REASONS)}")
+    if reason not in reasons:
+        raise UnknownDeclineReason(f"decline reason must be one of {', '.join(reasons)}")
     _require_open(action)
     version = None
     if writer.fhir is not None and action.fhir_id:

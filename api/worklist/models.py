@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 # What an open action is now, from its window and the clock (the members of OPEN_STATUSES).
 LiveStatus = Literal["upcoming", "due", "overdue", "late"]
 
-DeclineReasonCode = Literal["patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician"]
 Role = Literal[
     "nurse",
     "charge_nurse",
@@ -70,7 +69,8 @@ class CompleteRequest(BaseModel):
 
 
 class DeclineRequest(BaseModel):
-    reason: DeclineReasonCode
+    reason: str = Field(pattern=r"^[a-z][a-z0-9-]{0,63}$",
+                        description="a decline reason the pathway's terminology documents")
     text: str | None = Field(default=None, max_length=1000)
 
 

@@ -25,7 +25,7 @@ from api.worklist.models import (
 from api.worklist.view import item, parse_window
 from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
-from flows.worklist_actions import ActionClosed, TaskChanged, WorklistWriter
+from flows.worklist_actions import ActionClosed, TaskChanged, UnknownDeclineReason, WorklistWriter
 from store.db import session_scope
 from store.errors import ActionNotFound
 from store.locks import patient_lock
@@ -121,8 +121,9 @@ async def decline_task(
     at = clock_now(request)
     return await _act(
         db, user, key, Route.TASK_DECLINE,
-        lambda action, _enrolment, also: worklist_actions.decline(
-            writer, db, action, by=user.subject, at=at, reason=body.reason, text=body.text, also=also
+        lambda action, enrolment, also: worklist_actions.decline(
+            writer, db, action, by=user.subject, at=at, reason=body.reason, text=body.text, also=also,
+            reasons=writer.decline_reasons(enrolment.pathway_id),
         ),
     )
 
@@ -167,6 +168,8 @@ async def _act(db: Engine, user: Principal, key: str, route: Route, run: Run) ->
             row = await run(action, enrolment, audit)
     except (TaskChanged, ActionClosed) as error:
         await _refuse(db, user, resource, verb, 409, str(error))
+    except UnknownDeclineReason as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
     except StaleDataError:  # an apply changed the action since this request read it
         await _refuse(db, user, resource, verb, 409, "the task changed meanwhile; reload")
     except FhirAuthError:

@@ -196,3 +196,25 @@ async def test_reassign_changes_role(
     assert response.json()["role"] == "physiotherapist"
     listed = await api.get(f"/worklist?ward={ward}&role=nurse", headers=bearer(token(wards=(ward,))))
     assert listed.json()["items"] == []
+
+
+# The five decline reasons pathways/README.md documents as shipped (terminology/default.yaml).
+DOCUMENTED_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician",
+                      "patient-unavailable")
+
+
+async def test_decline_accepts_every_documented_reason_and_refuses_others(
+    worklist_app: FastAPI, api: httpx.AsyncClient, token: TokenFactory
+) -> None:
+    ward = _ward()
+    enrolment = _seed(worklist_app, ward)
+    nurse = bearer(token(wards=(ward,)))
+    for reason in DOCUMENTED_REASONS:
+        action = seed_action(worklist_app.state.engine, enrolment, "drain_removal", due=None)
+        response = await api.post(f"/worklist/{action.key}/decline", json={"reason": reason}, headers=nurse)
+        assert (reason, response.status_code, response.json()["status"]) == (reason, 200, "declined")
+    action = seed_action(worklist_app.state.engine, enrolment, "drain_removal", due=None)
+    made_up = await api.post(f"/worklist/{action.key}/decline", json={"reason": "whim"}, headers=nurse)
+    assert made_up.status_code == 422
+    page = (await api.get("/ui/worklist")).text
+    assert all(f'value="{reason}"' in page for reason in DOCUMENTED_REASONS)
