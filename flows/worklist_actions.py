@@ -23,7 +23,14 @@ from engine.plan import plan_of
 from engine.results import OPEN_STATUSES
 from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirConflictError
-from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
+from fhir_adapters.evidence import (
+    completed_request,
+    completed_task,
+    declined_request,
+    declined_task,
+    evidence_for,
+    reassigned_task,
+)
 from store.actions import require_action
 from store.db import reading, session_scope
 from store.models import Enrolment, PlannedActionRow
@@ -43,6 +50,10 @@ class TaskChanged(Exception):
 
 class ActionClosed(Exception):
     """The action is no longer open (done, declined, missed or cancelled)."""
+
+
+class NotReassignable(ActionClosed):
+    """A patient-facing request (CommunicationRequest) has no performer role to give away."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,8 @@ async def complete(
     _require_open(action)
     version = None
     if writer.fhir is not None and action.fhir_id:
-        version = await _put_task(writer.fhir, action, lambda task: completed_task(task, now=at))
+        version = await _put_task(writer.fhir, action, lambda task: (
+            completed_task(task, now=at) if _is_task(task) else completed_request(task)))
         await _write_evidence(writer, writer.fhir, action, enrolment, at=at, value=value)
 
     def store(session: Session) -> PlannedActionRow:
@@ -124,7 +136,8 @@ async def decline(
     version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(
-            writer.fhir, action, lambda task: declined_task(task, reason, text or reason, now=at)
+            writer.fhir, action, lambda task: (declined_task if _is_task(task) else declined_request)(
+                task, reason, text or reason, now=at)
         )
 
     def store(session: Session) -> PlannedActionRow:
@@ -140,6 +153,8 @@ async def reassign(
 ) -> PlannedActionRow:
     """Task given to another performer role in the EHR, then in the store."""
     _require_open(action)
+    if action.fhir_type == "CommunicationRequest":
+        raise NotReassignable("a request to the patient has no performer role to reassign")
     version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(writer.fhir, action, lambda task: reassigned_task(task, role, now=at))
@@ -190,9 +205,10 @@ def _keep_synced(row: PlannedActionRow) -> None:
 async def _put_task(
     fhir: FhirClient, action: PlannedActionRow, change: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> str | None:
-    """PUT the changed Task, conditional on the version the store knows; its new version."""
+    """PUT the changed Task (or CommunicationRequest), conditional on the version the store
+    knows; its new version."""
     assert action.fhir_id is not None
-    task = await fhir.read("Task", action.fhir_id)
+    task = await fhir.read(action.fhir_type or "Task", action.fhir_id)
     if action.fhir_version and task.get("meta", {}).get("versionId") != action.fhir_version:
         raise TaskChanged(_changed_message())
     try:
@@ -201,6 +217,10 @@ async def _put_task(
         raise TaskChanged(_changed_message()) from None
     version = updated.get("meta", {}).get("versionId")
     return str(version) if version is not None else None
+
+
+def _is_task(resource: Mapping[str, Any]) -> bool:
+    return resource.get("resourceType") != "CommunicationRequest"
 
 
 def _changed_message() -> str:
