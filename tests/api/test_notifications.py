@@ -459,3 +459,30 @@ async def test_post_patient_notification_keeps_no_patient_details(
                   token=claimed[0].claim_token or "", at=now)
         session.commit()
     assert [r.payload for r in inbox_rows(app.state.engine)] == [None, None]
+
+
+async def test_post_absurd_event_number_opens_no_gap_and_later_gaps_still_found(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # Last seen 1; then 10^15 (an absurd jump, > 100,000 past 1): its resource is taken in, but no
+    # gap 2..10^15-1 is opened and the sequence stays at 1; then 5 arrives: the real gap 2-4.
+    numbers = [1, 10**15, 5]
+    for number in numbers:
+        bundle = backport_bundle("sub-a", events=[(number, observation())], events_since_start=number)
+        response = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
+        assert response.status_code == 200
+    with Session(app.state.engine) as session:
+        gaps = [(g.from_number, g.to_number) for g in gaps_to_catch_up(session=session)]
+        state = get_subscription_state(session=session, subscription_id="sub-a")
+    assert gaps == [(2, 4)]
+    assert state is not None and state.last_event_number == 5
+    assert inbox_count(app.state.engine) == 3
+
+
+async def test_post_event_number_beyond_int64_is_422(client: httpx.AsyncClient, app: FastAPI) -> None:
+    bundle = backport_bundle("sub-a", events=[(1, observation())])
+    bundle["entry"][0]["resource"]["parameter"][-1]["part"][0] = {"name": "event-number",
+                                                                 "valueInteger": 10**30}
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
+    assert response.status_code == 422
+    assert inbox_count(app.state.engine) == 0
