@@ -38,8 +38,11 @@ def pathway_of(request: Request, pathway: str, version: int | None) -> Pathway:
 def _instant(day: date | None, request: Request, shift: int = 0) -> datetime | None:
     if day is None:
         return None
-    local = datetime.combine(day + timedelta(days=shift), time(0), request.app.state.audit.tz)
-    return local.astimezone(UTC)
+    try:
+        local = datetime.combine(day + timedelta(days=shift), time(0), request.app.state.audit.tz)
+        return local.astimezone(UTC)
+    except OverflowError:  # 9999-12-31 + 1 day: a 422 saying so, not a 500
+        raise HTTPException(status_code=422, detail=f"the date {day} is out of range") from None
 
 
 def cohort_filter(

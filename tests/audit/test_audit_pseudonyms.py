@@ -51,3 +51,13 @@ async def test_audit_unknown_episode_is_404(api: httpx.AsyncClient, auth: Token)
     assert (await api.get("/audit/patients/ep-0000000000000000", headers=auth("quality"))).status_code == 404
     # a real enrolment id is not a key a quality user may use
     assert (await api.get("/audit/patients/P02-enr", headers=auth("quality"))).status_code == 404
+
+
+async def test_audit_dates_at_the_end_of_time_are_422_not_500(api: httpx.AsyncClient,  # noqa: F811
+                                                               auth: Token) -> None:  # noqa: F811
+    # `to` is inclusive: its end is the next day, 10000-01-01, which no date can hold.
+    response = await api.get(f"/audit/compliance?{PATHWAY}&to=9999-12-31", headers=auth("quality"))
+    assert response.status_code == 422
+    # `from` alone is representable: an empty cohort, not an error.
+    response = await api.get(f"/audit/compliance?{PATHWAY}&from=9999-12-31", headers=auth("quality"))
+    assert response.status_code == 200 and response.json()["patients"] == []

@@ -264,3 +264,10 @@ async def test_communication_request_item_completed_or_declined_in_the_ehr(
     assert stored["status"] == ehr_status
     if verb == "decline":
         assert stored["statusReason"]["coding"][0]["code"] == "patient-unavailable"
+
+
+@pytest.mark.parametrize("window", ["99999999d", "32d", "745h", "-1h", "1y"])
+async def test_worklist_absurd_window_is_422_not_500(api: httpx.AsyncClient, token: TokenFactory,
+                                                     window: str) -> None:
+    response = await api.get(f"/worklist?ward=4B&window={window}", headers=bearer(token()))
+    assert response.status_code == 422
