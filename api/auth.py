@@ -5,6 +5,7 @@ A development mode signs local tokens with a key generated at start-up (for the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,8 +19,6 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 ROLES = frozenset({"nurse", "charge_nurse", "physiotherapist", "anaesthetist", "quality", "admin"})
-# Roles that see any ward; nurses and charge nurses see their own wards only.
-ALL_WARD_ROLES = frozenset({"quality", "admin"})
 ALGORITHMS = ("RS256", "RS384", "ES256", "ES384")
 DEV_ISSUER = "urn:eras:dev"
 DEV_AUDIENCE = "eras-worklist"
@@ -40,30 +39,40 @@ class Principal:
     roles: frozenset[str]
     wards: frozenset[str]
 
-    def may_see_ward(self, ward: str) -> bool:
-        """Quality and admin see every ward; everyone else the wards in their token."""
-        return bool(self.roles & ALL_WARD_ROLES) or ward in self.wards
-
 
 @dataclass
 class JwksCache:
-    """The identity provider's signing keys, fetched by URL and kept for `ttl` seconds."""
+    """The identity provider's signing keys, fetched by URL and kept for `ttl` seconds.
+
+    An unknown kid refetches (the provider may have rotated its keys), but never sooner than
+    `min_refetch` seconds after the last fetch: tokens with made-up kids cannot make the API
+    hammer the identity provider.
+    """
 
     url: str
     ttl: float = 300.0
+    min_refetch: float = 60.0
     transport: httpx.AsyncBaseTransport | None = None
     clock: Callable[[], float] = time.monotonic
     _keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     _fetched_at: float | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def key(self, kid: str) -> jwt.PyJWK:
-        """The key named `kid`; an unknown kid refetches once (the provider may have rotated)."""
-        stale = self._fetched_at is None or self.clock() - self._fetched_at > self.ttl
-        if stale or kid not in self._keys:
-            await self._fetch()
+        """The key named `kid`, fetching the JWKS when stale or, at most every `min_refetch`
+        seconds, when the kid is unknown."""
+        async with self._lock:  # concurrent requests wait for one fetch instead of each fetching
+            if self._due(kid):
+                await self._fetch()
         if kid not in self._keys:
             raise InvalidToken("the token is signed by a key the identity provider does not list")
         return self._keys[kid]
+
+    def _due(self, kid: str) -> bool:
+        if self._fetched_at is None:
+            return True
+        age = self.clock() - self._fetched_at
+        return age > self.ttl or (kid not in self._keys and age >= self.min_refetch)
 
     async def _fetch(self) -> None:
         try:
@@ -72,6 +81,7 @@ class JwksCache:
                 response.raise_for_status()
                 document = response.json()
         except (httpx.HTTPError, ValueError) as error:
+            self._fetched_at = self.clock()  # a failing provider is not retried on every request
             why = type(error).__name__
             raise InvalidToken(f"the identity provider's keys cannot be fetched ({why})") from None
         self._keys = {jwk["kid"]: jwt.PyJWK(jwk) for jwk in document.get("keys", []) if "kid" in jwk}
@@ -87,6 +97,7 @@ class TokenVerifier:
     keys: Callable[[str], Any]
     roles_claim: str = "roles"
     wards_claim: str = "wards"
+    max_lifetime: float = 8 * 3600
 
     async def verify(self, token: str) -> Principal:
         """The principal a valid token names, or InvalidToken."""
@@ -104,15 +115,22 @@ class TokenVerifier:
                 algorithms=list(ALGORITHMS),
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iss", "aud", "sub"]},
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(f"the token was refused: {error}") from None
+        if claims["exp"] - claims["iat"] > self.max_lifetime:
+            raise InvalidToken(f"the token lives longer than the {self.max_lifetime:.0f} s accepted")
         return Principal(
             subject=str(claims["sub"]),
             roles=_names(claims.get(self.roles_claim)),
-            wards=_names(claims.get(self.wards_claim)),
+            wards=_wards(claims.get(self.wards_claim)),
         )
+
+
+def _wards(value: Any) -> frozenset[str]:
+    """A string names one ward ("Ward 5A" is one ward, not two); a list names several."""
+    return frozenset({value}) if isinstance(value, str) and value else _names(value)
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -183,16 +201,3 @@ async def current_user(
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
-
-def require_roles(*roles: str) -> Callable[..., Any]:
-    """A dependency: the caller, if they hold one of `roles`, else 403."""
-    allowed = frozenset(roles)
-
-    async def dependency(user: CurrentUser) -> Principal:
-        if not user.roles & allowed:
-            raise HTTPException(
-                status_code=403, detail=f"this needs one of the roles: {', '.join(sorted(allowed))}"
-            )
-        return user
-
-    return dependency

@@ -82,12 +82,26 @@ class WorklistSettings(BaseModel):
     oidc_audience: str | None = Field(None, description="the `aud` every token must carry")
     oidc_jwks_url: str | None = Field(None, description="where the identity provider's JWKS is")
     jwks_cache_seconds: float = Field(300.0, gt=0, description="how long a fetched JWKS is kept")
+    jwks_min_refetch_seconds: float = Field(
+        60.0, ge=0, description="an unknown key id refetches the JWKS at most this often")
+    max_token_lifetime_seconds: float = Field(
+        8 * 3600.0, gt=0, description="tokens whose exp - iat is longer are refused")
     roles_claim: str = Field("roles", description="the claim listing the user's roles")
     wards_claim: str = Field("wards", description="the claim listing the user's wards")
     evidence_identifier_system: str = Field(
         "http://eras-engine.org/fhir/identifier/evidence",
         description="system of the identifier of evidence written from the worklist")
     default_window_hours: float = Field(4.0, gt=0, description="upcoming tasks shown this far ahead")
+
+    @model_validator(mode="after")
+    def _dev_mode_alone(self) -> WorklistSettings:
+        # Dev mode trusts only its own key: beside OIDC it would refuse real tokens and let anyone
+        # mint an admin token, so the two never run together.
+        given = [name for name in ("oidc_issuer", "oidc_audience", "oidc_jwks_url") if getattr(self, name)]
+        if self.dev_mode and given:
+            names = ", ".join(f"ERAS_WORKLIST_{name.upper()}" for name in given)
+            raise ValueError(f"ERAS_WORKLIST_DEV_MODE=true cannot be used with OIDC ({names}): unset one")
+        return self
 
 
 class AuditSettings(BaseModel):
@@ -123,6 +137,10 @@ class Settings(BaseSettings):
         description='Subscription id -> notifier credential, as JSON: {"sub-123": "s3cret"}')
     subscriptions_file: Path | None = Field(
         None, description="JSON/YAML file of the same mapping, merged under `subscriptions`")
+    ehr_origin: str | None = Field(
+        None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        description="the EHR origin allowed to frame the pages (SMART embedding); unset = none")
+    api_docs: bool = Field(False, description="serve /docs and /redoc (their scripts come from a CDN)")
     migrate_on_startup: bool = Field(True, description="bring the store to the newest migration")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite PRAGMA synchronous (NORMAL may lose the last acks on power loss)")

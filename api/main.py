@@ -17,6 +17,7 @@ from api.config import Settings
 from api.errors import install_error_handlers
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
+from api.security import SecurityHeaders
 from api.worklist.mount import mount_worklist
 from engine.model import Pathway
 from flows.config import load_pathways, open_task_client
@@ -61,7 +62,10 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
                 await writer
             engine.dispose()
 
-    app = FastAPI(title="ERAS pathway engine", lifespan=lifespan)
+    docs = settings.api_docs
+    app = FastAPI(title="ERAS pathway engine", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
+    app.add_middleware(SecurityHeaders, frame_origin=settings.ehr_origin, docs=docs)
     app.state.settings = settings
     app.state.on_event_stored = _no_op
     install_error_handlers(app)

@@ -154,7 +154,7 @@ def _integer(parameter: Mapping[str, Any], path: str) -> int:
         return int(parameter["valueString"])
     for key in _INTEGER_VALUES:
         value = parameter.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**18:
             return value
     keys = [key for key in parameter if key.startswith("value")]
     where = f"{path}.{keys[0]}" if keys else f"{path}.value[x]"

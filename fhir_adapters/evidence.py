@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.terminology import Concept
-from fhir_adapters.writeback import CodeSystems, cancel_task, validated
+from fhir_adapters.writeback import CodeSystems, cancel_task, validated, withdraw
 
 EVIDENCE_TYPES = ("Procedure", "Observation")
 _CODES = CodeSystems()
@@ -80,6 +80,20 @@ def declined_task(
     out = cancel_task(task, reason, text, now=now, reason_system=codes.reason)
     out["businessStatus"] = {"coding": [{"system": codes.business_status, "code": "declined"}]}
     return validated(out)
+
+
+def completed_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A patient-facing CommunicationRequest (a questionnaire such as ODI) marked completed."""
+    out = copy.deepcopy(dict(request))
+    out["status"] = "completed"
+    return validated(out)
+
+
+def declined_request(
+    request: Mapping[str, Any], reason: str, text: str, *, now: datetime, codes: CodeSystems = _CODES
+) -> dict[str, Any]:
+    """A CommunicationRequest revoked with the coded decline reason as statusReason."""
+    return withdraw(request, reason, text, now=now, reason_system=codes.reason)
 
 
 def reassigned_task(

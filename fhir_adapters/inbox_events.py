@@ -72,7 +72,7 @@ def inbox_event_for_resource(
         resource_type=str(resource.get("resourceType")),
         resource_id=str(resource.get("id")),
         patient_ref=patient_ref_of(resource),
-        payload=dict(resource),
+        payload=resource_stub(resource),
     )
 
 
@@ -101,8 +101,23 @@ def subscription_event(
         resource_id=focus[1] if focus else None,
         patient_ref=patient_ref_of(resource) if resource is not None else None,
         event_number=number,
-        payload=dict(resource) if resource is not None else None,
+        payload=resource_stub(resource) if resource is not None else None,
     )
+
+
+def resource_stub(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """What the inbox keeps of a resource: its type, id and version, never its content.
+
+    Processing reads the patient's record from the EHR, so a name, MRN, birth date or value
+    received in a notification is not kept (data minimisation).
+    """
+    stub: dict[str, Any] = {"resourceType": resource.get("resourceType"), "id": resource.get("id")}
+    meta = resource.get("meta")
+    if isinstance(meta, Mapping):
+        kept = {k: meta[k] for k in ("versionId", "lastUpdated") if isinstance(meta.get(k), str)}
+        if kept:
+            stub["meta"] = kept
+    return stub
 
 
 def poll_source(resource_type: str) -> str:

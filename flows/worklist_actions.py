@@ -9,7 +9,7 @@ store work runs in a worker thread so the API's event loop never waits on the da
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,14 @@ from engine.plan import plan_of
 from engine.results import OPEN_STATUSES
 from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirConflictError
-from fhir_adapters.evidence import completed_task, declined_task, evidence_for, reassigned_task
+from fhir_adapters.evidence import (
+    completed_request,
+    completed_task,
+    declined_request,
+    declined_task,
+    evidence_for,
+    reassigned_task,
+)
 from store.actions import require_action
 from store.db import reading, session_scope
 from store.models import Enrolment, PlannedActionRow
@@ -33,12 +40,20 @@ from store.worklist import action_with_enrolment, note_fhir_version, reassign_ac
 DECLINE_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician")
 
 
+class UnknownDeclineReason(ValueError):
+    """The reason is not one the pathway's terminology documents."""
+
+
 class TaskChanged(Exception):
     """The Task changed in the EHR since the worklist last wrote it; nothing was overwritten."""
 
 
 class ActionClosed(Exception):
     """The action is no longer open (done, declined, missed or cancelled)."""
+
+
+class NotReassignable(ActionClosed):
+    """A patient-facing request (CommunicationRequest) has no performer role to give away."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,11 @@ class WorklistWriter:
         if pathway is None:
             return None
         return next((e for e in pathway.elements if e.id == element_id), None)
+
+    def decline_reasons(self, pathway_id: str) -> tuple[str, ...]:
+        """The reasons the pathway's terminology documents (a site may add its own)."""
+        pathway = self.pathways.get(pathway_id)
+        return tuple(plan_of(pathway).terminology.decline_reasons) if pathway else DECLINE_REASONS
 
 
 Store = Callable[[Session], None]
@@ -87,7 +107,8 @@ async def complete(
     _require_open(action)
     version = None
     if writer.fhir is not None and action.fhir_id:
-        version = await _put_task(writer.fhir, action, lambda task: completed_task(task, now=at))
+        version = await _put_task(writer.fhir, action, lambda task: (
+            completed_task(task, now=at) if _is_task(task) else completed_request(task)))
         await _write_evidence(writer, writer.fhir, action, enrolment, at=at, value=value)
 
     def store(session: Session) -> PlannedActionRow:
@@ -106,15 +127,17 @@ async def decline(
     reason: str,
     text: str | None,
     also: Store | None = None,
+    reasons: Collection[str] = DECLINE_REASONS,
 ) -> PlannedActionRow:
     """Task cancelled with the coded reason in the EHR, then the action declined in the store."""
-    if reason not in DECLINE_REASONS:
-        raise ValueError(f"decline reason must be one of {', '.join(DECLINE_REASONS)}")
+    if reason not in reasons:
+        raise UnknownDeclineReason(f"decline reason must be one of {', '.join(reasons)}")
     _require_open(action)
     version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(
-            writer.fhir, action, lambda task: declined_task(task, reason, text or reason, now=at)
+            writer.fhir, action, lambda task: (declined_task if _is_task(task) else declined_request)(
+                task, reason, text or reason, now=at)
         )
 
     def store(session: Session) -> PlannedActionRow:
@@ -130,6 +153,8 @@ async def reassign(
 ) -> PlannedActionRow:
     """Task given to another performer role in the EHR, then in the store."""
     _require_open(action)
+    if action.fhir_type == "CommunicationRequest":
+        raise NotReassignable("a request to the patient has no performer role to reassign")
     version = None
     if writer.fhir is not None and action.fhir_id:
         version = await _put_task(writer.fhir, action, lambda task: reassigned_task(task, role, now=at))
@@ -180,9 +205,10 @@ def _keep_synced(row: PlannedActionRow) -> None:
 async def _put_task(
     fhir: FhirClient, action: PlannedActionRow, change: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> str | None:
-    """PUT the changed Task, conditional on the version the store knows; its new version."""
+    """PUT the changed Task (or CommunicationRequest), conditional on the version the store
+    knows; its new version."""
     assert action.fhir_id is not None
-    task = await fhir.read("Task", action.fhir_id)
+    task = await fhir.read(action.fhir_type or "Task", action.fhir_id)
     if action.fhir_version and task.get("meta", {}).get("versionId") != action.fhir_version:
         raise TaskChanged(_changed_message())
     try:
@@ -191,6 +217,10 @@ async def _put_task(
         raise TaskChanged(_changed_message()) from None
     version = updated.get("meta", {}).get("versionId")
     return str(version) if version is not None else None
+
+
+def _is_task(resource: Mapping[str, Any]) -> bool:
+    return resource.get("resourceType") != "CommunicationRequest"
 
 
 def _changed_message() -> str:

@@ -156,8 +156,9 @@ def mark_done(*, session: Session, ids: Sequence[int], token: str, at: datetime)
     """
     if not ids:
         return []
-    return _settle(session, ids, token,
-                   {"status": InboxStatus.DONE, "processed_at": as_utc(at), "last_error": None})
+    # The payload goes once processed: the store keeps no more than it needs (README, retention).
+    return _settle(session, ids, token, {"status": InboxStatus.DONE, "processed_at": as_utc(at),
+                                         "last_error": None, "payload": None})
 
 
 def mark_failed(*, session: Session, id: int, token: str, error: str, at: datetime) -> bool:

@@ -7,14 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.auth import Principal, require_roles
+from api.access import Route, allowed
+from api.auth import Principal
 from api.deps import SessionDep
 from store.access_log import list_access_entries
 from store.models import AccessLogEntryPublic
 
 router = APIRouter(prefix="/admin/audit", tags=["access-log"])
 
-AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
+AdminUser = Annotated[Principal, Depends(allowed(Route.ACCESS_LOG_READ))]
 
 
 @router.get("", response_model=list[AccessLogEntryPublic])

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import col, func, select
 
-from api.auth import Principal, require_roles
+from api.access import Route, allowed
+from api.auth import Principal
 from api.deps import ReadSessionDep
 from store.models import InboxEvent
 from store.scheduling import list_parked_patients
 
 router = APIRouter(prefix="/runtime", tags=["runtime"])
-AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
+AdminUser = Annotated[Principal, Depends(allowed(Route.RUNTIME_READ))]
 
 
 @router.get("/status")

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.access import record_access
 from api.audit.charts import element_bars, los_scatter, trend_line
-from api.audit.routes import AuditUser, Unenrolled, cohort_filter, pathway_of
+from api.audit.pseudonyms import resource_label
+from api.audit.routes import AuditUser, Unenrolled, audited_episode, cohort_filter, pathway_of
 from api.deps import SessionDep
-from store.audit_queries import CohortFilter, episode, episode_outcome, episode_results
+from store.audit_queries import CohortFilter, episode_outcome, episode_results
 from store.audit_summary import stored_audit
 
 router = APIRouter(prefix="/ui", tags=["pages"])
@@ -44,24 +45,25 @@ def audit_dashboard(request: Request, session: SessionDep, user: AuditUser,
                   purpose="quality audit")
     session.commit()
     return _render(request, "audit_dashboard.html", {
-        "audit": audit, "label": label, "titles": {e.element_id: e.title for e in audit.elements},
+        "audit": audit, "label": label, "episode": state.episode_for(user),
+        "titles": {e.element_id: e.title for e in audit.elements},
         "bars": Markup(element_bars(audit.elements)), "trend": Markup(trend_line(audit.trend)),
         "scatter": Markup(los_scatter(audit.patients))})
 
 
-@router.get("/audit/patient/{enrolment_id}", response_class=HTMLResponse)
-def audit_patient(request: Request, session: SessionDep, user: AuditUser, enrolment_id: str) -> HTMLResponse:
-    """One episode's drill-down table."""
-    found = episode(session=session, enrolment_id=enrolment_id)
-    if found is None:
-        raise HTTPException(status_code=404, detail=f"no audited enrolment {enrolment_id}")
+@router.get("/audit/patient/{key}", response_class=HTMLResponse)
+def audit_patient(request: Request, session: SessionDep, user: AuditUser, key: str) -> HTMLResponse:
+    """One episode's drill-down table (`key`: its episode key)."""
+    found = audited_episode(request, session, user, key)
+    enrolment_id = found.enrolment_id
     pathway = pathway_of(request, found.pathway_id, None)
     order = {el.id: i for i, el in enumerate(pathway.elements)}
     rows = sorted(episode_results(session=session, enrolment_ids=[enrolment_id])[enrolment_id],
                   key=lambda r: order.get(r.element_id, len(order)))
     record_access(session, user, action="read", resource=f"enrolment/{enrolment_id}", purpose="quality audit")
     session.commit()
+    label = request.app.state.audit.label_for(user)
     return _render(request, "audit_patient.html", {
-        "patient": request.app.state.audit.label_for(user)(found.patient_ref), "episode": found,
+        "patient": label(found.patient_ref), "ref": resource_label(label), "episode": found,
         "rows": rows, "titles": {el.id: el.title for el in pathway.elements},
         "outcomes": episode_outcome(session=session, enrolment_id=enrolment_id)})

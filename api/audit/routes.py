@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from api.access import record_access
+from api.access import Route, allowed, record_access
 from api.audit.view import Label, completeness_json, compliance_json, timeline_json
-from api.auth import CurrentUser, Principal
+from api.auth import Principal
 from api.deps import SessionDep
 from engine.audit import audit_report
 from engine.audit_export import declines_csv, matrix_csv, summary_csv
@@ -18,24 +18,14 @@ from engine.model import Pathway
 from fhir_adapters.measure import measure_report, pathway_measure
 from store.audit_queries import CohortFilter, episode, episode_outcome, episode_results, parse_age_band
 from store.audit_summary import StoredAudit, stored_audit, stored_cases
+from store.models import AuditEpisode
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
-AUDIT_ROLES = frozenset({"quality", "admin"})
 PURPOSE = "quality audit"
 
 
-def audit_user(request: Request, user: CurrentUser, session: SessionDep) -> Principal:
-    """The caller if they hold an audit role; a refusal is recorded in the access audit too."""
-    if user.roles & AUDIT_ROLES:
-        return user
-    record_access(session, user, action="read", resource=request.url.path, purpose=PURPOSE,
-                  outcome="denied")
-    session.commit()
-    raise HTTPException(status_code=403, detail="the audit needs one of the roles: admin, quality")
-
-
-AuditUser = Annotated[Principal, Depends(audit_user)]
+AuditUser = Annotated[Principal, Depends(allowed(Route.AUDIT_READ))]
 
 
 def pathway_of(request: Request, pathway: str, version: int | None) -> Pathway:
@@ -48,8 +38,11 @@ def pathway_of(request: Request, pathway: str, version: int | None) -> Pathway:
 def _instant(day: date | None, request: Request, shift: int = 0) -> datetime | None:
     if day is None:
         return None
-    local = datetime.combine(day + timedelta(days=shift), time(0), request.app.state.audit.tz)
-    return local.astimezone(UTC)
+    try:
+        local = datetime.combine(day + timedelta(days=shift), time(0), request.app.state.audit.tz)
+        return local.astimezone(UTC)
+    except OverflowError:  # 9999-12-31 + 1 day: a 422 saying so, not a 500
+        raise HTTPException(status_code=422, detail=f"the date {day} is out of range") from None
 
 
 def cohort_filter(
@@ -97,7 +90,8 @@ def _record(session: SessionDep, user: Principal, resource: str) -> None:
 def read_compliance(request: Request, session: SessionDep, user: AuditUser, cohort: Cohort,
                     unenrolled: Unenrolled = 0) -> dict[str, Any]:
     """Per element, phase and patient, overall, the share at >= the pathway's threshold, the trend."""
-    body = compliance_json(_audit(request, session, cohort, unenrolled), _label(request, user))
+    body = compliance_json(_audit(request, session, cohort, unenrolled), _label(request, user),
+                           request.app.state.audit.episode_for(user))
     _record(session, user, f"audit/{cohort.pathway_id}/compliance")
     return body
 
@@ -112,16 +106,24 @@ def read_completeness(request: Request, session: SessionDep, user: AuditUser, co
     return body
 
 
-@router.get("/patients/{enrolment_id}")
-def read_patient(request: Request, session: SessionDep, user: AuditUser, enrolment_id: str) -> dict[str, Any]:
-    """One episode's timeline from the stored results, with its outcomes."""
-    found = episode(session=session, enrolment_id=enrolment_id)
+def audited_episode(request: Request, session: SessionDep, user: Principal, key: str) -> AuditEpisode:
+    """The episode `key` names for this user (a pseudonym unless they may re-identify), or 404."""
+    enrolment_id = request.app.state.audit.enrolment_of(session, user, key)
+    found = None if enrolment_id is None else episode(session=session, enrolment_id=enrolment_id)
     if found is None:
-        raise HTTPException(status_code=404, detail=f"no audited enrolment {enrolment_id}")
+        raise HTTPException(status_code=404, detail=f"no audited episode {key}")
+    return found
+
+
+@router.get("/patients/{key}")
+def read_patient(request: Request, session: SessionDep, user: AuditUser, key: str) -> dict[str, Any]:
+    """One episode's timeline from the stored results, with its outcomes (`key`: its episode key)."""
+    found = audited_episode(request, session, user, key)
+    enrolment_id = found.enrolment_id
     pathway = pathway_of(request, found.pathway_id, None)
     rows = episode_results(session=session, enrolment_ids=[enrolment_id])[enrolment_id]
     body = timeline_json(pathway, found, rows, episode_outcome(session=session, enrolment_id=enrolment_id),
-                         _label(request, user))
+                         _label(request, user), request.app.state.audit.episode_for(user))
     _record(session, user, f"enrolment/{enrolment_id}")
     return body
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from api.audit.pseudonyms import resource_label
 from engine.audit import Completeness, OutcomeGroup
 from engine.audit_cells import Breakdown
 from engine.compliance import Ratio
@@ -37,7 +38,7 @@ def breakdown_json(b: Breakdown) -> dict[str, int]:
             "counted": b.counted}
 
 
-def compliance_json(audit: StoredAudit, label: Label) -> dict[str, Any]:
+def compliance_json(audit: StoredAudit, label: Label, episode: Label) -> dict[str, Any]:
     """Per element, per phase, per patient, overall (all elements and ERAS items), high share
     (by ERAS items), the done / done late / not done / missing split, declines that made an
     element not applicable, trend by month, outcome groups."""
@@ -54,7 +55,7 @@ def compliance_json(audit: StoredAudit, label: Label) -> dict[str, Any]:
                      for e in audit.elements],
         "phases": {p: ratio_json(r) for p, r in audit.phases.items()},
         "phase_breakdown": {p: breakdown_json(b) for p, b in audit.phase_breakdown.items()},
-        "patients": [{"patient": label(p.patient_ref), "enrolment_id": p.enrolment_id,
+        "patients": [{"patient": label(p.patient_ref), "episode": episode(p.enrolment_id),
                       "month": p.month, **(ratio_json(p.compliance) or {}), "missing": p.missing,
                       "eras": ratio_json(p.eras), "breakdown": breakdown_json(p.breakdown),
                       "length_of_stay_days": (p.outcomes or {}).get("length_of_stay_days")}
@@ -80,18 +81,23 @@ def completeness_json(done: Completeness, titles: Mapping[str, str]) -> dict[str
 
 
 def timeline_json(pathway: Pathway, episode: AuditEpisode, rows: list[ElementResultRow],
-                  outcomes: Mapping[str, Any] | None, label: Label) -> dict[str, Any]:
-    """One episode element by element, in pathway order, with each occurrence's window and proof."""
+                  outcomes: Mapping[str, Any] | None, label: Label, key: Label) -> dict[str, Any]:
+    """One episode element by element, in pathway order, with each occurrence's window and proof
+    (evidence as `Type/<label>`: a FHIR id would re-identify)."""
+    ref = resource_label(label)
     order = {el.id: i for i, el in enumerate(pathway.elements)}
     titles = {el.id: el.title for el in pathway.elements}
     ordered = sorted(rows, key=lambda r: order.get(r.element_id, len(order)))
     return {
-        "patient": label(episode.patient_ref), "enrolment_id": episode.enrolment_id,
+        "patient": label(episode.patient_ref), "episode": key(episode.enrolment_id),
         "pathway": episode.pathway_id, "version": episode.pathway_version,
         "surgery_start": episode.surgery_start, "variant": episode.variant, "ward": episode.ward,
         "elements": [{"element": r.element_id, "title": titles.get(r.element_id, r.element_id),
                       "phase": r.phase, "status": r.status, "counts": r.counts, "missing": r.missing,
-                      "done_at": r.done_at, "evidence": r.evidence, "decline_reason": r.decline_reason,
-                      "occurrences": r.occurrences, "evaluated_at": r.evaluated_at} for r in ordered],
+                      "done_at": r.done_at, "evidence": [ref(e) for e in r.evidence],
+                      "decline_reason": r.decline_reason,
+                      "occurrences": [{**o, "evidence": [ref(e) for e in o.get("evidence") or ()]}
+                                      for o in r.occurrences or ()],
+                      "evaluated_at": r.evaluated_at} for r in ordered],
         "outcomes": outcomes,
     }

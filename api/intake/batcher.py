@@ -21,7 +21,14 @@ from sqlmodel import Session
 
 from fhir_adapters.notifications import Notification, NotificationType
 from store.db import session_scope
-from store.inbox import Gap, record_event_number, record_handshake, record_heartbeat, store_events
+from store.inbox import (
+    Gap,
+    get_subscription_state,
+    record_event_number,
+    record_handshake,
+    record_heartbeat,
+    store_events,
+)
 from store.models import InboxEventCreate
 
 log = logging.getLogger(__name__)
@@ -146,15 +153,34 @@ def store_events_at(session: Session, events: list[tuple[InboxEventCreate, datet
     return new_ids
 
 
+# An event number this far past the last one seen is not believed (an EHR bug or a hostile
+# sender): recorded, it would open a gap of absurd size and make every later real number look
+# late, so gaps would never be detected again. Its resources are still taken in.
+MAX_EVENT_NUMBER_JUMP = 100_000
+
+
+def _believable(session: Session, subscription_id: str, number: int | None) -> bool:
+    state = get_subscription_state(session=session, subscription_id=subscription_id)
+    last = state.last_event_number if state is not None else None
+    if number is None or last is None or number <= last + MAX_EVENT_NUMBER_JUMP:
+        return True
+    log.warning("subscription %s: event number %d is more than %d past the last (%d); not recorded",
+                subscription_id, number, MAX_EVENT_NUMBER_JUMP, last)
+    return False
+
+
 def _bookkeeping(session: Session, notification: Notification, at: datetime) -> list[Gap]:
     subscription = notification.subscription_id
+    since_start = notification.events_since_start
+    if not _believable(session, subscription, since_start):
+        since_start = None
     if notification.type == NotificationType.HANDSHAKE:
         record_handshake(
             session=session,
             subscription_id=subscription,
             at=at,
             status=notification.status,
-            events_since_start=notification.events_since_start,
+            events_since_start=since_start,
         )
         return []
     if notification.type in _STATUS_REPORTS:
@@ -164,7 +190,7 @@ def _bookkeeping(session: Session, notification: Notification, at: datetime) -> 
             at=at,
             status=notification.status,
             error=notification.error,
-            events_since_start=notification.events_since_start,
+            events_since_start=since_start,
         )
         return [gap] if gap else []
     if notification.type == NotificationType.EVENT_NOTIFICATION:
@@ -178,6 +204,8 @@ def _event_numbers(session: Session, notification: Notification, at: datetime) -
         numbers = [notification.events_since_start]
     gaps = []
     for number in numbers:
+        if not _believable(session, notification.subscription_id, number):
+            continue
         gap = record_event_number(
             session=session, subscription_id=notification.subscription_id, number=number, at=at
         )

@@ -21,6 +21,32 @@ def presented_credential(authorization: str | None, secret_header: str | None) -
     return secret_header or None
 
 
+def authenticate_any_notifier(
+    *, subscriptions: Mapping[str, SecretStr], authorization: str | None, secret_header: str | None
+) -> None:
+    """Return when the credential is one configured for some subscription, else 401.
+
+    For a notification that names its subscription only in its body: the body is read and parsed
+    only after this, and the subscription it names is then checked against the same credential.
+    Every configured credential is compared (no early exit), so timing tells nothing.
+    """
+    presented = _presented_or_401(authorization, secret_header)
+    matches = [hmac.compare_digest(presented.encode(), secret.get_secret_value().encode())
+               for secret in subscriptions.values()]
+    if not any(matches):
+        raise NotifierUnauthorized("the subscription is unknown or the credential is wrong")
+
+
+def _presented_or_401(authorization: str | None, secret_header: str | None) -> str:
+    presented = presented_credential(authorization, secret_header)
+    if presented is None:
+        raise NotifierUnauthorized(
+            "the notification carries no credential: send Authorization: Bearer <token> "
+            "or X-Subscription-Secret, as configured for the subscription"
+        )
+    return presented
+
+
 def authenticate_notifier(
     *,
     subscriptions: Mapping[str, SecretStr],
@@ -29,12 +55,7 @@ def authenticate_notifier(
     secret_header: str | None,
 ) -> None:
     """Return when the credential is the one configured for `subscription_id`, else 401."""
-    presented = presented_credential(authorization, secret_header)
-    if presented is None:
-        raise NotifierUnauthorized(
-            "the notification carries no credential: send Authorization: Bearer <token> "
-            "or X-Subscription-Secret, as configured for the subscription"
-        )
+    presented = _presented_or_401(authorization, secret_header)
     expected = subscriptions.get(subscription_id)
     wanted = expected.get_secret_value() if expected is not None else _NO_SUCH_CREDENTIAL
     matches = hmac.compare_digest(presented.encode(), wanted.encode())

@@ -1,4 +1,4 @@
-"""FHIR Subscription notifications in: authenticate, parse, commit to the inbox, then answer."""
+"""FHIR Subscription notifications in: authenticate, then read and parse, commit to the inbox, answer."""
 
 import inspect
 import logging
@@ -11,7 +11,7 @@ from api.config import Settings
 from api.deps import IntakeDep, SettingsDep
 from api.errors import fhir_response
 from api.intake.batcher import IntakeBatcher, IntakeResult
-from api.intake.notifier_auth import authenticate_notifier
+from api.intake.notifier_auth import authenticate_any_notifier, authenticate_notifier
 from fhir_adapters.notifications import (
     BadNotification,
     Notification,
@@ -46,8 +46,13 @@ async def _receive(
     request: Request, settings: Settings, intake: IntakeBatcher, path_id: str | None
 ) -> JSONResponse:
     subscription_id = _posted_for(path_id, request.headers.get(SUBSCRIPTION_ID_HEADER))
+    # The credential is checked before a byte of the body is read: unauthenticated work is nil.
     if subscription_id is not None:
         _authenticate(request, settings, subscription_id)
+    else:
+        authenticate_any_notifier(subscriptions=settings.subscriptions,
+                                  authorization=request.headers.get("authorization"),
+                                  secret_header=request.headers.get(SECRET_HEADER))
     check_content_length(request.headers.get("content-length"), max_bytes=settings.notification_max_bytes)
     body = await _read_body(request, settings.notification_max_bytes)
     received_at = datetime.now(UTC)

@@ -45,7 +45,7 @@ async function drill(event) {
   if (!link) return;
   event.preventDefault();
   try {
-    $("patient").innerHTML = await fragment(`/ui/audit/patient/${encodeURIComponent(link.dataset.enrolment)}`);
+    $("patient").innerHTML = await fragment(`/ui/audit/patient/${encodeURIComponent(link.dataset.episode)}`);
     $("patient").scrollIntoView();
   } catch (error) {
     say(String(error.message), true);

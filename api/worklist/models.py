@@ -13,7 +13,6 @@ from engine.results import Status
 # "late": the window has closed (completing it now is done late); not an action status.
 LiveStatus = Literal[Status.UPCOMING, Status.DUE, Status.OVERDUE, "late"]
 
-DeclineReasonCode = Literal["patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician"]
 Role = Literal[
     "nurse",
     "charge_nurse",
@@ -73,7 +72,8 @@ class CompleteRequest(BaseModel):
 
 
 class DeclineRequest(BaseModel):
-    reason: DeclineReasonCode
+    reason: str = Field(pattern=r"^[a-z][a-z0-9-]{0,63}$",
+                        description="a decline reason the pathway's terminology documents")
     text: str | None = Field(default=None, max_length=1000)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from api.worklist import dev_auth, page, routes
 from engine.model import Element, Pathway
 from fhir_adapters.client import FhirClient
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parents[1]  # api/: templates and static shared with the audit page
 
 
@@ -59,6 +61,8 @@ def mount_worklist(
         dev_issuer=dev_issuer,
     )
     if dev_issuer is not None:
+        log.warning("ERAS_WORKLIST_DEV_MODE is on: anyone on this machine can mint tokens at "
+                    "/auth/dev-token; never use it with real patients")
         app.include_router(dev_auth.router)
     app.include_router(routes.router)
     app.include_router(page.router)
@@ -76,11 +80,13 @@ def _verifier(
             "the worklist needs ERAS_WORKLIST_OIDC_ISSUER, _OIDC_AUDIENCE and _OIDC_JWKS_URL "
             "(or ERAS_WORKLIST_DEV_MODE=true for the demo)"
         )
-    cache = JwksCache(url=settings.oidc_jwks_url, ttl=settings.jwks_cache_seconds, transport=transport)
+    cache = JwksCache(url=settings.oidc_jwks_url, ttl=settings.jwks_cache_seconds,
+                      min_refetch=settings.jwks_min_refetch_seconds, transport=transport)
     return TokenVerifier(
         issuer=settings.oidc_issuer,
         audience=settings.oidc_audience,
         keys=cache.key,
         roles_claim=settings.roles_claim,
         wards_claim=settings.wards_claim,
+        max_lifetime=settings.max_token_lifetime_seconds,
     )

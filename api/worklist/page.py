@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from engine.plan import plan_of
+
 router = APIRouter(prefix="/ui", tags=["pages"])
 
 
@@ -12,6 +14,9 @@ router = APIRouter(prefix="/ui", tags=["pages"])
 async def worklist_page(request: Request) -> HTMLResponse:
     """The page (no patient data in it: the script fetches the list with the user's token)."""
     state = request.app.state.worklist
+    reasons = {code: reason.display or code for pathway in state.pathways.values()
+               for code, reason in plan_of(pathway).terminology.decline_reasons.items()}
     return state.templates.TemplateResponse(
-        request, "worklist.html", {"dev_mode": state.settings.dev_mode, "poll_seconds": 10}
+        request, "worklist.html", {"dev_mode": state.settings.dev_mode, "poll_seconds": 10,
+                                   "reasons": reasons}
     )

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
-from api.access import record_access, require_ward
-from api.auth import CurrentUser, Principal
+from api.access import Route, allowed, record_access, require_ward
+from api.auth import Principal
 from api.deps import EngineDep, SessionDep
 from api.worklist.models import (
     ActionResultPublic,
@@ -25,7 +25,7 @@ from api.worklist.models import (
 from api.worklist.view import item, parse_window
 from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
-from flows.worklist_actions import ActionClosed, TaskChanged, WorklistWriter
+from flows.worklist_actions import ActionClosed, TaskChanged, UnknownDeclineReason, WorklistWriter
 from store.db import session_scope
 from store.errors import ActionNotFound
 from store.locks import patient_lock
@@ -51,13 +51,17 @@ async def get_writer(request: Request) -> WorklistWriter:
 
 
 WriterDep = Annotated[WorklistWriter, Depends(get_writer)]
+Reader = Annotated[Principal, Depends(allowed(Route.WORKLIST_READ))]
+Completer = Annotated[Principal, Depends(allowed(Route.TASK_COMPLETE))]
+Decliner = Annotated[Principal, Depends(allowed(Route.TASK_DECLINE))]
+Reassigner = Annotated[Principal, Depends(allowed(Route.TASK_REASSIGN))]
 
 
 @router.get("", response_model=WorklistPublic)
 def read_worklist(
     request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    user: Reader,
     ward: Annotated[str | None, Query(max_length=100)] = None,
     role: Annotated[str | None, Query(max_length=50)] = None,
     window: Annotated[str | None, Query(max_length=10)] = None,
@@ -70,7 +74,7 @@ def read_worklist(
         raise HTTPException(status_code=422, detail=str(error)) from None
     wards = [ward] if ward else sorted(user.wards)
     for one in wards:
-        require_ward(session, user, one, purpose="worklist view")
+        require_ward(session, user, one, route=Route.WORKLIST_READ, purpose="worklist view")
     now = clock_now(request)
     rows = [
         row
@@ -97,12 +101,12 @@ def read_worklist(
 
 @router.post("/{key}/complete", response_model=ActionResultPublic)
 async def complete_task(
-    request: Request, key: str, body: CompleteRequest, db: EngineDep, user: CurrentUser, writer: WriterDep
+    request: Request, key: str, body: CompleteRequest, db: EngineDep, user: Completer, writer: WriterDep
 ) -> ActionResultPublic:
     """Done: the Task completed and the evidence written in the EHR, then the store."""
     at = clock_now(request)
     return await _act(
-        db, user, key, "complete",
+        db, user, key, Route.TASK_COMPLETE,
         lambda action, enrolment, also: worklist_actions.complete(
             writer, db, action, enrolment, by=user.subject, at=at, value=body.value, also=also
         ),
@@ -111,26 +115,27 @@ async def complete_task(
 
 @router.post("/{key}/decline", response_model=ActionResultPublic)
 async def decline_task(
-    request: Request, key: str, body: DeclineRequest, db: EngineDep, user: CurrentUser, writer: WriterDep
+    request: Request, key: str, body: DeclineRequest, db: EngineDep, user: Decliner, writer: WriterDep
 ) -> ActionResultPublic:
     """Not done, with a coded reason: the Task cancelled with statusReason, then the store."""
     at = clock_now(request)
     return await _act(
-        db, user, key, "decline",
-        lambda action, _enrolment, also: worklist_actions.decline(
-            writer, db, action, by=user.subject, at=at, reason=body.reason, text=body.text, also=also
+        db, user, key, Route.TASK_DECLINE,
+        lambda action, enrolment, also: worklist_actions.decline(
+            writer, db, action, by=user.subject, at=at, reason=body.reason, text=body.text, also=also,
+            reasons=writer.decline_reasons(enrolment.pathway_id),
         ),
     )
 
 
 @router.post("/{key}/reassign", response_model=ActionResultPublic)
 async def reassign_task(
-    request: Request, key: str, body: ReassignRequest, db: EngineDep, user: CurrentUser, writer: WriterDep
+    request: Request, key: str, body: ReassignRequest, db: EngineDep, user: Reassigner, writer: WriterDep
 ) -> ActionResultPublic:
     """Given to another role, in the EHR's Task and in the store."""
     at = clock_now(request)
     return await _act(
-        db, user, key, "reassign",
+        db, user, key, Route.TASK_REASSIGN,
         lambda action, _enrolment, also: worklist_actions.reassign(
             writer, db, action, role=body.role, at=at, also=also
         ),
@@ -140,7 +145,7 @@ async def reassign_task(
 Run = Callable[[PlannedActionRow, Enrolment, Callable[[Session], None]], Awaitable[PlannedActionRow]]
 
 
-async def _act(db: Engine, user: Principal, key: str, verb: str, run: Run) -> ActionResultPublic:
+async def _act(db: Engine, user: Principal, key: str, route: Route, run: Run) -> ActionResultPublic:
     """Check the ward, run the action (audited in its own transaction); errors become clear answers.
 
     Database work runs in worker threads and no transaction is open while the EHR is called.
@@ -149,9 +154,9 @@ async def _act(db: Engine, user: Principal, key: str, verb: str, run: Run) -> Ac
         action, enrolment = await run_in_threadpool(worklist_actions.read_action, db, key)
     except ActionNotFound:
         raise HTTPException(status_code=404, detail="no such task") from None
+    verb = route.name.removeprefix("TASK_").lower()
     ward = action.ward or enrolment.ward or ""
-    if not user.may_see_ward(ward):
-        await run_in_threadpool(_deny, db, user, ward, f"worklist {verb}")
+    await run_in_threadpool(_require_ward, db, user, ward, route)
     resource = f"{enrolment.patient_ref}/PlannedAction/{key}"
 
     def audit(session: Session) -> None:
@@ -163,6 +168,8 @@ async def _act(db: Engine, user: Principal, key: str, verb: str, run: Run) -> Ac
             row = await run(action, enrolment, audit)
     except (TaskChanged, ActionClosed) as error:
         await _refuse(db, user, resource, verb, 409, str(error))
+    except UnknownDeclineReason as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
     except StaleDataError:  # an apply changed the action since this request read it
         await _refuse(db, user, resource, verb, 409, "the task changed meanwhile; reload")
     except FhirAuthError:
@@ -175,9 +182,9 @@ async def _act(db: Engine, user: Principal, key: str, verb: str, run: Run) -> Ac
     )
 
 
-def _deny(db: Engine, user: Principal, ward: str, purpose: str) -> None:
+def _require_ward(db: Engine, user: Principal, ward: str, route: Route) -> None:
     with Session(db) as session:
-        require_ward(session, user, ward, purpose=purpose)
+        require_ward(session, user, ward, route=route, purpose=f"worklist {route.name.lower()}")
 
 
 async def _refuse(

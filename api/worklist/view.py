@@ -15,6 +15,11 @@ _WINDOW = re.compile(r"(\d+(?:\.\d+)?)([mhd]?)")
 _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "": 3600.0}
 
 
+# A worklist looks hours or days ahead; a month is more than any ward needs, and bounds the
+# arithmetic (`99999999d` would overflow a datetime: a 422, not a 500).
+MAX_WINDOW_SECONDS = 31 * 86400
+
+
 def parse_window(text: str | None, default_hours: float) -> timedelta:
     """`30m`, `4h`, `2d` or a bare number of hours; ValueError otherwise."""
     if text is None:
@@ -22,7 +27,10 @@ def parse_window(text: str | None, default_hours: float) -> timedelta:
     match = _WINDOW.fullmatch(text.strip())
     if match is None:
         raise ValueError("window must look like 30m, 4h or 2d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_WINDOW_SECONDS:
+        raise ValueError("window must be at most 31d")
+    return timedelta(seconds=seconds)
 
 
 def live_status(action: WorklistAction, now: datetime) -> LiveStatus:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,9 +15,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, SQLModel, col, select
 
-from store.inbox import gaps_to_catch_up, get_subscription_state
+from store.inbox import claim_batch, gaps_to_catch_up, get_subscription_state, mark_done
 from store.models import InboxEvent
 from tests.api.conftest import api_app
 from tests.utils.notifications import backport_bundle, clear_intake_tables, observation
@@ -199,7 +201,8 @@ async def test_post_resource_payload_stored_with_patient(client: httpx.AsyncClie
         "Patient/p42",
         "pending",
     )
-    assert row.payload == resource
+    assert row.payload == {"resourceType": "Observation", "id": "obs-1",
+                           "meta": {"versionId": "3", "lastUpdated": "2025-03-10T08:00:00Z"}}
 
 
 async def test_post_same_resource_version_twice_stored_once(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -269,7 +272,8 @@ async def test_post_backport_events_full_and_id_only(client: httpx.AsyncClient, 
         ("sub:sub-a:1", 1, "obs-full", "Patient/p7"),
         ("sub:sub-a:2", 2, None, None),
     ]
-    assert rows[0].payload == full and rows[1].payload is None
+    assert rows[0].payload == {"resourceType": "Observation", "id": "obs-full", "meta": full["meta"]}
+    assert rows[1].payload is None
 
 
 async def test_post_backport_gap_recorded_for_catch_up(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -390,3 +394,95 @@ async def test_post_concurrent_notifications_group_committed_each_once(
     assert sorted(row.resource_id or "" for row in inbox_rows(app.state.engine)) == sorted(
         r["id"] for r in resources
     )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": "Bearer wrong"}, {}, {"X-Subscription-Secret": "nope"},
+     {"Authorization": "Bearer wrong", "X-Subscription-Id": "sub-a"}],
+    ids=["bad-bearer-no-id", "no-credential-no-id", "bad-secret-no-id", "bad-bearer-header-id"],
+)
+async def test_post_unauthenticated_megabyte_refused_unread_unparsed(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    # Structural: the body is neither read nor parsed before the credential is checked.
+    from api.intake import routes
+
+    calls: list[str] = []
+    monkeypatch.setattr(routes, "parse_notification", lambda *a, **k: calls.append("parse"))
+
+    async def read_body(*_args: object) -> bytes:
+        calls.append("read")
+        return b""
+
+    monkeypatch.setattr(routes, "_read_body", read_body)
+    body = b'{"resourceType": "Observation", "note": "' + b"x" * (1024 * 1024 - 60) + b'"}'
+    response = await client.post("/fhir/notifications", content=body,
+                                 headers=headers | {"Content-Type": FHIR_JSON})
+
+    assert response.status_code == 401
+    assert calls == []
+    assert inbox_count(app.state.engine) == 0
+
+
+PATIENT_DETAILS = ("Quixote", "Zebedee", "1931-02-03", "MRN-998877", "Acacia Avenue")
+
+
+def _stored_text(engine: Engine) -> str:
+    """Every row of every table, as text."""
+    with Session(engine) as session:
+        tables = [t for t in SQLModel.metadata.sorted_tables]
+        return "\n".join(str(row) for t in tables for row in session.execute(sa_select(t)).all())
+
+
+async def test_post_patient_notification_keeps_no_patient_details(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    patient = {"resourceType": "Patient", "id": "pt-min-1", "meta": {"versionId": "2"},
+               "identifier": [{"system": "urn:mrn", "value": "MRN-998877"}],
+               "name": [{"family": "Quixote", "given": ["Zebedee"]}], "birthDate": "1931-02-03",
+               "address": [{"line": ["12 Acacia Avenue"]}]}
+    # once as an R4 rest-hook resource, once in a Backport bundle (full-resource payload)
+    later = patient | {"meta": {"versionId": "3"}}
+    bundle = backport_bundle("sub-a", events=[(1, later)], events_since_start=1)
+    for body in (patient, bundle):
+        response = await client.post("/fhir/notifications/sub-a", content=_dumps(body), headers=AUTH_A)
+        assert response.status_code == 200
+    stored = _stored_text(app.state.engine)
+    assert "pt-min-1" in stored  # the reference processing needs is kept
+    assert [d for d in PATIENT_DETAILS if d in stored] == []
+    # once processed, nothing of the payload is left at all
+    now = datetime.now(UTC)
+    with Session(app.state.engine) as session:
+        claimed = claim_batch(session=session, worker="t", limit=10, now=now, lease=timedelta(minutes=5))
+        mark_done(session=session, ids=[r.id for r in claimed if r.id is not None],
+                  token=claimed[0].claim_token or "", at=now)
+        session.commit()
+    assert [r.payload for r in inbox_rows(app.state.engine)] == [None, None]
+
+
+async def test_post_absurd_event_number_opens_no_gap_and_later_gaps_still_found(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # Last seen 1; then 10^15 (an absurd jump, > 100,000 past 1): its resource is taken in, but no
+    # gap 2..10^15-1 is opened and the sequence stays at 1; then 5 arrives: the real gap 2-4.
+    numbers = [1, 10**15, 5]
+    for number in numbers:
+        bundle = backport_bundle("sub-a", events=[(number, observation())], events_since_start=number)
+        response = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
+        assert response.status_code == 200
+    with Session(app.state.engine) as session:
+        gaps = [(g.from_number, g.to_number) for g in gaps_to_catch_up(session=session)]
+        state = get_subscription_state(session=session, subscription_id="sub-a")
+    assert gaps == [(2, 4)]
+    assert state is not None and state.last_event_number == 5
+    assert inbox_count(app.state.engine) == 3
+
+
+async def test_post_event_number_beyond_int64_is_422(client: httpx.AsyncClient, app: FastAPI) -> None:
+    bundle = backport_bundle("sub-a", events=[(1, observation())])
+    bundle["entry"][0]["resource"]["parameter"][-1]["part"][0] = {"name": "event-number",
+                                                                 "valueInteger": 10**30}
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
+    assert response.status_code == 422
+    assert inbox_count(app.state.engine) == 0

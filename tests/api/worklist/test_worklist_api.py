@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlmodel import Session
 
@@ -196,3 +198,76 @@ async def test_reassign_changes_role(
     assert response.json()["role"] == "physiotherapist"
     listed = await api.get(f"/worklist?ward={ward}&role=nurse", headers=bearer(token(wards=(ward,))))
     assert listed.json()["items"] == []
+
+
+# The five decline reasons pathways/README.md documents as shipped (terminology/default.yaml).
+DOCUMENTED_REASONS = ("patient-refused", "contraindicated", "not-applicable", "deferred-by-clinician",
+                      "patient-unavailable")
+
+
+async def test_decline_accepts_every_documented_reason_and_refuses_others(
+    worklist_app: FastAPI, api: httpx.AsyncClient, token: TokenFactory
+) -> None:
+    ward = _ward()
+    enrolment = _seed(worklist_app, ward)
+    nurse = bearer(token(wards=(ward,)))
+    for reason in DOCUMENTED_REASONS:
+        action = seed_action(worklist_app.state.engine, enrolment, "drain_removal", due=None)
+        response = await api.post(f"/worklist/{action.key}/decline", json={"reason": reason}, headers=nurse)
+        assert (reason, response.status_code, response.json()["status"]) == (reason, 200, "declined")
+    action = seed_action(worklist_app.state.engine, enrolment, "drain_removal", due=None)
+    made_up = await api.post(f"/worklist/{action.key}/decline", json={"reason": "whim"}, headers=nurse)
+    assert made_up.status_code == 422
+    page = (await api.get("/ui/worklist")).text
+    assert all(f'value="{reason}"' in page for reason in DOCUMENTED_REASONS)
+
+
+def _patient_request(base_url: str, patient_id: str) -> dict[str, Any]:
+    """An active CommunicationRequest to the patient (an ODI questionnaire) on the FHIR server."""
+    request = {"resourceType": "CommunicationRequest", "status": "active",
+               "subject": {"reference": f"Patient/{patient_id}"},
+               "payload": [{"contentString": "Please complete the ODI questionnaire"}]}
+    response = httpx.post(f"{base_url}/CommunicationRequest", json=request)
+    response.raise_for_status()
+    created: dict[str, Any] = response.json()
+    return created
+
+
+@pytest.mark.parametrize(("verb", "body", "ehr_status", "store_status"), [
+    ("complete", {}, "completed", "done"),
+    ("decline", {"reason": "patient-unavailable"}, "revoked", "declined"),
+    ("reassign", {"role": "charge_nurse"}, "active", None),  # no performer role to give: 409
+])
+async def test_communication_request_item_completed_or_declined_in_the_ehr(
+    worklist_app: FastAPI, api: httpx.AsyncClient, token: TokenFactory, fhir_sandbox: FhirSandbox,
+    verb: str, body: dict[str, str], ehr_status: str, store_status: str | None,
+) -> None:
+    ward = _ward()
+    pid = f"pt-{uuid.uuid4().hex[:10]}"
+    enrolment = _seed(worklist_app, ward, patient_id=pid)
+    request = _patient_request(fhir_sandbox.base_url, pid)
+    action = seed_action(worklist_app.state.engine, enrolment, "drain_removal", due=None, role="nurse",
+                         fhir_id=request["id"], fhir_version=request["meta"]["versionId"])
+    with Session(worklist_app.state.engine) as session:
+        row = session.get(PlannedActionRow, action.key)
+        assert row is not None
+        row.fhir_type = "CommunicationRequest"
+        session.add(row)
+        session.commit()
+    nurse = bearer(token(wards=(ward,)))
+    response = await api.post(f"/worklist/{action.key}/{verb}", json=body, headers=nurse)
+    if store_status is None:
+        assert response.status_code == 409
+    else:
+        assert (response.status_code, response.json()["status"]) == (200, store_status)
+    stored = httpx.get(f"{fhir_sandbox.base_url}/CommunicationRequest/{request['id']}").json()
+    assert stored["status"] == ehr_status
+    if verb == "decline":
+        assert stored["statusReason"]["coding"][0]["code"] == "patient-unavailable"
+
+
+@pytest.mark.parametrize("window", ["99999999d", "32d", "745h", "-1h", "1y"])
+async def test_worklist_absurd_window_is_422_not_500(api: httpx.AsyncClient, token: TokenFactory,
+                                                     window: str) -> None:
+    response = await api.get(f"/worklist?ward=4B&window={window}", headers=bearer(token()))
+    assert response.status_code == 422
