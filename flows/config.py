@@ -103,7 +103,8 @@ async def open_runtime(s: Settings, *, migrate: bool = True,
 def _runtime(s: Settings, ehr: FhirClient, tasks: FhirClient | None, db: Engine,
              pathways: dict[str, Pathway]) -> Runtime:
     rt = Runtime(pathways=pathways, ehr=ehr, tasks=tasks, target=s.write_target, db=db,
-                 tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system, poll=s.poll)
+                 tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system, poll=s.poll,
+                 report_dir=s.audit.report_dir)
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
     if s.delivery_routes_file is not None:

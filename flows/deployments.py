@@ -63,8 +63,8 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment("tick", pf.tick, pf.tick_work, interval=60),
     Deployment("reminders", pf.reminders, pf.reminders_work, interval=60),
     Deployment("poll-ehr", pf.poll_ehr, pf.poll_work, interval=60, needs_polling=True),
-    Deployment("audit-report", pf.audit_report_flow, pf.audit_report_work, cron="0 2 * * *",
-               parameters={"directory": "audit-reports"}),
+    # Writes under ERAS_AUDIT_REPORT_DIR (the runtime's report_dir) unless a run names a directory.
+    Deployment("audit-report", pf.audit_report_flow, pf.audit_report_work, cron="0 2 * * *"),
 )
 
 

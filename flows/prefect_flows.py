@@ -82,8 +82,9 @@ def audit_files_work(rt: Runtime, today: date, directory: str) -> list[str]:
     return written
 
 
-async def audit_report_work(rt: Runtime, directory: str = "audit-reports",
+async def audit_report_work(rt: Runtime, directory: str | None = None,
                             today: date | None = None) -> list[str]:
+    directory = directory or str(rt.report_dir)
     today = today or rt.clock().astimezone(UTC).date()
     midnight = datetime.combine(today, datetime.min.time(), UTC)
     await audit_outcomes_work(rt, midnight - timedelta(days=1), midnight)
@@ -157,10 +158,11 @@ async def audit_files_task(today: date, directory: str) -> list[str]:
 
 
 @flow(name="audit-report")
-async def audit_report_flow(directory: str = "audit-reports", today: date | None = None) -> list[str]:
+async def audit_report_flow(directory: str | None = None, today: date | None = None) -> list[str]:
     """Nightly: outcomes of the episodes updated the previous day, then the previous day's and
-    month's report (summary CSV and MeasureReport) under `directory`."""
+    month's report (summary CSV and MeasureReport) under `directory` (ERAS_AUDIT_REPORT_DIR)."""
     async with process_runtime() as rt:
+        directory = directory or str(rt.report_dir)
         today = today or rt.clock().astimezone(UTC).date()
         midnight = datetime.combine(today, datetime.min.time(), UTC)
         computed = await audit_outcomes_task(midnight - timedelta(days=1), midnight)

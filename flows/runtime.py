@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -48,6 +49,7 @@ class Runtime:
     deliver: Callable[[list[Any]], Awaitable[None]] | None = None
     # How poll-ehr finds changes (patient-scoped searches unless the site says otherwise).
     poll: PollSettings = field(default_factory=PollSettings)
+    report_dir: Path = Path("audit-reports")  # where the nightly audit report is written
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).

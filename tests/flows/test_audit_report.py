@@ -39,3 +39,19 @@ def test_write_period_report_month_of_gold_cohort(sqlite_url: str, tmp_path: Pat
     finally:
         clear_audit(engine, "lumbar_fusion", ids)
         engine.dispose()
+
+
+async def test_nightly_report_goes_to_eras_audit_report_dir(sqlite_url: str, tmp_path: Path,
+                                                            monkeypatch, fhir_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """The scheduled audit-report (no directory parameter) writes where the setting says."""
+    from api.config import Settings
+    from flows.config import open_runtime
+    from flows.prefect_flows import audit_report_work
+
+    reports = tmp_path / "reports"
+    monkeypatch.setenv("ERAS_AUDIT_REPORT_DIR", str(reports))
+    monkeypatch.setenv("ERAS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ERAS_FHIR_BASE_URL", fhir_sandbox.base_url)
+    async with open_runtime(Settings(), migrate=False) as rt:
+        files = await audit_report_work(rt, today=date(2025, 12, 1))
+    assert files and {Path(f).parent for f in files} == {reports / "lumbar_fusion"}  # per pathway
