@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-import typer
+import os
 
-from eras_cli import audit_cmds, mllp_cmds, pathway_cmds, patient_cmds, runtime_cmds, terminology_cmds
+# A hospital network must see no phone-home attempts: Prefect's client telemetry and its
+# server's analytics are off unless an operator explicitly turns them back on.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import typer  # noqa: E402  (after the telemetry switches, before anything imports Prefect)
+
+from eras_cli import (  # noqa: E402
+    audit_cmds,
+    mllp_cmds,
+    pathway_cmds,
+    patient_cmds,
+    runtime_cmds,
+    terminology_cmds,
+)
 
 app = typer.Typer(help="ERAS pathway engine.", no_args_is_help=True, add_completion=False)
 app.add_typer(pathway_cmds.app, name="pathway")

@@ -71,7 +71,7 @@ class RuntimeThread(threading.Thread):
         self.runtime: Runtime | None = None
         self.loops: Loops | None = None
         self.error: BaseException | None = None
-        self._stop: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
 
     def run(self) -> None:
         try:
@@ -81,7 +81,7 @@ class RuntimeThread(threading.Thread):
             self.ready.set()
 
     async def _main(self) -> None:
-        self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         async with process_runtime(self.settings, migrate=True) as rt:
             claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
             self.runtime = rt
@@ -94,7 +94,7 @@ class RuntimeThread(threading.Thread):
             self.loops.start()
             mllp = await start_if_configured(rt, self.settings.mllp, on_stored=self.loops.wake)
             self.ready.set()
-            await self._stop.wait()
+            await self._stopping.wait()
             if mllp is not None:
                 mllp.close()
             await self.loops.stop()
@@ -104,8 +104,8 @@ class RuntimeThread(threading.Thread):
             self.loop.call_soon_threadsafe(self.loops.wake)
 
     def stop(self) -> None:
-        if self.loop is not None and self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
+        if self.loop is not None and self._stopping is not None:
+            self.loop.call_soon_threadsafe(self._stopping.set)
         self.join(timeout=30)
 
 

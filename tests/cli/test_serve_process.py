@@ -71,3 +71,43 @@ def test_serve_answers_probes_and_runs_the_schedule(tmp_path: Path, fhir_sandbox
     # ERAS_LOG_FORMAT=json: log records come out as JSON lines (the console banner does not).
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert records and all(set(r) >= {"ts", "level", "logger", "message"} for r in records)
+
+
+def test_serve_stops_cleanly_on_sigint(tmp_path: Path, fhir_sandbox: FhirSandbox) -> None:
+    """Ctrl-C ends `eras serve` without a traceback (its runtime thread once shadowed
+    `Thread._stop`: "'Event' object is not callable")."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "ERAS_")) and k != "DO_NOT_TRACK"}
+    env |= {"ERAS_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+            "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url, "ERAS_WORKLIST_DEV_MODE": "true"}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([ERAS, "serve", "--port", str(port), "--no-prefect"],
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+        log.close()
+    output = (tmp_path / "serve.log").read_text()
+    assert code in (0, -signal.SIGINT, 128 + signal.SIGINT) and "Traceback" not in output, output
+
+
+def test_eras_command_turns_prefect_telemetry_off() -> None:
+    """A hospital network must see no phone-home: the `eras` entry point switches Prefect's
+    client telemetry (DO_NOT_TRACK) and server analytics off before Prefect is imported."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PREFECT_") and k != "DO_NOT_TRACK"}
+    probe = ("import os, eras_cli.main, prefect.settings as s; "
+             "print(os.environ.get('DO_NOT_TRACK'), s.get_current_settings().server.analytics_enabled)")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.split() == ["1", "False"]
