@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.config import Settings
 from api.intake.batcher import IntakeBatcher
+from flows.settings import Settings
 from store.db import reading
 
 

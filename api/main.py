@@ -13,7 +13,6 @@ from sqlalchemy import Engine, event
 
 from api.admin import access_log, health, metrics, runtime
 from api.audit.mount import mount_audit
-from api.config import Settings
 from api.errors import install_error_handlers
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
@@ -21,6 +20,7 @@ from api.security import SecurityHeaders
 from api.worklist.mount import mount_worklist
 from engine.model import Pathway
 from flows.config import load_pathways, open_task_client
+from flows.settings import Settings
 from store.db import database_url, make_engine
 from store.migrate import upgrade
 

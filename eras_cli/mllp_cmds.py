@@ -11,11 +11,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from api.config import Settings
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import open_runtime
 from flows.mllp import DEFAULT_PORT, MllpSettings, start_mllp
 from flows.runtime import Runtime
+from flows.settings import Settings
 
 err = Console(stderr=True, soft_wrap=True)
 

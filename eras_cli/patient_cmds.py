@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from api.config import Settings
 from engine.errors import PathwayError
 from engine.plan import plan_of
 from engine.results import Status
@@ -21,6 +20,7 @@ from flows.apply import ApplyResult, apply_patient
 from flows.config import open_runtime
 from flows.enrolment import enrol_patient, unenrol_patient
 from flows.runtime import Runtime
+from flows.settings import Settings
 from store.locks import SingleProcessOnly, claim_single_process
 
 console = Console()

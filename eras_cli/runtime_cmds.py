@@ -15,7 +15,6 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from api.config import Settings
 from api.main import create_app
 from eras_cli.mllp_cmds import start_if_configured
 from eras_cli.patient_cmds import settings as runtime_settings
@@ -25,6 +24,7 @@ from flows.logs import configure_logging
 from flows.loops import Loops
 from flows.process_runtime import process_runtime
 from flows.runtime import Runtime
+from flows.settings import Settings
 from store.db import database_url
 from store.locks import claim_single_process
 from store.wakeup import listen_url

@@ -1,7 +1,7 @@
 """Building a Runtime (and the FHIR clients it writes with) from the settings read at the edge.
 
 Inner layers take a Runtime; only the edges (CLI, API start-up, Prefect entry points) read
-`api.config.Settings`. Secrets are read from files the settings name, never from the repo.
+`flows.settings.Settings`. Secrets are read from files the settings name, never from the repo.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -21,11 +20,9 @@ from engine.terminology import load_terminology
 from fhir_adapters.auth import BearerTokenAuth, FhirAuth, NoAuth, SmartBackendAuth
 from fhir_adapters.client import FhirClient
 from flows.runtime import Runtime, WriteTarget
+from flows.settings import FhirSettings, Settings
 from store.db import database_url, make_engine
 from store.migrate import upgrade
-
-if TYPE_CHECKING:
-    from api.config import FhirSettings, Settings
 
 
 def _read_secret(path: Path, what: str) -> str:

@@ -42,7 +42,7 @@ _VT = b"\x0b"
 
 
 class MllpSettings(BaseModel):
-    """The HL7 v2 listener (`ERAS_MLLP_*` in api.config). `port` unset: `eras serve` runs none."""
+    """The HL7 v2 listener (`ERAS_MLLP_*` in flows.settings). `port` unset: `eras serve` runs none."""
 
     host: str = "127.0.0.1"
     port: int | None = None

@@ -17,7 +17,7 @@ class PollMode(StrEnum):
 
 
 class PollSettings(BaseModel):
-    """Polling (`ERAS_POLL_*` in api.config): the mode, patients per batch, searches per second."""
+    """Polling (`ERAS_POLL_*` in flows.settings): the mode, patients per batch, searches per second."""
 
     mode: PollMode = PollMode.PATIENT
     patients_per_batch: int = Field(10, ge=1, description="patients whose searches share one batch")

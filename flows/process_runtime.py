@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from flows.config import open_runtime
 from flows.metrics import instrument_runtime
 from flows.runtime import Runtime
-
-if TYPE_CHECKING:
-    from api.config import Settings
+from flows.settings import Settings
 
 _installed: tuple[Runtime, asyncio.AbstractEventLoop] | None = None
 
@@ -39,11 +36,8 @@ async def process_runtime(settings: Settings | None = None, *,
     if shared is not None:
         yield shared
         return
-    if settings is None:
-        from api.config import Settings  # read at the edge: a flow run in a fresh process
-
-        settings = Settings()
-    async with open_runtime(settings, migrate=migrate) as rt:
+    # No settings given: this flow run is the process's edge (a Runner's subprocess), read here.
+    async with open_runtime(settings or Settings(), migrate=migrate) as rt:
         instrument_runtime(rt)
         previous, _installed = _installed, (rt, asyncio.get_running_loop())
         try:

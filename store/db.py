@@ -21,7 +21,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def database_url(given: str) -> str:
-    """The URL with PostgreSQL pointed at psycopg 3 (the settings, api/config.py, give it)."""
+    """The URL with PostgreSQL pointed at psycopg 3 (the settings, flows/settings.py, give it)."""
     url = make_url(given)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")

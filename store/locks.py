@@ -25,7 +25,7 @@ from typing import IO
 
 from sqlalchemy import Connection, Engine, create_engine, text
 
-# Named in the error a second SQLite process gets (the setting lives in api.config, read at the edges).
+# Named in the error a second SQLite process gets (the setting lives in flows.settings, read at the edges).
 DATABASE_URL_ENV = "ERAS_DATABASE_URL"
 
 LOCK_POLL_SECONDS = 0.02

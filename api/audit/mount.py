@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from api.audit import outcomes, page, routes
 from api.audit.pseudonyms import Pseudonymiser, identity
 from api.auth import Principal
-from api.config import AuditSettings, Settings
+from flows.settings import AuditSettings, Settings
 from store.models import AuditEpisode
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.config import Settings
 from api.deps import IntakeDep, SettingsDep
 from api.errors import fhir_response
 from api.intake.batcher import IntakeBatcher, IntakeResult
@@ -19,6 +18,7 @@ from fhir_adapters.notifications import (
     parse_notification,
     too_large,
 )
+from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api.auth import DevIssuer, JwksCache, TokenVerifier
-from api.config import Settings, WorklistSettings
 from api.worklist import dev_auth, page, routes
 from engine.model import Element, Pathway
 from fhir_adapters.client import FhirClient
+from flows.settings import Settings, WorklistSettings
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parents[1]  # api/: templates and static shared with the audit page

@@ -167,9 +167,9 @@ async def print_worklists(demo: Demo, http: httpx.AsyncClient) -> None:
 
 
 async def print_statuses(demo: Demo) -> None:
-    from api.config import Settings
     from flows.apply import read_and_evaluate
     from flows.config import open_runtime
+    from flows.settings import Settings
 
     os.environ.update(demo.env)
     async with open_runtime(Settings(), migrate=False) as rt:

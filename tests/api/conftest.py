@@ -7,10 +7,10 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from api.config import Settings
 from api.main import create_app
 from engine.loader import PATHWAYS_DIR, load_pathway
 from engine.model import Pathway
+from flows.settings import Settings
 from tests.utils.notifications import clear_intake_tables
 
 CREDENTIALS = {"sub-a": "token-a", "sub-b": "secret-b"}

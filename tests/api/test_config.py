@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from api.config import Settings, settings_env_vars
 from api.main import create_app
 from engine.plan import plan_of
 from flows.config import load_pathways
+from flows.settings import Settings, settings_env_vars
 from store.models import Enrolment
 from tests.utils.worklist import clear_ward, seed_action, seed_enrolment
 

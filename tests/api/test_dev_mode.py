@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from api.config import Settings
+from flows.settings import Settings
 from tests.api.conftest import api_app
 
 WHO = {"subject": "x", "roles": ["admin"], "wards": []}

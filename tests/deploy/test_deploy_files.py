@@ -22,7 +22,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from api.config import settings_env_vars
+from flows.settings import settings_env_vars
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -44,9 +44,9 @@ def test_write_period_report_month_of_gold_cohort(sqlite_url: str, tmp_path: Pat
 async def test_nightly_report_goes_to_eras_audit_report_dir(sqlite_url: str, tmp_path: Path,
                                                             monkeypatch, fhir_sandbox) -> None:  # type: ignore[no-untyped-def]
     """The scheduled audit-report (no directory parameter) writes where the setting says."""
-    from api.config import Settings
     from flows.config import open_runtime
     from flows.prefect_flows import audit_report_work
+    from flows.settings import Settings
 
     reports = tmp_path / "reports"
     monkeypatch.setenv("ERAS_AUDIT_REPORT_DIR", str(reports))

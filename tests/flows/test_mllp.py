@@ -310,8 +310,8 @@ async def test_mllp_over_tls_takes_messages_and_refuses_plain_tcp(make_runtime, 
 
 async def test_mllp_starts_inside_serve_only_when_its_port_is_set(make_runtime, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.config import Settings
     from eras_cli.mllp_cmds import start_if_configured
+    from flows.settings import Settings
 
     monkeypatch.delenv("ERAS_MLLP_PORT", raising=False)
     monkeypatch.setenv("ERAS_MLLP_AUTHORITY_MAP_FILE", str(write_authority_map(tmp_path)))

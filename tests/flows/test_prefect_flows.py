@@ -63,9 +63,9 @@ async def test_process_events_flow_drains_the_inbox(prefect_harness, fhir_sandbo
 
 async def test_flow_runs_share_the_process_runtime(prefect_harness, fhir_sandbox, tmp_path,
                                                    monkeypatch) -> None:
-    from api.config import Settings
     from flows import process_runtime as module
     from flows.prefect_flows import audit_report_flow, reminders
+    from flows.settings import Settings
 
     opened: list[bool] = []
     real_open = module.open_runtime

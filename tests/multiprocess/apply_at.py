@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from api.config import Settings
 from flows.apply import apply_patient
 from flows.config import open_runtime
+from flows.settings import Settings
 
 
 async def main(patient_id: str, barrier: Path, name: str, rounds: int) -> None:

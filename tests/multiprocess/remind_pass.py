@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from api.config import Settings
 from flows.config import open_runtime
 from flows.reminders import remind_once
+from flows.settings import Settings
 
 
 async def main() -> int:
