@@ -33,16 +33,20 @@ class Format(StrEnum):
     CSV = "csv"
 
 
+# The cohort options every audit command takes.
+FromDay = Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first surgery day")]
+ToDay = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="last surgery day (included)")]
+PathwayId = Annotated[str, typer.Option(help="pathway id")]
+OutputFormat = Annotated[Format, typer.Option("--format", help="table or csv")]
+
+
 def _instant(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tz).astimezone(UTC)
 
 
 @app.command()
 def report(
-    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first surgery day")],
-    to: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="last surgery day (included)")],
-    pathway: Annotated[str, typer.Option(help="pathway id")] = "lumbar_fusion",
-    fmt: Annotated[Format, typer.Option("--format", help="table or csv")] = Format.TABLE,
+    from_: FromDay, to: ToDay, pathway: PathwayId = "lumbar_fusion", fmt: OutputFormat = Format.TABLE,
 ) -> None:
     """Compliance per element and phase, overall, high-compliance share, trend and completeness."""
     cfg = runtime_settings()
@@ -107,10 +111,7 @@ def audit_table(audit: StoredAudit) -> Table:
 
 @app.command()
 def outcomes(
-    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first surgery day")],
-    to: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="last surgery day (included)")],
-    pathway: Annotated[str, typer.Option(help="pathway id")] = "lumbar_fusion",
-    fmt: Annotated[Format, typer.Option("--format", help="table or csv")] = Format.TABLE,
+    from_: FromDay, to: ToDay, pathway: PathwayId = "lumbar_fusion", fmt: OutputFormat = Format.TABLE,
 ) -> None:
     """Each episode's outcomes (stay, readmission, PONV, MME, catheter hours...) as kept by apply;
     episodes by enrolment id, no patient ids."""
