@@ -65,15 +65,21 @@ async def test_withdrawal_cancels_tasks_revokes_messages_and_careplan(make_runti
     assert statuses == {"cancelled"}
 
 
+async def _booked_then_revoked(rt, pid: str, *also: dict) -> dict:  # type: ignore[no-untyped-def]
+    """Booked and applied at NOW; then the booking revoked in the EHR (with `also` entries)."""
+    await rt.ehr.transaction(ehr.transaction(ehr.patient(pid), ehr.booking(pid, SURGERY, BOOKED_AT)))
+    await apply_patient(rt, pid, now=NOW)
+    booking = (await rt.ehr.search("ServiceRequest", {"subject": f"Patient/{pid}"}))[0]
+    await rt.ehr.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {**booking, "status": "revoked"},
+         "request": {"method": "PUT", "url": f"ServiceRequest/{booking['id']}"}}, *also]})
+    return dict(booking)
+
+
 async def test_withdrawal_when_the_booking_is_revoked_in_the_record(make_runtime, new_patient_id) -> None:
     pid = new_patient_id
     async with make_runtime() as rt:
-        await rt.ehr.transaction(ehr.transaction(ehr.patient(pid), ehr.booking(pid, SURGERY, BOOKED_AT)))
-        await apply_patient(rt, pid, now=NOW)
-        booking = (await rt.ehr.search("ServiceRequest", {"subject": f"Patient/{pid}"}))[0]
-        await rt.ehr.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": {**booking, "status": "revoked"},
-             "request": {"method": "PUT", "url": f"ServiceRequest/{booking['id']}"}}]})
+        booking = await _booked_then_revoked(rt, pid)
         await apply_patient(rt, pid, now=NOW + timedelta(hours=1))
         tasks = await mine(rt.ehr, "Task", pid)
         messages = await mine(rt.ehr, "CommunicationRequest", pid)
@@ -90,14 +96,9 @@ async def test_withdrawal_when_the_booking_is_revoked_in_the_record(make_runtime
 async def test_withdrawal_not_when_rebooked(make_runtime, new_patient_id) -> None:
     pid = new_patient_id
     async with make_runtime() as rt:
-        await rt.ehr.transaction(ehr.transaction(ehr.patient(pid), ehr.booking(pid, SURGERY, BOOKED_AT)))
-        await apply_patient(rt, pid, now=NOW)
-        booking = (await rt.ehr.search("ServiceRequest", {"subject": f"Patient/{pid}"}))[0]
-        await rt.ehr.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": {**booking, "status": "revoked"},
-             "request": {"method": "PUT", "url": f"ServiceRequest/{booking['id']}"}},
-            {"resource": ehr.booking(pid, SURGERY + timedelta(days=14), NOW),
-             "request": {"method": "POST", "url": "ServiceRequest"}}]})
+        await _booked_then_revoked(rt, pid, {
+            "resource": ehr.booking(pid, SURGERY + timedelta(days=14), NOW),
+            "request": {"method": "POST", "url": "ServiceRequest"}})
         await apply_patient(rt, pid, now=NOW + timedelta(hours=1))
         with session_scope(rt.db) as session:
             enrolment = find_enrolments(session=session, patient_ref=f"Patient/{pid}")[0]
