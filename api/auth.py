@@ -1,6 +1,8 @@
 """Who is calling: OIDC bearer tokens checked against the identity provider's JWKS, roles and wards.
 
-A development mode signs local tokens with a key generated at start-up (for the demo only).
+A user launched from the EHR (SMART App Launch, `api/smart/`) is instead known by a session
+cookie, which `app.state.sessions` resolves. A development mode signs local tokens with a key
+generated at start-up (for the demo only).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
 import jwt
@@ -23,6 +25,8 @@ ALGORITHMS = ("RS256", "RS384", "ES256", "ES384")
 DEV_ISSUER = "urn:eras:dev"
 DEV_AUDIENCE = "eras-worklist"
 DEV_TOKEN_SECONDS = 8 * 3600
+
+SESSION_COOKIE = "eras_session"
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -38,6 +42,13 @@ class Principal:
     subject: str
     roles: frozenset[str]
     wards: frozenset[str]
+    session: str | None = None  # the SMART launch session (its hashed id), when signed in by one
+
+
+class SessionReader(Protocol):
+    """Resolves a session cookie to its principal (InvalidToken when unknown or expired)."""
+
+    async def principal(self, cookie: str) -> Principal: ...
 
 
 @dataclass
@@ -101,6 +112,18 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The principal a valid token names, or InvalidToken."""
+        return self.principal(await self.claims(token))
+
+    def principal(self, claims: dict[str, Any]) -> Principal:
+        """The subject, roles and wards that verified claims name."""
+        return Principal(
+            subject=str(claims["sub"]),
+            roles=_names(claims.get(self.roles_claim)),
+            wards=_wards(claims.get(self.wards_claim)),
+        )
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token, or InvalidToken."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -121,11 +144,7 @@ class TokenVerifier:
             raise InvalidToken(f"the token was refused: {error}") from None
         if claims["exp"] - claims["iat"] > self.max_lifetime:
             raise InvalidToken(f"the token lives longer than the {self.max_lifetime:.0f} s accepted")
-        return Principal(
-            subject=str(claims["sub"]),
-            roles=_names(claims.get(self.roles_claim)),
-            wards=_wards(claims.get(self.wards_claim)),
-        )
+        return claims
 
 
 def _wards(value: Any) -> frozenset[str]:
@@ -189,14 +208,30 @@ def _unauthorized(detail: str) -> HTTPException:
 async def current_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <token>`; 401 without a valid token."""
-    if credentials is None:
+    """The caller, from `Authorization: Bearer <token>` or else a SMART launch's session cookie;
+    401 without a valid one."""
+    sessions: SessionReader | None = getattr(request.app.state, "sessions", None)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if credentials is None and not (cookie and sessions):
         raise _unauthorized("sign in: this endpoint needs a bearer token")
     verifier: TokenVerifier = request.app.state.worklist.verifier
     try:
+        if credentials is None:
+            assert cookie and sessions
+            _refuse_cross_site(request)
+            return await sessions.principal(cookie)
         return await verifier.verify(credentials.credentials)
     except InvalidToken as error:
         raise _unauthorized(str(error)) from None
+
+
+def _refuse_cross_site(request: Request) -> None:
+    # A browser sends the cookie with any cross-site form post (SameSite=None inside the EHR's
+    # frame); a form cannot send JSON, and a cross-site script sending it needs CORS we never allow.
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise InvalidToken("a session cookie signs JSON requests only (cross-site form posts are refused)")
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
 from api.security import SecurityHeaders
+from api.smart.mount import mount_smart
 from api.worklist.mount import mount_worklist
 from engine.model import Pathway
 from flows.config import load_pathways, open_task_client
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     app.include_router(access_log.router)
     mount_worklist(app, settings, pathways=pathways if pathways is not None else load_pathways(settings))
     mount_audit(app, settings)
+    mount_smart(app, settings)
     return app
 
 

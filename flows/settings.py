@@ -114,6 +114,32 @@ class AuditSettings(BaseModel):
         ("admin", "reidentify"), description="roles that see real patient references")
 
 
+class SmartSettings(BaseModel):
+    """`ERAS_SMART_*`: SMART App Launch of the worklist and patient view from inside the EHR."""
+
+    allowed_issuers: list[str] = Field(
+        default_factory=list, description='FHIR bases allowed to launch us, JSON: ["https://ehr/fhir"]')
+    standalone_iss: str | None = Field(None, description="the FHIR base of a standalone launch")
+    client_id: str | None = Field(None, description="the app's client id registered with the EHR")
+    client_secret_file: Path | None = Field(
+        None, description="file holding the client secret (confidential client); unset = public client")
+    redirect_url: str | None = Field(
+        None, description="registered redirect URL; unset = this server's /launch/callback")
+    scope: str = Field("launch openid fhirUser patient/*.rs user/Task.u",
+                       description="scopes asked for in an EHR launch")
+    standalone_scope: str = Field("launch/patient openid fhirUser patient/*.rs user/Task.u",
+                                  description="scopes asked for in a standalone launch")
+    required_scopes: str = Field("openid fhirUser", description="a token granting fewer is refused")
+    roles_claim: str = Field("roles", description="id_token claim listing the user's EHR roles")
+    wards_claim: str = Field("wards", description="id_token claim listing the user's wards")
+    role_map: dict[str, str] = Field(
+        default_factory=dict, description='EHR role -> engine role, JSON: {"RN": "nurse"}; unmapped = none')
+    launch_seconds: float = Field(600.0, gt=0, description="a started launch must return within this")
+    session_seconds: float = Field(8 * 3600.0, gt=0, description="a launched session lasts this long")
+    user_token_writeback: bool = Field(
+        False, description="worklist write-backs of launched users use their own EHR token")
+
+
 class Settings(BaseSettings):
     """Everything the engine, the API and the CLI are configured with."""
 
@@ -148,6 +174,7 @@ class Settings(BaseSettings):
     task_store: TaskStoreSettings = Field(default_factory=TaskStoreSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    smart: SmartSettings = Field(default_factory=SmartSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
 

@@ -375,3 +375,40 @@ class DeliveryRecord(SQLModel, table=True):
     attempts: int
     error: str | None = None
     at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SmartLaunch(SQLModel, table=True):
+    """A SMART launch sent to the EHR's authorize endpoint, awaiting its callback (used once)."""
+
+    __tablename__ = "smart_launch"
+    __table_args__ = (Index("ix_smart_launch_expires_at", "expires_at"),)
+
+    state: str = Field(primary_key=True)
+    browser_hash: str  # sha256 of the cookie that binds the callback to the browser that started it
+    code_verifier: str
+    iss: str
+    redirect_url: str
+    endpoints: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SmartSession(SQLModel, table=True):
+    """A user signed in by SMART launch: who, with which context and EHR token, until when."""
+
+    __tablename__ = "smart_session"
+    __table_args__ = (Index("ix_smart_session_expires_at", "expires_at"),)
+
+    id_hash: str = Field(primary_key=True)  # sha256 of the cookie: a database read gives no cookie
+    subject: str
+    roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    wards: list[str] = Field(default_factory=list, sa_type=JSON)
+    iss: str
+    patient_id: str | None = None
+    encounter_id: str | None = None
+    ward: str | None = None
+    access_token: str = Field(sa_type=Text)
+    token_expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -14,13 +14,13 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 @router.post("/dev-token", response_model=DevTokenPublic)
 async def dev_token(body: DevTokenRequest, request: Request) -> DevTokenPublic:
     """A token signed with the key generated at start-up (dev mode only, loopback clients only)."""
-    if not _loopback(request.client.host if request.client else None):
+    if not is_loopback(request.client.host if request.client else None):
         raise HTTPException(status_code=403, detail="dev tokens are issued to this machine only")
     issuer = request.app.state.worklist.dev_issuer
     return DevTokenPublic(access_token=issuer.issue(body.subject, body.roles, body.wards))
 
 
-def _loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
     try:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name, not an address: not trusted

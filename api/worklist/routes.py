@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, NoReturn
 
@@ -13,8 +13,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
 from api.access import Route, allowed, record_access, require_ward
-from api.auth import Principal
+from api.auth import CurrentUser, Principal
 from api.deps import EngineDep, SessionDep
+from api.smart.writeback import user_task_client
 from api.worklist.models import (
     ActionResultPublic,
     CompleteRequest,
@@ -41,13 +42,14 @@ def clock_now(request: Request) -> datetime:
     return clock() if clock is not None else datetime.now(UTC)
 
 
-async def get_writer(request: Request) -> WorklistWriter:
+async def get_writer(request: Request, user: CurrentUser) -> AsyncIterator[WorklistWriter]:
     """The writer for this request: the app's FHIR client for Tasks (built from the settings with
-    the runtime's auth) or None when the store is the worklist."""
+    the runtime's auth), the user's own EHR token (SMART launch, when configured), or None when
+    the store is the worklist."""
     state = request.app.state.worklist
-    return WorklistWriter(
-        pathways=state.pathways, fhir=state.tasks, evidence_system=state.settings.evidence_identifier_system
-    )
+    async with user_task_client(request, user) as own:
+        yield WorklistWriter(pathways=state.pathways, fhir=own or state.tasks,
+                             evidence_system=state.settings.evidence_identifier_system)
 
 
 WriterDep = Annotated[WorklistWriter, Depends(get_writer)]

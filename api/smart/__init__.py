@@ -1,0 +1,1 @@
+"""SMART App Launch: the worklist and the patient view opened from inside the EHR."""
