@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session
 
+from api.auth import SESSION_COOKIE
+from api.smart.launch import digest
 from store.db import make_engine
+from store.models import SmartSession
 from tests.api.conftest import api_app
 from tests.utils.loopback import serve
 from tests.utils.smart_server import CLIENT_ID, SmartServer, smart_server
+
+
+def age_session(engine: Engine, browser: httpx.Client, **instants: datetime) -> None:
+    """Set the browser's session's `expires_at` / `token_expires_at` (a session grown old)."""
+    with Session(engine) as session:
+        row = session.get(SmartSession, digest(browser.cookies[SESSION_COOKIE]))
+        assert row is not None
+        for name, value in instants.items():
+            setattr(row, name, value)
+        session.commit()
+
 
 ROLE_MAP = {"RN": "nurse", "CNM": "charge_nurse"}
 

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from api.auth import SESSION_COOKIE
 from api.smart.launch import digest
 from store.models import SmartLaunch, SmartSession
+from tests.api.smart.conftest import age_session
 from tests.utils.smart_server import CLIENT_ID, SmartServer, pkce_challenge, smart_server
 
 
@@ -143,10 +144,7 @@ def test_expired_session_is_refused(smart: SmartServer, browser: httpx.Client, s
     smart.grant.wards = [ward]
     browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch()})
     assert browser.get(f"/worklist?ward={ward}").status_code == 200
-    with Session(store) as session:
-        session.exec(update(SmartSession).where(SmartSession.subject == "Practitioner/p-1")  # type: ignore[call-overload, arg-type]
-                     .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-        session.commit()
+    age_session(store, browser, expires_at=datetime.now(UTC) - timedelta(seconds=1))
 
     response = browser.get(f"/worklist?ward={ward}")
 
@@ -169,7 +167,7 @@ def test_pkce_verifier_mismatch_is_rejected_by_the_server(
                           follow_redirects=False)
     state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
     with Session(store) as session:  # what an attacker holding only the code would send
-        session.exec(update(SmartLaunch).where(SmartLaunch.state == state)  # type: ignore[call-overload, arg-type]
+        session.exec(update(SmartLaunch).where(SmartLaunch.state == state)  # type: ignore[arg-type]
                      .values(code_verifier="x" * 64))
         session.commit()
 
