@@ -1,4 +1,5 @@
-// The worklist page: signs in (dev mode), loads the ward's open tasks, polls, completes and declines.
+// The worklist page: signs in (dev mode) or uses the EHR launch's session cookie, loads the ward's
+// open tasks, polls, completes and declines.
 "use strict";
 
 const state = { token: sessionStorage.getItem("eras-token"), wards: [], timer: null };
@@ -12,7 +13,9 @@ function say(text, isError) {
 async function api(method, path, body) {
   const response = await fetch(path, {
     method,
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${state.token}` },
+    // Without a token the browser's session cookie (SMART launch) signs the request.
+    headers: { "Content-Type": "application/json",
+      ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
@@ -37,7 +40,7 @@ async function signIn(event) {
 
 function start(wards) {
   state.wards = wards;
-  $("ward").replaceChildren(...wards.map((w) => new Option(w, w)));
+  $("ward").replaceChildren(...wards.map((w) => new Option(w || "all my wards", w)));
   $("signin").hidden = true;
   $("controls").hidden = false;
   load();
@@ -168,5 +171,7 @@ $("signin").addEventListener("submit", signIn);
 $("ward").addEventListener("change", load);
 $("group").addEventListener("change", load);
 $("refresh").addEventListener("click", load);
+// A launch from the EHR lands on /ui/worklist?ward=<its ward> (or no ward: all the user's wards).
+const launchedWard = new URLSearchParams(location.search).get("ward");
 if (state.token) start((sessionStorage.getItem("eras-wards") || "").split(" ").filter(Boolean));
-else if (document.body.dataset.devMode !== "true") say("Open this page from the EHR to sign in.", true);
+else if (launchedWard || document.body.dataset.devMode !== "true") start([launchedWard || ""]);
