@@ -6,18 +6,23 @@ over real HTTP on loopback, with the app's state and sessions in the database (b
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session
 
 from api.auth import SESSION_COOKIE
 from api.smart.launch import digest
 from store.models import SmartLaunch, SmartSession
-from tests.api.smart.conftest import age_session
+from tests.api.conftest import api_app
+from tests.api.smart.conftest import age_session, smart_settings
+from tests.utils.loopback import free_port, serve
 from tests.utils.smart_server import CLIENT_ID, SmartServer, pkce_challenge, smart_server
 
 
@@ -29,6 +34,14 @@ def _landing(response: httpx.Response) -> str:
     """Where the launch sent the browser (the patient page itself is not this branch's)."""
     assert [r.status_code for r in response.history][-1] == 303, response.text
     return str(response.history[-1].headers["location"])
+
+
+def _started(browser: httpx.Client, smart: SmartServer, **context: str) -> tuple[str, str]:
+    """A launch sent to the authorize endpoint, not followed: its URL and its state."""
+    started = browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch(**context)},
+                          follow_redirects=False)
+    location = started.headers["location"]
+    return location, parse_qs(urlsplit(location).query)["state"][0]
 
 
 def test_ehr_launch_with_patient_opens_the_patient_page_with_a_session(
@@ -101,10 +114,9 @@ def test_replayed_callback_is_refused(smart: SmartServer, browser: httpx.Client)
 
 
 def test_callback_in_another_browser_is_refused(smart: SmartServer, browser: httpx.Client, eras: str) -> None:
-    started = browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch()},
-                          follow_redirects=False)
-    with httpx.Client(follow_redirects=True) as attacker_ehr:
-        to_callback = attacker_ehr.get(started.headers["location"], follow_redirects=False)
+    authorize, _state = _started(browser, smart)
+    with httpx.Client() as attacker_ehr:
+        to_callback = attacker_ehr.get(authorize)
     with httpx.Client(base_url=eras) as victim:  # lacks the cookie the launch set in `browser`
         response = victim.get(to_callback.headers["location"])
 
@@ -163,15 +175,13 @@ def test_unknown_iss_is_refused_before_anything_is_sent_to_it(browser: httpx.Cli
 def test_pkce_verifier_mismatch_is_rejected_by_the_server(
     smart: SmartServer, browser: httpx.Client, store: Engine
 ) -> None:
-    started = browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch(patient="pt-6")},
-                          follow_redirects=False)
-    state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+    authorize, state = _started(browser, smart, patient="pt-6")
     with Session(store) as session:  # what an attacker holding only the code would send
         session.exec(update(SmartLaunch).where(SmartLaunch.state == state)  # type: ignore[arg-type]
                      .values(code_verifier="x" * 64))
         session.commit()
 
-    response = browser.get(started.headers["location"])
+    response = browser.get(authorize)
 
     assert response.status_code == 401 and "refused the sign-in (invalid_grant)" in response.text
     assert SESSION_COOKIE not in browser.cookies
@@ -197,9 +207,6 @@ def test_smart_server_checks_the_pkce_verifier(smart: SmartServer) -> None:
 
 
 def test_failing_discovery_names_the_server(db_url: str) -> None:
-    from tests.api.conftest import api_app
-    from tests.utils.loopback import free_port, serve
-
     dead = f"http://127.0.0.1:{free_port()}/fhir"
     with serve(api_app(db_url, smart={"allowed_issuers": [dead], "client_id": CLIENT_ID})) as url:
         response = httpx.get(f"{url}/launch", params={"iss": dead, "launch": "x"})
@@ -215,3 +222,62 @@ def test_cross_site_form_post_with_the_cookie_is_refused(smart: SmartServer, bro
                             headers={"Content-Type": "text/plain"})
 
     assert response.status_code == 401 and "JSON requests only" in response.json()["detail"]
+
+
+def test_refusals_are_logged_without_patient_data(
+    smart: SmartServer, browser: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    smart.grant.withhold_scopes = {"openid"}
+    with caplog.at_level(logging.WARNING, logger="api.smart.routes"):
+        browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch(patient="pt-secret-9")})
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "api.smart.routes"]
+    assert any("did not grant the scopes this app needs: openid" in line for line in lines), lines
+    assert not any("pt-secret-9" in line for line in lines)
+
+
+def test_unmapped_ehr_roles_grant_nothing(smart: SmartServer, browser: httpx.Client) -> None:
+    ward = _ward()
+    smart.grant.roles, smart.grant.wards = ["Surgeon", "nurse"], [ward]  # "nurse" is not in the map either
+
+    browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch()})
+
+    assert browser.get(f"/worklist?ward={ward}").status_code == 403
+
+
+def test_launch_not_finished_in_time_is_refused(
+    smart: SmartServer, browser: httpx.Client, store: Engine
+) -> None:
+    authorize, state = _started(browser, smart)
+    with Session(store) as session:
+        launch = session.get(SmartLaunch, state)
+        assert launch is not None
+        launch.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.commit()
+
+    response = browser.get(authorize)
+
+    assert response.status_code == 403 and "expired" in response.text
+
+
+def test_ehr_refusing_authorization_is_shown(browser: httpx.Client) -> None:
+    response = browser.get("/launch/callback", params={"error": "access_denied", "state": "s"})
+
+    assert response.status_code == 403 and "did not authorize the launch (access_denied)" in response.text
+
+
+def test_confidential_client_sends_its_secret(db_url: str, tmp_path: Path) -> None:
+    secret = tmp_path / "client-secret"
+    with smart_server(client_secret="s3cret") as ehr:
+        for written, landed in (("wrong", False), ("s3cret", True)):
+            secret.write_text(written + "\n", encoding="utf-8")
+            settings = smart_settings(ehr, client_secret_file=secret)
+            with serve(api_app(db_url, smart=settings)) as url, httpx.Client(
+                base_url=url, follow_redirects=True
+            ) as client:
+                launch = ehr.launch(patient="pt-c")
+                response = client.get("/launch", params={"iss": ehr.iss, "launch": launch})
+            if landed:
+                assert _landing(response) == "/ui/patients/pt-c"
+            else:
+                assert response.status_code == 401 and "(invalid_client)" in response.text
