@@ -206,9 +206,9 @@ def test_smart_server_checks_the_pkce_verifier(smart: SmartServer) -> None:
     assert right.status_code == 200 and right.json()["access_token"]
 
 
-def test_failing_discovery_names_the_server(db_url: str) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/fhir"
-    with serve(api_app(db_url, smart={"allowed_issuers": [dead], "client_id": CLIENT_ID})) as url:
+def test_failing_discovery_names_the_server(sqlite_url: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/fhir"  # nothing listens there; no database is involved
+    with serve(api_app(sqlite_url, smart={"allowed_issuers": [dead], "client_id": CLIENT_ID})) as url:
         response = httpx.get(f"{url}/launch", params={"iss": dead, "launch": "x"})
 
     assert response.status_code == 502
@@ -266,18 +266,17 @@ def test_ehr_refusing_authorization_is_shown(browser: httpx.Client) -> None:
     assert response.status_code == 403 and "did not authorize the launch (access_denied)" in response.text
 
 
-def test_confidential_client_sends_its_secret(db_url: str, tmp_path: Path) -> None:
+def test_confidential_client_sends_its_secret(sqlite_url: str, tmp_path: Path) -> None:
+    # Client authentication does not touch the database: SQLite alone.
     secret = tmp_path / "client-secret"
-    with smart_server(client_secret="s3cret") as ehr:
-        for written, landed in (("wrong", False), ("s3cret", True)):
+    with smart_server(client_secret="s3cret") as ehr, serve(
+        api_app(sqlite_url, smart=smart_settings(ehr, client_secret_file=secret))
+    ) as url, httpx.Client(base_url=url, follow_redirects=True) as client:
+        outcomes = []
+        for written in ("wrong", "s3cret"):  # the file is read at each use: rotation needs no restart
             secret.write_text(written + "\n", encoding="utf-8")
-            settings = smart_settings(ehr, client_secret_file=secret)
-            with serve(api_app(db_url, smart=settings)) as url, httpx.Client(
-                base_url=url, follow_redirects=True
-            ) as client:
-                launch = ehr.launch(patient="pt-c")
-                response = client.get("/launch", params={"iss": ehr.iss, "launch": launch})
-            if landed:
-                assert _landing(response) == "/ui/patients/pt-c"
-            else:
-                assert response.status_code == 401 and "(invalid_client)" in response.text
+            launch = ehr.launch(patient="pt-c")
+            outcomes.append(client.get("/launch", params={"iss": ehr.iss, "launch": launch}))
+
+    assert outcomes[0].status_code == 401 and "(invalid_client)" in outcomes[0].text
+    assert _landing(outcomes[1]) == "/ui/patients/pt-c"

@@ -2,7 +2,8 @@
 
 The EHR here is the SMART server in front of the protected sandbox (which accepts only
 `SANDBOX_TOKEN`); the SMART server grants exactly that token to the launched user, while the
-engine itself has no credentials (`ERAS_FHIR_AUTH=none`).
+engine itself has no credentials (`ERAS_FHIR_AUTH=none`). SQLite only: the sessions' storage is
+tested on both databases in test_launch.py; what is tested here is where the token goes.
 """
 
 from __future__ import annotations
@@ -49,17 +50,17 @@ def ward() -> str:
 
 
 @pytest.fixture
-def user_writes(db_url: str, ehr: SmartServer, protected_fhir_sandbox: FhirSandbox,
+def user_writes(sqlite_url: str, ehr: SmartServer, protected_fhir_sandbox: FhirSandbox,
                 ward: str) -> Iterator[tuple[httpx.Client, FastAPI]]:
-    app = api_app(db_url, fhir={"base_url": protected_fhir_sandbox.base_url, "auth": "none"},
+    app = api_app(sqlite_url, fhir={"base_url": protected_fhir_sandbox.base_url, "auth": "none"},
                   smart=smart_settings(ehr, user_token_writeback=True))
     yield from _launched(app, ehr, ward)
 
 
 @pytest.fixture
-def engine_writes(db_url: str, ehr: SmartServer, protected_fhir_sandbox: FhirSandbox,
+def engine_writes(sqlite_url: str, ehr: SmartServer, protected_fhir_sandbox: FhirSandbox,
                   ward: str) -> Iterator[tuple[httpx.Client, FastAPI]]:
-    app = api_app(db_url, fhir={"base_url": protected_fhir_sandbox.base_url, "auth": "none"},
+    app = api_app(sqlite_url, fhir={"base_url": protected_fhir_sandbox.base_url, "auth": "none"},
                   smart=smart_settings(ehr))
     yield from _launched(app, ehr, ward)
 
