@@ -44,12 +44,12 @@ def require_allowed(iss: str | None, allowed: Iterable[str]) -> str:
     if normalised(iss) not in {normalised(one) for one in allowed}:
         raise LaunchError(f"the FHIR server {iss} is not one this app is registered with "
                           "(ERAS_SMART_ALLOWED_ISSUERS)", status=403)
-    return normalised(iss)
+    return iss  # as given: the authorize request's `aud` must be the iss exactly
 
 
 async def discover(iss: str, transport: httpx.AsyncBaseTransport | None = None) -> SmartConfiguration:
     """The endpoints `iss` publishes; LaunchError naming the URL when they cannot be read."""
-    url = f"{iss}/.well-known/smart-configuration"
+    url = f"{normalised(iss)}/.well-known/smart-configuration"
     try:
         async with httpx.AsyncClient(transport=transport, timeout=DISCOVERY_TIMEOUT) as http:
             response = await http.get(url, headers={"Accept": "application/json"})

@@ -103,7 +103,7 @@ def _claim(request: Request, state: str, now: datetime) -> SmartLaunch:
 
 def _refused(request: Request, error: LaunchError) -> HTMLResponse:
     """The browser gets a page saying what went wrong; the log gets the same line (no patient data)."""
-    log.warning("SMART launch refused (%s): %s", error.status, error)
+    log.warning("SMART launch refused (%s): %r", error.status, str(error))  # repr: no forged log lines
     templates = request.app.state.worklist.templates
     response: HTMLResponse = templates.TemplateResponse(
         request, "launch_error.html", {"message": str(error)}, status_code=error.status)
