@@ -67,13 +67,33 @@ def test_ehr_launch_with_patient_opens_the_patient_page_with_a_session(
 def test_session_cookie_is_opaque_http_only_and_lax_on_loopback(
     smart: SmartServer, browser: httpx.Client, store: Engine
 ) -> None:
-    browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch(patient="pt-1")})
+    response = browser.get("/launch", params={"iss": smart.iss, "launch": smart.launch(patient="pt-1")})
+    attributes = _attributes(response.history[-1], SESSION_COOKIE)
+    assert {"httponly", "samesite=lax", "path=/"} <= attributes and "secure" not in attributes  # loopback
     cookie = next(c for c in browser.cookies.jar if c.name == SESSION_COOKIE)
-    assert cookie.has_nonstandard_attr("HttpOnly") and not cookie.secure  # http on loopback: the demo
     assert "." not in (cookie.value or "")  # an opaque id, not a JWT
     with Session(store) as session:
         assert session.get(SmartSession, cookie.value) is None  # the table keeps only its hash
         assert session.get(SmartSession, digest(cookie.value or "")) is not None
+
+
+async def test_cookies_inside_the_ehrs_frame_are_secure_and_same_site_none(
+    sqlite_url: str, smart: SmartServer
+) -> None:
+    app = api_app(sqlite_url, smart=smart_settings(smart), ehr_origin="https://ehr.example")
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://eras.hospital.example"
+    ) as client:
+        response = await client.get("/launch", params={"iss": smart.iss, "launch": smart.launch()})
+
+    assert response.status_code == 302
+    assert {"httponly", "secure", "samesite=none", "path=/launch"} <= _attributes(response, "eras_launch")
+
+
+def _attributes(response: httpx.Response, name: str) -> set[str]:
+    """The attributes of the cookie `name` that `response` sets, lower-cased."""
+    header = next(h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}="))
+    return {part.strip().lower() for part in header.split(";")[1:]}
 
 
 def test_standalone_launch_uses_the_configured_server(smart: SmartServer, browser: httpx.Client) -> None:
