@@ -47,11 +47,11 @@ def require_allowed(iss: str | None, allowed: Iterable[str]) -> str:
     return iss  # as given: the authorize request's `aud` must be the iss exactly
 
 
-async def discover(iss: str, transport: httpx.AsyncBaseTransport | None = None) -> SmartConfiguration:
+async def discover(iss: str) -> SmartConfiguration:
     """The endpoints `iss` publishes; LaunchError naming the URL when they cannot be read."""
     url = f"{normalised(iss)}/.well-known/smart-configuration"
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=DISCOVERY_TIMEOUT) as http:
+        async with httpx.AsyncClient(timeout=DISCOVERY_TIMEOUT) as http:
             response = await http.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
             document = response.json()

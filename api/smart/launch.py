@@ -61,8 +61,8 @@ def authorize(settings: SmartSettings, config: SmartConfiguration, *, iss: str, 
                      browser=browser)
 
 
-async def exchange(settings: SmartSettings, launch: SmartLaunch, code: str, *, secret: str | None,
-                   transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Any]:
+async def exchange(settings: SmartSettings, launch: SmartLaunch, code: str, *,
+                   secret: str | None) -> dict[str, Any]:
     """The token response for `code` (public client: client_id in the form; confidential: Basic)."""
     assert settings.client_id
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": launch.redirect_url,
@@ -72,7 +72,7 @@ async def exchange(settings: SmartSettings, launch: SmartLaunch, code: str, *, s
         form["client_id"] = settings.client_id
     url = launch.endpoints["token_endpoint"]
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=TOKEN_TIMEOUT) as http:
+        async with httpx.AsyncClient(timeout=TOKEN_TIMEOUT) as http:
             response = await http.post(url, data=form, auth=auth, headers={"Accept": "application/json"})
             body = response.json()
     except (httpx.HTTPError, ValueError) as error:

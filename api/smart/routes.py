@@ -34,10 +34,9 @@ async def launch(request: Request, iss: Param = None, launch: Param = None) -> R
     try:
         if launch and not iss:
             raise LaunchError("the EHR launch names no FHIR server (iss)")
-        checked = require_allowed(iss or (None if launch else smart.settings.standalone_iss),
-                                  smart.settings.allowed_issuers)
+        checked = require_allowed(iss or smart.settings.standalone_iss, smart.settings.allowed_issuers)
         smart.require_client()
-        config = await discover(checked, smart.transport)
+        config = await discover(checked)
         now = datetime.now(UTC)
         started = authorize(smart.settings, config, iss=checked, launch=launch,
                             redirect_url=smart.redirect_url(request), now=now)
@@ -71,8 +70,7 @@ async def callback(
         if digest(request.cookies.get(BROWSER_COOKIE, "")) != pending.browser_hash:
             raise LaunchError("this sign-in was started in another browser (state does not match)",
                               status=403)
-        body = await exchange(smart.settings, pending, code, secret=smart.client_secret(),
-                              transport=smart.transport)
+        body = await exchange(smart.settings, pending, code, secret=smart.client_secret())
         cookie, row = await verified_session(smart.settings, pending, body,
                                              keys=smart.keys(pending.endpoints["jwks_uri"]), now=now)
     except LaunchError as failure:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
 from fastapi import Request
 
 from api.auth import SESSION_COOKIE, JwksCache
@@ -14,11 +13,10 @@ from flows.settings import SmartSettings
 
 @dataclass
 class SmartState:
-    """The launch's configuration; `transport` lets a test reach an EHR that is no real server."""
+    """The launch's configuration, and the EHRs' signing keys fetched so far."""
 
     settings: SmartSettings
     embedded: bool  # the EHR frames our pages (ERAS_EHR_ORIGIN): cookies must be SameSite=None
-    transport: httpx.AsyncBaseTransport | None = None
     cookie_name: str = SESSION_COOKIE
     _keys: dict[str, JwksCache] = field(default_factory=dict)
 
@@ -41,7 +39,7 @@ class SmartState:
     def keys(self, jwks_uri: str) -> JwksCache:
         """One JWKS cache per EHR key set, kept across launches."""
         if jwks_uri not in self._keys:
-            self._keys[jwks_uri] = JwksCache(url=jwks_uri, transport=self.transport)
+            self._keys[jwks_uri] = JwksCache(url=jwks_uri)
         return self._keys[jwks_uri]
 
     def redirect_url(self, request: Request) -> str:
