@@ -114,6 +114,21 @@ class AuditSettings(BaseModel):
         ("admin", "reidentify"), description="roles that see real patient references")
 
 
+class CdsSettings(BaseModel):
+    """`ERAS_CDS_*`: the CDS Hooks service the EHR calls (`/cds-services`)."""
+
+    issuer: str | None = Field(None, description="the EHR's `iss` in its CDS Hooks JWTs; unset = refused")
+    jwks_url: str | None = Field(None, description="where the EHR publishes the JWKS it signs them with")
+    client_id: str | None = Field(None, description="the `sub` the EHR's JWTs must carry; unset = any")
+    public_url: str | None = Field(
+        None, description="the engine's URL as the EHR calls it (JWT `aud`, launch links); unset = "
+                          "the request's own")
+    budget_seconds: float = Field(0.4, gt=0, description="longest a hook waits for the EHR before "
+                                                         "answering with a degraded card")
+    max_token_lifetime_seconds: float = Field(
+        300.0, gt=0, description="JWTs whose exp - iat is longer are refused (the spec: 5 minutes)")
+
+
 class Settings(BaseSettings):
     """Everything the engine, the API and the CLI are configured with."""
 
@@ -150,6 +165,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
+    cds: CdsSettings = Field(default_factory=CdsSettings)
 
     @classmethod
     def settings_customise_sources(

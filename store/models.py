@@ -375,3 +375,17 @@ class DeliveryRecord(SQLModel, table=True):
     attempts: int
     error: str | None = None
     at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CdsSuggestion(SQLModel, table=True):
+    """An enrolment a CDS Hooks card suggested; the EHR's feedback names it by `uuid`."""
+
+    __tablename__ = "cds_suggestion"
+
+    uuid: str = Field(primary_key=True)
+    card_uuid: str
+    patient_ref: str
+    pathway_id: str
+    variant: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,36 @@
+"""CDS Hooks: the enrolments an order-sign card suggested, so that accepted feedback can enrol.
+
+Revision ID: 0007_cds_suggestion
+Revises: 0006_rt_concurrency
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007_cds_suggestion"
+down_revision: str | None = "0006_rt_concurrency"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+Instant = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "cds_suggestion",
+        sa.Column("uuid", sa.String(), nullable=False),
+        sa.Column("card_uuid", sa.String(), nullable=False),
+        sa.Column("patient_ref", sa.String(), nullable=False),
+        sa.Column("pathway_id", sa.String(), nullable=False),
+        sa.Column("variant", sa.String(), nullable=True),
+        sa.Column("created_at", Instant, nullable=False),
+        sa.Column("accepted_at", Instant, nullable=True),
+        sa.PrimaryKeyConstraint("uuid"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("cds_suggestion")
