@@ -10,7 +10,8 @@ import pytest
 
 from fhir_adapters.jwks import generate_key
 from fhir_adapters.sandbox import FhirSandbox
-from tests.api.cds.conftest import BASE, App, Signer, app_factory, auth, hook_body, new_patient_id, sign_with
+from tests.api.cds.conftest import App, Signer, app_factory
+from tests.utils.cds import BASE, auth, hook_body, new_patient_id, sign_with
 
 PATH = "/cds-services/patient-view"
 

@@ -9,16 +9,8 @@ from typing import Any
 from sqlmodel import Session
 
 from store.enrolments import find_enrolments
-from tests.api.cds.conftest import (
-    CPT,
-    AppFactory,
-    Signer,
-    auth,
-    draft_orders,
-    hook_body,
-    new_patient_id,
-    post_hook,
-)
+from tests.api.cds.conftest import AppFactory, Signer, post_hook
+from tests.utils.cds import CPT, auth, draft_orders, hook_body, new_patient_id
 
 
 def _decompression(pid: str) -> dict[str, Any]:

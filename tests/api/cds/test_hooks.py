@@ -6,54 +6,23 @@ pathway file's titles and ERAS items (pathways/lumbar_fusion.yaml)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
-from sqlalchemy import Engine
-from sqlmodel import Session
 
 from api.cds.cards import card_kind
 from fhir_adapters.sandbox import FhirSandbox
-from store.models import ElementResultRow, Enrolment
-from tests.api.cds.conftest import (
+from tests.api.cds.conftest import App, AppFactory, Signer
+from tests.utils.cds import (
     CPT,
     LOINC,
     SCT,
-    App,
-    AppFactory,
-    Signer,
     auth,
     draft_orders,
     hook_body,
     new_patient_id,
     put_patient,
+    seed_status,
 )
 from tests.utils.tcp_proxy import TcpProxy
-from tests.utils.worklist import seed_action, seed_enrolment
-
-
-def seed_status(engine: Engine, patient_id: str) -> Enrolment:
-    """POD1: catheter removal overdue (due 2 h ago), walking due in 3 h; education and fasting
-    done, smoking cessation missed; the catheter's element overdue; nicotine reminders (after
-    discharge) upcoming; the drain not applicable."""
-    now = datetime.now(UTC)
-    enrolment = seed_enrolment(engine, ward="4B", patient_id=patient_id)
-    seed_action(engine, enrolment, "urinary_catheter_removal", opens=now - timedelta(hours=10),
-                due=now - timedelta(hours=2), closes=now + timedelta(hours=4))
-    seed_action(engine, enrolment, "walk_three_times_daily", opens=now - timedelta(hours=1),
-                due=now + timedelta(hours=3), closes=now + timedelta(hours=12))
-    results = [("patient_education", "pre-admission", "done", "done"),
-               ("smoking_cessation", "pre-admission", "missed", "not-done"),
-               ("preop_fasting", "pre-op", "done", "done"),
-               ("urinary_catheter_removal", "post-op", "overdue", None),
-               ("nicotine_free_reminder", "post-discharge", "upcoming", None),
-               ("drain_removal", "post-op", "not-applicable", None)]
-    with Session(engine) as session:
-        for element_id, phase, status, counts in results:
-            session.add(ElementResultRow(enrolment_id=enrolment.id, element_id=element_id, phase=phase,
-                                         category="-", status=status, counts=counts, evaluated_at=now))
-        session.commit()
-    return enrolment
 
 
 async def test_discovery_lists_the_three_services_with_prefetch(cds: App, sign: Signer) -> None:
@@ -91,7 +60,7 @@ async def test_patient_view_without_prefetch_reads_the_ehr_with_the_hooks_token(
         cds: App, sign: Signer, protected_fhir_sandbox: FhirSandbox) -> None:
     app, client = cds
     pid = new_patient_id()
-    put_patient(protected_fhir_sandbox, {"resourceType": "Patient", "id": pid})
+    put_patient(protected_fhir_sandbox.base_url, {"resourceType": "Patient", "id": pid})
     seed_status(app.state.engine, pid)
     body = hook_body("patient-view", pid, fhir_server=protected_fhir_sandbox.base_url)
     response = await client.post("/cds-services/patient-view", json=body,
@@ -103,7 +72,7 @@ async def test_patient_view_not_enrolled_and_unknown_patient(
         cds: App, sign: Signer, protected_fhir_sandbox: FhirSandbox) -> None:
     _, client = cds
     known = new_patient_id()
-    put_patient(protected_fhir_sandbox, {"resourceType": "Patient", "id": known})
+    put_patient(protected_fhir_sandbox.base_url, {"resourceType": "Patient", "id": known})
     kinds = {}
     for pid in (known, new_patient_id()):
         body = hook_body("patient-view", pid, fhir_server=protected_fhir_sandbox.base_url)
