@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
             writer.cancel()
             with suppress(asyncio.CancelledError):
                 await writer
+            await app.state.cds.fhir_transport.close_pool()
             engine.dispose()
 
     docs = settings.api_docs

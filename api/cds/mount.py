@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from api.auth import JwksCache
 from api.cds import routes
 from api.cds.auth import EhrVerifier
+from api.cds.reads import SharedTransport
 from engine.model import Pathway
 from flows.settings import CdsSettings, Settings
 
@@ -25,7 +26,7 @@ class CdsState:
     pathways: Mapping[str, Pathway]
     ehr_base: str
     tz: ZoneInfo
-    fhir_transport: httpx.AsyncBaseTransport | None = None
+    fhir_transport: SharedTransport
 
 
 def mount_cds(app: FastAPI, settings: Settings, *, pathways: Mapping[str, Pathway],
@@ -37,5 +38,6 @@ def mount_cds(app: FastAPI, settings: Settings, *, pathways: Mapping[str, Pathwa
         keys = JwksCache(url=cds.jwks_url, ttl=settings.worklist.jwks_cache_seconds,
                          min_refetch=settings.worklist.jwks_min_refetch_seconds, transport=jwks_transport)
     app.state.cds = CdsState(settings=cds, verifier=EhrVerifier(cds, keys), pathways=dict(pathways),
-                             ehr_base=settings.fhir.base_url, tz=ZoneInfo(settings.timezone))
+                             ehr_base=settings.fhir.base_url, tz=ZoneInfo(settings.timezone),
+                             fhir_transport=SharedTransport())
     app.include_router(routes.router)
