@@ -51,13 +51,16 @@ def remember_suggestions(db: Engine, suggestions: Sequence[CdsSuggestion]) -> No
         record_suggestions(session=session, suggestions=suggestions)
 
 
-def accept_suggestions(db: Engine, pathways: Mapping[str, Pathway], uuids: Sequence[str], *,
+def accept_suggestions(db: Engine, pathways: Mapping[str, Pathway], accepted: Sequence[tuple[str, str]], *,
                        by: str, now: datetime) -> list[tuple[Enrolment, bool]]:
-    """Enrol as each accepted suggestion said: (enrolment, True when this call made it). A
-    suggestion accepted again, here or on another replica, finds the enrolment already there
-    (one per patient and pathway: the store's unique constraint)."""
+    """Enrol as each accepted (card uuid, suggestion uuid) said: (enrolment, True when this call
+    made it). A suggestion is known only on the card that carried it. Accepted again, here or on
+    another replica, it finds the enrolment already there (one per patient and pathway: the
+    store's unique constraint)."""
+    cards = dict((suggestion, card) for card, suggestion in accepted)
     with session_scope(db) as session:
-        found = find_suggestions(session=session, uuids=uuids)
+        found = [s for s in find_suggestions(session=session, uuids=list(cards))
+                 if cards[s.uuid] == s.card_uuid]
         for suggestion in found:
             mark_accepted(session=session, uuid=suggestion.uuid, at=now)
         session.expunge_all()

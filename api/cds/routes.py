@@ -51,12 +51,12 @@ async def feedback(service_id: str, body: Feedback, request: Request,
                    ehr: Annotated[Ehr, Depends(ehr_allowed(Route.CDS_FEEDBACK))]) -> dict[str, Any]:
     """Accepted enrolment suggestions enrol (once); other feedback is acknowledged."""
     _service(service_id)
-    uuids = [s.id for entry in body.feedback if entry.outcome == "accepted"
-             for s in entry.accepted_suggestions]
+    accepted = [(entry.card, s.id) for entry in body.feedback if entry.outcome == "accepted"
+                for s in entry.accepted_suggestions]
     state = request.app.state.cds
 
     def accept() -> None:
-        results = accept_suggestions(request.app.state.engine, state.pathways, uuids,
+        results = accept_suggestions(request.app.state.engine, state.pathways, accepted,
                                      by=f"cds:{ehr.subject}", now=datetime.now(UTC))
         with Session(request.app.state.engine) as session:
             for enrolment, created in results:

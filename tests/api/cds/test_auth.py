@@ -70,3 +70,9 @@ async def test_other_fhir_server_is_refused(cds: App, sign: Signer) -> None:
     response = await client.post(PATH, json=body, headers=auth(sign(PATH)))
     assert response.status_code == 400
     assert "fhirServer" in response.json()["detail"]
+
+
+async def test_the_ehrs_jwt_opens_no_user_route(cds: App, sign: Signer) -> None:
+    _, client = cds
+    response = await client.get("/worklist?ward=4B", headers=auth(sign("/worklist")))
+    assert response.status_code == 401

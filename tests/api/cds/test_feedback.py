@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlmodel import Session
 
 from store.enrolments import find_enrolments
@@ -40,14 +41,23 @@ async def test_feedback_accepted_twice_on_two_replicas_enrols_once(cds_apps: App
         assert again.json()["cards"] == []
 
 
-async def test_overridden_feedback_enrols_nobody(cds_apps: AppFactory, sign: Signer) -> None:
+REFUSED = {
+    "overridden": lambda card: {"card": card["uuid"], "outcome": "overridden"},
+    "other-card": lambda card: {"card": "5e6f1f43-0d0e-4c8f-9a57-2b1f1c1c1c1c", "outcome": "accepted",
+                                "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]},
+}
+
+
+@pytest.mark.parametrize("shape", list(REFUSED))
+async def test_feedback_that_accepts_nothing_enrols_nobody(cds_apps: AppFactory, sign: Signer,
+                                                           shape: str) -> None:
     pid = new_patient_id()
     async with cds_apps() as (app, client):
         signed = await post_hook(client, sign, _decompression(pid))
         [card] = signed.json()["cards"]
         path = "/cds-services/order-sign/feedback"
-        response = await client.post(path, headers=auth(sign(path)), json={
-            "feedback": [{"card": card["uuid"], "outcome": "overridden"}]})
+        response = await client.post(path, headers=auth(sign(path)),
+                                     json={"feedback": [REFUSED[shape](card)]})
         assert response.status_code == 200
         with Session(app.state.engine) as session:
             assert find_enrolments(session=session, patient_ref=f"Patient/{pid}") == []
