@@ -389,3 +389,12 @@ class CdsSuggestion(SQLModel, table=True):
     variant: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime)
     accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CdsJwtUse(SQLModel, table=True):
+    """A CDS Hooks JWT already presented (by its `jti`), kept until it expires: no replay."""
+
+    __tablename__ = "cds_jwt_use"
+
+    jti: str = Field(primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

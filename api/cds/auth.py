@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.access import EHR_SYSTEM, PERMISSIONS, Route, record_access
 from api.auth import InvalidToken, JwksCache, Principal, TokenVerifier
 from flows.settings import CdsSettings
+from store.cds import first_use_of_jwt
+from store.db import session_scope
 
 
 @dataclass
@@ -25,8 +29,9 @@ class EhrVerifier:
     settings: CdsSettings
     keys: JwksCache | None
 
-    async def verify(self, token: str, audience: str) -> Principal:
-        """The EHR as a principal (subject `ehr:<sub>`), or InvalidToken saying what is wrong."""
+    async def verify(self, token: str, audience: str) -> tuple[Principal, str, datetime]:
+        """The EHR as a principal (subject `ehr:<sub>`), the JWT's id and expiry; or InvalidToken
+        saying what is wrong."""
         if self.keys is None or not self.settings.issuer:
             raise InvalidToken("CDS Hooks is not configured: set ERAS_CDS_ISSUER and ERAS_CDS_JWKS_URL")
         try:
@@ -45,7 +50,8 @@ class EhrVerifier:
         sub = principal.subject
         if self.settings.client_id and sub != self.settings.client_id:
             raise InvalidToken("the JWT's sub is not the EHR client configured (ERAS_CDS_CLIENT_ID)")
-        return Principal(subject=f"ehr:{sub}", roles=frozenset({EHR_SYSTEM}), wards=frozenset())
+        ehr = Principal(subject=f"ehr:{sub}", roles=frozenset({EHR_SYSTEM}), wards=frozenset())
+        return ehr, str(claims["jti"]), datetime.fromtimestamp(claims["exp"], UTC)
 
 
 def endpoint_url(request: Request, public_url: str | None) -> str:
@@ -64,9 +70,12 @@ def ehr_allowed(route: Route) -> Callable[..., Any]:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("a CDS Hooks call needs Authorization: Bearer <JWT signed by the EHR>")
         try:
-            ehr = await state.verifier.verify(token.strip(), endpoint_url(request, state.settings.public_url))
+            ehr, jti, expires = await state.verifier.verify(
+                token.strip(), endpoint_url(request, state.settings.public_url))
         except InvalidToken as error:
             raise _unauthorized(str(error)) from None
+        if not await run_in_threadpool(_first_use, request.app.state.engine, jti, expires):
+            raise _unauthorized("the JWT was already used (its jti was seen before): sign a new one per call")
         if EHR_SYSTEM not in PERMISSIONS[route]:
             def refuse() -> None:
                 with Session(request.app.state.engine) as session:
@@ -78,6 +87,11 @@ def ehr_allowed(route: Route) -> Callable[..., Any]:
         return ehr
 
     return dependency
+
+
+def _first_use(engine: Engine, jti: str, expires: datetime) -> bool:
+    with session_scope(engine) as session:
+        return first_use_of_jwt(session=session, jti=jti, expires_at=expires, at=datetime.now(UTC))
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from fhir_adapters.jwks import PrivateKey, jwks_document, public_jwk
 from store.models import (
     AccessLogEntry,
+    CdsJwtUse,
     CdsSuggestion,
     ElementResultRow,
     ElementStatus,
@@ -83,6 +84,7 @@ def clear_cds_patients(engine: Engine) -> None:
             session.exec(delete(table).where(col(table.enrolment_id).in_(ids)))  # type: ignore[call-overload]
         session.exec(delete(Enrolment).where(col(Enrolment.id).in_(ids)))  # type: ignore[call-overload]
         session.exec(delete(CdsSuggestion).where(col(CdsSuggestion.patient_ref).like("Patient/cds-%")))  # type: ignore[call-overload]
+        session.exec(delete(CdsJwtUse))  # type: ignore[call-overload]
         session.exec(delete(AccessLogEntry))  # type: ignore[call-overload]
         session.commit()
 

@@ -1,4 +1,5 @@
-"""CDS Hooks: the enrolments an order-sign card suggested, so that accepted feedback can enrol.
+"""CDS Hooks: the enrolments an order-sign card suggested, so that accepted feedback can enrol;
+the JWTs already presented, so that none is replayed.
 
 Revision ID: 0007_cds_suggestion
 Revises: 0006_rt_concurrency
@@ -30,7 +31,14 @@ def upgrade() -> None:
         sa.Column("accepted_at", Instant, nullable=True),
         sa.PrimaryKeyConstraint("uuid"),
     )
+    op.create_table(
+        "cds_jwt_use",
+        sa.Column("jti", sa.String(), nullable=False),
+        sa.Column("expires_at", Instant, nullable=False),
+        sa.PrimaryKeyConstraint("jti"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("cds_jwt_use")
     op.drop_table("cds_suggestion")

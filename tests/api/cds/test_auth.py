@@ -76,3 +76,14 @@ async def test_the_ehrs_jwt_opens_no_user_route(cds: App, sign: Signer) -> None:
     _, client = cds
     response = await client.get("/worklist?ward=4B", headers=auth(sign("/worklist")))
     assert response.status_code == 401
+
+
+async def test_a_jwt_is_accepted_once(cds: App, sign: Signer) -> None:
+    """The spec's jti is there against replay: a second call with the same JWT is refused."""
+    _, client = cds
+    token = sign(PATH)
+    body = hook_body("patient-view", new_patient_id(), prefetch={"patient": None})
+    first = await client.post(PATH, json=body, headers=auth(token))
+    again = await client.post(PATH, json=body, headers=auth(token))
+    assert (first.status_code, again.status_code) == (200, 401)
+    assert "already used" in again.json()["detail"]
