@@ -48,6 +48,13 @@ def cds_apps(db_url: str, protected_fhir_sandbox: FhirSandbox, ehr_jwks_url: str
     return app_factory(db_url, protected_fhir_sandbox, ehr_jwks_url)
 
 
+@pytest.fixture
+def sqlite_cds_apps(sqlite_url: str, protected_fhir_sandbox: FhirSandbox, ehr_jwks_url: str) -> AppFactory:
+    """`cds_apps` on SQLite alone, for what does not depend on the database (refusals, the EHR's
+    speed, which variant an order means); the store's part runs on both databases elsewhere."""
+    return app_factory(sqlite_url, protected_fhir_sandbox, ehr_jwks_url)
+
+
 def app_factory(db_url: str, protected_fhir_sandbox: FhirSandbox, ehr_jwks_url: str) -> AppFactory:
     @asynccontextmanager
     async def make(fhir_base: str | None = None, **cds: Any) -> AsyncIterator[App]:

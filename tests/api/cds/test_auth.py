@@ -9,17 +9,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fhir_adapters.jwks import generate_key
-from fhir_adapters.sandbox import FhirSandbox
-from tests.api.cds.conftest import App, Signer, app_factory
+from tests.api.cds.conftest import App, AppFactory, Signer
 from tests.utils.cds import BASE, auth, hook_body, new_patient_id, sign_with
 
 PATH = "/cds-services/patient-view"
 
 
 @pytest.fixture
-async def cds(sqlite_url: str, protected_fhir_sandbox: FhirSandbox, ehr_jwks_url: str) -> AsyncIterator[App]:
-    """Refusals come before the store is read: SQLite alone (the hooks run on both elsewhere)."""
-    async with app_factory(sqlite_url, protected_fhir_sandbox, ehr_jwks_url)() as pair:
+async def cds(sqlite_cds_apps: AppFactory) -> AsyncIterator[App]:
+    async with sqlite_cds_apps() as pair:
         yield pair
 
 

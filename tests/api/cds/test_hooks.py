@@ -10,7 +10,7 @@ import pytest
 
 from api.cds.cards import card_kind
 from fhir_adapters.sandbox import FhirSandbox
-from tests.api.cds.conftest import App, AppFactory, Signer
+from tests.api.cds.conftest import App, AppFactory, Signer, post_hook
 from tests.utils.cds import (
     CPT,
     LOINC,
@@ -83,13 +83,13 @@ async def test_patient_view_not_enrolled_and_unknown_patient(
     assert kinds == {True: ["not-enrolled"], False: []}
 
 
-async def test_slow_ehr_gives_a_degraded_card(cds_apps: AppFactory, sign: Signer,
+async def test_slow_ehr_gives_a_degraded_card(sqlite_cds_apps: AppFactory, sign: Signer,
                                              protected_fhir_sandbox: FhirSandbox) -> None:
     proxy = TcpProxy("127.0.0.1", protected_fhir_sandbox.port, delay=5.0)
     await proxy.up()
     slow_base = protected_fhir_sandbox.base_url.replace(f":{protected_fhir_sandbox.port}", f":{proxy.port}")
     try:
-        async with cds_apps(fhir_base=slow_base, budget_seconds=0.3) as (app, client):
+        async with sqlite_cds_apps(fhir_base=slow_base, budget_seconds=0.3) as (app, client):
             pid = new_patient_id()
             seed_status(app.state.engine, pid)
             response = await client.post("/cds-services/patient-view",
@@ -133,12 +133,12 @@ ORDERS = [
 
 @pytest.mark.parametrize(("codings", "variant"), ORDERS, ids=["fusion", "decompression", "both", "unrelated"])
 async def test_order_sign_suggests_enrolment_with_the_variant(
-        cds: App, sign: Signer, codings: list[tuple[str, str]], variant: str | None) -> None:
-    _, client = cds
+        sqlite_cds_apps: AppFactory, sign: Signer, codings: list[tuple[str, str]],
+        variant: str | None) -> None:
     pid = new_patient_id()
     body = hook_body("order-sign", pid, draftOrders=draft_orders(*codings, pid=pid))
-    response = await client.post("/cds-services/order-sign", json=body,
-                                 headers=auth(sign("/cds-services/order-sign")))
+    async with sqlite_cds_apps() as (_, client):
+        response = await post_hook(client, sign, body)
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
     if variant is None:
