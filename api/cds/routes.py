@@ -24,17 +24,18 @@ from store.models import CdsSuggestion
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 Card = dict[str, Any]
-Ehr = Principal
 
 
 @router.get("")
-async def list_services(_ehr: Annotated[Ehr, Depends(ehr_allowed(Route.CDS_DISCOVERY))]) -> dict[str, Any]:
+async def list_services(
+        _ehr: Annotated[Principal, Depends(ehr_allowed(Route.CDS_DISCOVERY))]) -> dict[str, Any]:
+    """The discovery document: the services, their hooks and prefetch templates."""
     return discovery()
 
 
 @router.post("/{service_id}")
 async def call_hook(service_id: str, hook: HookRequest, request: Request,
-                    ehr: Annotated[Ehr, Depends(ehr_allowed(Route.CDS_HOOK))]) -> dict[str, Any]:
+                    ehr: Annotated[Principal, Depends(ehr_allowed(Route.CDS_HOOK))]) -> dict[str, Any]:
     """The cards for one hook call; a slow or failing EHR gives a degraded card, never an error."""
     service = _service(service_id)
     if hook.hook != service.value:
@@ -48,7 +49,7 @@ async def call_hook(service_id: str, hook: HookRequest, request: Request,
 
 @router.post("/{service_id}/feedback")
 async def feedback(service_id: str, body: Feedback, request: Request,
-                   ehr: Annotated[Ehr, Depends(ehr_allowed(Route.CDS_FEEDBACK))]) -> dict[str, Any]:
+                   ehr: Annotated[Principal, Depends(ehr_allowed(Route.CDS_FEEDBACK))]) -> dict[str, Any]:
     """Accepted enrolment suggestions enrol (once); other feedback is acknowledged."""
     _service(service_id)
     accepted = [(entry.card, s.id) for entry in body.feedback if entry.outcome == "accepted"
@@ -71,7 +72,7 @@ async def feedback(service_id: str, body: Feedback, request: Request,
 class Call:
     """One hook call: the request, its body, the calling EHR and where the pathway view is launched."""
 
-    def __init__(self, request: Request, hook: HookRequest, ehr: Ehr, service: Service) -> None:
+    def __init__(self, request: Request, hook: HookRequest, ehr: Principal, service: Service) -> None:
         self.request, self.hook, self.ehr, self.service = request, hook, ehr, service
         self.state = request.app.state.cds
         self.engine = request.app.state.engine

@@ -63,9 +63,9 @@ def pathway_status(session: Session, enrolment: Enrolment, pathway: Pathway, now
         col(PlannedActionRow.enrolment_id) == enrolment.id,
         col(PlannedActionRow.status).in_([s.value for s in OPEN_STATUSES]))).all()
     actions = [WorklistAction(*(getattr(row, name) for name in WorklistAction._fields)) for row in rows]
-    judged = [(a, live_status(a, now)) for a in actions]
-    overdue = tuple(a.title for a, status in sorted(judged, key=_by_due) if status in _LATE)
-    upcoming = sorted((a for a, status in judged if status not in _LATE), key=lambda a: _by_due((a, "")))
+    judged = [(a, live_status(a, now)) for a in sorted(actions, key=_by_due)]
+    overdue = tuple(a.title for a, status in judged if status in _LATE)
+    upcoming = [a for a, status in judged if status not in _LATE]
     next_due = NextDue(upcoming[0].title, upcoming[0].due) if upcoming else None
     by_element = {r.element_id: element_ratio(_result(r)) for r in _results(session, enrolment.id)}
     items = eras_item_of(pathway)
@@ -96,7 +96,7 @@ def _result(row: ElementResultRow) -> ElementResult:
                          counts="done" if row.counts == "done" else "not-done" if row.counts else None)
 
 
-def _by_due(pair: tuple[WorklistAction, str]) -> tuple[bool, datetime]:
-    action = pair[0]
+def _by_due(action: WorklistAction) -> tuple[bool, datetime]:
+    """Earliest due (else opening) first, undated last."""
     when = action.due or action.opens
     return (when is None, when or datetime.max)
