@@ -48,6 +48,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.mllp
 	$(BIN)/python -m bench.worklist
 	$(BIN)/python -m bench.audit
+	$(BIN)/python -m bench.cds_hooks
 
 schema: $(STAMP)
 	$(BIN)/python -m engine.schema > pathways/schema/pathway.schema.json

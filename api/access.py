@@ -30,6 +30,9 @@ class Route(StrEnum):
     AUDIT_READ = "GET /audit/*, GET /ui/audit/* fragments"
     ACCESS_LOG_READ = "GET /admin/audit"
     RUNTIME_READ = "GET /runtime/status"
+    CDS_DISCOVERY = "GET /cds-services"
+    CDS_HOOK = "POST /cds-services/{id}"
+    CDS_FEEDBACK = "POST /cds-services/{id}/feedback"
 
 
 class Scope(StrEnum):
@@ -41,7 +44,10 @@ class Scope(StrEnum):
 
 
 CLINICAL_ROLES = ("nurse", "charge_nurse", "physiotherapist", "anaesthetist")
-ROLE_ORDER = (*CLINICAL_ROLES, "quality", "admin")
+# Not a user role: the EHR system itself, signed in by the JWT of a CDS Hooks call (api/cds/auth.py).
+# No user token carries it into a CDS route, and it grants no user route.
+EHR_SYSTEM = "ehr_system"
+ROLE_ORDER = (*CLINICAL_ROLES, "quality", "admin", EHR_SYSTEM)
 WARD_ROUTES = frozenset({Route.WORKLIST_READ, Route.TASK_COMPLETE, Route.TASK_DECLINE, Route.TASK_REASSIGN})
 
 # Least privilege: clinical roles act on their own wards' tasks; quality reads the (pseudonymous)
@@ -54,6 +60,9 @@ PERMISSIONS: dict[Route, dict[str, Scope]] = {
     Route.AUDIT_READ: {"quality": Scope.ALL, "admin": Scope.ALL},
     Route.ACCESS_LOG_READ: {"admin": Scope.ALL},
     Route.RUNTIME_READ: {"admin": Scope.ALL},
+    Route.CDS_DISCOVERY: {EHR_SYSTEM: Scope.ALL},
+    Route.CDS_HOOK: {EHR_SYSTEM: Scope.ALL},
+    Route.CDS_FEEDBACK: {EHR_SYSTEM: Scope.ALL},
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, event
 
 from api.admin import access_log, health, metrics, runtime
 from api.audit.mount import mount_audit
+from api.cds.mount import mount_cds
 from api.errors import install_error_handlers
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
             writer.cancel()
             with suppress(asyncio.CancelledError):
                 await writer
+            await app.state.cds.fhir_transport.close_pool()
             engine.dispose()
 
     docs = settings.api_docs
@@ -75,9 +77,11 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     app.include_router(metrics.router)
     app.include_router(runtime.router)
     app.include_router(access_log.router)
-    mount_worklist(app, settings, pathways=pathways if pathways is not None else load_pathways(settings))
+    pathways = pathways if pathways is not None else load_pathways(settings)
+    mount_worklist(app, settings, pathways=pathways)
     mount_audit(app, settings)
     mount_smart(app, settings)
+    mount_cds(app, settings, pathways=pathways)
     return app
 
 

@@ -116,8 +116,7 @@ class EvaluationContext:
         for name, param in self.pathway.parameters.items():
             value = self.facts.parameters.get(name)
             if value is None:
-                value = next((v for v, concept in param.from_concepts.items()
-                              if self.index.get(concept)), param.default)
+                value = param.chosen(lambda concept: bool(self.index.get(concept)))
             chosen[name] = value
         return chosen
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -197,6 +198,11 @@ class Parameter(_Frozen):
     setting: bool = Field(
         False, description="a site or enrolment setting (an optional drug, a rule set), not a "
         "patient variant: audits do not cut cohorts by it")
+
+    def chosen(self, recorded: Callable[[str], bool]) -> Identifier:
+        """The value whose concept the record holds (checked in the file's order), else the default."""
+        return next((value for value, concept in self.from_concepts.items() if recorded(concept)),
+                    self.default)
 
 
 class ScoreItem(_Frozen):

@@ -138,6 +138,19 @@ class SmartSettings(BaseModel):
     session_seconds: float = Field(8 * 3600.0, gt=0, description="a launched session lasts this long")
     user_token_writeback: bool = Field(
         False, description="worklist write-backs of launched users use their own EHR token")
+class CdsSettings(BaseModel):
+    """`ERAS_CDS_*`: the CDS Hooks service the EHR calls (`/cds-services`)."""
+
+    issuer: str | None = Field(None, description="the EHR's `iss` in its CDS Hooks JWTs; unset = refused")
+    jwks_url: str | None = Field(None, description="where the EHR publishes the JWKS it signs them with")
+    client_id: str | None = Field(None, description="the `sub` the EHR's JWTs must carry; unset = any")
+    public_url: str | None = Field(
+        None, description="the engine's URL as the EHR calls it (JWT `aud`, launch links); unset = "
+                          "the request's own")
+    budget_seconds: float = Field(0.4, gt=0, description="longest a hook waits for the EHR before "
+                                                         "answering with a degraded card")
+    max_token_lifetime_seconds: float = Field(
+        300.0, gt=0, description="JWTs whose exp - iat is longer are refused (the spec: 5 minutes)")
 
 
 class Settings(BaseSettings):
@@ -177,6 +190,7 @@ class Settings(BaseSettings):
     smart: SmartSettings = Field(default_factory=SmartSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
+    cds: CdsSettings = Field(default_factory=CdsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -412,3 +412,26 @@ class SmartSession(SQLModel, table=True):
     token_expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CdsSuggestion(SQLModel, table=True):
+    """An enrolment a CDS Hooks card suggested; the EHR's feedback names it by `uuid`."""
+
+    __tablename__ = "cds_suggestion"
+
+    uuid: str = Field(primary_key=True)
+    card_uuid: str
+    patient_ref: str
+    pathway_id: str
+    variant: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CdsJwtUse(SQLModel, table=True):
+    """A CDS Hooks JWT already presented (by its `jti`), kept until it expires: no replay."""
+
+    __tablename__ = "cds_jwt_use"
+
+    jti: str = Field(primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

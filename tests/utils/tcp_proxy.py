@@ -7,10 +7,12 @@ import contextlib
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `down()` refuses connections until `up()`."""
+    """Forwards 127.0.0.1:<port> to a target; `down()` refuses connections until `up()`.
+    `delay` seconds pass before each connection is forwarded: a slow network or EHR."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.delay = delay
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
@@ -34,6 +36,7 @@ class TcpProxy:
         assert task is not None
         self._links.add(task)
         try:
+            await asyncio.sleep(self.delay)
             up_reader, up_writer = await asyncio.open_connection(*self.target)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except (OSError, asyncio.CancelledError):
