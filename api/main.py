@@ -16,6 +16,7 @@ from api.audit.mount import mount_audit
 from api.errors import install_error_handlers
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
+from api.patients import routes as patients
 from api.security import SecurityHeaders
 from api.worklist.mount import mount_worklist
 from engine.model import Pathway
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     app.include_router(access_log.router)
     mount_worklist(app, settings, pathways=pathways if pathways is not None else load_pathways(settings))
     mount_audit(app, settings)
+    app.include_router(patients.router)
     return app
 
 

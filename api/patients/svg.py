@@ -1,0 +1,130 @@
+"""The timeline as server-rendered SVG: one lane per element, windows drawn against the anchors.
+
+The time axis is piecewise linear between the anchors (booking, admission, surgery start and
+end, discharge), each stretch as wide as the log of its length: a 3-hour operation and a
+3-month follow-up both stay readable. Every text is escaped; colours come from patient.css,
+and every status is also written as text, so the chart reads in greyscale print.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from bisect import bisect_right
+from datetime import datetime, tzinfo
+
+from markupsafe import Markup, escape
+
+from api.patients.timeline import ANCHOR_LABELS, Lane, Timeline, Window, status_label
+
+WIDTH = 1000
+PLOT_LEFT, PLOT_RIGHT, STATUS_X = 300, 858, 866
+HEADER, PHASE_ROW, LINE = 58, 22, 13
+TITLE_CHARS = 44  # ~ what fits in the label column at 12 px
+CHAR_WIDTH = 6.0  # an 11 px label's average advance, to keep anchor labels apart
+MIN_STRETCH = 3.0  # the narrowest stretch, in log2 hours: a short operation stays visible
+
+
+class Scale:
+    """Time -> x: linear inside each stretch between consecutive break points."""
+
+    def __init__(self, breaks: list[datetime]) -> None:
+        self.breaks = sorted(set(breaks))
+        weights = [max(MIN_STRETCH, math.log2(2 + (b - a).total_seconds() / 3600))
+                   for a, b in zip(self.breaks, self.breaks[1:], strict=False)]
+        total = sum(weights) or 1.0
+        self.xs = [float(PLOT_LEFT)]
+        for w in weights:
+            self.xs.append(self.xs[-1] + (PLOT_RIGHT - PLOT_LEFT) * w / total)
+
+    def __call__(self, t: datetime) -> float:
+        if len(self.breaks) < 2:
+            return float(PLOT_LEFT)
+        i = min(max(bisect_right(self.breaks, t) - 1, 0), len(self.breaks) - 2)
+        a, b = self.breaks[i], self.breaks[i + 1]
+        share = (t - a) / (b - a)
+        return round(self.xs[i] + (self.xs[i + 1] - self.xs[i]) * min(max(share, 0.0), 1.0), 1)
+
+
+def local_time(t: datetime | None, tz: tzinfo) -> str:
+    """A time as the ward reads it: local day, month and hour."""
+    return "–" if t is None else t.astimezone(tz).strftime("%d %b %H:%M")
+
+
+def _text(x: float, y: float, body: str, cls: str, anchor: str = "start") -> str:
+    return f'<text x="{x}" y="{y}" class="{cls}" text-anchor="{anchor}">{escape(body)}</text>'
+
+
+def _anchor_marks(timeline: Timeline, x_of: Scale, bottom: int, tz: tzinfo) -> list[str]:
+    """A line per anchor (and now), labels staggered over three rows so none overlap."""
+    marks = [(name, ANCHOR_LABELS[name], at, "anchor") for name, at in timeline.anchors]
+    start, end = timeline.span()
+    if start <= timeline.now <= end:  # an episode long over has no "now" on it
+        marks.append(("now", "now", timeline.now, "now"))
+    ends = [0.0, 0.0, 0.0]
+    out = []
+    for name, label, at, cls in sorted(marks, key=lambda m: m[2]):
+        x = x_of(at)
+        text = f"{label} {local_time(at, tz)}"
+        width = len(text) * CHAR_WIDTH
+        row = next((r for r, end in enumerate(ends) if x >= end), ends.index(min(ends)))
+        left = min(x, WIDTH - width)
+        ends[row] = left + width + 8
+        out.append(f'<g class="{cls}" data-anchor="{escape(name)}">'
+                   f'<line x1="{x}" x2="{x}" y1="{8 + row * 16}" y2="{bottom}"/>'
+                   + _text(left, 14 + row * 16, text, "anchor-label") + "</g>")
+    return out
+
+
+def _window(w: Window, lane: Lane, x_of: Scale, y: float, start: datetime, end: datetime,
+            tz: tzinfo) -> str:
+    x1, x2 = x_of(w.opens or start), x_of(w.closes or end)
+    tip = (f"{lane.title} #{w.occurrence}: {status_label(w.status)}; window {local_time(w.opens, tz)}"
+           f" to {local_time(w.closes, tz)}" + (f"; done {local_time(w.done_at, tz)}" if w.done_at else "")
+           + (f"; declined: {w.decline_display}" if w.decline_display else ""))
+    parts = [f'<g class="win st-{w.status.value}"><title>{escape(tip)}</title>',
+             f'<rect x="{x1}" y="{y - 5}" width="{max(x2 - x1, 2.0)}" height="10" rx="2"/>']
+    if w.due is not None:
+        parts.append(f'<line class="due" x1="{x_of(w.due)}" x2="{x_of(w.due)}" y1="{y - 8}" y2="{y + 8}"/>')
+    if w.done_at is not None:
+        parts.append(f'<circle class="proof" cx="{x_of(w.done_at)}" cy="{y}" r="4.5"/>')
+    return "".join(parts) + "</g>"
+
+
+def _lane(lane: Lane, x_of: Scale, top: float, start: datetime, end: datetime,
+          tz: tzinfo, stripe: bool) -> tuple[str, float]:
+    lines = textwrap.wrap(lane.title, TITLE_CHARS) or [lane.element_id]
+    height = max(26, LINE * len(lines) + 10)
+    mid = top + height / 2
+    title = "".join(f'<tspan x="6" y="{round(mid - LINE * (len(lines) - 1) / 2 + 4 + LINE * i, 1)}">'
+                    f"{escape(line)}</tspan>" for i, line in enumerate(lines))
+    body = [f'<g class="lane" data-element="{escape(lane.element_id)}" data-status="{lane.status.value}">',
+            f'<rect class="row{" stripe" if stripe else ""}" x="0" y="{top}" width="{WIDTH}" '
+            f'height="{height}"/>',
+            f'<text class="title">{title}</text>',
+            *(_window(w, lane, x_of, mid, start, end, tz) for w in lane.windows),
+            _text(STATUS_X, mid + 4, status_label(lane.status), f"status st-{lane.status.value}"), "</g>"]
+    return "".join(body), height
+
+
+def timeline_svg(timeline: Timeline, tz: tzinfo) -> Markup:
+    """The whole timeline; `tz` is the hospital's zone for the times written on it."""
+    start, end = timeline.span()
+    x_of = Scale([start, end, *(at for _, at in timeline.anchors)])
+    rows: list[str] = []
+    y = float(HEADER)
+    for phase, lanes in timeline.phases():
+        rows.append(f'<g class="phase"><rect x="0" y="{y}" width="{WIDTH}" height="{PHASE_ROW}"/>'
+                    + _text(6, y + 15, phase, "phase-label") + "</g>")
+        y += PHASE_ROW
+        for i, lane in enumerate(lanes):
+            drawn, height = _lane(lane, x_of, y, start, end, tz, i % 2 == 1)
+            rows.append(drawn)
+            y += height
+    height = round(y + 6)
+    label = f"{timeline.pathway_title}: pathway timeline"
+    return Markup(
+        f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg" '
+        f'preserveAspectRatio="xMinYMin meet">'
+        + "".join(rows) + "".join(_anchor_marks(timeline, x_of, height, tz)) + "</svg>")
