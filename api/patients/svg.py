@@ -10,40 +10,40 @@ from __future__ import annotations
 
 import math
 import textwrap
-from bisect import bisect_right
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from markupsafe import Markup, escape
 
 from api.patients.timeline import ANCHOR_LABELS, Lane, Timeline, Window, status_label
+from store.results import SURGERY_ANCHOR
 
 WIDTH = 1000
 PLOT_LEFT, PLOT_RIGHT, STATUS_X = 300, 858, 866
-HEADER, PHASE_ROW, LINE = 58, 22, 13
+HEADER, PHASE_ROW, LINE = 76, 22, 13
 TITLE_CHARS = 44  # ~ what fits in the label column at 12 px
 CHAR_WIDTH = 6.0  # an 11 px label's average advance, to keep anchor labels apart
-MIN_STRETCH = 3.0  # the narrowest stretch, in log2 hours: a short operation stays visible
+SCALE_HOURS = 2.0  # the symmetric log is near linear within about this many hours of surgery start
+# Ticks along the axis, from surgery start: the nonlinear scale needs them to be read.
+TICKS = ((-84 * 24, "-12 w"), (-28 * 24, "-4 w"), (-7 * 24, "-1 w"), (-24, "-1 d"), (0, "0"),
+         (24, "+1 d"), (72, "+3 d"), (7 * 24, "+1 w"), (28 * 24, "+4 w"), (84 * 24, "+12 w"))
 
 
 class Scale:
-    """Time -> x: linear inside each stretch between consecutive break points."""
+    """Time -> x, on a symmetric log of the hours from surgery start: the operation's hours, the
+    ward days and the months of follow-up each get room (a linear scale would leave the
+    operation a pixel wide)."""
 
-    def __init__(self, breaks: list[datetime]) -> None:
-        self.breaks = sorted(set(breaks))
-        weights = [max(MIN_STRETCH, math.log2(2 + (b - a).total_seconds() / 3600))
-                   for a, b in zip(self.breaks, self.breaks[1:], strict=False)]
-        total = sum(weights) or 1.0
-        self.xs = [float(PLOT_LEFT)]
-        for w in weights:
-            self.xs.append(self.xs[-1] + (PLOT_RIGHT - PLOT_LEFT) * w / total)
+    def __init__(self, pivot: datetime, start: datetime, end: datetime) -> None:
+        self.pivot = pivot
+        self.low, high = self._f(min(start, pivot)), self._f(max(end, pivot))
+        self.per_unit = (PLOT_RIGHT - PLOT_LEFT) / ((high - self.low) or 1.0)
+
+    def _f(self, t: datetime) -> float:
+        hours = (t - self.pivot).total_seconds() / 3600
+        return math.copysign(math.log1p(abs(hours) / SCALE_HOURS), hours)
 
     def __call__(self, t: datetime) -> float:
-        if len(self.breaks) < 2:
-            return float(PLOT_LEFT)
-        i = min(max(bisect_right(self.breaks, t) - 1, 0), len(self.breaks) - 2)
-        a, b = self.breaks[i], self.breaks[i + 1]
-        share = (t - a) / (b - a)
-        return round(self.xs[i] + (self.xs[i + 1] - self.xs[i]) * min(max(share, 0.0), 1.0), 1)
+        return round(PLOT_LEFT + (self._f(t) - self.low) * self.per_unit, 1)
 
 
 def local_time(t: datetime | None, tz: tzinfo) -> str:
@@ -67,8 +67,8 @@ def _anchor_marks(timeline: Timeline, x_of: Scale, bottom: int, tz: tzinfo) -> l
         x = x_of(at)
         text = f"{label} {local_time(at, tz)}"
         width = len(text) * CHAR_WIDTH
-        row = next((r for r, end in enumerate(ends) if x >= end), ends.index(min(ends)))
         left = min(x, WIDTH - width)
+        row = next((r for r, end in enumerate(ends) if left >= end), ends.index(min(ends)))
         ends[row] = left + width + 8
         out.append(f'<g class="{cls}" data-anchor="{escape(name)}">'
                    f'<line x1="{x}" x2="{x}" y1="{8 + row * 16}" y2="{bottom}"/>'
@@ -103,17 +103,31 @@ def _lane(lane: Lane, x_of: Scale, top: float, start: datetime, end: datetime,
             f'height="{height}"/>',
             f'<text class="title">{title}</text>',
             *(_window(w, lane, x_of, mid, start, end, tz) for w in lane.windows),
+            "" if lane.windows else _text(PLOT_LEFT, mid + 4, "no window yet", "no-window"),
             _text(STATUS_X, mid + 4, status_label(lane.status), f"status st-{lane.status.value}"), "</g>"]
     return "".join(body), height
+
+
+def _ticks(x_of: Scale, pivot: datetime, start: datetime, end: datetime, bottom: int) -> str:
+    """Faint lines at fixed offsets from surgery start, labelled above the lanes."""
+    out = ['<g class="ticks">']
+    for hours, text in TICKS:
+        at = pivot + timedelta(hours=hours)
+        if start <= at <= end:
+            x = x_of(at)
+            out.append(f'<line x1="{x}" x2="{x}" y1="{HEADER - 8}" y2="{bottom}"/>'
+                       + _text(x, HEADER - 11, text, "tick-label", "middle"))
+    return "".join(out) + "</g>"
 
 
 def timeline_svg(timeline: Timeline, tz: tzinfo) -> Markup:
     """The whole timeline; `tz` is the hospital's zone for the times written on it."""
     start, end = timeline.span()
-    x_of = Scale([start, end, *(at for _, at in timeline.anchors)])
+    pivot = dict(timeline.anchors).get(SURGERY_ANCHOR, start)
+    x_of = Scale(pivot, start, end)
     rows: list[str] = []
     y = float(HEADER)
-    for phase, lanes in timeline.phases():
+    for phase, lanes in timeline.phases(drawn=True):
         rows.append(f'<g class="phase"><rect x="0" y="{y}" width="{WIDTH}" height="{PHASE_ROW}"/>'
                     + _text(6, y + 15, phase, "phase-label") + "</g>")
         y += PHASE_ROW
@@ -127,4 +141,5 @@ def timeline_svg(timeline: Timeline, tz: tzinfo) -> Markup:
         f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg" '
         f'preserveAspectRatio="xMinYMin meet">'
-        + "".join(rows) + "".join(_anchor_marks(timeline, x_of, height, tz)) + "</svg>")
+        + "".join(rows) + _ticks(x_of, pivot, start, end, height)
+        + "".join(_anchor_marks(timeline, x_of, height, tz)) + "</svg>")

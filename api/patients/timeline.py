@@ -24,11 +24,11 @@ from store.results import occurrence_from_json
 # "done late"), and "missed" is EIAS missing data. The meanings are the legend's.
 _LABELS = {Status.MISSED: "missed (missing data)"}
 STATUS_MEANINGS: dict[Status, str] = {
-    Status.DONE: "done inside its window", Status.DONE_LATE: "done late (not compliant)",
-    Status.DUE: "open: its window is running", Status.OVERDUE: "overdue: past due, window still open",
-    Status.MISSED: "missed: nothing documented (missing data)", Status.DECLINED: "declined (documented)",
-    Status.NOT_APPLICABLE: "not applicable to this patient", Status.UPCOMING: "upcoming: not open yet",
-    Status.CANCELLED: "cancelled: no longer planned",
+    Status.DONE: "proof inside its window", Status.DONE_LATE: "proof after the window closed (not compliant)",
+    Status.DUE: "window open, not yet due", Status.OVERDUE: "past due, window still open",
+    Status.MISSED: "window closed, nothing documented", Status.DECLINED: "not done, with a documented reason",
+    Status.NOT_APPLICABLE: "does not apply to this patient", Status.UPCOMING: "window not open yet",
+    Status.CANCELLED: "no longer planned",
 }
 
 
@@ -76,6 +76,10 @@ class Lane:
     status: Status
     windows: tuple[Window, ...]
 
+    @property
+    def drawn(self) -> bool:
+        return bool(self.windows) or self.status is not Status.NOT_APPLICABLE
+
 
 @dataclass(frozen=True)
 class Timeline:
@@ -90,9 +94,15 @@ class Timeline:
     lanes: tuple[Lane, ...]
     now: datetime
 
-    def phases(self) -> list[tuple[str, list[Lane]]]:
-        return [(p, [lane for lane in self.lanes if lane.phase == p]) for p in PHASES
-                if any(lane.phase == p for lane in self.lanes)]
+    def phases(self, *, drawn: bool = False) -> list[tuple[str, list[Lane]]]:
+        """Lanes by phase, in the order of care; `drawn`: only those the chart draws."""
+        lanes = [lane for lane in self.lanes if not drawn or lane.drawn]
+        return [(p, [lane for lane in lanes if lane.phase == p]) for p in PHASES
+                if any(lane.phase == p for lane in lanes)]
+
+    def not_applicable(self) -> list[Lane]:
+        """Elements that do not apply to this patient: listed under the chart, not drawn."""
+        return [lane for lane in self.lanes if not lane.drawn]
 
     def span(self) -> tuple[datetime, datetime]:
         """The earliest and latest time drawn (anchors, windows, proof); now when there is nothing."""

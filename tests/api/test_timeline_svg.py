@@ -37,6 +37,7 @@ def _timeline(title: str = "Antibiotic prophylaxis") -> Timeline:
              (_window(Status.OVERDUE, E - timedelta(hours=12), E + timedelta(hours=24),
                       due=E + timedelta(hours=18)),)),
         Lane("drain_removal", "Wound drain removed", "post-op", Status.NOT_APPLICABLE, ()),
+        Lane("rehab_milestone_week_0_2", "Rehabilitation weeks 0-2", "post-discharge", Status.UPCOMING, ()),
     )
     anchors = (("enrolment", S - timedelta(weeks=10)), ("admission", S - timedelta(hours=4)),
                ("surgery_start", S), ("surgery_end", E))
@@ -88,7 +89,8 @@ def test_svg_writes_each_status_as_text() -> None:
     lanes = svg.iterfind(".//s:g[@class='lane']", NS)
     statuses = {lane.get("data-element"): "".join(lane.itertext()) for lane in lanes}
     assert "done late" in statuses["tranexamic_acid"] and "overdue" in statuses["urinary_catheter_removal"]
-    assert "not applicable" in statuses["drain_removal"]
+    assert statuses["rehab_milestone_week_0_2"].endswith("no window yetupcoming")  # discharge not known yet
+    assert "drain_removal" not in statuses  # not applicable: listed under the chart, not drawn
 
 
 def test_svg_escapes_titles() -> None:
