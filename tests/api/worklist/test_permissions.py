@@ -27,7 +27,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "complete": {r: "own" for r in CLINICAL},
     "decline": {r: "own" for r in CLINICAL},
     "reassign": {r: "own" for r in CLINICAL},
-    "patient-pathway": {**{r: "own" for r in CLINICAL}, "admin": "any"},  # quality: pseudonymised, in the audit
+    "patient-pathway": {**{r: "own" for r in CLINICAL}, "admin": "any"},  # quality: only in the audit
     "audit": {"quality": "any", "admin": "any"},
     "access-log": {"admin": "any"},
     "runtime": {"admin": "any"},
