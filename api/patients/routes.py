@@ -75,8 +75,7 @@ def timeline_context(request: Request, timelines: list[Timeline], **extra: Any) 
 async def patient_page(request: Request, patient_id: PatientId) -> HTMLResponse:
     """The page shell (no patient data: its script fetches the timeline with the user's token)."""
     state = request.app.state.worklist
-    return state.templates.TemplateResponse(request, "patient.html", {
-        "dev_mode": state.settings.dev_mode, "patient_id": patient_id})
+    return state.templates.TemplateResponse(request, "patient.html", {"patient_id": patient_id})
 
 
 @router.get("/ui/patients/{patient_id}/timeline", response_class=HTMLResponse, tags=["pages"])

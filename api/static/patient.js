@@ -1,4 +1,4 @@
-// The patient view: fetches the server-rendered timeline with the worklist's sign-in (dev token).
+// The patient view: fetches the server-rendered timeline with the worklist's sign-in.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -20,24 +20,8 @@ async function load() {
   }
   const detail = (await response.json().catch(() => ({}))).detail || `request failed (${response.status})`;
   say(detail, true);
-  if (response.status === 401 && document.body.dataset.devMode === "true") $("signin").hidden = false;
+  if (response.status === 401) $("signin").hidden = false;
 }
 
-async function signIn(event) {
-  event.preventDefault();
-  const wards = $("wards").value.split(/[\s,]+/).filter(Boolean);
-  const response = await fetch("/auth/dev-token", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ subject: $("user").value, roles: ["nurse"], wards }),
-  });
-  if (!response.ok) return say("Sign-in failed", true);
-  sessionStorage.setItem("eras-token", (await response.json()).access_token);
-  sessionStorage.setItem("eras-wards", wards.join(" "));
-  $("signin").hidden = true;
-  load();
-}
-
-$("signin").addEventListener("submit", signIn);
 $("print").addEventListener("click", () => window.print());
 load();

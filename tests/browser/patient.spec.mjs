@@ -1,14 +1,10 @@
 // Drives the patient view in Debian's Chromium: sign in on the worklist, tap the patient, read the timeline.
 // Usage: node patient.spec.mjs <base-url> <ward> <task-key> <patient-id> <expected-json> <screenshot-path>
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [baseUrl, ward, taskKey, patientId, expectedJson, screenshot] = process.argv.slice(2);
 const expected = JSON.parse(expectedJson);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
   const blocked = [];
