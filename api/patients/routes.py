@@ -33,26 +33,29 @@ Reader = Annotated[Principal, Depends(allowed(ROUTE))]
 
 
 def _visible(session: Session, user: Principal, patient_id: str) -> list[StoredPathway]:
-    """The patient's enrolments on wards the user may read (403, logged, when none; 404 when
-    the patient is on no pathway); the read is recorded in the access log."""
+    """The patient's enrolments on wards the user may read: 403 (logged) when none, 404 when the
+    patient is on no pathway."""
     stored = patient_pathways(session=session, patient_ref=f"Patient/{patient_id}")
     if not stored:
         raise HTTPException(status_code=404, detail="this patient is on no pathway")
     visible = [s for s in stored if may(user, ROUTE, s.enrolment.ward or "")]
     if not visible:
         require_ward(session, user, stored[0].enrolment.ward or "", route=ROUTE, purpose=PURPOSE)
-    record_access(session, user, action="read", resource=f"Patient/{patient_id}/pathway", purpose=PURPOSE)
-    session.commit()
     return visible
 
 
 def patient_timelines(request: Request, session: Session, user: Principal, patient_id: str) -> list[Timeline]:
-    """The identified timelines of the patient's visible enrolments, on the pathways loaded."""
+    """The identified timelines of the patient's visible enrolments (on the pathways loaded);
+    the read is recorded in the access log."""
     pathways = request.app.state.worklist.pathways
     now = clock_now(request)
-    return [build_timeline(pathways[s.enrolment.pathway_id], s.enrolment, s.results, key=s.enrolment.id,
-                           now=now, evidence=identified)
-            for s in _visible(session, user, patient_id) if s.enrolment.pathway_id in pathways]
+    timelines = [build_timeline(pathways[s.enrolment.pathway_id], s.enrolment, s.results,
+                                key=s.enrolment.id, now=now, evidence=identified)
+                 for s in _visible(session, user, patient_id) if s.enrolment.pathway_id in pathways]
+    # After reading: the commit expires the rows, and reading them again would cost a query each.
+    record_access(session, user, action="read", resource=f"Patient/{patient_id}/pathway", purpose=PURPOSE)
+    session.commit()
+    return timelines
 
 
 @router.get("/patients/{patient_id}/pathway")
