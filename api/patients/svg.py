@@ -55,14 +55,17 @@ def _text(x: float, y: float, body: str, cls: str, anchor: str = "start") -> str
     return f'<text x="{x}" y="{y}" class="{cls}" text-anchor="{anchor}">{escape(body)}</text>'
 
 
-def _anchor_marks(timeline: Timeline, x_of: Scale, bottom: int, tz: tzinfo) -> list[str]:
+Marks = tuple[list[str], list[str]]  # lines, then their labels (drawn last: no line crosses a label)
+
+
+def _anchor_marks(timeline: Timeline, x_of: Scale, bottom: int, tz: tzinfo) -> Marks:
     """A line per anchor (and now), labels staggered over three rows so none overlap."""
     marks = [(name, ANCHOR_LABELS[name], at, "anchor") for name, at in timeline.anchors]
     start, end = timeline.span()
     if start <= timeline.now <= end:  # an episode long over has no "now" on it
         marks.append(("now", "now", timeline.now, "now"))
     ends = [0.0, 0.0, 0.0]
-    out = []
+    lines, labels = [], []
     for name, label, at, cls in sorted(marks, key=lambda m: m[2]):
         x = x_of(at)
         text = f"{label} {local_time(at, tz)}"
@@ -70,10 +73,10 @@ def _anchor_marks(timeline: Timeline, x_of: Scale, bottom: int, tz: tzinfo) -> l
         left = min(x, WIDTH - width)
         row = next((r for r, end in enumerate(ends) if left >= end), ends.index(min(ends)))
         ends[row] = left + width + 8
-        out.append(f'<g class="{cls}" data-anchor="{escape(name)}">'
-                   f'<line x1="{x}" x2="{x}" y1="{8 + row * 16}" y2="{bottom}"/>'
-                   + _text(left, 14 + row * 16, text, "anchor-label") + "</g>")
-    return out
+        lines.append(f'<g class="{cls}" data-anchor="{escape(name)}">'
+                     f'<line x1="{x}" x2="{x}" y1="{8 + row * 16}" y2="{bottom}"/></g>')
+        labels.append(_text(left, 14 + row * 16, text, f"anchor-label {cls}-label"))
+    return lines, labels
 
 
 def _window(w: Window, lane: Lane, x_of: Scale, y: float, start: datetime, end: datetime,
@@ -108,16 +111,16 @@ def _lane(lane: Lane, x_of: Scale, top: float, start: datetime, end: datetime,
     return "".join(body), height
 
 
-def _ticks(x_of: Scale, pivot: datetime, start: datetime, end: datetime, bottom: int) -> str:
+def _ticks(x_of: Scale, pivot: datetime, start: datetime, end: datetime, bottom: int) -> Marks:
     """Faint lines at fixed offsets from surgery start, labelled above the lanes."""
-    out = ['<g class="ticks">']
+    lines, labels = [], []
     for hours, text in TICKS:
         at = pivot + timedelta(hours=hours)
         if start <= at <= end:
             x = x_of(at)
-            out.append(f'<line x1="{x}" x2="{x}" y1="{HEADER - 8}" y2="{bottom}"/>'
-                       + _text(x, HEADER - 11, text, "tick-label", "middle"))
-    return "".join(out) + "</g>"
+            lines.append(f'<line class="tick" x1="{x}" x2="{x}" y1="{HEADER - 8}" y2="{bottom}"/>')
+            labels.append(_text(x, HEADER - 11, text, "tick-label", "middle"))
+    return lines, labels
 
 
 def timeline_svg(timeline: Timeline, tz: tzinfo) -> Markup:
@@ -136,10 +139,10 @@ def timeline_svg(timeline: Timeline, tz: tzinfo) -> Markup:
             rows.append(drawn)
             y += height
     height = round(y + 6)
+    ticks, anchors = _ticks(x_of, pivot, start, end, height), _anchor_marks(timeline, x_of, height, tz)
     label = f"{timeline.pathway_title}: pathway timeline"
     return Markup(
         f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg" '
         f'preserveAspectRatio="xMinYMin meet">'
-        + "".join(rows) + _ticks(x_of, pivot, start, end, height)
-        + "".join(_anchor_marks(timeline, x_of, height, tz)) + "</svg>")
+        + "".join(rows + ticks[0] + anchors[0] + ticks[1] + anchors[1]) + "</svg>")
