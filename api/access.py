@@ -27,6 +27,7 @@ class Route(StrEnum):
     TASK_COMPLETE = "POST /worklist/{key}/complete"
     TASK_DECLINE = "POST /worklist/{key}/decline"
     TASK_REASSIGN = "POST /worklist/{key}/reassign"
+    PATIENT_PATHWAY_READ = "GET /patients/{id}/pathway, GET /ui/patients/{id} fragments"
     AUDIT_READ = "GET /audit/*, GET /ui/audit/* fragments"
     ACCESS_LOG_READ = "GET /admin/audit"
     RUNTIME_READ = "GET /runtime/status"
@@ -48,15 +49,19 @@ CLINICAL_ROLES = ("nurse", "charge_nurse", "physiotherapist", "anaesthetist")
 # No user token carries it into a CDS route, and it grants no user route.
 EHR_SYSTEM = "ehr_system"
 ROLE_ORDER = (*CLINICAL_ROLES, "quality", "admin", EHR_SYSTEM)
-WARD_ROUTES = frozenset({Route.WORKLIST_READ, Route.TASK_COMPLETE, Route.TASK_DECLINE, Route.TASK_REASSIGN})
+WARD_ROUTES = frozenset({Route.WORKLIST_READ, Route.TASK_COMPLETE, Route.TASK_DECLINE, Route.TASK_REASSIGN,
+                         Route.PATIENT_PATHWAY_READ})
 
 # Least privilege: clinical roles act on their own wards' tasks; quality reads the (pseudonymous)
 # audit only; admin runs the service and may look at any ward's worklist, but does no clinical act.
+# One patient's identified pathway: the clinical roles of the enrolment's ward, and admin; quality
+# sees it pseudonymised, in the audit's drill-down.
 PERMISSIONS: dict[Route, dict[str, Scope]] = {
     Route.WORKLIST_READ: {**{r: Scope.OWN_WARD for r in CLINICAL_ROLES}, "admin": Scope.ANY_WARD},
     Route.TASK_COMPLETE: {r: Scope.OWN_WARD for r in CLINICAL_ROLES},
     Route.TASK_DECLINE: {r: Scope.OWN_WARD for r in CLINICAL_ROLES},
     Route.TASK_REASSIGN: {r: Scope.OWN_WARD for r in CLINICAL_ROLES},
+    Route.PATIENT_PATHWAY_READ: {**{r: Scope.OWN_WARD for r in CLINICAL_ROLES}, "admin": Scope.ANY_WARD},
     Route.AUDIT_READ: {"quality": Scope.ALL, "admin": Scope.ALL},
     Route.ACCESS_LOG_READ: {"admin": Scope.ALL},
     Route.RUNTIME_READ: {"admin": Scope.ALL},

@@ -17,6 +17,7 @@ from api.cds.mount import mount_cds
 from api.errors import install_error_handlers
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
+from api.patients import routes as patients
 from api.security import SecurityHeaders
 from api.smart.mount import mount_smart
 from api.worklist.mount import mount_worklist
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     mount_audit(app, settings)
     mount_smart(app, settings)
     mount_cds(app, settings, pathways=pathways)
+    app.include_router(patients.router)
     return app
 
 

@@ -14,8 +14,12 @@ from api.audit.charts import element_bars, los_scatter, trend_line
 from api.audit.pseudonyms import resource_label
 from api.audit.routes import AuditUser, Unenrolled, audited_episode, cohort_filter, pathway_of
 from api.deps import SessionDep
+from api.patients.routes import timeline_context
+from api.patients.timeline import build_timeline, resource_type_only
+from api.worklist.routes import clock_now
 from store.audit_queries import CohortFilter, episode_outcome, episode_results
 from store.audit_summary import stored_audit
+from store.enrolments import require_enrolment
 
 router = APIRouter(prefix="/ui", tags=["pages"])
 
@@ -60,10 +64,17 @@ def audit_patient(request: Request, session: SessionDep, user: AuditUser, key: s
     order = {el.id: i for i, el in enumerate(pathway.elements)}
     rows = sorted(episode_results(session=session, enrolment_ids=[enrolment_id])[enrolment_id],
                   key=lambda r: order.get(r.element_id, len(order)))
-    record_access(session, user, action="read", resource=f"enrolment/{enrolment_id}", purpose="quality audit")
-    session.commit()
-    label = request.app.state.audit.label_for(user)
-    return _render(request, "audit_patient.html", {
+    state = request.app.state.audit
+    label = state.label_for(user)
+    # The patient view's timeline, pseudonymised: the episode key only, proof as resource type + time.
+    timeline = build_timeline(pathway, require_enrolment(session=session, enrolment_id=enrolment_id), rows,
+                              key=state.episode_for(user)(enrolment_id), now=clock_now(request),
+                              evidence=resource_type_only)
+    page = _render(request, "audit_patient.html", timeline_context(request, [timeline], **{
         "patient": label(found.patient_ref), "ref": resource_label(label), "episode": found,
         "rows": rows, "titles": {el.id: el.title for el in pathway.elements},
-        "outcomes": episode_outcome(session=session, enrolment_id=enrolment_id)})
+        "outcomes": episode_outcome(session=session, enrolment_id=enrolment_id)}))
+    # Recorded once rendered: the commit expires the rows, and each would be read again.
+    record_access(session, user, action="read", resource=f"enrolment/{enrolment_id}", purpose="quality audit")
+    session.commit()
+    return page

@@ -104,7 +104,12 @@ function card(item) {
   const meta = document.createElement("div");
   meta.className = "meta";
   const pod = item.pod === null ? "" : ` · POD${item.pod}`;
-  meta.textContent = `${item.patient_display} (${item.patient_ref})${pod} · due ${when(item.due)} · ${item.role} · ${item.priority}`;
+  // A tap on the patient opens their whole pathway (the timeline page).
+  const patient = document.createElement("a");
+  patient.className = "patient";
+  patient.href = `/ui/patients/${encodeURIComponent(item.patient_ref.replace(/^Patient\//, ""))}`;
+  patient.textContent = `${item.patient_display} (${item.patient_ref})`;
+  meta.append(patient, `${pod} · due ${when(item.due)} · ${item.role} · ${item.priority}`);
   const how = document.createElement("div");
   how.className = "meta";
   how.textContent = item.instructions || "";

@@ -24,7 +24,8 @@ def load_cases(engine: Engine, pathway: Pathway, cases: Iterable[AuditCase], *,
             row = Enrolment(id=ev.enrolment_id, patient_ref=f"Patient/{ev.patient_id}",
                             pathway_id=ev.pathway_id, pathway_version=ev.pathway_version, status="active",
                             enrolled_at=ev.now,
-                            enrolled_by="test", updated_at=ev.now, ward=case.attributes.get("ward"))
+                            enrolled_by="test", updated_at=ev.now, ward=case.attributes.get("ward"),
+                            anchors={k: v.isoformat() for k, v in ev.anchors.items() if v is not None})
             session.add(row)
             session.flush()
             attrs = episode_attributes(pathway, ev, case.facts, ward=case.attributes.get("ward"),

@@ -27,6 +27,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "complete": {r: "own" for r in CLINICAL},
     "decline": {r: "own" for r in CLINICAL},
     "reassign": {r: "own" for r in CLINICAL},
+    "patient-pathway": {**{r: "own" for r in CLINICAL}, "admin": "any"},  # quality: only in the audit
     "audit": {"quality": "any", "admin": "any"},
     "access-log": {"admin": "any"},
     "runtime": {"admin": "any"},
@@ -47,6 +48,11 @@ async def _call(app: FastAPI, api: httpx.AsyncClient, route: str, target: str, t
         app.state.seeded.append(enrolment.id)
         action = seed_action(app.state.engine, enrolment, "drain_removal", due=None)  # no Task: store only
         return await api.post(f"/worklist/{action.key}/{route}", json=BODIES[route], headers=headers)
+    if route == "patient-pathway":  # the ward is the patient's enrolment's
+        enrolment = seed_enrolment(app.state.engine, ward=target)
+        app.state.seeded.append(enrolment.id)
+        patient_id = enrolment.patient_ref.removeprefix("Patient/")
+        return await api.get(f"/patients/{patient_id}/pathway", headers=headers)
     path = {
         "worklist": f"/worklist?ward={target}",
         "audit": "/audit/compliance?pathway=lumbar_fusion",
