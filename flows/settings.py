@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     timezone: str = Field("Europe/London", description="the hospital's zone: it decides POD and days")
     pathways: list[Path] = Field(default_factory=lambda: [PATHWAYS_DIR / "lumbar_fusion.yaml"])
     terminology: Path | None = Field(None, description="a site terminology file (extends default)")
+    terminology_server_url: str | None = Field(
+        None, description="FHIR terminology server whose ValueSet $expand adds children to subsumption")
     write_target: WriteTarget = Field(WriteTarget.EHR, description="ehr | fhir-store | none")
     identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
     delivery_routes_file: Path | None = Field(None, description="reminder channels (flows/delivery.py)")
