@@ -32,6 +32,7 @@ from fhir_adapters.facts import (
 )
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
+from flows.unbound_codes import UNBOUND_CODES
 from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
@@ -119,6 +120,8 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
     plan = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
     request = batch_bundle(patient_id, plan)
     resources = resources_from_batch_response(await rt.ehr.batch(request), request)
+    UNBOUND_CODES.observe(list({id(t): t for t in (plan_of(p).terminology for p in pathways)}.values()),
+                          resources)
     if rt.target is WriteTarget.FHIR_STORE and rt.tasks is not None:
         resources += await rt.tasks.search("Task", {
             "patient": f"Patient/{patient_id}", "identifier": f"{rt.identifier_system}|"})
