@@ -30,6 +30,7 @@ from fhir_adapters.facts import (
     resources_from_batch_response,
     search_plan,
 )
+from fhir_adapters.locations import resolve_locations
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
 from flows.unbound_codes import UNBOUND_CODES
@@ -122,6 +123,7 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
     resources = resources_from_batch_response(await rt.ehr.batch(request), request)
     UNBOUND_CODES.observe(list({id(t): t for t in (plan_of(p).terminology for p in pathways)}.values()),
                           resources)
+    resources += await resolve_locations(rt.ehr, resources)  # ward and bed of the stays
     if rt.target is WriteTarget.FHIR_STORE and rt.tasks is not None:
         resources += await rt.tasks.search("Task", {
             "patient": f"Patient/{patient_id}", "identifier": f"{rt.identifier_system}|"})
@@ -189,7 +191,7 @@ def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]]
     reading = facts_from_resources(
         resources, plan_of(pathway).terminology, patient_id=patient_id, enrolment_id=enrolment.id,
         enrolled_at=enrolment.enrolled_at, parameters=enrolment.parameters or {},
-        task_identifier_system=rt.identifier_system, local_tz=rt.tz)
+        task_identifier_system=rt.identifier_system, local_tz=rt.tz, ward_bed=rt.ward_bed)
     facts = reading.facts
     if rt.target is WriteTarget.NONE:
         facts = _with_store_tasks(rt, facts)

@@ -19,6 +19,7 @@ from engine.model import Pathway
 from engine.terminology import Terminology, load_terminology
 from fhir_adapters.auth import BearerTokenAuth, FhirAuth, NoAuth, SmartBackendAuth
 from fhir_adapters.client import FhirClient
+from fhir_adapters.locations import compile_ward_bed_pattern
 from fhir_adapters.terminology_server import expand_parents
 from flows.runtime import Runtime, WriteTarget
 from flows.settings import FhirSettings, Settings
@@ -115,7 +116,8 @@ def _runtime(s: Settings, ehr: FhirClient, tasks: FhirClient | None, db: Engine,
              pathways: dict[str, Pathway]) -> Runtime:
     rt = Runtime(pathways=pathways, ehr=ehr, tasks=tasks, target=s.write_target, db=db,
                  tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system, poll=s.poll,
-                 report_dir=s.audit.report_dir)
+                 report_dir=s.audit.report_dir,
+                 ward_bed=compile_ward_bed_pattern(s.fhir.ward_bed_pattern))
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
     if s.delivery_routes_file is not None:
