@@ -124,6 +124,10 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
     UNBOUND_CODES.observe(list({id(t): t for t in (plan_of(p).terminology for p in pathways)}.values()),
                           resources)
     resources += await resolve_locations(rt.ehr, resources)  # ward and bed of the stays
+    observation_codes = dict(plan).get("Observation")
+    if rt.results is not None and observation_codes:  # results the HL7 feed wrote there
+        resources += await rt.results.search("Observation", {"patient": f"Patient/{patient_id}",
+                                                             **observation_codes})
     if rt.target is WriteTarget.FHIR_STORE and rt.tasks is not None:
         resources += await rt.tasks.search("Task", {
             "patient": f"Patient/{patient_id}", "identifier": f"{rt.identifier_system}|"})

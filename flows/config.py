@@ -98,6 +98,17 @@ async def open_task_client(s: Settings, ehr: FhirClient | None = None, *,
 
 
 @asynccontextmanager
+async def open_results_store(s: Settings) -> AsyncIterator[FhirClient | None]:
+    """The FHIR store ORU results are written to and read from (ERAS_MLLP_RESULTS_STORE_URL)."""
+    if s.mllp.results_store_url is None:
+        yield None
+        return
+    async with FhirClient(s.mllp.results_store_url, timeout=s.fhir.timeout,
+                          max_retries=s.fhir.max_retries) as store:
+        yield store
+
+
+@asynccontextmanager
 async def open_runtime(s: Settings, *, migrate: bool = True,
                        pathways: dict[str, Pathway] | None = None) -> AsyncIterator[Runtime]:
     """A Runtime with open FHIR clients and a migrated database; closed on exit."""
@@ -106,8 +117,11 @@ async def open_runtime(s: Settings, *, migrate: bool = True,
         upgrade(url)
     db = make_engine(url)
     try:
-        async with open_ehr(s) as ehr, open_task_client(s, ehr) as tasks:
-            yield _runtime(s, ehr, tasks, db, pathways or await load_pathways_expanded(s))
+        async with open_ehr(s) as ehr, open_task_client(s, ehr) as tasks, \
+                open_results_store(s) as results:
+            rt = _runtime(s, ehr, tasks, db, pathways or await load_pathways_expanded(s))
+            rt.results = results
+            yield rt
     finally:
         db.dispose()
 

@@ -52,6 +52,8 @@ class Runtime:
     # How poll-ehr finds changes (patient-scoped searches unless the site says otherwise).
     poll: PollSettings = field(default_factory=PollSettings)
     report_dir: Path = Path("audit-reports")  # where the nightly audit report is written
+    # Where ORU results are written and Observations also read (ERAS_MLLP_RESULTS_STORE_URL).
+    results: FhirClient | None = None
     # Splits a location display holding ward and bed ("Ward 5B, bed 12"): ERAS_FHIR_WARD_BED_PATTERN.
     ward_bed: re.Pattern[str] = DEFAULT_PATTERN
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
