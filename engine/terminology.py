@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import InvalidPathway
 from engine.mme import MmeTable
 from engine.model import ConceptName, Identifier, Source
+from engine.subsumption import SubsumptionTable, load_subsumption, merge_tables
 from engine.validation import problems_from_validation
 from engine.yamlsource import SourceDoc, read_yaml
 
@@ -86,6 +87,8 @@ class TerminologyFile(_Frozen):
     concepts: dict[ConceptName, Concept | ConceptOverride] = Field(default_factory=dict)
     decline_reasons: dict[str, DeclineReason] = Field(default_factory=dict)
     mme: MmeTable | None = Field(None, description="opioid MME conversion (replaces the base's)")
+    subsumption: tuple[str, ...] = Field(
+        (), description="paths of subsumption tables (added to the base's): parent codes bind children")
 
 
 class Terminology(_Frozen):
@@ -95,6 +98,7 @@ class Terminology(_Frozen):
     concepts: dict[str, Concept]
     decline_reasons: dict[str, DeclineReason]
     mme: MmeTable | None = None
+    subsumption: SubsumptionTable | None = None
 
     def concept(self, name: str) -> Concept:
         return self.concepts[name]
@@ -113,6 +117,25 @@ class Terminology(_Frozen):
             cached = {key: tuple(v) for key, v in index.items()}
             self.__dict__["_index"] = cached
         return cached
+
+    def with_subsumption(self, table: SubsumptionTable) -> Terminology:
+        """This terminology with `table` added: every concept binding a parent code also binds
+        its descendants (codes it already lists keep their place and display)."""
+        tables = (self.subsumption, table) if self.subsumption is not None else (table,)
+        merged = merge_tables(self.name, tables)
+        concepts = {name: _expanded(concept, merged) for name, concept in self.concepts.items()}
+        return self.model_copy(update={"concepts": concepts, "subsumption": merged})
+
+
+def _expanded(concept: Concept, table: SubsumptionTable) -> Concept:
+    have = {(c.system, c.code) for c in concept.codings}
+    added: list[Coding] = []
+    for coding in concept.codings:
+        for child in table.descendants(coding.system, coding.code):
+            if child.key not in have:
+                have.add(child.key)
+                added.append(Coding(system=child.system, code=child.code, display=child.display))
+    return concept.model_copy(update={"codings": concept.codings + tuple(added)}) if added else concept
 
 
 def _parse(doc: SourceDoc) -> TerminologyFile:
@@ -146,8 +169,11 @@ def _merge(base: Terminology, site: TerminologyFile, doc: SourceDoc) -> Terminol
     if problems:
         raise InvalidPathway(problems)
     reasons = {**base.decline_reasons, **site.decline_reasons}
-    return Terminology(name=site.terminology, concepts=concepts, decline_reasons=reasons,
-                       mme=site.mme or base.mme)
+    merged = Terminology(name=site.terminology, concepts=concepts, decline_reasons=reasons,
+                         mme=site.mme or base.mme)
+    tables = [base.subsumption] if base.subsumption is not None else []
+    tables += [load_subsumption(Path(doc.file).parent / path) for path in site.subsumption]
+    return merged.with_subsumption(merge_tables(site.terminology, tables)) if tables else merged
 
 
 def load_terminology(path: Path | str, _seen: tuple[Path, ...] = ()) -> Terminology:

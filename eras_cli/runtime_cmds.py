@@ -22,6 +22,7 @@ from flows.config import open_runtime
 from flows.deployments import add_to_runner, deployments
 from flows.logs import configure_logging
 from flows.loops import Loops
+from flows.poll_options import POLL_HELP, describe_polling
 from flows.process_runtime import process_runtime
 from flows.runtime import Runtime
 from flows.settings import Settings
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    poll_seconds: Annotated[float, typer.Option(help="poll the EHR every N s; 0 = no polling")] = 0,
+    poll_seconds: Annotated[float, typer.Option(help=POLL_HELP)] = 0,
     tick_seconds: Annotated[float, typer.Option(help="tick and reminders interval")] = 60,
     prefect: Annotated[bool, typer.Option(help="run scheduled work as Prefect flow runs")] = True,
 ) -> None:
@@ -92,6 +93,7 @@ class RuntimeThread(threading.Thread):
                 intervals={"tick": self.tick, "reminders": self.tick, "poll-ehr": self.poll},
                 as_flow_runs=self.prefect)
             self.loops.start()
+            log.info("%s", describe_polling(self.settings.poll, self.poll))
             mllp = await start_if_configured(rt, self.settings.mllp, on_stored=self.loops.wake)
             self.ready.set()
             await self._stopping.wait()
@@ -133,7 +135,7 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
 
 
 def worker(
-    poll_seconds: Annotated[float, typer.Option(help="poll the EHR every N s; 0 = no polling")] = 0,
+    poll_seconds: Annotated[float, typer.Option(help=POLL_HELP)] = 0,
     metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port; 0 = off")] = 0,
 ) -> None:
     """Run the drain loop here and serve the scheduled deployments (flows/deployments.py) to
@@ -163,6 +165,7 @@ async def _worker(poll: float | None) -> None:
         loops = Loops(rt, worker=f"worker:{socket.gethostname()}:{os.getpid()}",
                       listen_url=listen_url(database_url(settings.database_url)))
         loops.start()
+        log.info("%s", describe_polling(settings.poll, poll))
         console.print(f"eras worker: serving {', '.join(served)}; drain loop running")
         try:
             await _run_until_sigterm(runner)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
+from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from engine.facts import Fact, PatientFacts, TaskState, Value
 from engine.mme import convert_dose
 from engine.terminology import Terminology
 from fhir_adapters.errors import TEMPORARY_STATUSES, FhirFatalError, FhirTemporaryError, outcome_issues
+from fhir_adapters.locations import DEFAULT_PATTERN, ward_and_bed
 
 # Statuses that mean "this did not happen"; such resources never become facts.
 DROPPED_STATUSES: Mapping[str, frozenset[str]] = {
@@ -33,7 +35,6 @@ DROPPED_STATUSES: Mapping[str, frozenset[str]] = {
 }
 # Condition / AllergyIntolerance verification statuses that withdraw the record.
 DROPPED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
-_PHYSICAL_TYPE = {"wa": "ward", "bd": "bed"}
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -241,47 +242,14 @@ def procedure_facts(proc: Any, terminology: Terminology, tz: tzinfo = UTC) -> li
                   source=_source(proc))
 
 
-def encounter_facts(enc: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
+def encounter_facts(enc: Any, terminology: Terminology, tz: tzinfo = UTC, *,
+                    locations: Mapping[str, Mapping[str, Any]] | None = None,
+                    ward_bed: re.Pattern[str] = DEFAULT_PATTERN) -> list[Fact]:
+    """A stay, with its current ward and bed (fhir_adapters.locations) as attrs."""
     start, end = _period(enc.period, tz)
     concepts = concepts_of(terminology, "Encounter", codings_of(enc.class_fhir, enc.type))
     return _facts(concepts, time=start, end=end, status=enc.status, source=_source(enc),
-                  attrs=encounter_location(enc.location or []))
-
-
-def encounter_location(locations: list[Any]) -> dict[str, str]:
-    """Current ward and bed: per kind the last active entry, else the last one.
-
-    The kind comes from `physicalType` (`wa` ward, `bd` bed); entries without one fill the kinds
-    still missing, in order (first ward, then bed), from the current untyped entries.
-    """
-    out: dict[str, str] = {}
-    for kind in ("ward", "bed"):
-        typed = [loc for loc in locations if _location_kind(loc) == kind]
-        chosen = _current(typed)
-        if chosen:
-            out[kind] = _location_name(chosen[-1])
-    untyped = _current([loc for loc in locations if _location_kind(loc) is None])
-    for kind in ("ward", "bed"):
-        if kind not in out and untyped:
-            out[kind] = _location_name(untyped.pop(0))
-    return out
-
-
-def _location_kind(loc: Any) -> str | None:
-    kinds = [_PHYSICAL_TYPE.get(code) for _, code in codings_of(loc.physicalType)]
-    if not kinds:
-        return None
-    return next((k for k in kinds if k), "other")
-
-
-def _current(entries: list[Any]) -> list[Any]:
-    active = [loc for loc in entries if loc.status == "active"]
-    return active or entries[-1:]
-
-
-def _location_name(loc: Any) -> str:
-    ref = loc.location
-    return ref.display or (ref.reference or "").rsplit("/", 1)[-1]
+                  attrs=ward_and_bed(enc.location or [], locations or {}, ward_bed))
 
 
 def service_request_facts(req: Any, terminology: Terminology, tz: tzinfo = UTC) -> list[Fact]:
@@ -449,11 +417,18 @@ def facts_from_resources(
     parameters: Mapping[str, str],
     task_identifier_system: str,
     local_tz: tzinfo = UTC,
+    ward_bed: re.Pattern[str] = DEFAULT_PATTERN,
 ) -> FactsReading:
     """One patient's facts from their FHIR resources; unusable resources are skipped and listed.
 
     `local_tz` places date-only values (no time of day) at the hospital's local midnight.
+    Location resources among them are what Encounters' locations refer to (ward and bed);
+    `ward_bed` splits a display holding both.
     """
+    resources = list(resources)
+    locations = {f"Location/{r.get('id')}": r for r in resources if r.get("resourceType") == "Location"}
+    with_locations = partial(encounter_facts, locations=locations, ward_bed=ward_bed)
+    mappers: dict[str, Mapper] = {**MAPPERS, "Encounter": with_locations}
     facts: list[Fact] = []
     tasks: list[TaskState] = []
     not_done: list[Fact] = []
@@ -462,6 +437,8 @@ def facts_from_resources(
     for resource in resources:
         rtype, rid = str(resource.get("resourceType") or "?"), str(resource.get("id") or "?")
         why_not = _not_this_patient(resource, patient_id)
+        if rtype == "Location":
+            continue
         if why_not:
             skipped.append(SkippedResource(rtype, rid, why_not))
             continue
@@ -479,9 +456,9 @@ def facts_from_resources(
             if state is not None:
                 tasks.append(state)
         elif getattr(model, "status", None) == "not-done" and rtype in NOT_DONE_TYPES:
-            not_done.extend(_not_done(model, MAPPERS[rtype](model, terminology, local_tz)))
-        elif rtype in MAPPERS:
-            facts.extend(MAPPERS[rtype](model, terminology, local_tz))
+            not_done.extend(_not_done(model, mappers[rtype](model, terminology, local_tz)))
+        elif rtype in mappers:
+            facts.extend(mappers[rtype](model, terminology, local_tz))
         else:
             skipped.append(SkippedResource(rtype, rid, "no mapping to facts for this resource type"))
     patient = PatientFacts(patient_id=patient_id, enrolment_id=enrolment_id, enrolled_at=enrolled_at,

@@ -102,16 +102,17 @@ class V2Message:
 def parse_message(text: str) -> V2Message:
     """Parse and check one message; a V2Problem says what the ACK must say."""
     message = _parse(text)
-    control_id = _field(message, "MSH", 10)
+    control_id = field_text(message, "MSH", 10)
     if not control_id:
         raise V2Problem(AckCode.REJECT, ErrorCode.REQUIRED_FIELD_MISSING,
                         "MSH-10 (message control id) is empty", location="MSH^1^10")
-    version = _field(message, "MSH", 12)
+    version = field_text(message, "MSH", 12)
     if version not in SUPPORTED_VERSIONS:
         raise V2Problem(AckCode.REJECT, ErrorCode.UNSUPPORTED_VERSION,
                         f"HL7 version '{version}' is not supported (2.3 to 2.8 are)",
                         location="MSH^1^12")
-    message_type, event = _field(message, "MSH", 9, component=1), _field(message, "MSH", 9, component=2)
+    message_type = field_text(message, "MSH", 9, component=1)
+    event = field_text(message, "MSH", 9, component=2)
     if message_type not in SUPPORTED_EVENTS:
         raise V2Problem(AckCode.REJECT, ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
                         f"message type '{message_type}' is not taken (ADT, SIU, ORU are)",
@@ -129,9 +130,9 @@ def parse_message(text: str) -> V2Message:
     if message_type == "ADT" and event == MERGE_EVENT and not prior_ids:
         raise V2Problem(AckCode.REJECT, ErrorCode.REQUIRED_FIELD_MISSING,
                         "an A40 merge needs MRG-1 (prior patient identifier list)", location="MRG^1^1")
-    sender = f"{_field(message, 'MSH', 3)}^{_field(message, 'MSH', 4)}"
+    sender = f"{field_text(message, 'MSH', 3)}^{field_text(message, 'MSH', 4)}"
     return V2Message(control_id=control_id, message_type=message_type, event=event, version=version,
-                     sender=sender, sent_at=_field(message, "MSH", 7), patient_ids=patient_ids,
+                     sender=sender, sent_at=field_text(message, "MSH", 7), patient_ids=patient_ids,
                      prior_ids=prior_ids, raw=message)
 
 
@@ -148,11 +149,12 @@ def _parse(text: str) -> hl7.Message:
                         f"the message cannot be parsed ({type(exc).__name__})") from exc
 
 
-def _field(message: hl7.Message, segment: str, number: int, *, repeat: int = 1,
-           component: int = 1) -> str:
-    """One component as text, '' when absent (python-hl7 numbers MSH fields as HL7 does)."""
+def field_text(message: hl7.Message, segment: str, number: int, *, repeat: int = 1,
+               component: int = 1, occurrence: int = 1) -> str:
+    """One component of the `occurrence`-th such segment as text, '' when absent (python-hl7
+    numbers MSH fields as HL7 does)."""
     try:
-        return str(message.extract_field(segment, 1, number, repeat, component)).strip()
+        return str(message.extract_field(segment, occurrence, number, repeat, component)).strip()
     except (KeyError, IndexError):
         return ""
 
@@ -165,8 +167,8 @@ def _identifiers(message: hl7.Message, segment: str, number: int) -> tuple[Patie
         return ()
     found = []
     for repeat in range(1, len(field_) + 1 if isinstance(field_, hl7.Field) else 2):
-        value = _field(message, segment, number, repeat=repeat, component=1)
-        authority = _field(message, segment, number, repeat=repeat, component=4)
+        value = field_text(message, segment, number, repeat=repeat, component=1)
+        authority = field_text(message, segment, number, repeat=repeat, component=4)
         if value:
             found.append(PatientId(value=value, authority=authority))
     return tuple(found)
@@ -204,6 +206,6 @@ def partial_message(text: str) -> V2Message | None:
         message = _parse(text)
     except V2Problem:
         return None
-    return V2Message(control_id=_field(message, "MSH", 10), message_type="", event="",
-                     version=_field(message, "MSH", 12), sender="", sent_at="",
+    return V2Message(control_id=field_text(message, "MSH", 10), message_type="", event="",
+                     version=field_text(message, "MSH", 12), sender="", sent_at="",
                      patient_ids=(), raw=message)

@@ -1,9 +1,10 @@
 """apply(patient): read the record, evaluate each enrolment, write the work back, keep the store.
 
 Round trips: one batch read from the EHR (+ one Task search when Tasks live in a separate FHIR
-store) and at most one transaction. The plan is committed to the store before the FHIR write,
-so a write that fails stays pending and the next apply sends it (conditional creates on the
-business identifier make a resend after a crash create nothing twice).
+store, + one Observation search in the results store the HL7 feed writes to, + reads of stay
+Locations not yet cached) and at most one transaction. The plan is committed to the store before
+the FHIR write, so a write that fails stays pending and the next apply sends it (conditional
+creates on the business identifier make a resend after a crash create nothing twice).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from fhir_adapters.facts import (
     resources_from_batch_response,
     search_plan,
 )
+from fhir_adapters.locations import resolve_locations
 from fhir_adapters.writeback import transaction_for
 from flows.runtime import Runtime, WriteTarget
+from flows.unbound_codes import UNBOUND_CODES
 from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
@@ -119,6 +122,13 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
     plan = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
     request = batch_bundle(patient_id, plan)
     resources = resources_from_batch_response(await rt.ehr.batch(request), request)
+    resources += await resolve_locations(rt.ehr, resources)  # ward and bed of the stays
+    observation_codes = dict(plan).get("Observation")
+    if rt.results is not None and observation_codes:  # results the HL7 feed wrote there
+        resources += await rt.results.search("Observation", {"patient": f"Patient/{patient_id}",
+                                                             **observation_codes})
+    UNBOUND_CODES.observe(list({id(t): t for t in (plan_of(p).terminology for p in pathways)}.values()),
+                          resources)
     if rt.target is WriteTarget.FHIR_STORE and rt.tasks is not None:
         resources += await rt.tasks.search("Task", {
             "patient": f"Patient/{patient_id}", "identifier": f"{rt.identifier_system}|"})
@@ -186,7 +196,7 @@ def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]]
     reading = facts_from_resources(
         resources, plan_of(pathway).terminology, patient_id=patient_id, enrolment_id=enrolment.id,
         enrolled_at=enrolment.enrolled_at, parameters=enrolment.parameters or {},
-        task_identifier_system=rt.identifier_system, local_tz=rt.tz)
+        task_identifier_system=rt.identifier_system, local_tz=rt.tz, ward_bed=rt.ward_bed)
     facts = reading.facts
     if rt.target is WriteTarget.NONE:
         facts = _with_store_tasks(rt, facts)

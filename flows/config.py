@@ -14,11 +14,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from engine.loader import load_pathway
+from engine.loader import DEFAULT_TERMINOLOGY, load_pathway
 from engine.model import Pathway
-from engine.terminology import load_terminology
+from engine.terminology import Terminology, load_terminology
 from fhir_adapters.auth import BearerTokenAuth, FhirAuth, NoAuth, SmartBackendAuth
 from fhir_adapters.client import FhirClient
+from fhir_adapters.locations import compile_ward_bed_pattern
+from fhir_adapters.terminology_server import expand_parents
 from flows.runtime import Runtime, WriteTarget
 from flows.settings import FhirSettings, Settings
 from store.db import database_url, make_engine
@@ -45,10 +47,23 @@ def ehr_auth(fhir: FhirSettings) -> FhirAuth:
     return NoAuth()
 
 
-def load_pathways(s: Settings) -> dict[str, Pathway]:
-    terms = load_terminology(s.terminology) if s.terminology else None
+def load_pathways(s: Settings, terms: Terminology | None = None) -> dict[str, Pathway]:
+    if terms is None and s.terminology:
+        terms = load_terminology(s.terminology)
     loaded = [load_pathway(path, terms) for path in s.pathways]
     return {p.id: p for p in loaded}
+
+
+async def load_pathways_expanded(s: Settings) -> dict[str, Pathway]:
+    """The pathways, their terminology's parent codes expanded by the terminology server when
+    `ERAS_TERMINOLOGY_SERVER_URL` is set (once, at start-up: the runtime and `eras terminology
+    check` bind with the same table)."""
+    terms = load_terminology(s.terminology or DEFAULT_TERMINOLOGY)
+    if not s.terminology_server_url or terms.subsumption is None:
+        return load_pathways(s, terms)
+    async with FhirClient(s.terminology_server_url, timeout=s.fhir.timeout) as server:
+        table = await expand_parents(server, terms.subsumption.parents())
+    return load_pathways(s, terms.with_subsumption(table))
 
 
 def open_ehr(s: Settings, *, max_retries: int | None = None) -> FhirClient:
@@ -83,6 +98,17 @@ async def open_task_client(s: Settings, ehr: FhirClient | None = None, *,
 
 
 @asynccontextmanager
+async def open_results_store(s: Settings) -> AsyncIterator[FhirClient | None]:
+    """The FHIR store ORU results are written to and read from (ERAS_MLLP_RESULTS_STORE_URL)."""
+    if s.mllp.results_store_url is None:
+        yield None
+        return
+    async with FhirClient(s.mllp.results_store_url, timeout=s.fhir.timeout,
+                          max_retries=s.fhir.max_retries) as store:
+        yield store
+
+
+@asynccontextmanager
 async def open_runtime(s: Settings, *, migrate: bool = True,
                        pathways: dict[str, Pathway] | None = None) -> AsyncIterator[Runtime]:
     """A Runtime with open FHIR clients and a migrated database; closed on exit."""
@@ -91,8 +117,11 @@ async def open_runtime(s: Settings, *, migrate: bool = True,
         upgrade(url)
     db = make_engine(url)
     try:
-        async with open_ehr(s) as ehr, open_task_client(s, ehr) as tasks:
-            yield _runtime(s, ehr, tasks, db, pathways or load_pathways(s))
+        async with open_ehr(s) as ehr, open_task_client(s, ehr) as tasks, \
+                open_results_store(s) as results:
+            rt = _runtime(s, ehr, tasks, db, pathways or await load_pathways_expanded(s))
+            rt.results = results
+            yield rt
     finally:
         db.dispose()
 
@@ -101,7 +130,8 @@ def _runtime(s: Settings, ehr: FhirClient, tasks: FhirClient | None, db: Engine,
              pathways: dict[str, Pathway]) -> Runtime:
     rt = Runtime(pathways=pathways, ehr=ehr, tasks=tasks, target=s.write_target, db=db,
                  tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system, poll=s.poll,
-                 report_dir=s.audit.report_dir)
+                 report_dir=s.audit.report_dir,
+                 ward_bed=compile_ward_bed_pattern(s.fhir.ward_bed_pattern))
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
     if s.delivery_routes_file is not None:

@@ -2,7 +2,8 @@
 state, read from the database at scrape time so that every API replica reports the same
 cluster-wide backlog, parked patients and deliveries whichever process did the work.
 
-No label carries a patient, resource id or clinical value.
+No label carries a patient, resource id or clinical value (`eras_unbound_codes` carries codes
+that no concept binds, by resource type, its top N only: flows.unbound_codes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from fhir_adapters.client import FhirClient
+from flows.unbound_codes import UNBOUND_CODES
 
 if TYPE_CHECKING:
     from flows.drain import DrainResult
@@ -108,6 +110,7 @@ def registry_for(engine: Engine) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ProcessMetrics(REGISTRY))
     registry.register(StoreCollector(engine))
+    registry.register(UNBOUND_CODES)
     return registry
 
 

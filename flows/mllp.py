@@ -20,6 +20,7 @@ from pydantic import BaseModel, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from fhir_adapters.errors import FhirError
 from fhir_adapters.hl7v2 import (
     AckCode,
     ErrorCode,
@@ -29,6 +30,7 @@ from fhir_adapters.hl7v2 import (
     parse_message,
     partial_message,
 )
+from fhir_adapters.hl7v2_results import observations_from_oru, results_transaction
 from fhir_adapters.patient_index import PatientIndex, load_authority_map
 from flows.runtime import Runtime
 from store.db import session_scope
@@ -52,6 +54,9 @@ class MllpSettings(BaseModel):
     authority_map_file: Path | None = None
     encoding: str = "utf-8"
     idle_timeout: float = 600.0  # seconds without a complete frame before the connection closes
+    # A FHIR store ORU^R01 results are written to (and apply reads Observations from), for
+    # sites whose FHIR API serves no results; unset: results are read from the EHR.
+    results_store_url: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> MllpSettings:
@@ -79,6 +84,7 @@ class MllpIntake:
     def __init__(self, rt: Runtime, index: PatientIndex,
                  on_stored: Callable[[], None] | None = None) -> None:
         self.rt, self.index, self.on_stored = rt, index, on_stored
+        self.write_results = rt.results is not None  # ORU observations go to the results store
 
     async def handle(self, text: str) -> str:
         try:
@@ -102,6 +108,8 @@ class MllpIntake:
             if await self._in_store(partial(_stored, key=message.dedup_key)):
                 return
             patient_id = await self.index.patient_for(message.patient_ids)
+        if self.write_results and message.message_type == "ORU":
+            await self._write_results(message, patient_id)
         prior_id = None
         if message.is_merge:
             prior_id = await self.index.patient_for(message.prior_ids, location="MRG^1^1")
@@ -111,6 +119,20 @@ class MllpIntake:
             self.index.forget(message.prior_ids)
         if new and self.on_stored is not None:
             self.on_stored()
+
+    async def _write_results(self, message: V2Message, patient_id: str) -> None:
+        """The OBX as Observations in the results store, before the event that makes the drain
+        read them; conditional creates make a re-send harmless. No store transaction is open."""
+        observations = observations_from_oru(message, patient_id, self.rt.tz)
+        if not observations or self.rt.results is None:
+            return
+        try:
+            await self.rt.results.transaction(results_transaction(observations))
+        except FhirError as exc:
+            log.error("HL7 %s results not written to the FHIR store: %s", message.control_id,
+                      type(exc).__name__)
+            raise V2Problem(AckCode.ERROR, ErrorCode.INTERNAL_ERROR, "the results could not be "
+                            "written to the FHIR store; send the message again") from exc
 
     async def _in_store(self, work: Callable[..., bool]) -> bool:
         """Run a store transaction off the event loop; a store failure asks for a re-send."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 from engine.model import Pathway
 from engine.outcomes import OutcomeDefinitions, load_outcome_definitions
 from fhir_adapters.client import FhirClient
+from fhir_adapters.locations import DEFAULT_PATTERN
 from fhir_adapters.plandefinition import CANONICAL_BASE
 from flows.poll_options import PollSettings
 
@@ -50,6 +52,10 @@ class Runtime:
     # How poll-ehr finds changes (patient-scoped searches unless the site says otherwise).
     poll: PollSettings = field(default_factory=PollSettings)
     report_dir: Path = Path("audit-reports")  # where the nightly audit report is written
+    # Where ORU results are written and Observations also read (ERAS_MLLP_RESULTS_STORE_URL).
+    results: FhirClient | None = None
+    # Splits a location display holding ward and bed ("Ward 5B, bed 12"): ERAS_FHIR_WARD_BED_PATTERN.
+    ward_bed: re.Pattern[str] = DEFAULT_PATTERN
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from engine.loader import PATHWAYS_DIR
 from fhir_adapters.auth import DEFAULT_SCOPE
+from fhir_adapters.locations import DEFAULT_WARD_BED_PATTERN, compile_ward_bed_pattern
 from flows.logs import LogFormat
 from flows.mllp import MllpSettings
 from flows.poll_options import PollSettings
@@ -53,6 +54,15 @@ class FhirSettings(BaseModel):
     scope: str = DEFAULT_SCOPE
     timeout: float = Field(30.0, gt=0, description="seconds per FHIR request")
     max_retries: int = Field(4, ge=0, description="retries of temporary FHIR errors (runtime)")
+    ward_bed_pattern: str = Field(
+        DEFAULT_WARD_BED_PATTERN,
+        description="regex with groups `ward` and `bed` splitting a location display holding both")
+
+    @field_validator("ward_bed_pattern")
+    @classmethod
+    def _ward_and_bed_groups(cls, value: str) -> str:
+        compile_ward_bed_pattern(value)
+        return value
 
     @model_validator(mode="after")
     def _credentials_given(self) -> FhirSettings:
@@ -164,6 +174,8 @@ class Settings(BaseSettings):
     timezone: str = Field("Europe/London", description="the hospital's zone: it decides POD and days")
     pathways: list[Path] = Field(default_factory=lambda: [PATHWAYS_DIR / "lumbar_fusion.yaml"])
     terminology: Path | None = Field(None, description="a site terminology file (extends default)")
+    terminology_server_url: str | None = Field(
+        None, description="FHIR terminology server whose ValueSet $expand adds children to subsumption")
     write_target: WriteTarget = Field(WriteTarget.EHR, description="ehr | fhir-store | none")
     identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
     delivery_routes_file: Path | None = Field(None, description="reminder channels (flows/delivery.py)")

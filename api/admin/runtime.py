@@ -10,6 +10,7 @@ from sqlmodel import col, func, select
 from api.access import Route, allowed
 from api.auth import Principal
 from api.deps import ReadSessionDep
+from flows.unbound_codes import UNBOUND_CODES
 from store.models import InboxEvent
 from store.scheduling import list_parked_patients
 
@@ -19,7 +20,8 @@ AdminUser = Annotated[Principal, Depends(allowed(Route.RUNTIME_READ))]
 
 @router.get("/status")
 def runtime_status(request: Request, session: ReadSessionDep, _admin: AdminUser) -> dict[str, Any]:
-    """Inbox counts by status, parked enrolments (with their error) and FHIR round trips so far."""
+    """Inbox counts by status, parked enrolments (with their error), FHIR round trips so far
+    and this process's most frequent unbound codes (codes no concept binds, by resource type)."""
     by_status = select(InboxEvent.status, func.count()).group_by(col(InboxEvent.status))
     counts = dict(session.exec(by_status).all())
     parked = [{"patient": row.patient_ref, "pathway": row.pathway_id, "since": row.parked_at,
@@ -29,4 +31,5 @@ def runtime_status(request: Request, session: ReadSessionDep, _admin: AdminUser)
     loops = getattr(request.app.state, "loops", None)
     return {"inbox": counts, "parked": parked,
             "fhir_round_trips": runtime.round_trips if runtime is not None else None,
-            "patients_applied": loops.processed if loops is not None else None}
+            "patients_applied": loops.processed if loops is not None else None,
+            "unbound_codes": UNBOUND_CODES.top()}

@@ -71,6 +71,10 @@ def test_serve_answers_probes_and_runs_the_schedule(tmp_path: Path, fhir_sandbox
     # ERAS_LOG_FORMAT=json: log records come out as JSON lines (the console banner does not).
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert records and all(set(r) >= {"ts", "level", "logger", "message"} for r in records)
+    # the start-up line says which polling mode runs, that the site chose it, and why
+    polling = [r["message"] for r in records if r["message"].startswith("EHR polling")]
+    assert polling and polling[0].startswith("EHR polling every 1 s in system mode (set by ERAS_POLL_MODE")
+    assert "across all patients" in polling[0]
 
 
 def test_serve_stops_cleanly_on_sigint(tmp_path: Path, fhir_sandbox: FhirSandbox) -> None:

@@ -15,6 +15,7 @@ from fhir_adapters.sandbox import FhirSandbox
 
 LOCAL_LAB = "http://royalhosp.example/lab-codes"
 OPCS4 = "http://www.datadictionary.nhs.uk/opcs-4"
+LOCAL_PROBLEMS = "http://royalhosp.example/problem-codes"
 
 
 def obs(pid: str, *codings: tuple[str, str, str]) -> dict[str, Any]:
@@ -42,6 +43,10 @@ def seeded(fhir_sandbox: FhirSandbox, sqlite_url: str, monkeypatch: pytest.Monke
         obs(pid, (LOCAL_LAB, "VITD", "Vitamin D (25-OH)")),  # nothing in it bound
         proc(pid, OPCS4, "V25.2", "Primary decompression of lumbar spine"),  # the site's own code
         proc(pid, "http://snomed.info/sct", "55705006", "Spinal fusion"),  # bound: not reported
+        # a diabetes subtype, bound through the shipped subsumption table, beside a local code
+        {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"coding": [
+            {"system": "http://snomed.info/sct", "code": "81531005", "display": "DM type 2 in obese"},
+            {"system": LOCAL_PROBLEMS, "code": "DM2OB", "display": "Diabetes type 2, obese"}]}},
     ]:
         httpx.post(f"{base}/{resource['resourceType']}", json=resource).raise_for_status()
     monkeypatch.setenv("ERAS_FHIR_BASE_URL", base)
@@ -53,13 +58,14 @@ def test_terminology_check_json_lists_unbound_codes_per_type_and_concept(seeded:
     result = CliRunner().invoke(app, ["terminology", "check", "--patient", seeded, "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["resources_read"] == 6  # the 4 Observations and 2 Procedures seeded
+    assert report["resources_read"] == 7  # the 4 Observations, 2 Procedures and the Condition seeded
     rows = {(r["resource_type"], r["concept"], r["system"], r["code"]): (r["count"], r["display"])
             for r in report["unbound"]}
     assert rows == {
         ("Observation", "haemoglobin", LOCAL_LAB, "HGB1"): (2, "Haemoglobin (local)"),
         ("Observation", "unbound", LOCAL_LAB, "VITD"): (1, "Vitamin D (25-OH)"),
         ("Procedure", "unbound", OPCS4, "V25.2"): (1, "Primary decompression of lumbar spine"),
+        ("Condition", "diabetes", LOCAL_PROBLEMS, "DM2OB"): (1, "Diabetes type 2, obese"),
     }
 
 
@@ -67,7 +73,7 @@ def test_terminology_check_text_names_each_code(seeded: str, monkeypatch: pytest
     monkeypatch.setenv("COLUMNS", "250")  # one table row per line
     result = CliRunner().invoke(app, ["terminology", "check", "--patient", seeded])
     assert result.exit_code == 0, result.output
-    assert "6 resources read; 3 codes no concept binds" in result.stdout
+    assert "7 resources read; 4 codes no concept binds" in result.stdout
     line = next(x for x in result.stdout.splitlines() if f"{OPCS4}|V25.2" in x)
     assert "unbound" in line and "Primary decompression of lumbar spine" in line
 

@@ -345,8 +345,8 @@ def test_facts_from_resources_other_patients_resource_skipped(terms: Terminology
 
 
 def test_facts_from_resources_unmapped_type_reported(terms: Terminology) -> None:
-    reading = read(terms, {"resourceType": "Location", "id": "l1"})
-    assert [str(s) for s in reading.skipped] == ["Location/l1: no mapping to facts for this resource type"]
+    reading = read(terms, {"resourceType": "Device", "id": "d1"})
+    assert [str(s) for s in reading.skipped] == ["Device/d1: no mapping to facts for this resource type"]
 
 
 def test_search_plan_one_search_per_type(terms: Terminology) -> None:

@@ -16,11 +16,13 @@ from engine.results import Evaluation, Status
 from engine.terminology import load_terminology
 
 PATHWAYS = Path(__file__).resolve().parents[2] / "pathways"
-TERMINOLOGY_FILES = sorted((PATHWAYS / "terminology").glob("*.yaml"))
+SUBSUMPTION_FILE = PATHWAYS / "terminology" / "subsumption.yaml"  # a table, not a terminology
+TERMINOLOGY_FILES = sorted(p for p in (PATHWAYS / "terminology").glob("*.yaml") if p != SUBSUMPTION_FILE)
 LIBRARY_FILES = sorted((PATHWAYS / "library").glob("*.yaml"))
 PATHWAY_FILES = sorted(
     p for p in PATHWAYS.rglob("*.yaml")
-    if p not in TERMINOLOGY_FILES and p not in LIBRARY_FILES and "audit" not in p.relative_to(PATHWAYS).parts
+    if p not in (*TERMINOLOGY_FILES, SUBSUMPTION_FILE, *LIBRARY_FILES)
+    and "audit" not in p.relative_to(PATHWAYS).parts
 )
 
 # The 22 items of the ERAS Society lumbar fusion bundle (Debono 2021), as element ids.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from engine import mme, model, terminology
+from engine import mme, model, subsumption, terminology
 
 README = Path(__file__).resolve().parents[2] / "pathways" / "README.md"
 MODELS: list[type[BaseModel]] = [
@@ -17,6 +17,7 @@ MODELS: list[type[BaseModel]] = [
     model.ScoreItem, model.Source, model.Audit, model.RecordPrompt, terminology.TerminologyFile,
     terminology.Concept, terminology.ConceptOverride, terminology.Coding, terminology.UnitConversion,
     terminology.DeclineReason, model.EpisodeScope, mme.MmeTable, mme.OpioidFactors,
+    subsumption.SubsumptionTable, subsumption.Hierarchy, subsumption.CodeRef,
 ]
 KEYS = sorted({(m.__name__, name) for m in MODELS for name in m.model_fields})
 # YAML keys the README writes as `key:` in its examples, e.g. `opens: "0"` or `counts_as: not-done`.
