@@ -32,6 +32,7 @@ try {
   const first = page.locator("a.drill").first();
   if (!(await first.textContent()).startsWith("anon-")) throw new Error("patient id not pseudonymised");
   await page.screenshot({ path: screenshot, fullPage: true });
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-charts.png"), fullPage: true, clip: { x: 0, y: 0, width: 1200, height: 1900 } });
   for (const part of ["p-chart", "heat", "stay"]) {
     await page.locator(`#section-${part}`).screenshot({ path: screenshot.replace(/\.png$/, `-${part}.png`) });
   }
