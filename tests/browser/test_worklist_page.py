@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from api.worklist.paging import PAGE_SIZE
 from fhir_adapters.sandbox import FhirSandbox
 from store.db import make_engine
 from tests.api.conftest import api_app
 from tests.utils.loopback import serve
-from tests.utils.worklist import clear_ward, create_task, seed_action, seed_enrolment
+from tests.utils.worklist import clear_ward, create_task, seed_action, seed_enrolment, seed_ward_tasks
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -64,4 +66,26 @@ def test_worklist_page_completes_task_in_ehr(sqlite_url: str, fhir_sandbox: Fhir
         assert SCREENSHOT.exists()
     finally:
         clear_ward(engine, [enrolment.id])
+        engine.dispose()
+
+
+def test_worklist_page_first_render_on_a_ward_of_2000_open_tasks(sqlite_url: str) -> None:
+    """The most urgent page shows first and "Show more" reaches the next; the time to the first
+    tasks is printed (speed is the bench's business, not an assertion)."""
+    node = _require_browser()
+    ward = f"W{uuid.uuid4().hex[:5]}"
+    engine = make_engine(sqlite_url)
+    enrolments = seed_ward_tasks(engine, datetime.now(UTC), ward=ward, total=2000, on_ward=2000)
+    try:
+        with serve(api_app(sqlite_url)) as base:
+            run = subprocess.run([node, str(HERE / "worklist_render.spec.mjs"), base, ward], cwd=HERE,
+                                 capture_output=True, text=True, timeout=90)
+        assert run.returncode == 0, run.stderr[-2000:]
+        seen = json.loads(run.stdout.strip().splitlines()[-1])
+        print(f"\nworklist first render, 2,000 open tasks: {seen['firstRender']} ms from reload to the first "
+              f"tasks (first contentful paint {seen['paint']:.0f} ms)")
+        assert (seen["firstPage"], seen["afterMore"]) == (PAGE_SIZE, 2 * PAGE_SIZE)
+        assert seen["shown"] == f"Showing {PAGE_SIZE} of 2000 open tasks, most urgent first."
+    finally:
+        clear_ward(engine, enrolments)
         engine.dispose()
