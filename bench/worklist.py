@@ -47,7 +47,7 @@ def measure(engine: Engine, now: datetime) -> tuple[float, float, int]:
     for _ in range(RUNS):
         with Session(engine) as session:
             started = time.perf_counter()
-            count = len(open_actions(session=session, ward="BENCH", until=now + timedelta(hours=4)).rows)
+            count = len(open_actions(session=session, ward="BENCH", until=now + timedelta(hours=4)))
             times.append((time.perf_counter() - started) * 1000)
     return (*_percentiles(times), count)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, literal
-from sqlalchemy import select as sa_select
+from sqlalchemy import ColumnElement, and_, func
 from sqlmodel import Session, col, or_, select
 
 from engine.results import OPEN_STATUSES
@@ -40,7 +39,7 @@ class WorklistEnrolment(NamedTuple):
     anchors: dict[str, str]
 
 
-_ACTION_COLUMNS = [getattr(PlannedActionRow, name) for name in WorklistAction._fields]
+_ACTION_COLUMNS = [getattr(PlannedActionRow, name) for name in (*WorklistAction._fields, "enrolment_id")]
 _ENROLMENT_COLUMNS = [getattr(Enrolment, name) for name in WorklistEnrolment._fields]
 
 
@@ -70,11 +69,6 @@ def _after(after: After) -> ColumnElement[bool]:
     return or_(due.is_(None), due > at, and_(due == at, key > after[1]))
 
 
-class WardPage(NamedTuple):
-    rows: list[tuple[WorklistAction, WorklistEnrolment]]
-    total: int  # open tasks on the ward within the filter, whatever the page
-
-
 def open_actions(
     *,
     session: Session,
@@ -83,30 +77,30 @@ def open_actions(
     roles: tuple[str, ...] | None = None,
     limit: int = 5000,
     after: After | None = None,
-) -> WardPage:
+) -> list[tuple[WorklistAction, WorklistEnrolment]]:
     """Open tasks on `ward` that have opened by `until`, earliest due first (so overdue and late
-    first), undated last, then by key; `after` continues after a previous page's last row.
-
-    One round trip for the first page: the enrolment joined, the total as a window count over
-    the rows the sort reads anyway (a later page counts separately: the cursor narrows its rows).
-    """
-    where = _open_on_ward(ward, until, roles)
-    total: Any = func.count().over() if after is None else literal(-1)
-    # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
+    first), undated last, then by key; `after` continues after a previous page's last row."""
     statement = (
-        sa_select(*_ACTION_COLUMNS, *_ENROLMENT_COLUMNS, total)
-        .join(Enrolment, col(Enrolment.id) == col(PlannedActionRow.enrolment_id))
-        .where(*where, *([] if after is None else [_after(after)]))
+        select(*_ACTION_COLUMNS)
+        .where(*_open_on_ward(ward, until, roles))
         .order_by(col(PlannedActionRow.due).is_(None), col(PlannedActionRow.due), col(PlannedActionRow.key))
         .limit(limit)
     )
+    if after is not None:
+        statement = statement.where(_after(after))
     rows = list(session.connection().execute(statement))  # Core rows: no ORM loading
-    split = len(_ACTION_COLUMNS)
-    page = [(WorklistAction(*row[:split]), WorklistEnrolment(*row[split:-1])) for row in rows]
-    if after is None:
-        return WardPage(page, rows[0][-1] if rows else 0)
-    counted = select(func.count()).select_from(PlannedActionRow).where(*where)
-    return WardPage(page, int(session.connection().execute(counted).scalar_one()))
+    # Enrolments once each (a ward has tens of patients, not thousands): anchors are JSON.
+    ids = {row[-1] for row in rows}
+    enrolments = {} if not ids else {
+        r[0]: WorklistEnrolment(*r) for r in session.connection().execute(
+            select(*_ENROLMENT_COLUMNS).where(col(Enrolment.id).in_(ids)))}
+    return [(WorklistAction(*row[:-1]), enrolments[row[-1]]) for row in rows]
+
+
+def count_open(*, session: Session, ward: str, until: datetime, roles: tuple[str, ...] | None = None) -> int:
+    """How many tasks `open_actions` would list on `ward` without a limit."""
+    statement = select(func.count()).select_from(PlannedActionRow).where(*_open_on_ward(ward, until, roles))
+    return int(session.connection().execute(statement).scalar_one())
 
 
 def action_with_enrolment(*, session: Session, key: str) -> tuple[PlannedActionRow, Enrolment]:

@@ -31,7 +31,7 @@ from store.db import session_scope
 from store.errors import ActionNotFound
 from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
-from store.worklist import open_actions
+from store.worklist import count_open, open_actions
 
 router = APIRouter(prefix="/worklist", tags=["worklist"])
 
@@ -82,10 +82,9 @@ def read_worklist(
         require_ward(session, user, one, route=Route.WORKLIST_READ, purpose="worklist view")
     now = clock_now(request)
     roles = (role,) if role else None
-    pages = [open_actions(session=session, ward=one, until=now + ahead, roles=roles, limit=limit + 1,
-                          after=after) for one in wards]
-    rows, next_cursor = one_page((p.rows for p in pages), limit)
-    total = sum(p.total for p in pages)
+    rows, next_cursor = one_page((open_actions(session=session, ward=one, until=now + ahead, roles=roles,
+                                               limit=limit + 1, after=after) for one in wards), limit)
+    total = sum(count_open(session=session, ward=one, until=now + ahead, roles=roles) for one in wards)
     items = [item(action, enrolment, pathway=state.pathways.get(enrolment.pathway_id),
                   element=state.element(enrolment.pathway_id, action.element_id), now=now, tz=state.tz)
              for action, enrolment in rows]
