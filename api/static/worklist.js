@@ -65,7 +65,7 @@ async function load() {
 
 function more(shown, total, cursor) {
   $("more").hidden = !cursor;
-  $("shown").textContent = total ? `Showing ${shown} of ${total} open tasks, most urgent first.` : "";
+  $("shown").textContent = shown < total ? `Showing ${shown} of ${total} open tasks, most urgent first.` : "";
 }
 
 function showMore() {
