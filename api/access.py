@@ -6,7 +6,7 @@ role) and `require_ward` (the ward). The README's "Permissions" section is `matr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from api.auth import CurrentUser, Principal
 from api.deps import EngineDep
-from store.access_log import record_access_entry
+from store.access_log import record_access_entries, record_access_entry
 
 
 class Route(StrEnum):
@@ -95,6 +95,13 @@ def record_access(
         outcome=outcome,
         at=datetime.now(UTC),
     )
+
+
+def record_accesses(session: Session, user: Principal, *, action: str, resources: Sequence[str],
+                    purpose: str) -> None:
+    """`record_access` for many resources at once (one statement)."""
+    record_access_entries(session=session, actor=user.subject, action=action, resources=resources,
+                          purpose=purpose, at=datetime.now(UTC))
 
 
 def deny(session: Session, user: Principal, *, resource: str, purpose: str, detail: str) -> HTTPException:

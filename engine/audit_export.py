@@ -23,7 +23,7 @@ def percent(ratio: Ratio) -> str:
     return "" if ratio.value is None else f"{ratio.value * 100:.1f}"
 
 
-def _write(rows: Iterable[Iterable[object]]) -> str:
+def csv_text(rows: Iterable[Iterable[object]]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
@@ -38,7 +38,7 @@ def matrix_csv(report: AuditReport) -> str:
         overall = p.compliance.overall
         rows.append([p.patient_id, *(p.cells.get(i, "n-a") for i in ids),
                      overall.done, overall.counted, percent(overall)])
-    return _write(rows)
+    return csv_text(rows)
 
 
 def _split(b: Breakdown, limit: float | None) -> list[object]:
@@ -61,7 +61,7 @@ def summary_csv(report: AuditReport) -> str:
     overall = report.compliance.overall
     rows.append(["overall", "", "", overall.done, overall.counted, percent(overall),
                  *_split(report.breakdown, None)])
-    return _write(rows)
+    return csv_text(rows)
 
 
 def declines_csv(report: AuditReport) -> str:
@@ -69,4 +69,4 @@ def declines_csv(report: AuditReport) -> str:
     and reason, so a shrinking denominator is visible."""
     rows: list[list[object]] = [list(DECLINES_HEADER)]
     rows.extend([d.element_id, d.ward, d.reason, d.patients] for d in report.declined_not_applicable)
-    return _write(rows)
+    return csv_text(rows)

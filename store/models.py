@@ -114,7 +114,8 @@ class PlannedActionRow(PlannedActionBase, table=True):
 
     __tablename__ = "planned_action"
     __table_args__ = (
-        Index("ix_planned_action_ward_status_due", "ward", "status", "due"),
+        # the worklist: filter, count and sort keys from the index (migration 0007)
+        Index("ix_planned_action_worklist", "ward", "status", "kind", "due", "key", "opens"),
         Index("ix_planned_action_enrolment_id", "enrolment_id"),
     )
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 from sqlmodel import Session, select
 
-from api.audit import outcomes, page, routes
+from api.audit import chart_routes, outcomes, page, routes
 from api.audit.pseudonyms import Pseudonymiser, identity
 from api.auth import Principal
 from flows.settings import AuditSettings, Settings
@@ -54,5 +54,6 @@ def mount_audit(app: FastAPI, settings: Settings) -> None:
     app.state.audit = AuditState(chosen, Pseudonymiser(key), Pseudonymiser(key, prefix="ep"),
                                  ZoneInfo(settings.timezone))
     app.include_router(routes.router)
+    app.include_router(chart_routes.router)
     app.include_router(outcomes.router)
     app.include_router(page.router)

@@ -10,7 +10,8 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.access import record_access
-from api.audit.charts import element_bars, los_scatter, trend_line
+from api.audit.chart_routes import cohort_charts
+from api.audit.charts import heat_map_svg, p_chart_svg, stay_scatter_svg
 from api.audit.pseudonyms import resource_label
 from api.audit.routes import AuditUser, Unenrolled, audited_episode, cohort_filter, pathway_of
 from api.deps import SessionDep
@@ -18,7 +19,6 @@ from api.patients.routes import timeline_context
 from api.patients.timeline import build_timeline, resource_type_only
 from api.worklist.routes import clock_now
 from store.audit_queries import CohortFilter, episode_outcome, episode_results
-from store.audit_summary import stored_audit
 from store.enrolments import require_enrolment
 
 router = APIRouter(prefix="/ui", tags=["pages"])
@@ -40,19 +40,19 @@ async def audit_page(request: Request) -> HTMLResponse:
 def audit_dashboard(request: Request, session: SessionDep, user: AuditUser,
                     cohort: Annotated[CohortFilter, Depends(cohort_filter)],
                     unenrolled: Unenrolled = 0) -> HTMLResponse:
-    """Charts (compliance by element, trend, compliance vs length of stay), completeness, patients."""
-    pathway = pathway_of(request, cohort.pathway_id, cohort.pathway_version)
-    state = request.app.state.audit
-    audit = stored_audit(pathway, session=session, cohort=cohort, tz=state.tz, unenrolled=unenrolled)
-    label = state.label_for(user)
-    record_access(session, user, action="read", resource=f"audit/{pathway.id}/dashboard",
+    """Charts (p-chart by month, element x month heat map, compliance vs length of stay, each
+    with its CSV link under the same filters), completeness, patients."""
+    audit, charts = cohort_charts(request, session, user, cohort, unenrolled)
+    label = request.app.state.audit.label_for(user)
+    record_access(session, user, action="read", resource=f"audit/{cohort.pathway_id}/dashboard",
                   purpose="quality audit")
     session.commit()
     return _render(request, "audit_dashboard.html", {
-        "audit": audit, "label": label, "episode": state.episode_for(user),
+        "audit": audit, "charts": charts, "label": label, "query": request.url.query,
+        "episode": request.app.state.audit.episode_for(user),
         "titles": {e.element_id: e.title for e in audit.elements},
-        "bars": Markup(element_bars(audit.elements)), "trend": Markup(trend_line(audit.trend)),
-        "scatter": Markup(los_scatter(audit.patients))})
+        "p_chart": Markup(p_chart_svg(charts.p_chart, charts.measure)),
+        "heat_map": Markup(heat_map_svg(charts)), "scatter": Markup(stay_scatter_svg(charts))})
 
 
 @router.get("/audit/patient/{key}", response_class=HTMLResponse)

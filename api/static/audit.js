@@ -40,7 +40,24 @@ async function show(event) {
   }
 }
 
-async function drill(event) {
+// A chart's CSV needs the token too: fetch it, then save it under the server's file name.
+async function download(link) {
+  const response = await fetch(link.getAttribute("href"), { headers: { Authorization: `Bearer ${state.token}` } });
+  if (!response.ok) return say(`${response.status}: CSV not available`, true);
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const save = document.createElement("a");
+  save.href = URL.createObjectURL(await response.blob());
+  save.download = name ? name[1] : "chart.csv";
+  save.click();
+  URL.revokeObjectURL(save.href);
+}
+
+async function clicked(event) {
+  const csv = event.target.closest("a.csv");
+  if (csv) {
+    event.preventDefault();
+    return download(csv);
+  }
   const link = event.target.closest("a.drill");
   if (!link) return;
   event.preventDefault();
@@ -60,5 +77,5 @@ function start() {
 
 $("signin").addEventListener("submit", signIn);
 $("filters").addEventListener("submit", show);
-$("dashboard").addEventListener("click", drill);
+$("dashboard").addEventListener("click", clicked);
 if (state.token) start();

@@ -2,7 +2,9 @@
 // open tasks, polls, completes and declines.
 "use strict";
 
-const state = { token: sessionStorage.getItem("eras-token"), wards: [], timer: null };
+// pages: how many pages of the ward are shown (the API sends the most urgent 50 first; "Show
+// more" fetches the next by cursor, and a refresh reloads as many as were shown).
+const state = { token: sessionStorage.getItem("eras-token"), wards: [], timer: null, pages: 1 };
 const $ = (id) => document.getElementById(id);
 
 function say(text, isError) {
@@ -50,11 +52,33 @@ function start(wards) {
 
 async function load() {
   try {
-    const data = await api("GET", `/worklist?ward=${encodeURIComponent($("ward").value)}&window=12h`);
-    render(data.items);
+    const base = `/worklist?ward=${encodeURIComponent($("ward").value)}&window=12h`;
+    let data = await api("GET", base);
+    const items = [...data.items];
+    for (let page = 1; page < state.pages && data.next_cursor; page++) {
+      data = await api("GET", `${base}&cursor=${encodeURIComponent(data.next_cursor)}`);
+      items.push(...data.items);
+    }
+    render(items);
+    more(items.length, data.total, data.next_cursor);
   } catch (error) {
     say(error.message, true);
   }
+}
+
+function more(shown, total, cursor) {
+  $("more").hidden = !cursor;
+  $("shown").textContent = shown < total ? `Showing ${shown} of ${total} open tasks, most urgent first.` : "";
+}
+
+function showMore() {
+  state.pages += 1;
+  load();
+}
+
+function changeWard() {
+  state.pages = 1;
+  load();
 }
 
 // "late": the window has closed; completing it now is recorded as done late (not compliant).
@@ -173,7 +197,8 @@ function openDecline(el, item) {
 }
 
 $("signin").addEventListener("submit", signIn);
-$("ward").addEventListener("change", load);
+$("ward").addEventListener("change", changeWard);
+$("more").addEventListener("click", showMore);
 $("group").addEventListener("change", load);
 $("refresh").addEventListener("click", load);
 // A launch from the EHR lands on /ui/worklist?ward=<its ward> (or no ward: all the user's wards).

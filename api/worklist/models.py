@@ -65,6 +65,8 @@ class WorklistPublic(BaseModel):
     ward: str | None
     now: datetime
     items: list[WorklistItemPublic]
+    total: int = Field(description="open tasks on the ward(s) within the window, on every page")
+    next_cursor: str | None = Field(description="`cursor` of the next page; null on the last page")
 
 
 class CompleteRequest(BaseModel):

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, NoReturn
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
-from api.access import Route, allowed, record_access, require_ward
+from api.access import Route, allowed, record_access, record_accesses, require_ward
 from api.auth import CurrentUser, Principal
 from api.deps import EngineDep, SessionDep
 from api.smart.writeback import user_task_client
@@ -23,6 +23,7 @@ from api.worklist.models import (
     ReassignRequest,
     WorklistPublic,
 )
+from api.worklist.paging import MAX_PAGE, PAGE_SIZE, decode_cursor, one_page
 from api.worklist.view import item, parse_window
 from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
@@ -31,7 +32,7 @@ from store.db import session_scope
 from store.errors import ActionNotFound
 from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
-from store.worklist import open_actions
+from store.worklist import count_open, open_actions
 
 router = APIRouter(prefix="/worklist", tags=["worklist"])
 
@@ -67,38 +68,34 @@ def read_worklist(
     ward: Annotated[str | None, Query(max_length=100)] = None,
     role: Annotated[str | None, Query(max_length=50)] = None,
     window: Annotated[str | None, Query(max_length=10)] = None,
-) -> WorklistPublic:
-    """Open tasks on the ward (or the caller's wards) opening within `window`, overdue first."""
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="tasks per page")] = PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=1000, description="the last page's next_cursor")] = None,
+) -> Response:
+    """Open tasks on the ward (or the caller's wards) opening within `window`: overdue and due
+    soonest first, `limit` at a time; `next_cursor` fetches the next page, `total` counts them all."""
     state = request.app.state.worklist
     try:
         ahead = parse_window(window, state.settings.default_window_hours)
+        after = None if cursor is None else decode_cursor(cursor)
     except ValueError as error:
         raise HTTPException(status_code=422, detail=str(error)) from None
     wards = [ward] if ward else sorted(user.wards)
     for one in wards:
         require_ward(session, user, one, route=Route.WORKLIST_READ, purpose="worklist view")
     now = clock_now(request)
-    rows = [
-        row
-        for one in wards
-        for row in open_actions(session=session, ward=one, until=now + ahead, roles=(role,) if role else None)
-    ]
-    items = [
-        item(
-            action,
-            enrolment,
-            pathway=state.pathways.get(enrolment.pathway_id),
-            element=state.element(enrolment.pathway_id, action.element_id),
-            now=now,
-            tz=state.tz,
-        )
-        for action, enrolment in rows
-    ]
-    items.sort(key=lambda i: (i.status not in ("late", "overdue"), i.due is None, i.due or now))
-    for patient in sorted({i.patient_ref for i in items}):
-        record_access(session, user, action="read", resource=f"{patient}/worklist", purpose="worklist view")
+    roles = (role,) if role else None
+    rows, next_cursor = one_page((open_actions(session=session, ward=one, until=now + ahead, roles=roles,
+                                               limit=limit + 1, after=after) for one in wards), limit)
+    total = sum(count_open(session=session, ward=one, until=now + ahead, roles=roles) for one in wards)
+    items = [item(action, enrolment, pathway=state.pathways.get(enrolment.pathway_id),
+                  element=state.element(enrolment.pathway_id, action.element_id), now=now, tz=state.tz)
+             for action, enrolment in rows]
+    record_accesses(session, user, action="read", purpose="worklist view",
+                    resources=[f"{patient}/worklist" for patient in sorted({i.patient_ref for i in items})])
     session.commit()
-    return WorklistPublic(ward=ward, now=now, items=items)
+    body = WorklistPublic(ward=ward, now=now, items=items, total=total, next_cursor=next_cursor)
+    # Serialised once, by pydantic's JSON encoder: FastAPI would validate the model again.
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{key}/complete", response_model=ActionResultPublic)

@@ -154,8 +154,9 @@ async def print_worklists(demo: Demo, http: httpx.AsyncClient) -> None:
         response = await http.get(f"{demo.api}/worklist", params={"ward": ward, "window": "12h"},
                                   headers={"Authorization": f"Bearer {token}"})
         response.raise_for_status()
-        items = response.json()["items"]
-        table = Table(title=f"{ward} worklist ({len(items)} open tasks)", title_justify="left")
+        body = response.json()
+        items = body["items"]  # the most urgent page; `total` counts every open task
+        table = Table(title=f"{ward} worklist ({body['total']} open tasks)", title_justify="left")
         for col in ("status", "due", "bed", "POD", "task", "who"):
             table.add_column(col)
         for item in items[:14]:

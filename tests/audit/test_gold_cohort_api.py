@@ -238,3 +238,67 @@ async def test_gold_dashboard_shows_items_split_and_declines(api: httpx.AsyncCli
             f"&middot; missing data {b.missing}") in page
     assert '<table id="declines">' in page and "<td>contraindicated</td>" in page
     assert "(over the limit)" in page  # glycaemic_optimisation and the other small denominators
+
+
+def _month_of(patient: str) -> str:
+    """Surgery months of the gold cohort: P01-P18 November, P30 April (still in hospital), the
+    rest December."""
+    number = int(patient[1:])
+    return "2025-11" if number <= 18 else "2026-04" if number == 30 else "2025-12"
+
+
+async def _chart_rows(api: httpx.AsyncClient, auth: Token, chart: str, query: str = PATHWAY,
+                      role: str = "quality") -> list[dict[str, str]]:
+    response = await api.get(f"/audit/charts/{chart}.csv?{query}", headers=auth(role))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+async def test_gold_p_chart_csv_sums_each_months_items(api: httpx.AsyncClient, auth: Token) -> None:
+    expected: dict[str, list[int]] = {}
+    for n in range(1, 36):
+        done, counted = PATIENT_ITEMS.get(f"P{n:02d}", (18, 18))
+        month = expected.setdefault(_month_of(f"P{n:02d}"), [0, 0])
+        month[0] += done
+        month[1] += counted
+    rows = await _chart_rows(api, auth, "p-chart")
+    assert {r["month"]: [int(r["compliant"]), int(r["eligible"])] for r in rows} == expected
+    centre = 100 * COHORT_ITEMS.done / COHORT_ITEMS.counted
+    assert {r["centre_percent"] for r in rows} == {f"{centre:.1f}"}
+    assert all(float(r["lower_limit_percent"]) < float(r["percent"]) <= float(r["upper_limit_percent"])
+               for r in rows if r["outside_limits"] == "no")
+
+
+async def test_gold_heat_map_csv_all_months_is_the_element_compliance(api: httpx.AsyncClient,
+                                                                     auth: Token) -> None:
+    rows = await _chart_rows(api, auth, "heat-map")
+    overall = {r["element"]: (int(r["compliant"]), int(r["eligible"])) for r in rows if r["month"] == "all"}
+    assert {k: overall[k] for k in ELEMENT_COMPLIANCE} == ELEMENT_COMPLIANCE
+    by_month: dict[str, list[int]] = {}
+    for r in rows:
+        if r["month"] != "all":
+            total = by_month.setdefault(r["element"], [0, 0])
+            total[0] += int(r["compliant"])
+            total[1] += int(r["eligible"])
+    assert {k: tuple(v) for k, v in by_month.items()} == {k: v for k, v in overall.items() if v[1]}
+
+
+async def test_gold_stay_csv_is_pseudonymous_and_filtered(api: httpx.AsyncClient, auth: Token) -> None:
+    rows = await _chart_rows(api, auth, "length-of-stay")
+    assert len(rows) == 34  # every patient but P30, still in hospital
+    assert all(r["patient"].startswith("anon-") for r in rows)
+    assert {r["length_of_stay_days"] for r in rows} == {"4.25"}
+    lowest = sorted((int(r["compliant"]), int(r["eligible"])) for r in rows)[:2]
+    assert lowest == [(8, 18), (12, 18)]  # P33, P35
+    some = await _chart_rows(api, auth, "length-of-stay", f"{PATHWAY}&variant=decompression")
+    assert len(some) == 2  # P13 and P14
+    months = await _chart_rows(api, auth, "p-chart", f"{PATHWAY}&from=2025-12-01&to=2025-12-31")
+    assert [r["month"] for r in months] == ["2025-12"]
+
+
+async def test_gold_chart_csv_refused_to_clinical_roles(api: httpx.AsyncClient, auth: Token) -> None:
+    response = await api.get(f"/audit/charts/p-chart.csv?{PATHWAY}", headers=auth("nurse"))
+    assert response.status_code == 403
+    page = (await api.get(f"/ui/audit/dashboard?{PATHWAY}&ward=", headers=auth("quality"))).text
+    assert f'href="/audit/charts/heat-map.csv?{PATHWAY}&amp;ward="' in page  # the page's own filters

@@ -34,6 +34,7 @@ def test_audit_page_renders_charts_for_quality(sqlite_url: str) -> None:
         seen = json.loads(run.stdout.strip().splitlines()[-1])
         assert seen["bars"] == len(lumbar().elements)
         assert seen["points"] == 3 and seen["dots"] == 34  # all but P30, still in hospital
+        assert seen["clipped"] == [] and seen["csvName"] == "lumbar_fusion-p-chart.csv"
         assert SCREENSHOT.exists()
     finally:
         clear_audit(engine, "lumbar_fusion", ids)

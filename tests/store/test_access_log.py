@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
-from store.access_log import list_access_entries, record_access_entry
+from store.access_log import list_access_entries, record_access_entries, record_access_entry
 from tests.utils.store_factories import T0
 
 
@@ -81,3 +81,13 @@ def test_record_audit_unknown_outcome_is_refused(db: Session) -> None:
             outcome="maybe",
             at=T0,
         )
+
+
+def test_record_many_entries_at_once(db: Session) -> None:
+    actor = f"user-{uuid.uuid4().hex[:8]}"
+    record_access_entries(session=db, actor=actor, action="read", resources=["Patient/b/worklist",
+                          "Patient/a/worklist"], purpose="worklist view", at=T0)
+    record_access_entries(session=db, actor=actor, action="read", resources=[], purpose="none", at=T0)
+    rows = list_access_entries(session=db, actor=actor, limit=10)
+    assert sorted((r.resource, r.purpose, r.outcome, r.at) for r in rows) == [
+        ("Patient/a/worklist", "worklist view", "ok", T0), ("Patient/b/worklist", "worklist view", "ok", T0)]

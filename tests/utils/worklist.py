@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
 
 from store.models import AccessLogEntry, ElementStatus, Enrolment, PlannedActionRow
@@ -117,3 +117,31 @@ def select_keys(session: Session, enrolment_ids: list[str]) -> list[str]:
     return list(
         session.exec(select(PlannedActionRow.key).where(col(PlannedActionRow.enrolment_id).in_(enrolment_ids)))
     )
+
+
+def seed_ward_tasks(engine: Engine, now: datetime, *, ward: str, total: int, on_ward: int,
+                    per_patient: int = 20) -> list[str]:
+    """`total` tasks in bulk, `per_patient` per enrolment: `on_ward` of them open on `ward` (due
+    from 10 h ago to `per_patient` - 10 h ahead), the rest over 49 other wards, a third of those
+    done. Returns the enrolment ids (for `clear_ward`)."""
+    enrolments, actions = [], []
+    for p in range(total // per_patient):
+        here = p < on_ward // per_patient
+        eid = str(uuid.uuid4())
+        enrolments.append({
+            "id": eid, "patient_ref": f"Patient/b{p}-{eid[:6]}", "pathway_id": PATHWAY, "pathway_version": 1,
+            "parameters": {}, "anchors": {}, "status": "active", "enrolled_at": now, "enrolled_by": "bench",
+            "updated_at": now, "ward": ward if here else f"W{p % 49}", "bed": f"Bed {p % 30}",
+            "failure_count": 0})
+        for a in range(per_patient):
+            actions.append({
+                "key": f"{eid}:{a}", "enrolment_id": eid, "element_id": f"e{a}", "occurrence": "1",
+                "kind": "task", "role": "nurse", "priority": "routine", "title": f"Element {a}",
+                "opens": now - timedelta(hours=a), "due": now + timedelta(hours=a - 10),
+                "status": "due" if here or a % 3 else "done", "ward": enrolments[-1]["ward"],
+                "updated_at": now, "revision": 1})
+    with engine.begin() as connection:
+        connection.execute(insert(Enrolment), enrolments)
+        for start in range(0, len(actions), 10_000):
+            connection.execute(insert(PlannedActionRow), actions[start : start + 10_000])
+    return [e["id"] for e in enrolments]
