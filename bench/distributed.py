@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,28 +21,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from fhir_adapters.sandbox import FhirSandbox
 from store.db import make_engine
 from tests.multiprocess.processes import Fleet, Proc, postgres_database
+from tests.utils.counting_sandbox import CountingSandbox
 from tests.utils.databases import postgres_schema, postgres_server_url
-
-METHODS = ("GET ", "POST ", "PUT ", "DELETE ", "PATCH ")
-
-
-class CountingSandbox(FhirSandbox):
-    """The sandbox with its request log on: every line is one HTTP request it served."""
-
-    def __init__(self) -> None:
-        super().__init__(quiet=False)
-        self.requests = 0
-
-    def _read_stderr(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.startswith(METHODS):
-                self.requests += 1
-            else:
-                self._stderr.append(line.rstrip("\n"))
 
 
 def peak_rss_mib(pid: int) -> float:
