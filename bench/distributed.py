@@ -47,10 +47,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def backlog(db: Engine) -> int:
+def inbox_counts(db: Engine) -> dict[str, int]:
+    """Inbox events by status (pending, processing, done, failed)."""
     with db.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT count(*) FROM inbox_event WHERE status IN ('pending', 'processing')")).scalar_one())
+        rows = conn.execute(text("SELECT status, count(*) FROM inbox_event GROUP BY status"))
+        return {str(status): int(n) for status, n in rows}
 
 
 @dataclass
@@ -65,8 +66,8 @@ class Topology:
     runner: str  # "worker" (eras worker, Prefect) or "drain" (eras drain --loop)
     batch_size: int = 200  # events a drain claims at once (the drain runner only)
 
-    def backlog(self) -> Callable[[], Awaitable[int]]:
-        return lambda: asyncio.to_thread(backlog, self.db)
+    def inbox(self) -> Callable[[], Awaitable[dict[str, int]]]:
+        return lambda: asyncio.to_thread(inbox_counts, self.db)
 
     def start_workers(self, n: int) -> list[Proc]:
         eras = [sys.executable, "-m", "eras_cli.main"]
