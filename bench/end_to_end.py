@@ -199,6 +199,7 @@ class Served:
     http: httpx.AsyncClient
     client: FhirClient
     token: str
+    database_url: str
 
     async def inbox(self) -> dict[str, int]:
         status = await status_of(self.http, self.api, self.token)()
@@ -214,7 +215,8 @@ async def serving(sandbox: FhirSandbox, extra_env: dict[str, str] | None = None)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         api = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "ERAS_DATABASE_URL": f"sqlite:///{tmp}/e2e.db",
+        database_url = f"sqlite:///{tmp}/e2e.db"
+        env = {**os.environ, "ERAS_DATABASE_URL": database_url,
                "ERAS_FHIR_BASE_URL": sandbox.base_url, "ERAS_SUBSCRIPTIONS": json.dumps({"bench": SECRET}),
                "ERAS_WORKLIST_DEV_MODE": "true", "ERAS_LOG_LEVEL": "ERROR"} | (extra_env or {})
         serve = subprocess.Popen([sys.executable, "-m", "eras_cli.main", "serve", "--port", str(port),
@@ -225,7 +227,7 @@ async def serving(sandbox: FhirSandbox, extra_env: dict[str, str] | None = None)
                 await wait_healthy(http, api)
                 token = (await http.post(f"{api}/auth/dev-token", json={
                     "subject": "bench", "roles": ["admin"], "wards": []})).json()["access_token"]
-                yield Served(api, serve.pid, http, client, token)
+                yield Served(api, serve.pid, http, client, token, database_url)
         finally:
             serve.send_signal(signal.SIGINT)
             serve.wait(timeout=30)
