@@ -149,12 +149,15 @@ async def irrelevant_cost(served: Served, feed: Feed, args: argparse.Namespace) 
     seconds = min(10.0, args.seconds)
     only = (("observation", 0.65), ("adt", 0.35))
     before_done, before_cpu = (await served.inbox()).get("done", 0), cpu_seconds(served.pid)
+    before_trips = await served.trips()
     await feed.run(args.rate, seconds, only)
     await feed.bench.drained(args.drain_seconds)
     events = (await served.inbox()).get("done", 0) - before_done
     cpu = cpu_seconds(served.pid) - before_cpu
+    trips = await served.trips() - before_trips
     print(f"  irrelevant only, {args.rate} events/s for {seconds:.0f} s: {events} done, serve CPU "
-          f"{cpu / max(events, 1) * 1000:.1f} ms per irrelevant event (HTTP intake + drain)")
+          f"{cpu / max(events, 1) * 1000:.1f} ms per irrelevant event (HTTP intake + drain); "
+          f"{trips} FHIR requests by the engine")
 
 
 async def main_async(args: argparse.Namespace) -> None:
