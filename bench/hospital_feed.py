@@ -114,6 +114,7 @@ async def hospital(served: Served, args: argparse.Namespace) -> None:
           + ", ".join(f"{kind} {share:.0%}" for kind, share in MIX))
     watcher = asyncio.create_task(watch(served, start, feed, done_before))
     await feed.run(args.rate, args.seconds, MIX)
+    offered = sum(feed.sent.values()) / (time.perf_counter() - start)  # a starved sender offers less
     counts = await served.inbox()
     backlog_at_end = counts.get("pending", 0) + counts.get("processing", 0)
     done_at_end = counts.get("done", 0) - done_before
@@ -122,7 +123,8 @@ async def hospital(served: Served, args: argparse.Namespace) -> None:
     sent = sum(feed.sent.values())
     print(f"  sent {sent} ({', '.join(f'{k} {n}' for k, n in feed.sent.items())}); when sending ended: "
           f"{done_at_end} done, backlog {backlog_at_end} -> "
-          f"{'kept up' if done_at_end >= sent - 2 * args.rate else 'behind'}")
+          f"{'kept up' if done_at_end >= sent - 2 * offered else 'behind'} (offered {offered:.0f} events/s; "
+          "kept up: all done but two seconds' worth)")
     report_latency([w for w in waits if isinstance(w, float)], len(waits))
     left = await bench.drained(args.drain_seconds)
     counts = await served.inbox()
