@@ -3,17 +3,21 @@
 Prints p50/p95 of the first apply (writes the plan: one batch read + one transaction), of a
 re-apply with nothing new (one batch read), and of an apply after one new fact, with FHIR round
 trips per apply. SQLite store in a temp directory (or --database-url).
-Run: .venv/bin/python bench/apply.py [--patients 60]
+Run: .venv/bin/python bench/apply.py [--patients 60] [--profile 40]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -70,8 +74,24 @@ async def run(args: argparse.Namespace) -> None:
                 await measure(rt, label, todo, now)
             for pid in pids:
                 await client.create(ehr.pain(pid, now - timedelta(minutes=5), 7))
-            await measure(rt, "apply after a new NRS 7", pids, now)
+            with profiled(args.profile):
+                await measure(rt, "apply after a new NRS 7", pids, now)
         db.dispose()
+
+
+@contextmanager
+def profiled(top: int) -> Iterator[None]:
+    """With --profile N: where this process's CPU goes (cProfile), the N costliest functions by
+    cumulative time, then by own time. The EHR's share is not in it (another process)."""
+    if not top:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    yield
+    profile.disable()
+    for order in ("cumulative", "tottime"):
+        pstats.Stats(profile).strip_dirs().sort_stats(order).print_stats(top)
 
 
 async def measure(rt: Runtime, label: str, pids: list[str], now: datetime) -> None:
@@ -91,6 +111,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=60)
     ap.add_argument("--database-url", default=None)
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile the applies after a new NRS 7; print the N costliest functions")
     asyncio.run(run(ap.parse_args()))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,28 +21,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from fhir_adapters.sandbox import FhirSandbox
 from store.db import make_engine
 from tests.multiprocess.processes import Fleet, Proc, postgres_database
+from tests.utils.counting_sandbox import CountingSandbox
 from tests.utils.databases import postgres_schema, postgres_server_url
-
-METHODS = ("GET ", "POST ", "PUT ", "DELETE ", "PATCH ")
-
-
-class CountingSandbox(FhirSandbox):
-    """The sandbox with its request log on: every line is one HTTP request it served."""
-
-    def __init__(self) -> None:
-        super().__init__(quiet=False)
-        self.requests = 0
-
-    def _read_stderr(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.startswith(METHODS):
-                self.requests += 1
-            else:
-                self._stderr.append(line.rstrip("\n"))
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -66,10 +47,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def backlog(db: Engine) -> int:
+def inbox_counts(db: Engine) -> dict[str, int]:
+    """Inbox events by status (pending, processing, done, failed)."""
     with db.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT count(*) FROM inbox_event WHERE status IN ('pending', 'processing')")).scalar_one())
+        rows = conn.execute(text("SELECT status, count(*) FROM inbox_event GROUP BY status"))
+        return {str(status): int(n) for status, n in rows}
 
 
 @dataclass
@@ -84,8 +66,8 @@ class Topology:
     runner: str  # "worker" (eras worker, Prefect) or "drain" (eras drain --loop)
     batch_size: int = 200  # events a drain claims at once (the drain runner only)
 
-    def backlog(self) -> Callable[[], Awaitable[int]]:
-        return lambda: asyncio.to_thread(backlog, self.db)
+    def inbox(self) -> Callable[[], Awaitable[dict[str, int]]]:
+        return lambda: asyncio.to_thread(inbox_counts, self.db)
 
     def start_workers(self, n: int) -> list[Proc]:
         eras = [sys.executable, "-m", "eras_cli.main"]

@@ -26,6 +26,7 @@ from engine.plan import concepts_used, plan_of
 from engine.results import OPEN_STATUSES, Evaluation
 from fhir_adapters.errors import FhirConflictError
 from fhir_adapters.facts import (
+    SearchPlan,
     batch_bundle,
     facts_from_resources,
     resources_from_batch_response,
@@ -112,14 +113,7 @@ def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
 
 
 async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> list[dict[str, Any]]:
-    concepts: set[str] = set()
-    for pathway in pathways:
-        concepts |= concepts_used(pathway)
-    terms = plan_of(pathways[0]).terminology
-    if rt.outcomes is not None:  # outcomes read what no element needs (opioid doses...)
-        concepts |= {name for _, name in rt.outcomes.concepts() if name in terms.concepts}
-    own_tasks = rt.identifier_system if rt.target is WriteTarget.EHR else None
-    plan = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
+    plan = _search_plan(rt, pathways)
     request = batch_bundle(patient_id, plan)
     resources = resources_from_batch_response(await rt.ehr.batch(request), request)
     resources += await resolve_locations(rt.ehr, resources)  # ward and bed of the stays
@@ -133,6 +127,23 @@ async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> li
         resources += await rt.tasks.search("Task", {
             "patient": f"Patient/{patient_id}", "identifier": f"{rt.identifier_system}|"})
     return resources
+
+
+def _search_plan(rt: Runtime, pathways: Sequence[Pathway]) -> SearchPlan:
+    """The searches that read what these pathways need: worked out once per runtime and set of
+    pathways (the same for every patient), not at every apply."""
+    key = tuple(f"{p.id}@{p.version}" for p in pathways)
+    if (plan := rt.search_plans.get(key)) is not None:
+        return plan
+    concepts: set[str] = set()
+    for pathway in pathways:
+        concepts |= concepts_used(pathway)
+    terms = plan_of(pathways[0]).terminology
+    if rt.outcomes is not None:  # outcomes read what no element needs (opioid doses...)
+        concepts |= {name for _, name in rt.outcomes.concepts() if name in terms.concepts}
+    own_tasks = rt.identifier_system if rt.target is WriteTarget.EHR else None
+    plan = rt.search_plans[key] = search_plan(terms, sorted(concepts), task_identifier_system=own_tasks)
+    return plan
 
 
 def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, Any]],

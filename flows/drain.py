@@ -15,6 +15,7 @@ from fhir_adapters.inbox_events import patient_ref_of
 from flows.apply import apply_patient
 from flows.failures import PARKED_ERROR, clear_failures, describe, is_parked, record_failure
 from flows.metrics import APPLY_SECONDS
+from flows.relevance import settle_irrelevant
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.inbox import claim_batch, mark_done, mark_failed, release
@@ -29,6 +30,7 @@ class DrainResult:
     """What one batch did: events claimed, patients applied, and those deferred or failed."""
 
     claimed: int = 0
+    irrelevant: int = 0  # about no enrolled patient and unable to enrol one: done, EHR not read
     patients: int = 0
     applied: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # EHR unreachable: events given back
@@ -47,19 +49,22 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     now = now or rt.clock()
     trips = rt.round_trips
     with session_scope(rt.db) as session:
-        events = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
-    token = events[0].claim_token or "" if events else ""
+        claimed = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
+        token = claimed[0].claim_token or "" if claimed else ""
+        events = settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
     try:
         by_patient = await _group_by_patient(rt, events)
     except FhirTemporaryError:
         with session_scope(rt.db) as session:
             release(session=session, ids=[int(e.id or 0) for e in events], token=token,
                     error="EHR unreachable")
-        return DrainResult(claimed=len(events), deferred=["*"], round_trips=rt.round_trips - trips)
+        return DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events), deferred=["*"],
+                           round_trips=rt.round_trips - trips)
     with session_scope(rt.db) as session:
         # Events about no patient (a Location update, a resource since deleted) apply nothing.
         mark_done(session=session, ids=by_patient.pop(None, []), token=token, at=now)
-    result = DrainResult(claimed=len(events), patients=len(by_patient))
+    result = DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events),
+                         patients=len(by_patient))
     for patient_id, ids in by_patient.items():
         assert patient_id is not None
         if result.deferred:  # the EHR is down: give the rest back untried

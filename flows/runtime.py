@@ -60,6 +60,8 @@ class Runtime:
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    # The EHR searches each set of pathways needs (flows.apply), worked out once.
+    search_plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     def patient_lock(self, patient_id: str) -> asyncio.Lock:
         return self._locks.setdefault(patient_id, asyncio.Lock())

@@ -1,6 +1,6 @@
 """Enrolments: a patient on a pathway version, with the context last found for them."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -185,3 +185,12 @@ def move_enrolments(*, session: Session, from_ref: str, to_ref: str, at: datetim
         moved.append(enrolment.id)
     session.flush()
     return moved
+
+
+def enrolled_among(*, session: Session, patient_refs: Iterable[str]) -> set[str]:
+    """Which of these patients have an enrolment (of any status): one query for a whole batch."""
+    refs = sorted(set(patient_refs))
+    if not refs:
+        return set()
+    statement = select(Enrolment.patient_ref).where(col(Enrolment.patient_ref).in_(refs)).distinct()
+    return set(session.exec(statement))

@@ -263,15 +263,16 @@ def parked_cli(db_url: str, fhir_sandbox: FhirSandbox) -> str:
 
 async def test_drain_parks_a_patient_the_store_has_no_enrolment_for(make_runtime, db_url,
                                                                     fhir_sandbox, new_patient_id) -> None:
-    """Events about a patient the EHR does not know: each apply fails; the third parks the
-    patient, with its error, though no enrolment exists to hold it."""
+    """Bookings (which could enrol) about a patient the EHR does not know: each apply fails; the
+    third parks the patient, with its error, though no enrolment exists to hold it."""
     ref = f"Patient/{new_patient_id}"
     async with make_runtime() as rt:
         clear_intake_tables(rt.db)
         results = []
         for _ in range(PARK_AFTER + 1):
             with session_scope(rt.db) as session:
-                store_event(session=session, event=new_event(patient_ref=ref), at=NOW)
+                store_event(session=session, event=new_event(patient_ref=ref, resource_type="ServiceRequest"),
+                            at=NOW)
             results.append(await drain_once(rt, worker="test"))
         with session_scope(rt.db) as session:
             parked = [p for p in list_parked_patients(session=session) if p.patient_ref == ref]

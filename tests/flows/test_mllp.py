@@ -210,6 +210,9 @@ async def test_mllp_duplicate_control_id_is_stored_once_and_acked_again(feed: Fe
 async def test_mllp_reordered_messages_keep_arrival_order_and_apply_once(feed: Feed) -> None:
     mrn = new_mrn()
     patient_id = await registered_patient(feed.rt, mrn)
+    with session_scope(feed.rt.db) as session:  # an ERAS patient: a stay is no news otherwise
+        enrol(session=session, patient_ref=f"Patient/{patient_id}", pathway_id="lumbar_fusion",
+              pathway_version=1, parameters={}, enrolled_by="test", at=datetime(2026, 3, 10, 9, tzinfo=UTC))
     # The discharge overtakes the admission (sent later, MSH-7 earlier): both are taken in
     # arrival order; the drain reads the record over FHIR, so order cannot mislead it.
     discharge, admit = new_control_id(), new_control_id()

@@ -71,18 +71,19 @@ def _history_entry(reference: str, resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_event(
-    *, key: str | None = None, source: str = "sub-test", patient_ref: str | None = None
+    *, key: str | None = None, source: str = "sub-test", patient_ref: str | None = None,
+    resource_type: str = "Observation",
 ) -> InboxEventCreate:
     """An inbox event with a unique dedup key unless one is given."""
     resource_id = uuid.uuid4().hex[:12]
     return InboxEventCreate(
         source=source,
         kind="event",
-        dedup_key=key or f"res:Observation/{resource_id}/_history/1",
-        resource_type="Observation",
+        dedup_key=key or f"res:{resource_type}/{resource_id}/_history/1",
+        resource_type=resource_type,
         resource_id=resource_id,
         patient_ref=patient_ref,
-        payload={"resourceType": "Observation", "id": resource_id},
+        payload={"resourceType": resource_type, "id": resource_id},
     )
 
 
