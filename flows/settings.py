@@ -104,6 +104,20 @@ class WorklistSettings(BaseModel):
         return self
 
 
+class HttpSettings(BaseModel):
+    """`ERAS_HTTP_*`: how `eras serve` holds connections, so slow or stuck clients cannot hold it."""
+
+    keep_alive_seconds: int = Field(5, gt=0, description="an idle kept-alive connection is closed after")
+    head_seconds: float = Field(
+        10.0, gt=0, description="a new connection must have sent its request line and headers within")
+    body_seconds: float = Field(
+        30.0, gt=0, description="a notification body must have arrived within (else 408)")
+    limit_concurrency: int = Field(
+        200, gt=0, description="open connections and requests at once; beyond it new requests get 503")
+    shutdown_seconds: int = Field(
+        20, gt=0, description="on SIGTERM, requests in flight get this long to finish")
+
+
 class AuditSettings(BaseModel):
     """`ERAS_AUDIT_*`: the quality audit's pseudonyms and nightly report."""
 
@@ -148,6 +162,7 @@ class Settings(BaseSettings):
     task_store: TaskStoreSettings = Field(default_factory=TaskStoreSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
 

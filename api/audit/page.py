@@ -12,7 +12,14 @@ from markupsafe import Markup
 from api.access import record_access
 from api.audit.charts import element_bars, los_scatter, trend_line
 from api.audit.pseudonyms import resource_label
-from api.audit.routes import AuditUser, Unenrolled, audited_episode, cohort_filter, pathway_of
+from api.audit.routes import (
+    AUDIT_RESPONSES,
+    AuditUser,
+    Unenrolled,
+    audited_episode,
+    cohort_filter,
+    pathway_of,
+)
 from api.deps import SessionDep
 from store.audit_queries import CohortFilter, episode_outcome, episode_results
 from store.audit_summary import stored_audit
@@ -32,7 +39,7 @@ async def audit_page(request: Request) -> HTMLResponse:
                                            "pathways": sorted(state.pathways)})
 
 
-@router.get("/audit/dashboard", response_class=HTMLResponse)
+@router.get("/audit/dashboard", response_class=HTMLResponse, responses=AUDIT_RESPONSES)
 def audit_dashboard(request: Request, session: SessionDep, user: AuditUser,
                     cohort: Annotated[CohortFilter, Depends(cohort_filter)],
                     unenrolled: Unenrolled = 0) -> HTMLResponse:
@@ -51,7 +58,7 @@ def audit_dashboard(request: Request, session: SessionDep, user: AuditUser,
         "scatter": Markup(los_scatter(audit.patients))})
 
 
-@router.get("/audit/patient/{key}", response_class=HTMLResponse)
+@router.get("/audit/patient/{key}", response_class=HTMLResponse, responses=AUDIT_RESPONSES)
 def audit_patient(request: Request, session: SessionDep, user: AuditUser, key: str) -> HTMLResponse:
     """One episode's drill-down table (`key`: its episode key)."""
     found = audited_episode(request, session, user, key)

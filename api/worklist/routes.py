@@ -15,6 +15,7 @@ from sqlmodel import Session
 from api.access import Route, allowed, record_access, require_ward
 from api.auth import Principal
 from api.deps import EngineDep, SessionDep
+from api.errors import SIGNED_IN, problems
 from api.worklist.models import (
     ActionResultPublic,
     CompleteRequest,
@@ -22,7 +23,7 @@ from api.worklist.models import (
     ReassignRequest,
     WorklistPublic,
 )
-from api.worklist.view import item, parse_window
+from api.worklist.view import WINDOW_PATTERN, item, parse_window
 from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
 from flows.worklist_actions import ActionClosed, TaskChanged, UnknownDeclineReason, WorklistWriter
@@ -32,7 +33,9 @@ from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
 from store.worklist import open_actions
 
-router = APIRouter(prefix="/worklist", tags=["worklist"])
+router = APIRouter(prefix="/worklist", tags=["worklist"], responses=SIGNED_IN)
+# What an action on one task can meet beyond sign-in: no such task, a race, the EHR refusing.
+ACTION_RESPONSES = problems(400, 404, 409, 502)
 
 
 def clock_now(request: Request) -> datetime:
@@ -64,7 +67,7 @@ def read_worklist(
     user: Reader,
     ward: Annotated[str | None, Query(max_length=100)] = None,
     role: Annotated[str | None, Query(max_length=50)] = None,
-    window: Annotated[str | None, Query(max_length=10)] = None,
+    window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,
 ) -> WorklistPublic:
     """Open tasks on the ward (or the caller's wards) opening within `window`, overdue first."""
     state = request.app.state.worklist
@@ -99,7 +102,7 @@ def read_worklist(
     return WorklistPublic(ward=ward, now=now, items=items)
 
 
-@router.post("/{key}/complete", response_model=ActionResultPublic)
+@router.post("/{key}/complete", response_model=ActionResultPublic, responses=ACTION_RESPONSES)
 async def complete_task(
     request: Request, key: str, body: CompleteRequest, db: EngineDep, user: Completer, writer: WriterDep
 ) -> ActionResultPublic:
@@ -113,7 +116,7 @@ async def complete_task(
     )
 
 
-@router.post("/{key}/decline", response_model=ActionResultPublic)
+@router.post("/{key}/decline", response_model=ActionResultPublic, responses=ACTION_RESPONSES)
 async def decline_task(
     request: Request, key: str, body: DeclineRequest, db: EngineDep, user: Decliner, writer: WriterDep
 ) -> ActionResultPublic:
@@ -128,7 +131,7 @@ async def decline_task(
     )
 
 
-@router.post("/{key}/reassign", response_model=ActionResultPublic)
+@router.post("/{key}/reassign", response_model=ActionResultPublic, responses=ACTION_RESPONSES)
 async def reassign_task(
     request: Request, key: str, body: ReassignRequest, db: EngineDep, user: Reassigner, writer: WriterDep
 ) -> ActionResultPublic:
