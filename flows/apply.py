@@ -31,6 +31,7 @@ from fhir_adapters.facts import (
     search_plan,
 )
 from fhir_adapters.writeback import transaction_for
+from flows.metrics import FUTURE_DATED
 from flows.runtime import Runtime, WriteTarget
 from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
@@ -190,7 +191,9 @@ def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]]
     facts = reading.facts
     if rt.target is WriteTarget.NONE:
         facts = _with_store_tasks(rt, facts)
+    facts = replace(facts, future_tolerance=rt.future_tolerance)
     evaluation = evaluate(pathway, facts, now=now, tz=rt.tz)
+    FUTURE_DATED.inc(len(evaluation.future_dated))
     return evaluation, facts, [str(s) for s in reading.skipped] + list(evaluation.warnings)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ class Runtime:
     # How poll-ehr finds changes (patient-scoped searches unless the site says otherwise).
     poll: PollSettings = field(default_factory=PollSettings)
     report_dir: Path = Path("audit-reports")  # where the nightly audit report is written
+    # How far in the future a fact that happened may be dated and still count (engine.facts.HAPPENED).
+    future_tolerance: timedelta = timedelta(minutes=5)
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).

@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     clock_file: Path | None = Field(None, description="simulation only: read 'now' from this file")
     log_level: str = Field("INFO", description="logging level of `eras serve` and `eras worker`")
     log_format: LogFormat = Field("text", description="text, or json: one JSON object per log line")
+    future_tolerance_minutes: float = Field(
+        5.0, ge=0, description="facts that happened, dated further ahead of now, are held until then")
     notification_max_bytes: int = Field(MIB, gt=0, description="larger notifications get 413")
     subscriptions: dict[str, SecretStr] = Field(
         default_factory=dict,
