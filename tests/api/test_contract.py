@@ -56,7 +56,7 @@ def _authorization(app: FastAPI, caller: str) -> str:
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_every_operation_keeps_the_contract(served: tuple[FastAPI, str], caller: str) -> None:
+def test_every_operation_keeps_the_contract(served: tuple[FastAPI, str], caller: str, tmp_path: Path) -> None:
     app, base_url = served
     command = [
         str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{base_url}/openapi.json",
@@ -64,7 +64,8 @@ def test_every_operation_keeps_the_contract(served: tuple[FastAPI, str], caller:
         "--workers", "1", "--no-color", "--include-path-regex", CALLERS[caller],
         "--header", f"Authorization: {_authorization(app, caller)}",
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    # In a scratch directory: schemathesis keeps a cache in its working directory.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
     summary = run.stdout[run.stdout.rfind("SUMMARY"):]
     print(f"schemathesis as {caller}:\n{summary}")
     tested = re.search(r"Tested: (\d+)", summary)
