@@ -55,7 +55,7 @@ schema: $(STAMP)
 # requirements.lock: every Python dependency (dev included) pinned with its hashes, from
 # pyproject.toml; install it with `pip install --require-hashes -r requirements.lock`.
 lock: $(STAMP)
-	$(BIN)/pip-compile --quiet --generate-hashes --extra dev --strip-extras --allow-unsafe \
+	$(BIN)/pip-compile --quiet --generate-hashes --extra dev --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 # CycloneDX SBOMs in sbom/: the Python environment, and each npm package from its lockfile.
