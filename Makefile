@@ -7,7 +7,7 @@ SANDBOX := deploy/fhir-sandbox
 NODE_STAMP := $(SANDBOX)/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 
-.PHONY: test demo simulate lint bench schema clean
+.PHONY: test demo simulate lint bench schema lock sbom clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -52,6 +52,21 @@ bench: $(STAMP) $(NODE_STAMP)
 
 schema: $(STAMP)
 	$(BIN)/python -m engine.schema > pathways/schema/pathway.schema.json
+
+# requirements.lock: every Python dependency (dev included) pinned with its hashes, from
+# pyproject.toml; install it with `pip install --require-hashes -r requirements.lock`.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --extra dev --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+
+# CycloneDX SBOMs in sbom/: the Python environment, and each npm package from its lockfile.
+sbom: $(STAMP)
+	mkdir -p sbom
+	$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --mc-type application \
+		--output-reproducible --of JSON -o sbom/python.cdx.json $(VENV)
+	cd $(SANDBOX) && npm sbom --sbom-format cyclonedx --package-lock-only > $(CURDIR)/sbom/fhir-sandbox.cdx.json
+	cd tests/browser && npm sbom --sbom-format cyclonedx --package-lock-only > $(CURDIR)/sbom/browser-tests.cdx.json
+	@ls -l sbom
 
 clean:
 	rm -rf $(VENV) $(SANDBOX)/node_modules .pytest_cache

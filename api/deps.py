@@ -5,9 +5,11 @@ thread, a hop that costs more than the look-up on the intake's hot path.
 """
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -42,6 +44,19 @@ def get_read_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator
     with Session(reading(engine)) as session:
         yield session
 
+
+def _iso_instant(value: object) -> object:
+    """Only an ISO 8601 text is an instant here: pydantic would read `0.5` as seconds since 1970."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("an ISO 8601 date-time, e.g. 2026-01-31T08:00:00Z") from None
+    return value
+
+
+# A query parameter that is an instant, in the OpenAPI as `format: date-time`.
+IsoInstant = Annotated[datetime, BeforeValidator(_iso_instant)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]

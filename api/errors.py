@@ -29,6 +29,10 @@ def operation_outcome(code: str, diagnostics: str, *, severity: str = "error") -
     }
 
 
+class FhirJSONResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
 def fhir_response(
     status_code: int,
     code: str,
@@ -37,10 +41,9 @@ def fhir_response(
     severity: str = "error",
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return FhirJSONResponse(
         operation_outcome(code, diagnostics, severity=severity),
         status_code=status_code,
-        media_type=FHIR_JSON,
         headers=headers,
     )
 
@@ -85,6 +88,56 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     if request.url.path.startswith(FHIR_PREFIX):
         return fhir_response(500, "exception", "the server failed unexpectedly; the request was not stored")
     return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+# The shapes the handlers above answer with, for the OpenAPI (`responses=` on each router), so a
+# client, and schemathesis in tests/api/test_contract.py, can check every error against the schema.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}},
+}
+OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["severity", "code"],
+            "properties": {"severity": {"type": "string"}, "code": {"type": "string"},
+                           "diagnostics": {"type": "string"}},
+        }},
+    },
+}
+MEANINGS = {
+    200: "Received: what was stored, as an OperationOutcome of severity information",
+    400: "The request or its body is malformed",
+    401: "No credential, or one that is not valid",
+    403: "The caller's roles or wards do not allow this",
+    404: "Nothing by that key",
+    408: "The body did not arrive in time",
+    409: "The task changed or closed meanwhile; reload",
+    413: "The body is larger than the configured limit",
+    415: "The body is not JSON",
+    422: "A parameter or the body does not validate",
+    502: "The EHR did not accept the change; nothing was saved",
+    503: "A dependency is unavailable; retry later",
+}
+Responses = dict[int | str, dict[str, Any]]
+
+
+def problems(*statuses: int) -> Responses:
+    """`responses=` for the plain JSON routes: each status answers `{"detail": "..."}`."""
+    return {s: {"description": MEANINGS[s], "content": {"application/json": {"schema": PROBLEM_SCHEMA}}}
+            for s in statuses}
+
+
+def outcomes(*statuses: int) -> Responses:
+    """`responses=` for the FHIR routes: each status answers an OperationOutcome."""
+    return {s: {"description": MEANINGS[s], "content": {FHIR_JSON: {"schema": OUTCOME_SCHEMA}}}
+            for s in statuses}
+
+
+# Every route that takes a bearer token (`CurrentUser`, `allowed(...)`): refused or malformed.
+SIGNED_IN = problems(401, 403, 422)
 
 
 def install_error_handlers(app: FastAPI) -> None:

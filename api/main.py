@@ -14,7 +14,7 @@ from sqlalchemy import Engine, event
 from api.admin import access_log, health, metrics, runtime
 from api.audit.mount import mount_audit
 from api.cds.mount import mount_cds
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, problems
 from api.intake import routes as intake
 from api.intake.batcher import IntakeBatcher
 from api.patients import routes as patients
@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
             engine.dispose()
 
     docs = settings.api_docs
-    app = FastAPI(title="ERAS pathway engine", lifespan=lifespan,
+    # Every route's 422 is the handlers' `{"detail": "..."}` (api/errors.py), FastAPI's list otherwise.
+    app = FastAPI(title="ERAS pathway engine", lifespan=lifespan, responses=problems(422),
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.add_middleware(SecurityHeaders, frame_origin=settings.ehr_origin, docs=docs)
     app.state.settings = settings

@@ -63,14 +63,17 @@ class EvaluationContext:
         self.now = now
         self.tz = tz
         self.index: FactIndex = self._index(facts, now)
-        self.not_done = FactIndex.build(facts.not_done, now)
+        self.not_done = FactIndex.build(facts.not_done, now, hold_after=now + facts.future_tolerance)
         self._vars: dict[str, Any] = {
             "sex": facts.sex,
             "age": age_at(facts.birth_date, now.astimezone(tz).date()),
             **self._parameters(),
         }
         self._memo: dict[str, bool] = {}
-        self.warnings: list[str] = []
+        self.future_dated = tuple(f.source or f.concept for f in (*self.index.held, *self.not_done.held))
+        # Resource ids only, never the clinical value or its time.
+        self.warnings: list[str] = [f"{source} is dated in the future: held until its time (EHR clock "
+                                    "or typing error?)" for source in self.future_dated]
         self._fact_memo: dict[tuple, bool] = {}
         for score in plan.scores:
             self._vars[score.name] = sum(

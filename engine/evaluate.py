@@ -42,6 +42,7 @@ def evaluate(pathway: Pathway, facts: PatientFacts, *, now: datetime,
         enrolment_id=facts.enrolment_id, now=now, anchors=ctx.anchors, variables=ctx.variables,
         elements=tuple(results), actions=tuple(actions),
         next_change_at=min(later) if later else None, warnings=tuple(ctx.warnings),
+        future_dated=ctx.future_dated,
         eras_items=plan.eras_items,
     )
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 Value = str | float | int | bool | None
 # Facts without a time sort first, so per-concept time lists stay ordered for bisection.
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
+# FHIR statuses saying the event took place (an Observation `final`, a Procedure or a
+# MedicationAdministration `completed`...). Such a fact dated after `now` is an EHR clock or a
+# typing error, not a plan (a booking's status is `active`, `booked`...): it is held, not used.
+HAPPENED = frozenset({"final", "amended", "corrected", "preliminary", "completed", "in-progress"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,9 @@ class PatientFacts:
     # Records documenting that something was NOT done (e.g. Procedure.status not-done): never
     # proof, anchors or condition input; they make an occurrence "not done", not missing data.
     not_done: tuple[Fact, ...] = ()
+    # How far ahead of `now` a fact that HAPPENED may be dated and still count (clock skew);
+    # beyond it the fact is held until `now` reaches its time less this tolerance.
+    future_tolerance: timedelta = timedelta(0)
 
     def visible_at(self, now: datetime, *, since: datetime | None = None,
                    history: frozenset[str] = frozenset()) -> FactIndex:
@@ -83,28 +90,35 @@ class PatientFacts:
         """
         facts = self.facts if since is None else tuple(
             f for f in self.facts if f.concept in history or in_episode(f, since))
-        return FactIndex.build(facts, now)
+        return FactIndex.build(facts, now, hold_after=now + self.future_tolerance)
 
 
 class FactIndex:
     """Facts by concept, each list sorted by time, hiding what was not yet known at `now`."""
 
-    __slots__ = ("by_concept", "_times")
+    __slots__ = ("by_concept", "held", "_times")
 
-    def __init__(self, by_concept: dict[str, list[Fact]]) -> None:
+    def __init__(self, by_concept: dict[str, list[Fact]], held: tuple[Fact, ...] = ()) -> None:
         self.by_concept = by_concept
+        self.held = held  # future-dated facts (see HAPPENED) not used at this `now`
         self._times: dict[str, list[datetime]] = {}
 
     @classmethod
-    def build(cls, facts: tuple[Fact, ...], now: datetime) -> FactIndex:
+    def build(cls, facts: tuple[Fact, ...], now: datetime, *,
+              hold_after: datetime | None = None) -> FactIndex:
+        """The facts known at `now`; with `hold_after`, those that HAPPENED later are held."""
         by_concept: dict[str, list[Fact]] = {}
+        held: list[Fact] = []
         for fact in facts:
+            if hold_after is not None and future_dated(fact, hold_after):
+                held.append(fact)
+                continue
             seen = _as_known_at(fact, now)
             if seen is not None:
                 by_concept.setdefault(fact.concept, []).append(seen)
         for items in by_concept.values():
             items.sort(key=_sort_key)
-        return cls(by_concept)
+        return cls(by_concept, tuple(held))
 
     def get(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
@@ -121,6 +135,11 @@ class FactIndex:
         lo = 0 if start is None else bisect.bisect_left(times, start)
         hi = len(items) if end is None else bisect.bisect_right(times, end)
         return [f for f in items[lo:hi] if f.time is not None]
+
+
+def future_dated(fact: Fact, after: datetime) -> bool:
+    """A fact that says it happened, dated after `after`."""
+    return fact.status in HAPPENED and fact.time is not None and fact.time > after
 
 
 def in_episode(fact: Fact, since: datetime) -> bool:

@@ -108,6 +108,8 @@ class Evaluation:
     actions: tuple[PlannedAction, ...]
     next_change_at: datetime | None
     warnings: tuple[str, ...] = ()
+    # Facts held as dated in the future (engine.facts.HAPPENED), by source: not used at `now`.
+    future_dated: tuple[str, ...] = ()
     # element id -> ERAS item number (the pathway's audit.eras_items); empty when it has none
     eras_items: Mapping[str, int] = field(default_factory=dict)
 

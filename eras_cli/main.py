@@ -8,6 +8,9 @@ import os
 # server's analytics are off unless an operator explicitly turns them back on.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# `eras serve` starts Prefect's server on its first flow run; on a loaded machine it takes longer
+# than Prefect's 20 s to answer, and a start that times out is retried with the first one lost.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import typer  # noqa: E402  (after the telemetry switches, before anything imports Prefect)
 

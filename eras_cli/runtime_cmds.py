@@ -12,10 +12,11 @@ import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from api.main import create_app
+from api.server import server as api_server
+from eras_cli.children import end_children
 from eras_cli.mllp_cmds import start_if_configured
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import open_runtime
@@ -123,15 +124,14 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
     app = create_app(settings, pathways=rt.pathways)
     app.state.on_event_stored = runtime.wake
     app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
-    # log_config=None: uvicorn logs through the root handler, in the configured format.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           log_config=None))
+    server = api_server(app, host, port, settings.http)
     console.print(f"eras serve: API on http://{host}:{port}, runtime running "
                   f"(target {rt.target.value}, pathways {', '.join(rt.pathways)})")
     try:
         await server.serve()
     finally:
         await asyncio.to_thread(runtime.stop)
+        await asyncio.to_thread(end_children)
 
 
 def worker(

@@ -34,6 +34,7 @@ from fhir_adapters.facts import (
 )
 from fhir_adapters.locations import resolve_locations
 from fhir_adapters.writeback import transaction_for
+from flows.metrics import FUTURE_DATED
 from flows.runtime import Runtime, WriteTarget
 from flows.unbound_codes import UNBOUND_CODES
 from flows.withdrawal import withdraw_if_cancelled
@@ -211,7 +212,9 @@ def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]]
     facts = reading.facts
     if rt.target is WriteTarget.NONE:
         facts = _with_store_tasks(rt, facts)
+    facts = replace(facts, future_tolerance=rt.future_tolerance)
     evaluation = evaluate(pathway, facts, now=now, tz=rt.tz)
+    FUTURE_DATED.inc(len(evaluation.future_dated))
     return evaluation, facts, [str(s) for s in reading.skipped] + list(evaluation.warnings)
 
 

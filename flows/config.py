@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -131,7 +131,8 @@ def _runtime(s: Settings, ehr: FhirClient, tasks: FhirClient | None, db: Engine,
     rt = Runtime(pathways=pathways, ehr=ehr, tasks=tasks, target=s.write_target, db=db,
                  tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system, poll=s.poll,
                  report_dir=s.audit.report_dir,
-                 ward_bed=compile_ward_bed_pattern(s.fhir.ward_bed_pattern))
+                 ward_bed=compile_ward_bed_pattern(s.fhir.ward_bed_pattern),
+                 future_tolerance=timedelta(minutes=s.future_tolerance_minutes))
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
     if s.delivery_routes_file is not None:

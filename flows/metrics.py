@@ -31,6 +31,8 @@ DRAIN_PATIENTS = Counter(
 DRAIN_BATCH_SECONDS = Histogram(
     "eras_drain_batch_seconds", "Time to drain one batch of inbox events",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120))
+FUTURE_DATED = Counter(
+    "eras_future_dated_facts", "Facts held as dated in the future, counted at each evaluation that held them")
 FHIR_CALLS = Counter(
     "eras_fhir_calls", "HTTP requests to the EHR or task store, by outcome", ["method", "outcome"])
 

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ class Runtime:
     results: FhirClient | None = None
     # Splits a location display holding ward and bed ("Ward 5B, bed 12"): ERAS_FHIR_WARD_BED_PATTERN.
     ward_bed: re.Pattern[str] = DEFAULT_PATTERN
+    # How far in the future a fact that happened may be dated and still count (engine.facts.HAPPENED).
+    future_tolerance: timedelta = timedelta(minutes=5)
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).

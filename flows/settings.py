@@ -114,6 +114,20 @@ class WorklistSettings(BaseModel):
         return self
 
 
+class HttpSettings(BaseModel):
+    """`ERAS_HTTP_*`: how `eras serve` holds connections, so slow or stuck clients cannot hold it."""
+
+    keep_alive_seconds: int = Field(5, gt=0, description="an idle kept-alive connection is closed after")
+    head_seconds: float = Field(
+        10.0, gt=0, description="a new connection must have sent its request line and headers within")
+    body_seconds: float = Field(
+        30.0, gt=0, description="a notification body must have arrived within (else 408)")
+    limit_concurrency: int = Field(
+        200, gt=0, description="open connections and requests at once; beyond it new requests get 503")
+    shutdown_seconds: int = Field(
+        20, gt=0, description="on SIGTERM, requests in flight get this long to finish")
+
+
 class AuditSettings(BaseModel):
     """`ERAS_AUDIT_*`: the quality audit's pseudonyms and nightly report."""
 
@@ -182,6 +196,8 @@ class Settings(BaseSettings):
     clock_file: Path | None = Field(None, description="simulation only: read 'now' from this file")
     log_level: str = Field("INFO", description="logging level of `eras serve` and `eras worker`")
     log_format: LogFormat = Field("text", description="text, or json: one JSON object per log line")
+    future_tolerance_minutes: float = Field(
+        5.0, ge=0, description="facts that happened, dated further ahead of now, are held until then")
     notification_max_bytes: int = Field(MIB, gt=0, description="larger notifications get 413")
     subscriptions: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -200,6 +216,7 @@ class Settings(BaseSettings):
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     smart: SmartSettings = Field(default_factory=SmartSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
     cds: CdsSettings = Field(default_factory=CdsSettings)

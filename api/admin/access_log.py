@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from api.access import Route, allowed
 from api.auth import Principal
-from api.deps import SessionDep
+from api.deps import IsoInstant, SessionDep
+from api.errors import SIGNED_IN
 from store.access_log import list_access_entries
 from store.models import AccessLogEntryPublic
 
-router = APIRouter(prefix="/admin/audit", tags=["access-log"])
+router = APIRouter(prefix="/admin/audit", tags=["access-log"], responses=SIGNED_IN)
 
 AdminUser = Annotated[Principal, Depends(allowed(Route.ACCESS_LOG_READ))]
 
@@ -22,7 +22,7 @@ AdminUser = Annotated[Principal, Depends(allowed(Route.ACCESS_LOG_READ))]
 def read_audit(
     session: SessionDep,
     _admin: AdminUser,
-    since: datetime | None = None,
+    since: IsoInstant | None = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     resource: Annotated[str | None, Query(max_length=300)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,

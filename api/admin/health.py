@@ -29,7 +29,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+READINESS = {"type": "object", "required": ["status", "database", "ehr"],
+             "properties": {k: {"type": "string"} for k in ("status", "database", "ehr")}}
+
+
+@router.get("/readyz", responses={
+    200: {"description": "Ready", "content": {"application/json": {"schema": READINESS}}},
+    503: {"description": "The database or the EHR does not answer",
+          "content": {"application/json": {"schema": READINESS}}}})
 async def readyz(request: Request) -> JSONResponse:
     """200 when the database answers and the EHR's FHIR endpoint answers; 503 naming the
     failing dependency otherwise."""

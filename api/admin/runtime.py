@@ -10,11 +10,12 @@ from sqlmodel import col, func, select
 from api.access import Route, allowed
 from api.auth import Principal
 from api.deps import ReadSessionDep
+from api.errors import SIGNED_IN
 from flows.unbound_codes import UNBOUND_CODES
 from store.models import InboxEvent
 from store.scheduling import list_parked_patients
 
-router = APIRouter(prefix="/runtime", tags=["runtime"])
+router = APIRouter(prefix="/runtime", tags=["runtime"], responses=SIGNED_IN)
 AdminUser = Annotated[Principal, Depends(allowed(Route.RUNTIME_READ))]
 
 

@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.access import record_access
-from api.audit.routes import PURPOSE, AuditUser, Cohort
+from api.audit.routes import AUDIT_RESPONSES, PURPOSE, AuditUser, Cohort
 from api.deps import SessionDep
 from store.episode_outcomes import episode_outcomes
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], responses=AUDIT_RESPONSES)
 
 
 @router.get("/outcomes")

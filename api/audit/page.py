@@ -13,7 +13,14 @@ from api.access import record_access
 from api.audit.chart_routes import cohort_charts
 from api.audit.charts import heat_map_svg, p_chart_svg, stay_scatter_svg
 from api.audit.pseudonyms import resource_label
-from api.audit.routes import AuditUser, Unenrolled, audited_episode, cohort_filter, pathway_of
+from api.audit.routes import (
+    AUDIT_RESPONSES,
+    AuditUser,
+    Unenrolled,
+    audited_episode,
+    cohort_filter,
+    pathway_of,
+)
 from api.deps import SessionDep
 from api.patients.routes import timeline_context
 from api.patients.timeline import build_timeline, resource_type_only
@@ -36,7 +43,7 @@ async def audit_page(request: Request) -> HTMLResponse:
                                            "pathways": sorted(state.pathways)})
 
 
-@router.get("/audit/dashboard", response_class=HTMLResponse)
+@router.get("/audit/dashboard", response_class=HTMLResponse, responses=AUDIT_RESPONSES)
 def audit_dashboard(request: Request, session: SessionDep, user: AuditUser,
                     cohort: Annotated[CohortFilter, Depends(cohort_filter)],
                     unenrolled: Unenrolled = 0) -> HTMLResponse:
@@ -55,7 +62,7 @@ def audit_dashboard(request: Request, session: SessionDep, user: AuditUser,
         "heat_map": Markup(heat_map_svg(charts)), "scatter": Markup(stay_scatter_svg(charts))})
 
 
-@router.get("/audit/patient/{key}", response_class=HTMLResponse)
+@router.get("/audit/patient/{key}", response_class=HTMLResponse, responses=AUDIT_RESPONSES)
 def audit_patient(request: Request, session: SessionDep, user: AuditUser, key: str) -> HTMLResponse:
     """One episode's drill-down table (`key`: its episode key)."""
     found = audited_episode(request, session, user, key)

@@ -12,6 +12,7 @@ from api.access import Route, allowed, record_access
 from api.audit.view import Label, completeness_json, compliance_json, timeline_json
 from api.auth import Principal
 from api.deps import SessionDep
+from api.errors import SIGNED_IN, problems
 from engine.audit import audit_report
 from engine.audit_export import declines_csv, matrix_csv, summary_csv
 from engine.model import Pathway
@@ -20,7 +21,9 @@ from store.audit_queries import CohortFilter, episode, episode_outcome, episode_
 from store.audit_summary import StoredAudit, stored_audit, stored_cases
 from store.models import AuditEpisode
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+# Every route names a pathway or an episode: 404 when it is not there.
+AUDIT_RESPONSES = SIGNED_IN | problems(404)
+router = APIRouter(prefix="/audit", tags=["audit"], responses=AUDIT_RESPONSES)
 
 PURPOSE = "quality audit"
 

@@ -1,5 +1,6 @@
 """FHIR Subscription notifications in: authenticate, then read and parse, commit to the inbox, answer."""
 
+import asyncio
 import inspect
 import logging
 from datetime import UTC, datetime
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import IntakeDep, SettingsDep
-from api.errors import fhir_response
+from api.errors import FHIR_JSON, FhirJSONResponse, fhir_response, outcomes
 from api.intake.batcher import IntakeBatcher, IntakeResult
 from api.intake.notifier_auth import authenticate_any_notifier, authenticate_notifier
 from fhir_adapters.notifications import (
@@ -22,19 +23,28 @@ from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/fhir/notifications", tags=["notifications"])
+# Every answer is an OperationOutcome: the acknowledgement (200) and each refusal.
+ANSWERS = outcomes(200, 400, 401, 408, 413, 415, 422, 503)
+router = APIRouter(prefix="/fhir/notifications", tags=["notifications"],
+                   default_response_class=FhirJSONResponse, responses=ANSWERS)
+
+# The body is read raw (authenticate first, then parse); the OpenAPI still says what it is.
+NOTIFICATION_BODY = {"requestBody": {"required": False, "content": {
+    media: {"schema": {"type": "object", "required": ["resourceType"],
+                       "properties": {"resourceType": {"type": "string", "enum": ["Bundle", "Parameters"]}}}}
+    for media in (FHIR_JSON, "application/json")}}}
 
 SUBSCRIPTION_ID_HEADER = "X-Subscription-Id"
 SECRET_HEADER = "X-Subscription-Secret"
 
 
-@router.post("")
+@router.post("", openapi_extra=NOTIFICATION_BODY)
 async def receive_notification(request: Request, settings: SettingsDep, intake: IntakeDep) -> JSONResponse:
     """A notification naming its subscription in the X-Subscription-Id header or its body."""
     return await _receive(request, settings, intake, None)
 
 
-@router.post("/{subscription_id}")
+@router.post("/{subscription_id}", openapi_extra=NOTIFICATION_BODY)
 async def receive_subscription_notification(
     subscription_id: str, request: Request, settings: SettingsDep, intake: IntakeDep
 ) -> JSONResponse:
@@ -54,7 +64,7 @@ async def _receive(
                                   authorization=request.headers.get("authorization"),
                                   secret_header=request.headers.get(SECRET_HEADER))
     check_content_length(request.headers.get("content-length"), max_bytes=settings.notification_max_bytes)
-    body = await _read_body(request, settings.notification_max_bytes)
+    body = await _read_body(request, settings.notification_max_bytes, settings.http.body_seconds)
     received_at = datetime.now(UTC)
     notification = parse_notification(
         body,
@@ -91,13 +101,19 @@ def _authenticate(request: Request, settings: Settings, subscription_id: str) ->
     )
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refused as soon as it passes the limit (Content-Length may be absent or lie)."""
+async def _read_body(request: Request, max_bytes: int, seconds: float) -> bytes:
+    """The body, refused as soon as it passes the limit (Content-Length may be absent or lie), or
+    when it has not all come within `seconds` (a half-sent body holds nothing longer)."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large(max_bytes)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise too_large(max_bytes)
+    except TimeoutError:
+        raise BadNotification(408, f"the body did not arrive within {seconds:g} s",
+                              issue_code="timeout") from None
     return bytes(body)
 
 

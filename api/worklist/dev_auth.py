@@ -6,12 +6,13 @@ import ipaddress
 
 from fastapi import APIRouter, HTTPException, Request
 
+from api.errors import problems
 from api.worklist.models import DevTokenPublic, DevTokenRequest
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/dev-token", response_model=DevTokenPublic)
+@router.post("/dev-token", response_model=DevTokenPublic, responses=problems(400, 403, 422))
 async def dev_token(body: DevTokenRequest, request: Request) -> DevTokenPublic:
     """A token signed with the key generated at start-up (dev mode only, loopback clients only)."""
     if not is_loopback(request.client.host if request.client else None):

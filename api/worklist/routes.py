@@ -15,6 +15,7 @@ from sqlmodel import Session
 from api.access import Route, allowed, record_access, record_accesses, require_ward
 from api.auth import CurrentUser, Principal
 from api.deps import EngineDep, SessionDep
+from api.errors import SIGNED_IN, problems
 from api.smart.writeback import user_task_client
 from api.worklist.models import (
     ActionResultPublic,
@@ -24,7 +25,7 @@ from api.worklist.models import (
     WorklistPublic,
 )
 from api.worklist.paging import MAX_PAGE, PAGE_SIZE, decode_cursor, one_page
-from api.worklist.view import item, parse_window
+from api.worklist.view import WINDOW_PATTERN, item, parse_window
 from fhir_adapters.errors import FhirAuthError, FhirError
 from flows import worklist_actions
 from flows.worklist_actions import ActionClosed, TaskChanged, UnknownDeclineReason, WorklistWriter
@@ -34,7 +35,9 @@ from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
 from store.worklist import count_open, open_actions
 
-router = APIRouter(prefix="/worklist", tags=["worklist"])
+router = APIRouter(prefix="/worklist", tags=["worklist"], responses=SIGNED_IN)
+# What an action on one task can meet beyond sign-in: no such task, a race, the EHR refusing.
+ACTION_RESPONSES = problems(400, 404, 409, 502)
 
 
 def clock_now(request: Request) -> datetime:
@@ -67,7 +70,7 @@ def read_worklist(
     user: Reader,
     ward: Annotated[str | None, Query(max_length=100)] = None,
     role: Annotated[str | None, Query(max_length=50)] = None,
-    window: Annotated[str | None, Query(max_length=10)] = None,
+    window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="tasks per page")] = PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=1000, description="the last page's next_cursor")] = None,
 ) -> Response:
@@ -98,7 +101,7 @@ def read_worklist(
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-@router.post("/{key}/complete", response_model=ActionResultPublic)
+@router.post("/{key}/complete", response_model=ActionResultPublic, responses=ACTION_RESPONSES)
 async def complete_task(
     request: Request, key: str, body: CompleteRequest, db: EngineDep, user: Completer, writer: WriterDep
 ) -> ActionResultPublic:
@@ -112,7 +115,7 @@ async def complete_task(
     )
 
 
-@router.post("/{key}/decline", response_model=ActionResultPublic)
+@router.post("/{key}/decline", response_model=ActionResultPublic, responses=ACTION_RESPONSES)
 async def decline_task(
     request: Request, key: str, body: DeclineRequest, db: EngineDep, user: Decliner, writer: WriterDep
 ) -> ActionResultPublic:
@@ -127,7 +130,7 @@ async def decline_task(
     )
 
 
-@router.post("/{key}/reassign", response_model=ActionResultPublic)
+@router.post("/{key}/reassign", response_model=ActionResultPublic, responses=ACTION_RESPONSES)
 async def reassign_task(
     request: Request, key: str, body: ReassignRequest, db: EngineDep, user: Reassigner, writer: WriterDep
 ) -> ActionResultPublic:

@@ -11,26 +11,27 @@ from engine.results import Status
 from store.types import as_utc
 from store.worklist import WorklistAction, WorklistEnrolment
 
-_WINDOW = re.compile(r"(\d+(?:\.\d+)?)([mhd]?)")
-_UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "": 3600.0}
-
-
 # A worklist looks hours or days ahead; a month is more than any ward needs, and bounds the
-# arithmetic (`99999999d` would overflow a datetime: a 422, not a 500).
-MAX_WINDOW_SECONDS = 31 * 86400
+# arithmetic (`99999999d` would overflow a datetime: a 422, not a 500). The bound is in the pattern
+# (at most 31d, 744h or 44640m; a bare number is hours) so the OpenAPI states it exactly.
+WINDOW_PATTERN = (
+    r"^(?:(?P<d>[0-9]|[12][0-9]|3[01])d"
+    r"|(?P<h>[0-9]{1,2}|[1-6][0-9]{2}|7[0-3][0-9]|74[0-4])h?"
+    r"|(?P<m>[0-9]{1,4}|[1-3][0-9]{4}|4[0-3][0-9]{3}|44[0-5][0-9]{2}|446[0-3][0-9]|44640)m)$"
+)
+_WINDOW = re.compile(WINDOW_PATTERN)
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 def parse_window(text: str | None, default_hours: float) -> timedelta:
-    """`30m`, `4h`, `2d` or a bare number of hours; ValueError otherwise."""
+    """`30m`, `4h`, `2d` or a bare number of hours, at most 31 days; ValueError otherwise."""
     if text is None:
         return timedelta(hours=default_hours)
     match = _WINDOW.fullmatch(text.strip())
     if match is None:
-        raise ValueError("window must look like 30m, 4h or 2d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds > MAX_WINDOW_SECONDS:
-        raise ValueError("window must be at most 31d")
-    return timedelta(seconds=seconds)
+        raise ValueError("window must look like 30m, 4h or 2d, and be at most 31d")
+    unit, amount = next((u, v) for u, v in match.groupdict().items() if v is not None)
+    return timedelta(seconds=int(amount) * _UNITS[unit])
 
 
 def live_status(action: WorklistAction, now: datetime) -> LiveStatus:

@@ -40,3 +40,23 @@ def server_process(command: list[str], *, base: str, cwd: Path, env: Mapping[str
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+
+def descendants(pid: int) -> set[int]:
+    """The ids of every process below `pid` now (children, their children...), as `ps` lists them."""
+    listing = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True)
+    pairs = (line.split() for line in listing.stdout.splitlines())
+    parents = {int(child): int(parent) for child, parent in pairs}
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting to be reaped."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout
+    return state.strip() != "" and not state.strip().startswith("Z")
