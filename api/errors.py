@@ -136,6 +136,12 @@ def outcomes(*statuses: int) -> Responses:
             for s in statuses}
 
 
+def pages(*statuses: int) -> Responses:
+    """`responses=` for the routes a browser follows: each status answers an HTML page saying why."""
+    return {s: {"description": MEANINGS[s], "content": {"text/html": {"schema": {"type": "string"}}}}
+            for s in statuses}
+
+
 # Every route that takes a bearer token (`CurrentUser`, `allowed(...)`): refused or malformed.
 SIGNED_IN = problems(401, 403, 422)
 

@@ -13,10 +13,11 @@ from api.audit.routes import PURPOSE, AuditUser, Cohort, Unenrolled, pathway_of
 from api.audit.series import CSVS, ChartData, chart_data
 from api.auth import Principal
 from api.deps import SessionDep
+from api.errors import SIGNED_IN, problems
 from store.audit_queries import CohortFilter
 from store.audit_summary import StoredAudit, stored_audit
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], responses=SIGNED_IN | problems(404))
 
 
 def cohort_charts(request: Request, session: Session, user: Principal, cohort: CohortFilter,

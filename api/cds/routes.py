@@ -19,10 +19,11 @@ from api.cds.auth import ehr_allowed
 from api.cds.reads import EhrUnavailable, check_fhir_server, hook_resources
 from api.cds.services import PREFETCH, Feedback, HookRequest, Service, discovery
 from api.cds.status import active_enrolments, open_before_discharge, pathway_status
+from api.errors import problems
 from flows.cds_enrolment import accept_suggestions, proposed_enrolments, remember_suggestions
 from store.models import CdsSuggestion
 
-router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=problems(400, 401, 403, 404, 422))
 Card = dict[str, Any]
 
 

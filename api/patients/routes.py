@@ -11,6 +11,7 @@ from sqlmodel import Session
 from api.access import Route, allowed, may, record_access, require_ward
 from api.auth import Principal
 from api.deps import SessionDep
+from api.errors import SIGNED_IN, problems
 from api.patients.svg import local_time, timeline_svg
 from api.patients.timeline import (
     STATUS_MEANINGS,
@@ -23,7 +24,7 @@ from api.patients.timeline import (
 from api.worklist.routes import clock_now
 from store.patient_pathway import StoredPathway, patient_pathways
 
-router = APIRouter(tags=["patients"])
+router = APIRouter(tags=["patients"], responses=SIGNED_IN | problems(404))
 PURPOSE = "patient pathway view"
 ROUTE = Route.PATIENT_PATHWAY_READ
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.errors import pages
 from api.smart.discovery import LaunchError, discover, require_allowed
 from api.smart.launch import authorize, digest, exchange, landing, verified_session
 from api.smart.sessions import BROWSER_COOKIE, set_cookie
@@ -23,7 +24,8 @@ from store.models import SmartLaunch
 from store.sessions import LaunchRefused, claim_launch, save_launch, save_session
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/launch", tags=["smart"])
+# Every refusal is a page saying what happened (LaunchError.status).
+router = APIRouter(prefix="/launch", tags=["smart"], responses=pages(400, 401, 403, 502))
 Param = Annotated[str | None, Query(max_length=2000)]
 
 
