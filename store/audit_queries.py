@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,30 +98,6 @@ def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCou
             for e, p, d, c, m, n in session.execute(query)]
 
 
-def done_late_by_episode(*, session: Session, cohort: CohortFilter) -> dict[str, int]:
-    """Elements done late per episode of the cohort (episodes with none are left out)."""
-    late = func.sum(case((col(ElementResultRow.status) == Status.DONE_LATE.value, 1), else_=0))
-    query = _joined(sa_select(col(ElementResultRow.enrolment_id), late), cohort).group_by(
-        col(ElementResultRow.enrolment_id))
-    return {e: int(n) for e, n in session.execute(query) if n}
-
-
-def counted_results(*, session: Session, cohort: CohortFilter,
-                    element_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """enrolment id -> element id -> the engine's `counts`, for these elements where counted
-    (the ERAS items' elements: `engine.compliance.item_ratios` groups them)."""
-    out: dict[str, dict[str, str]] = {}
-    if not element_ids:
-        return out
-    query = _joined(sa_select(col(ElementResultRow.enrolment_id), col(ElementResultRow.element_id),
-                              col(ElementResultRow.counts)), cohort).where(
-        col(ElementResultRow.counts).is_not(None),
-        col(ElementResultRow.element_id).in_(list(element_ids)))
-    for enrolment_id, element_id, counts in session.execute(query):
-        out.setdefault(enrolment_id, {})[element_id] = counts
-    return out
-
-
 def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, str, list[Any]]]:
     """(element id, ward, occurrences) of the cohort's element results that have a decline."""
     query = _joined(sa_select(col(ElementResultRow.element_id), col(AuditEpisode.ward),
@@ -132,31 +108,69 @@ def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, 
 
 @dataclass(frozen=True)
 class PatientCount:
+    """One episode: elements done, counted, missing and done late; ERAS items done and counted
+    (None when the pathway maps no item); its stored outcome values (None: not computed)."""
+
     enrolment_id: str
     patient_ref: str
     surgery_start: datetime | None
     done: int
     counted: int
     missing: int
+    done_late: int
+    eras: tuple[int, int] | None
+    outcomes: dict[str, Any] | None
 
 
-def patient_counts(*, session: Session, cohort: CohortFilter) -> list[PatientCount]:
-    """Per episode of the cohort: elements done, counted and missing (the engine's patient
-    compliance, stored with the episode), ordered by surgery start."""
-    ep = AuditEpisode
-    query = (sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start),
-                       col(ep.done), col(ep.counted), col(ep.missing))
-             .where(*cohort_conditions(cohort))
-             .order_by(col(ep.surgery_start), col(ep.patient_ref)))
-    return [PatientCount(*row) for row in session.execute(query)]
+def _per_item(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
+    """(enrolment, item, done, counted) of the cohort's counted ERAS-item elements: the input of
+    `engine.compliance.item_ratios` (an item is done when every counted element of it is)."""
+    row = ElementResultRow
+    item = case(dict(items), value=col(row.element_id))
+    return _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"),
+                             func.sum(case((col(row.counts) == "done", 1), else_=0)).label("done"),
+                             func.count().label("counted")), cohort).where(
+        col(row.counts).is_not(None), col(row.element_id).in_(list(items))).group_by(
+        col(row.enrolment_id), item).subquery("per_item")
 
 
-def cohort_outcomes(*, session: Session, cohort: CohortFilter) -> dict[str, dict[str, Any]]:
-    """Stored outcome values by enrolment id, for the cohort's episodes that have them."""
-    query = (select(AuditOutcome.enrolment_id, AuditOutcome.values)
-             .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(AuditOutcome.enrolment_id))
-             .where(*cohort_conditions(cohort)))
-    return {e: dict(v or {}) for e, v in session.exec(query)}
+def _item_done(per_item: Any) -> Any:
+    return case((per_item.c.done == per_item.c.counted, 1), else_=0)
+
+
+def item_counts(*, session: Session, cohort: CohortFilter,
+                items: Mapping[str, int]) -> dict[int, tuple[int, int]]:
+    """Per ERAS item over the cohort: patients with the item done, and counted."""
+    if not items:
+        return {}
+    per_item = _per_item(cohort, items)
+    query = sa_select(per_item.c.item, func.sum(_item_done(per_item)), func.count()).group_by(per_item.c.item)
+    return {int(i): (int(d), int(c)) for i, d, c in session.execute(query)}
+
+
+def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int],
+                   with_outcomes: bool) -> list[PatientCount]:
+    """Per episode of the cohort, ordered by surgery start, in one statement: the stored patient
+    compliance, done late (a partial index), the ERAS items summed per patient, the outcomes."""
+    ep, row = AuditEpisode, ElementResultRow
+    late = (sa_select(col(row.enrolment_id).label("enrolment_id"), func.count().label("n"))
+            .where(col(row.status) == Status.DONE_LATE.value).group_by(col(row.enrolment_id))
+            .subquery("late"))
+    columns: list[Any] = [col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start), col(ep.done),
+                          col(ep.counted), col(ep.missing), func.coalesce(late.c.n, 0)]
+    query = sa_select(*columns).outerjoin(late, late.c.enrolment_id == col(ep.enrolment_id))
+    if items:
+        per_item = _per_item(cohort, items)
+        eras = (sa_select(per_item.c.enrolment_id, func.sum(_item_done(per_item)).label("done"),
+                          func.count().label("counted")).group_by(per_item.c.enrolment_id).subquery("eras"))
+        query = query.add_columns(func.coalesce(eras.c.done, 0), func.coalesce(eras.c.counted, 0)).outerjoin(
+            eras, eras.c.enrolment_id == col(ep.enrolment_id))
+    if with_outcomes:
+        query = query.add_columns(col(AuditOutcome.values)).outerjoin(
+            AuditOutcome, col(AuditOutcome.enrolment_id) == col(ep.enrolment_id))
+    query = query.where(*cohort_conditions(cohort)).order_by(col(ep.surgery_start), col(ep.patient_ref))
+    return [PatientCount(*r[:7], (r[7], r[8]) if items else None,
+                         r[-1] if with_outcomes else None) for r in session.execute(query)]
 
 
 def cohort_episodes(*, session: Session, cohort: CohortFilter) -> list[AuditEpisode]:
