@@ -169,7 +169,7 @@ def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str
         query = query.add_columns(col(AuditOutcome.values)).outerjoin(
             AuditOutcome, col(AuditOutcome.enrolment_id) == col(ep.enrolment_id))
     query = query.where(*cohort_conditions(cohort)).order_by(col(ep.surgery_start), col(ep.patient_ref))
-    return [PatientCount(*r[:7], (r[7], r[8]) if items else None,
+    return [PatientCount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], (r[7], r[8]) if items else None,
                          r[-1] if with_outcomes else None) for r in session.execute(query)]
 
 

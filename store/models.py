@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
@@ -305,8 +305,14 @@ class ElementResultRow(SQLModel, table=True):
 
     __tablename__ = "element_result"
     # Covering the audit's per-element sums, so they read the index, not the table.
-    __table_args__ = (Index("ix_element_result_element_counts", "element_id", "counts", "missing",
-                            "enrolment_id"),)
+    # Partial indexes on the few results done late or declined, which the audit reads apart.
+    __table_args__ = (
+        Index("ix_element_result_element_counts", "element_id", "counts", "missing", "enrolment_id"),
+        Index("ix_element_result_done_late", "enrolment_id", sqlite_where=text("status = 'done-late'"),
+              postgresql_where=text("status = 'done-late'")),
+        Index("ix_element_result_declined", "enrolment_id", sqlite_where=text("decline_reason IS NOT NULL"),
+              postgresql_where=text("decline_reason IS NOT NULL")),
+    )
 
     enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
     element_id: str = Field(primary_key=True)
@@ -347,6 +353,18 @@ class AuditEpisode(SQLModel, table=True):
     counted: int = 0
     missing: int = 0
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class EpisodeFacts(SQLModel, table=True):
+    """What the engine read for one enrolment's latest evaluation (a patient file, see
+    `engine.patientfile`) and that evaluation's instant: `eras audit recompute` re-evaluates
+    history from it after a pathway version change, without reading the EHR again."""
+
+    __tablename__ = "episode_facts"
+
+    enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    evaluated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class AuditOutcome(SQLModel, table=True):

@@ -1,0 +1,43 @@
+"""The audit in SQL: partial indexes for done-late and declined results; stored facts per episode
+so that `eras audit recompute` re-evaluates history without reading the EHR again.
+
+Revision ID: 0007_audit_sql
+Revises: 0006_rt_concurrency
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007_audit_sql"
+down_revision: str | None = "0006_rt_concurrency"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+Instant = sa.DateTime(timezone=True)
+DONE_LATE = sa.text("status = 'done-late'")
+DECLINED = sa.text("decline_reason IS NOT NULL")
+
+
+def upgrade() -> None:
+    # Small partial indexes: few results are done late or declined, and the audit reads only those.
+    op.create_index("ix_element_result_done_late", "element_result", ["enrolment_id"],
+                    sqlite_where=DONE_LATE, postgresql_where=DONE_LATE)
+    op.create_index("ix_element_result_declined", "element_result", ["enrolment_id"],
+                    sqlite_where=DECLINED, postgresql_where=DECLINED)
+    op.create_table(
+        "episode_facts",
+        sa.Column("enrolment_id", sa.String(), nullable=False),
+        sa.Column("facts", sa.JSON(), nullable=False),
+        sa.Column("evaluated_at", Instant, nullable=False),
+        sa.ForeignKeyConstraint(["enrolment_id"], ["enrolment.id"]),
+        sa.PrimaryKeyConstraint("enrolment_id"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("episode_facts")
+    op.drop_index("ix_element_result_declined", table_name="element_result")
+    op.drop_index("ix_element_result_done_late", table_name="element_result")
