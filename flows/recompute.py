@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -89,8 +90,9 @@ def recompute(job: RecomputeJob, pathway_id: str, *, workers: int | None = None,
     done = 0
     if progress:
         progress(done, len(ids))
+    # Spawned, not forked: a worker must not inherit the parent's database connections.
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, initializer=_start,
-                             initargs=(job,)) as pool:
+                             initargs=(job,), mp_context=get_context("spawn")) as pool:
         for future in as_completed([pool.submit(recompute_chunk, c) for c in _chunks(ids, chunk)]):
             done += future.result()
             if progress:
