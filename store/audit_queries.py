@@ -60,15 +60,6 @@ def cohort_conditions(f: CohortFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def _sums() -> tuple[Any, Any, Any, Any]:
-    row = ElementResultRow
-    done = func.sum(case((col(row.counts) == "done", 1), else_=0))
-    counted = func.count(col(row.counts))
-    missing = func.sum(case((col(row.missing), 1), else_=0))
-    late = func.sum(case((col(row.status) == Status.DONE_LATE.value, 1), else_=0))
-    return done, counted, missing, late
-
-
 def _joined(query: Any, cohort: CohortFilter) -> Any:
     return (query.join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
             .where(*cohort_conditions(cohort)))
@@ -79,7 +70,6 @@ class ElementCount:
     """Per element: done, counted and missing as the engine decided; done late (status)."""
 
     element_id: str
-    phase: str
     done: int
     counted: int
     missing: int
@@ -87,15 +77,17 @@ class ElementCount:
 
 
 def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCount]:
-    """Per element over the cohort: patients done, counted (the engine's `counts`), missing,
-    done late."""
-    done, counted, missing, late = _sums()
-    # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
-    query = _joined(sa_select(col(ElementResultRow.element_id), col(ElementResultRow.phase), done,
-                              counted, missing, late), cohort).group_by(
-        col(ElementResultRow.element_id), col(ElementResultRow.phase))
-    return [ElementCount(e, p, int(d or 0), int(c or 0), int(m or 0), int(n or 0))
-            for e, p, d, c, m, n in session.execute(query)]
+    """Per element over the cohort: patients done, counted (the engine's `counts`), missing
+    (these three read only the covering index), and done late (a partial index)."""
+    row = ElementResultRow
+    query = _joined(sa_select(col(row.element_id), func.sum(case((col(row.counts) == "done", 1), else_=0)),
+                              func.count(col(row.counts)), func.sum(case((col(row.missing), 1), else_=0))),
+                    cohort).group_by(col(row.element_id))
+    late = _joined(sa_select(col(row.element_id), func.count()), cohort).where(
+        col(row.status) == Status.DONE_LATE.value).group_by(col(row.element_id))
+    done_late = {e: int(n) for e, n in session.execute(late)}
+    return [ElementCount(e, int(d or 0), int(c or 0), int(m or 0), done_late.get(e, 0))
+            for e, d, c, m in session.execute(query)]
 
 
 def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, str, list[Any]]]:
@@ -122,48 +114,50 @@ class PatientCount:
     outcomes: dict[str, Any] | None
 
 
-def _per_item(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
-    """(enrolment, item, done, counted) of the cohort's counted ERAS-item elements: the input of
-    `engine.compliance.item_ratios` (an item is done when every counted element of it is)."""
-    row = ElementResultRow
-    item = case(dict(items), value=col(row.element_id))
-    return _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"),
-                             func.sum(case((col(row.counts) == "done", 1), else_=0)).label("done"),
-                             func.count().label("counted")), cohort).where(
-        col(row.counts).is_not(None), col(row.element_id).in_(list(items))).group_by(
-        col(row.enrolment_id), item).subquery("per_item")
-
-
-def _item_done(per_item: Any) -> Any:
-    return case((per_item.c.done == per_item.c.counted, 1), else_=0)
-
-
 def item_counts(*, session: Session, cohort: CohortFilter,
                 items: Mapping[str, int]) -> dict[int, tuple[int, int]]:
-    """Per ERAS item over the cohort: patients with the item done, and counted."""
+    """Per ERAS item over the cohort: patients with the item done, and counted. As
+    `engine.compliance.item_ratios`: counted when any element of it counts, done when none of
+    those is not done (counted, not 'done'); one pass over the covering index."""
     if not items:
         return {}
-    per_item = _per_item(cohort, items)
-    query = sa_select(per_item.c.item, func.sum(_item_done(per_item)), func.count()).group_by(per_item.c.item)
-    return {int(i): (int(d), int(c)) for i, d, c in session.execute(query)}
+    row = ElementResultRow
+    item = case(dict(items), value=col(row.element_id))
+    not_done = case((col(row.counts) != "done", col(row.enrolment_id)), else_=None)
+    query = _joined(sa_select(item, func.count(col(row.enrolment_id).distinct()),
+                              func.count(not_done.distinct())), cohort).where(
+        col(row.counts).is_not(None), col(row.element_id).in_(list(items))).group_by(item)
+    return {int(i): (int(c) - int(n), int(c)) for i, c, n in session.execute(query)}
+
+
+def _eras_not_stored(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
+    """Per episode stored before its ERAS items were (null columns): the items summed from its
+    element results, as `item_counts` does per item."""
+    row, ep = ElementResultRow, AuditEpisode
+    item = case(dict(items), value=col(row.element_id))
+    not_done = func.sum(case((col(row.counts) != "done", 1), else_=0)).label("not_done")
+    per_item = _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"), not_done),
+                       cohort).where(col(ep.eras_counted).is_(None), col(row.counts).is_not(None),
+                                     col(row.element_id).in_(list(items))).group_by(
+        col(row.enrolment_id), item).subquery("per_item")
+    return (sa_select(per_item.c.enrolment_id,
+                      func.sum(case((per_item.c.not_done == 0, 1), else_=0)).label("done"),
+                      func.count().label("counted"))
+            .group_by(per_item.c.enrolment_id).subquery("eras"))
 
 
 def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int],
                    with_outcomes: bool) -> list[PatientCount]:
-    """Per episode of the cohort, ordered by surgery start, in one statement: the stored patient
-    compliance, done late (a partial index), the ERAS items summed per patient, the outcomes."""
-    ep, row = AuditEpisode, ElementResultRow
-    late = (sa_select(col(row.enrolment_id).label("enrolment_id"), func.count().label("n"))
-            .where(col(row.status) == Status.DONE_LATE.value).group_by(col(row.enrolment_id))
-            .subquery("late"))
-    columns: list[Any] = [col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start), col(ep.done),
-                          col(ep.counted), col(ep.missing), func.coalesce(late.c.n, 0)]
-    query = sa_select(*columns).outerjoin(late, late.c.enrolment_id == col(ep.enrolment_id))
+    """Per episode of the cohort, ordered by surgery start, in one statement: the patient
+    compliance stored with the episode (ERAS items summed here for episodes stored without),
+    and the outcomes."""
+    ep = AuditEpisode
+    query = sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start), col(ep.done),
+                      col(ep.counted), col(ep.missing), col(ep.done_late))
     if items:
-        per_item = _per_item(cohort, items)
-        eras = (sa_select(per_item.c.enrolment_id, func.sum(_item_done(per_item)).label("done"),
-                          func.count().label("counted")).group_by(per_item.c.enrolment_id).subquery("eras"))
-        query = query.add_columns(func.coalesce(eras.c.done, 0), func.coalesce(eras.c.counted, 0)).outerjoin(
+        eras = _eras_not_stored(cohort, items)
+        query = query.add_columns(func.coalesce(col(ep.eras_done), eras.c.done, 0),
+                                  func.coalesce(col(ep.eras_counted), eras.c.counted, 0)).outerjoin(
             eras, eras.c.enrolment_id == col(ep.enrolment_id))
     if with_outcomes:
         query = query.add_columns(col(AuditOutcome.values)).outerjoin(

@@ -159,7 +159,7 @@ def _elements(pathway: Pathway, counts: Mapping[str, ElementCount],
     items = eras_item_of(pathway)
     out = []
     for el in elements_in_order(pathway):
-        c = counts.get(el.id) or ElementCount(el.id, el.phase, 0, 0, 0)
+        c = counts.get(el.id) or ElementCount(el.id, 0, 0, 0)
         split = Breakdown(c.done, c.done_late, c.counted - c.done - c.done_late - c.missing, c.missing)
         reasons: dict[str, int] = {}
         for (element_id, _, reason), n in declined.items():

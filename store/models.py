@@ -308,7 +308,8 @@ class ElementResultRow(SQLModel, table=True):
     # Partial indexes on the few results done late or declined, which the audit reads apart.
     __table_args__ = (
         Index("ix_element_result_element_counts", "element_id", "counts", "missing", "enrolment_id"),
-        Index("ix_element_result_done_late", "enrolment_id", sqlite_where=text("status = 'done-late'"),
+        Index("ix_element_result_done_late", "element_id", "enrolment_id",
+              sqlite_where=text("status = 'done-late'"),
               postgresql_where=text("status = 'done-late'")),
         Index("ix_element_result_declined", "enrolment_id", sqlite_where=text("decline_reason IS NOT NULL"),
               postgresql_where=text("decline_reason IS NOT NULL")),
@@ -332,7 +333,8 @@ class ElementResultRow(SQLModel, table=True):
 
 class AuditEpisode(SQLModel, table=True):
     """The cohort attributes of one enrolment that the audit filters on, and its compliance
-    (`engine.compliance.patient_compliance`: done and counted elements; missing data)."""
+    (`engine.compliance.patient_compliance`: done and counted elements and ERAS items; missing
+    data and elements done late), so that the audit sums the engine's figures."""
 
     __tablename__ = "audit_episode"
     __table_args__ = (Index("ix_audit_episode_pathway_surgery_start", "pathway_id", "surgery_start"),)
@@ -352,6 +354,11 @@ class AuditEpisode(SQLModel, table=True):
     done: int = 0
     counted: int = 0
     missing: int = 0
+    done_late: int = 0
+    # ERAS items done and counted (`PatientCompliance.eras`; 0/0 when the pathway maps none);
+    # null for episodes stored before these columns, until `eras audit recompute` fills them.
+    eras_done: int | None = None
+    eras_counted: int | None = None
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from engine.audit_cells import is_missing
-from engine.compliance import patient_compliance
+from engine.audit_cells import element_cell, is_missing
+from engine.compliance import Ratio, patient_compliance
 from engine.facts import PatientFacts
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
@@ -153,9 +153,12 @@ def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
     row.variant, row.parameters = attributes.variant, dict(attributes.parameters)
     row.ward, row.surgeon, row.sex = attributes.ward, attributes.surgeon, attributes.sex
     row.age_at_surgery, row.apfel = attributes.age_at_surgery, attributes.apfel
-    overall = patient_compliance(evaluation).overall
-    row.done, row.counted = overall.done, overall.counted
+    compliance = patient_compliance(evaluation)
+    row.done, row.counted = compliance.overall.done, compliance.overall.counted
+    eras = compliance.eras or Ratio()
+    row.eras_done, row.eras_counted = eras.done, eras.counted
     row.missing = sum(1 for r in evaluation.elements if is_missing(r))
+    row.done_late = sum(1 for r in evaluation.elements if element_cell(r) == "done-late")
     row.updated_at = as_utc(at)
     session.add(row)
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 from functools import cache
 
 import pytest
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col
 
 from bench.synthetic import synthetic_patient
 from engine.audit import AuditCase, AuditReport, audit_report
@@ -17,6 +17,7 @@ from engine.evaluate import evaluate
 from engine.outcomes import load_outcome_definitions
 from store.audit_queries import CohortFilter
 from store.audit_summary import StoredAudit, stored_audit
+from store.models import AuditEpisode
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 from tests.utils.audit import clear_audit, load_cases
 
@@ -88,3 +89,17 @@ def test_sql_patients_equal_the_engine(reports: tuple[StoredAudit, AuditReport])
     by_engine = {r.patient_id: (r.attributes.get("surgery_month"), r.compliance.overall,
                                 r.compliance.eras, len(r.missing), r.breakdown) for r in engine.patients}
     assert by_sql == by_engine
+
+
+def test_episodes_stored_before_their_eras_items_are_summed_from_results(
+        db_engine: Engine, reports: tuple[StoredAudit, AuditReport]) -> None:
+    """Migration 0007 leaves the ERAS-item columns null on older episodes: the report sums the
+    items from their element results instead, to the same figures."""
+    stored, _ = reports
+    with Session(db_engine) as session:
+        session.execute(update(AuditEpisode).where(col(AuditEpisode.pathway_id) == "lumbar_fusion")
+                        .values(eras_done=None, eras_counted=None))
+        again = stored_audit(lumbar(), session=session, tz=LONDON, unenrolled=UNENROLLED,
+                             cohort=CohortFilter(pathway_id="lumbar_fusion", pathway_version=1))
+        session.rollback()
+    assert again == stored

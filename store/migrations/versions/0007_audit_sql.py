@@ -1,5 +1,6 @@
-"""The audit in SQL: partial indexes for done-late and declined results; stored facts per episode
-so that `eras audit recompute` re-evaluates history without reading the EHR again.
+"""The audit in SQL: each episode's ERAS items and elements done late stored with it, partial
+indexes for done-late and declined results; stored facts per episode so that `eras audit
+recompute` re-evaluates history without reading the EHR again.
 
 Revision ID: 0007_audit_sql
 Revises: 0006_rt_concurrency
@@ -22,8 +23,16 @@ DECLINED = sa.text("decline_reason IS NOT NULL")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("audit_episode") as table:
+        table.add_column(sa.Column("done_late", sa.Integer(), nullable=False, server_default="0"))
+        table.add_column(sa.Column("eras_done", sa.Integer(), nullable=True))
+        table.add_column(sa.Column("eras_counted", sa.Integer(), nullable=True))
+    # Done late is a plain count of stored statuses; the ERAS items need the pathway's item map,
+    # so they stay null (the report sums them from element results) until a recompute.
+    op.execute("UPDATE audit_episode SET done_late = (SELECT COUNT(*) FROM element_result r "
+               "WHERE r.enrolment_id = audit_episode.enrolment_id AND r.status = 'done-late')")
     # Small partial indexes: few results are done late or declined, and the audit reads only those.
-    op.create_index("ix_element_result_done_late", "element_result", ["enrolment_id"],
+    op.create_index("ix_element_result_done_late", "element_result", ["element_id", "enrolment_id"],
                     sqlite_where=DONE_LATE, postgresql_where=DONE_LATE)
     op.create_index("ix_element_result_declined", "element_result", ["enrolment_id"],
                     sqlite_where=DECLINED, postgresql_where=DECLINED)
@@ -41,3 +50,7 @@ def downgrade() -> None:
     op.drop_table("episode_facts")
     op.drop_index("ix_element_result_declined", table_name="element_result")
     op.drop_index("ix_element_result_done_late", table_name="element_result")
+    with op.batch_alter_table("audit_episode") as table:
+        table.drop_column("eras_counted")
+        table.drop_column("eras_done")
+        table.drop_column("done_late")
