@@ -29,6 +29,7 @@ from store.audit_queries import CohortFilter
 from store.audit_summary import stored_audit
 from store.db import make_engine
 from store.migrate import upgrade
+from store.results import item_masks
 from tests.utils.databases import postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +70,13 @@ def episodes(n: int, pathway: Pathway, rng: random.Random) -> Iterator[tuple[Row
         rows = element_rows(i, pathway)
         done, counted = sum(r[7] for r in rows), sum(r[8] for r in rows)  # type: ignore[misc]
         missing, late = sum(1 for r in rows if r[6]), sum(1 for r in rows if r[4] == "done-late")
-        eras = sum(item_ratios({str(r[1]): Ratio(r[7], r[8]) for r in rows}, items).values(),  # type: ignore[arg-type]
-                   Ratio())
+        counted_items, done_items = item_masks(item_ratios(
+            {str(r[1]): Ratio(r[7], r[8]) for r in rows}, items))  # type: ignore[arg-type]
         yield ((eid, f"Patient/p{i:07d}", "lumbar_fusion", 1, "{}", "{}", "completed", start, "bench", start,
                 ward, 0),
                (eid, f"Patient/p{i:07d}", "lumbar_fusion", 1, start, rng.choice(("fusion", "decompression")),
                 "{}", ward, sex, rng.randrange(35, 90), rng.randrange(0, 5), done, counted, missing, late,
-                eras.done, eras.counted, start),
+                counted_items, done_items, start),
                (eid, json.dumps({"length_of_stay_days": round(rng.uniform(1.5, 9), 2),
                                  "readmitted": rng.random() < 0.05}), start))
 
@@ -88,7 +89,7 @@ def results(n: int, pathway: Pathway) -> Iterator[Row]:
 ENROLMENT = ("id, patient_ref, pathway_id, pathway_version, parameters, anchors, status, enrolled_at, "
              "enrolled_by, updated_at, ward, failure_count")
 EPISODE = ("enrolment_id, patient_ref, pathway_id, pathway_version, surgery_start, variant, parameters, "
-           "ward, sex, age_at_surgery, apfel, done, counted, missing, done_late, eras_done, eras_counted, "
+           "ward, sex, age_at_surgery, apfel, done, counted, missing, done_late, items_counted, items_done, "
            "updated_at")
 OUTCOME = "enrolment_id, \"values\", computed_at"
 RESULT = ("enrolment_id, element_id, phase, category, status, counts, missing, occurrences_done, "

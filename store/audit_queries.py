@@ -116,30 +116,48 @@ class PatientCount:
 
 def item_counts(*, session: Session, cohort: CohortFilter,
                 items: Mapping[str, int]) -> dict[int, tuple[int, int]]:
-    """Per ERAS item over the cohort: patients with the item done, and counted. As
-    `engine.compliance.item_ratios`: counted when any element of it counts, done when none of
-    those is not done (counted, not 'done'); one pass over the covering index."""
-    if not items:
+    """Per ERAS item over the cohort: patients with the item done, and counted, from the
+    episodes' item masks (one pass over episodes); episodes without masks from their results."""
+    ep = AuditEpisode
+    numbers = sorted(set(items.values()))
+    if not numbers:
         return {}
-    row = ElementResultRow
-    item = case(dict(items), value=col(row.element_id))
-    not_done = case((col(row.counts) != "done", col(row.enrolment_id)), else_=None)
-    query = _joined(sa_select(item, func.count(col(row.enrolment_id).distinct()),
-                              func.count(not_done.distinct())), cohort).where(
-        col(row.counts).is_not(None), col(row.element_id).in_(list(items))).group_by(item)
-    return {int(i): (int(c) - int(n), int(c)) for i, c, n in session.execute(query)}
+    sums = [func.sum(case((col(mask).op("&")(1 << n) != 0, 1), else_=0))
+            for n in numbers for mask in (ep.items_done, ep.items_counted)]
+    row = session.execute(sa_select(*sums).where(*cohort_conditions(cohort),
+                                                 col(ep.items_counted).is_not(None))).one()
+    out = {n: (int(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, n in enumerate(numbers)}
+    if _without_masks(session, cohort):
+        per_item = _per_item(cohort, items)
+        query = sa_select(per_item.c.item, func.sum(case((per_item.c.not_done == 0, 1), else_=0)),
+                          func.count()).group_by(per_item.c.item)
+        for n, done, counted in session.execute(query):
+            out[int(n)] = (out[int(n)][0] + int(done), out[int(n)][1] + int(counted))
+    return {n: ratio for n, ratio in out.items() if ratio[1]}
 
 
-def _eras_not_stored(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
-    """Per episode stored before its ERAS items were (null columns): the items summed from its
-    element results, as `item_counts` does per item."""
+def _without_masks(session: Session, cohort: CohortFilter) -> bool:
+    """Whether some episode of the cohort was stored without its ERAS item masks."""
+    query = sa_select(col(AuditEpisode.enrolment_id)).where(
+        *cohort_conditions(cohort), col(AuditEpisode.items_counted).is_(None)).limit(1)
+    return session.execute(query).first() is not None
+
+
+def _per_item(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
+    """(enrolment, item, counted elements not done) of the cohort's episodes stored without item
+    masks: `engine.compliance.item_ratios` in SQL (counted when any element of the item counts,
+    done when none of those is not done)."""
     row, ep = ElementResultRow, AuditEpisode
     item = case(dict(items), value=col(row.element_id))
     not_done = func.sum(case((col(row.counts) != "done", 1), else_=0)).label("not_done")
-    per_item = _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"), not_done),
-                       cohort).where(col(ep.eras_counted).is_(None), col(row.counts).is_not(None),
-                                     col(row.element_id).in_(list(items))).group_by(
+    return _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"), not_done),
+                   cohort).where(col(ep.items_counted).is_(None), col(row.counts).is_not(None),
+                                 col(row.element_id).in_(list(items))).group_by(
         col(row.enrolment_id), item).subquery("per_item")
+
+
+def _eras_without_masks(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
+    per_item = _per_item(cohort, items)
     return (sa_select(per_item.c.enrolment_id,
                       func.sum(case((per_item.c.not_done == 0, 1), else_=0)).label("done"),
                       func.count().label("counted"))
@@ -149,22 +167,30 @@ def _eras_not_stored(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
 def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int],
                    with_outcomes: bool) -> list[PatientCount]:
     """Per episode of the cohort, ordered by surgery start, in one statement: the patient
-    compliance stored with the episode (ERAS items summed here for episodes stored without),
-    and the outcomes."""
+    compliance stored with the episode (ERAS items summed from results for episodes stored
+    without masks), and the outcomes."""
     ep = AuditEpisode
     query = sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start), col(ep.done),
-                      col(ep.counted), col(ep.missing), col(ep.done_late))
-    if items:
-        eras = _eras_not_stored(cohort, items)
-        query = query.add_columns(func.coalesce(col(ep.eras_done), eras.c.done, 0),
-                                  func.coalesce(col(ep.eras_counted), eras.c.counted, 0)).outerjoin(
+                      col(ep.counted), col(ep.missing), col(ep.done_late), col(ep.items_counted),
+                      col(ep.items_done))
+    summed = bool(items) and _without_masks(session, cohort)
+    if summed:
+        eras = _eras_without_masks(cohort, items)
+        query = query.add_columns(eras.c.done, eras.c.counted).outerjoin(
             eras, eras.c.enrolment_id == col(ep.enrolment_id))
     if with_outcomes:
         query = query.add_columns(col(AuditOutcome.values)).outerjoin(
             AuditOutcome, col(AuditOutcome.enrolment_id) == col(ep.enrolment_id))
     query = query.where(*cohort_conditions(cohort)).order_by(col(ep.surgery_start), col(ep.patient_ref))
-    return [PatientCount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], (r[7], r[8]) if items else None,
+    return [PatientCount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _eras(r, summed) if items else None,
                          r[-1] if with_outcomes else None) for r in session.execute(query)]
+
+
+def _eras(r: Any, summed: bool) -> tuple[int, int]:
+    """ERAS items done and counted: bits of the stored masks, else the sums from results."""
+    if r[7] is not None:
+        return r[8].bit_count(), r[7].bit_count()
+    return (int(r[9] or 0), int(r[10] or 0)) if summed else (0, 0)
 
 
 def cohort_episodes(*, session: Session, cohort: CohortFilter) -> list[AuditEpisode]:

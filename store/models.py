@@ -355,10 +355,11 @@ class AuditEpisode(SQLModel, table=True):
     counted: int = 0
     missing: int = 0
     done_late: int = 0
-    # ERAS items done and counted (`PatientCompliance.eras`; 0/0 when the pathway maps none);
-    # null for episodes stored before these columns, until `eras audit recompute` fills them.
-    eras_done: int | None = None
-    eras_counted: int | None = None
+    # The ERAS items counted and done (`PatientCompliance.by_item`) as bit masks, bit n for item
+    # n, so the audit sums items per patient and per item in one pass over episodes. Null for
+    # episodes stored before these columns (until `eras audit recompute`) or items above 62.
+    items_counted: int | None = Field(default=None, sa_type=BigInteger)
+    items_done: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -155,12 +155,22 @@ def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
     row.age_at_surgery, row.apfel = attributes.age_at_surgery, attributes.apfel
     compliance = patient_compliance(evaluation)
     row.done, row.counted = compliance.overall.done, compliance.overall.counted
-    eras = compliance.eras or Ratio()
-    row.eras_done, row.eras_counted = eras.done, eras.counted
+    row.items_counted, row.items_done = item_masks(compliance.by_item)
     row.missing = sum(1 for r in evaluation.elements if is_missing(r))
     row.done_late = sum(1 for r in evaluation.elements if element_cell(r) == "done-late")
     row.updated_at = as_utc(at)
     session.add(row)
+
+
+MASK_BITS = 63  # a signed 64-bit column
+
+
+def item_masks(by_item: Mapping[int, Ratio]) -> tuple[int | None, int | None]:
+    """ERAS items counted and done as bit masks (bit n: item n); None when an item is too large."""
+    if any(not 0 <= item < MASK_BITS for item in by_item):
+        return None, None
+    return (sum(1 << item for item in by_item),
+            sum(1 << item for item, ratio in by_item.items() if ratio.done))
 
 
 def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOutcomes,

@@ -93,12 +93,12 @@ def test_sql_patients_equal_the_engine(reports: tuple[StoredAudit, AuditReport])
 
 def test_episodes_stored_before_their_eras_items_are_summed_from_results(
         db_engine: Engine, reports: tuple[StoredAudit, AuditReport]) -> None:
-    """Migration 0007 leaves the ERAS-item columns null on older episodes: the report sums the
+    """Migration 0007 leaves the ERAS-item masks null on older episodes: the report sums the
     items from their element results instead, to the same figures."""
     stored, _ = reports
     with Session(db_engine) as session:
         session.execute(update(AuditEpisode).where(col(AuditEpisode.pathway_id) == "lumbar_fusion")
-                        .values(eras_done=None, eras_counted=None))
+                        .values(items_counted=None, items_done=None))
         again = stored_audit(lumbar(), session=session, tz=LONDON, unenrolled=UNENROLLED,
                              cohort=CohortFilter(pathway_id="lumbar_fusion", pathway_version=1))
         session.rollback()

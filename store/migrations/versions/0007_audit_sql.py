@@ -25,8 +25,8 @@ DECLINED = sa.text("decline_reason IS NOT NULL")
 def upgrade() -> None:
     with op.batch_alter_table("audit_episode") as table:
         table.add_column(sa.Column("done_late", sa.Integer(), nullable=False, server_default="0"))
-        table.add_column(sa.Column("eras_done", sa.Integer(), nullable=True))
-        table.add_column(sa.Column("eras_counted", sa.Integer(), nullable=True))
+        table.add_column(sa.Column("items_counted", sa.BigInteger(), nullable=True))
+        table.add_column(sa.Column("items_done", sa.BigInteger(), nullable=True))
     # Done late is a plain count of stored statuses; the ERAS items need the pathway's item map,
     # so they stay null (the report sums them from element results) until a recompute.
     op.execute("UPDATE audit_episode SET done_late = (SELECT COUNT(*) FROM element_result r "
@@ -51,6 +51,6 @@ def downgrade() -> None:
     op.drop_index("ix_element_result_declined", table_name="element_result")
     op.drop_index("ix_element_result_done_late", table_name="element_result")
     with op.batch_alter_table("audit_episode") as table:
-        table.drop_column("eras_counted")
-        table.drop_column("eras_done")
+        table.drop_column("items_done")
+        table.drop_column("items_counted")
         table.drop_column("done_late")
