@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, delete, insert, tuple_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from engine.audit_cells import element_cell, is_missing
@@ -79,11 +81,10 @@ def occurrence_from_json(enrolment_id: str, element_id: str, data: Mapping[str, 
                       data.get("counts"))
 
 
-def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
-    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
-    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
+def _values(result: ElementResult) -> dict[str, Any]:
+    """The stored columns of one element result (all but the keys and `evaluated_at`)."""
     done = [o.done_at for o in result.occurrences if o.done_at is not None]
-    values = {
+    return {
         "phase": result.phase, "category": result.category, "status": str(result.status),
         "counts": result.counts, "missing": is_missing(result),
         "occurrences_done": result.occurrences_done,
@@ -93,6 +94,12 @@ def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
         "decline_reason": next((o.decline_reason for o in result.occurrences if o.decline_reason), None),
         "occurrences": [occurrence_json(o) for o in result.occurrences],
     }
+
+
+def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
+    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
+    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
+    values = _values(result)
     if all(getattr(row, name) == value for name, value in values.items()):
         return False
     for name, value in values.items():
@@ -106,31 +113,6 @@ def record_element_results(*, session: Session, enrolment_id: str, evaluation: E
     """Upsert each element's result and the episode's attributes; drop elements no longer planned."""
     existing = {r.element_id: r for r in session.exec(
         select(ElementResultRow).where(col(ElementResultRow.enrolment_id) == enrolment_id))}
-    _upsert(session, enrolment_id, evaluation, attributes, at, existing)
-
-
-def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
-    """`record_element_results` for a batch of episodes with three reads in all, not one per
-    episode (their element rows and episode rows are loaded together first)."""
-    ids = [e.enrolment_id for e in episodes]
-    existing: dict[str, dict[str, ElementResultRow]] = {i: {} for i in ids}
-    for row in session.exec(select(ElementResultRow).where(col(ElementResultRow.enrolment_id).in_(ids))):
-        existing[row.enrolment_id][row.element_id] = row
-    list(session.exec(select(AuditEpisode).where(col(AuditEpisode.enrolment_id).in_(ids))))  # identity map
-    for e in episodes:
-        _upsert(session, e.enrolment_id, e.evaluation, e.attributes, e.at, existing[e.enrolment_id])
-
-
-@dataclass(frozen=True)
-class RecordedEpisode:
-    enrolment_id: str
-    evaluation: Evaluation
-    attributes: EpisodeAttributes
-    at: datetime
-
-
-def _upsert(session: Session, enrolment_id: str, evaluation: Evaluation, attributes: EpisodeAttributes,
-            at: datetime, existing: dict[str, ElementResultRow]) -> None:
     for result in evaluation.elements:
         row = existing.pop(result.element_id, None)
         if row is None:
@@ -141,6 +123,45 @@ def _upsert(session: Session, enrolment_id: str, evaluation: Evaluation, attribu
     for stale in existing.values():
         session.delete(stale)
     _record_episode(session, enrolment_id, evaluation, attributes, at)
+
+
+def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
+    """`record_element_results` for a batch of episodes, in bulk: one read of their results,
+    then one multi-row insert, update and delete of what changed (a re-run writes no result)."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    ids = [e.enrolment_id for e in episodes]
+    existing = {(r.enrolment_id, r.element_id): r._mapping for r in session.execute(
+        sa_select(table).where(table.c.enrolment_id.in_(ids)))}
+    inserts, updates = [], []
+    for e in episodes:
+        for result in e.evaluation.elements:
+            values = _values(result)
+            old = existing.pop((e.enrolment_id, result.element_id), None)
+            if old is None:
+                inserts.append({**values, "enrolment_id": e.enrolment_id, "element_id": result.element_id,
+                                "evaluated_at": as_utc(e.at)})
+            elif any(old[name] != value for name, value in values.items()):
+                updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
+                                "evaluated_at": as_utc(e.at)})
+    if inserts:
+        session.execute(insert(table), inserts)
+    if updates:
+        session.execute(update(table).where(table.c.enrolment_id == bindparam("key_enrolment"),
+                                            table.c.element_id == bindparam("key_element")), updates)
+    if existing:  # elements no longer planned
+        keys = tuple_(table.c.enrolment_id, table.c.element_id)
+        session.execute(delete(table).where(keys.in_(list(existing))))
+    list(session.exec(select(AuditEpisode).where(col(AuditEpisode.enrolment_id).in_(ids))))  # identity map
+    for e in episodes:
+        _record_episode(session, e.enrolment_id, e.evaluation, e.attributes, e.at)
+
+
+@dataclass(frozen=True)
+class RecordedEpisode:
+    enrolment_id: str
+    evaluation: Evaluation
+    attributes: EpisodeAttributes
+    at: datetime
 
 
 def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
