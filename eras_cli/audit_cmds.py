@@ -36,6 +36,7 @@ from flows.recompute import recompute as run_recompute
 from store.audit_queries import CohortFilter
 from store.audit_summary import StoredAudit, stored_audit
 from store.db import database_url, make_engine
+from store.episode_facts import episodes_without_facts
 from store.episode_outcomes import EpisodeOutcomes, episode_outcomes
 
 app = typer.Typer(help="Quality audit: compliance, completeness and outcomes.", no_args_is_help=True)
@@ -102,7 +103,13 @@ def recompute(
     with _progress(f"recomputing {pathway}") as step:
         n = run_recompute(job, pathway, workers=workers or None, progress=step)
     took = perf_counter() - started
-    Console(stderr=True).print(f"re-evaluated {n} episodes of {pathway} in {took:.1f} s")
+    engine = make_engine(job.database_url)
+    with Session(engine) as session:
+        skipped = episodes_without_facts(session=session, pathway_id=pathway)
+    engine.dispose()
+    note = f"; {skipped} without stored facts skipped (apply them again)" if skipped else ""
+    Console(stderr=True).print(f"re-evaluated {n} episodes of {pathway} in {took:.1f} s{note}",
+                               soft_wrap=True)
 
 
 @contextmanager
@@ -116,7 +123,7 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
             tenth = 10 * done // total if total else 10
             if tenth > shown[0]:
                 shown[0] = tenth
-                err.print(f"{label}: {done}/{total}")
+                err.print(f"{label}: {done}/{total}", soft_wrap=True)
         yield line
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

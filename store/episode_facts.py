@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -30,6 +31,14 @@ def stored_episode_ids(*, session: Session, pathway_id: str) -> list[str]:
              .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(EpisodeFacts.enrolment_id))
              .where(col(AuditEpisode.pathway_id) == pathway_id).order_by(col(EpisodeFacts.enrolment_id)))
     return list(session.exec(query))
+
+
+def episodes_without_facts(*, session: Session, pathway_id: str) -> int:
+    """The pathway's audited episodes with no stored facts (last applied before they were kept)."""
+    query = (select(func.count()).select_from(AuditEpisode)
+             .outerjoin(EpisodeFacts, col(EpisodeFacts.enrolment_id) == col(AuditEpisode.enrolment_id))
+             .where(col(AuditEpisode.pathway_id) == pathway_id, col(EpisodeFacts.enrolment_id).is_(None)))
+    return int(session.exec(query).one())
 
 
 @dataclass(frozen=True)
