@@ -108,8 +108,8 @@ def stored_audit(pathway: Pathway, *, session: Session, cohort: CohortFilter, tz
     return StoredAudit(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
         elements=elements, phases=phases, overall=report.overall, high=report.high,
-        patients=patients, trend=month_trend(zip((p.month for p in patients), scores, strict=True),
-                                                       threshold),
+        patients=patients,
+        trend=month_trend(zip((p.month for p in patients), scores, strict=True), threshold),
         completeness=cohort_completeness(
             elements_in_order(pathway), {e.element_id: e.missing for e in elements},
             patients=len(patients), procedures=len(patients) + unenrolled if patients or unenrolled else None,
