@@ -21,19 +21,23 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from engine.audit import eras_item_of
+from engine.compliance import Ratio, item_ratios
 from engine.loader import load_pathway
 from engine.model import Pathway
 from store.audit_queries import CohortFilter
 from store.audit_summary import stored_audit
 from store.db import make_engine
 from store.migrate import upgrade
+from store.results import item_masks
 from tests.utils.databases import postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Europe/London")
 ELEMENTS_PER_EPISODE = 40
 # (status, counts, missing, weight): a realistic mix, most elements done.
-MIX = (("done", "done", False, 78), ("not-applicable", None, False, 10), ("missed", "not-done", True, 6),
+MIX = (("done", "done", False, 77), ("done-late", "not-done", False, 1),
+       ("not-applicable", None, False, 10), ("missed", "not-done", True, 6),
        ("overdue", "not-done", True, 1), ("declined", "not-done", False, 1),
        ("declined", None, False, 1), ("upcoming", None, False, 3))
 FLOOR_SQL = """
@@ -56,18 +60,23 @@ def element_rows(i: int, pathway: Pathway) -> list[Row]:
 
 
 def episodes(n: int, pathway: Pathway, rng: random.Random) -> Iterator[tuple[Row, Row, Row]]:
-    """(enrolment, audit_episode with its totals, outcome) rows; surgery over the months of 2025."""
+    """(enrolment, audit_episode with its totals as the engine stores them, outcome) rows;
+    surgery over the months of 2025."""
+    items = eras_item_of(pathway)
     base = datetime(2025, 1, 1, 8, tzinfo=UTC)
     for i in range(n):
         eid, start = f"e{i:07d}", base + timedelta(minutes=rng.randrange(365 * 24 * 60))
         ward, sex = f"W{rng.randrange(1, 5)}", rng.choice(("female", "male"))
         rows = element_rows(i, pathway)
         done, counted = sum(r[7] for r in rows), sum(r[8] for r in rows)  # type: ignore[misc]
-        missing = sum(1 for r in rows if r[6])
+        missing, late = sum(1 for r in rows if r[6]), sum(1 for r in rows if r[4] == "done-late")
+        counted_items, done_items = item_masks(item_ratios(
+            {str(r[1]): Ratio(r[7], r[8]) for r in rows}, items))  # type: ignore[arg-type]
         yield ((eid, f"Patient/p{i:07d}", "lumbar_fusion", 1, "{}", "{}", "completed", start, "bench", start,
                 ward, 0),
                (eid, f"Patient/p{i:07d}", "lumbar_fusion", 1, start, rng.choice(("fusion", "decompression")),
-                "{}", ward, sex, rng.randrange(35, 90), rng.randrange(0, 5), done, counted, missing, start),
+                "{}", ward, sex, rng.randrange(35, 90), rng.randrange(0, 5), done, counted, missing, late,
+                counted_items, done_items, start),
                (eid, json.dumps({"length_of_stay_days": round(rng.uniform(1.5, 9), 2),
                                  "readmitted": rng.random() < 0.05}), start))
 
@@ -80,7 +89,8 @@ def results(n: int, pathway: Pathway) -> Iterator[Row]:
 ENROLMENT = ("id, patient_ref, pathway_id, pathway_version, parameters, anchors, status, enrolled_at, "
              "enrolled_by, updated_at, ward, failure_count")
 EPISODE = ("enrolment_id, patient_ref, pathway_id, pathway_version, surgery_start, variant, parameters, "
-           "ward, sex, age_at_surgery, apfel, done, counted, missing, updated_at")
+           "ward, sex, age_at_surgery, apfel, done, counted, missing, done_late, items_counted, items_done, "
+           "updated_at")
 OUTCOME = "enrolment_id, \"values\", computed_at"
 RESULT = ("enrolment_id, element_id, phase, category, status, counts, missing, occurrences_done, "
           "occurrences_counted, evidence, occurrences, evaluated_at")

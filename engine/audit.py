@@ -187,15 +187,18 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     threshold = pathway.audit.high_compliance
     ordered = elements_in_order(pathway)
     report = cohort_compliance((r.compliance for r in rows), high_threshold=threshold)
-    completeness = _completeness(ordered, rows, report, procedures, top_missing,
-                                 pathway.audit.missing_data_limit)
+    completeness = cohort_completeness(
+        ordered, _missing_by_element(ordered, rows, report), patients=len(rows),
+        procedures=procedures, top=top_missing, limit=pathway.audit.missing_data_limit)
     elements = tuple(_element_summary(el, rows, report, completeness, items.get(el.id))
                      for el in ordered)
     phases: dict[str, Ratio] = {p: report.by_phase[p] for p in PHASES if p in report.by_phase}
     return AuditReport(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
         filters=wanted, compliance=report, patients=tuple(rows), elements=elements,
-        phases=phases, trend=_trend(rows, threshold), completeness=completeness,
+        phases=phases, trend=month_trend(((r.attributes.get(SURGERY_MONTH), r.compliance) for r in rows),
+                                            threshold),
+        completeness=completeness,
         outcomes=None if outcomes is None else compare_outcomes(rows, threshold),
         breakdown=sum((e.breakdown for e in elements), Breakdown()),
         phase_breakdown={p: sum((e.breakdown for e in elements if e.phase == p), Breakdown())
@@ -239,19 +242,24 @@ def elements_in_order(pathway: Pathway) -> tuple[Element, ...]:
     return tuple(sorted(pathway.elements, key=lambda el: rank[el.phase]))
 
 
-def _completeness(elements: Sequence[Element], rows: Sequence[PatientRow], report: ComplianceReport,
-                  procedures: int | None, top: int, limit: float) -> Completeness:
-    by_element = {}
-    for el in elements:
-        missing = sum(1 for r in rows if el.id in r.missing)
-        by_element[el.id] = Ratio(missing, report.by_element.get(el.id, Ratio()).counted)
-    total = sum(by_element.values(), Ratio())
+def _missing_by_element(elements: Sequence[Element], rows: Sequence[PatientRow],
+                        report: ComplianceReport) -> dict[str, Ratio]:
+    """Per element: patients with missing data of patients counted."""
+    return {el.id: Ratio(sum(1 for r in rows if el.id in r.missing),
+                         report.by_element.get(el.id, Ratio()).counted) for el in elements}
+
+
+def cohort_completeness(elements: Sequence[Element], by_element: Mapping[str, Ratio], *, patients: int,
+                        procedures: int | None, top: int, limit: float) -> Completeness:
+    """EIAS data quality from missing-of-counted per element (the engine's rows or the store's
+    sums): ranked by most missing, then share missing, then pathway order."""
+    by_element = {el.id: by_element.get(el.id, Ratio()) for el in elements}
     order = {el.id: i for i, el in enumerate(elements)}
     ranked = sorted((item for item in by_element.items() if item[1].done),
                     key=lambda item: (-item[1].done, -(item[1].value or 0), order[item[0]]))
-    coverage = None if procedures is None else Ratio(len(rows), procedures)
-    return Completeness(coverage, total, by_element, tuple(ranked[:top]), limit,
-                        over_missing_limit(by_element, limit))
+    coverage = None if procedures is None else Ratio(patients, procedures)
+    return Completeness(coverage, sum(by_element.values(), Ratio()), by_element, tuple(ranked[:top]),
+                        limit, over_missing_limit(by_element, limit))
 
 
 def over_missing_limit(by_element: Mapping[str, Ratio], limit: float) -> tuple[str, ...]:
@@ -259,12 +267,14 @@ def over_missing_limit(by_element: Mapping[str, Ratio], limit: float) -> tuple[s
     return tuple(e for e, r in by_element.items() if r.value is not None and r.value > limit)
 
 
-def _trend(rows: Sequence[PatientRow], threshold: float) -> tuple[MonthTrend, ...]:
+def month_trend(patients: Iterable[tuple[str | None, PatientCompliance]],
+                threshold: float) -> tuple[MonthTrend, ...]:
+    """Compliance and the high share per surgery month, from (month, patient compliance) pairs;
+    patients without a surgery month are left out."""
     months: dict[str, list[PatientCompliance]] = {}
-    for r in rows:
-        month = r.attributes.get(SURGERY_MONTH)
+    for month, compliance in patients:
         if month is not None:
-            months.setdefault(month, []).append(r.compliance)
+            months.setdefault(month, []).append(compliance)
     out = []
     for month in sorted(months):
         part = cohort_compliance(months[month], high_threshold=threshold)
@@ -282,15 +292,22 @@ def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
 
 
 def compare_outcomes(rows: Sequence[PatientRow],
-                      threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
-    """High (>= threshold) and lower compliance groups; patients with nothing counted are in neither."""
-    scored = [r for r in rows if r.outcomes is not None and r.compliance.headline.counted]
-    values = [r.outcomes.values() for r in scored if r.outcomes is not None]
-    names = list(values[0]) if values else []
-    binary = {n: any(isinstance(v.get(n), bool) for v in values) for n in names}
+                     threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
+    """High (>= threshold) and lower compliance groups of the report's patients."""
+    return outcome_groups(((r.compliance, r.outcomes.values()) for r in rows if r.outcomes is not None),
+                          threshold)
+
+
+def outcome_groups(patients: Iterable[tuple[PatientCompliance, Mapping[str, OutcomeValue]]],
+                   threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
+    """High (>= threshold) and lower compliance groups from (compliance, outcome values) pairs;
+    patients with nothing counted are in neither."""
+    scored = [(c, v) for c, v in patients if c.headline.counted]
+    names = list(scored[0][1]) if scored else []
+    binary = {n: any(isinstance(v.get(n), bool) for _, v in scored) for n in names}
     groups = []
     for label, high in (("high", True), ("lower", False)):
-        members = [v for r, v in zip(scored, values, strict=True) if r.compliance.is_high(threshold) is high]
+        members = [v for c, v in scored if c.is_high(threshold) is high]
         stats = {n: _stat(n, [m[n] for m in members], binary[n]) for n in names}
         groups.append(OutcomeGroup(label, len(members), stats))
     return groups[0], groups[1]

@@ -1,4 +1,4 @@
-"""Synthetic patient files (JSON) for simulation and tests: facts with ISO instants."""
+"""Patient files (JSON): facts with ISO instants, for simulation, tests and stored episode facts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,36 @@ def _instant(value: Any, where: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise EvaluationError(f"{where}: '{value}' needs a time zone offset (e.g. Z)")
     return parsed
+
+
+_FACT_FIELDS = ("time", "end", "value", "unit", "status", "source", "recorded")
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def fact_json(fact: Fact) -> dict[str, Any]:
+    """One fact as a patient file writes it (the inverse of reading it); None fields left out."""
+    out: dict[str, Any] = {"concept": fact.concept}
+    for name in _FACT_FIELDS:
+        value = getattr(fact, name)
+        if value is not None:
+            out[name] = _iso(value)
+    return {**out, **fact.attrs}
+
+
+def patient_json(facts: PatientFacts) -> dict[str, Any]:
+    """The patient file of `facts`: `patient_from_json(patient_json(f))` evaluates like `f`."""
+    return {
+        "id": facts.patient_id, "enrolment": facts.enrolment_id, "sex": facts.sex,
+        "birthDate": None if facts.birth_date is None else facts.birth_date.isoformat(),
+        "enrolledAt": _iso(facts.enrolled_at), "parameters": dict(facts.parameters),
+        "facts": [fact_json(f) for f in facts.facts],
+        "notDone": [fact_json(f) for f in facts.not_done],
+        "tasks": [{"key": t.action_key, "status": t.status, "at": _iso(t.at), "reason": t.reason,
+                   "by": t.by, "source": t.source} for t in facts.tasks],
+    }
 
 
 def _fact(raw: dict[str, Any], i: int) -> Fact:
@@ -51,7 +81,7 @@ def _patient(data: dict[str, Any]) -> PatientFacts:
     birth = data.get("birthDate")
     tasks = tuple(TaskState(action_key=t["key"], status=t["status"],
                             at=_instant(t.get("at"), "tasks"), reason=t.get("reason"),
-                            by=t.get("by")) for t in data.get("tasks", []))
+                            by=t.get("by"), source=t.get("source")) for t in data.get("tasks", []))
     return PatientFacts(
         patient_id=str(data.get("id", "synthetic")),
         enrolment_id=str(data.get("enrolment", data.get("id", "synthetic"))),
@@ -61,4 +91,5 @@ def _patient(data: dict[str, Any]) -> PatientFacts:
         parameters=dict(data.get("parameters", {})),
         facts=tuple(_fact(raw, i) for i, raw in enumerate(data.get("facts", []))),
         tasks=tasks,
+        not_done=tuple(_fact(raw, i) for i, raw in enumerate(data.get("notDone", []))),
     )

@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from time import perf_counter
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from sqlmodel import Session
 
 from engine.audit_cells import Breakdown
 from engine.audit_export import percent
+from engine.loader import load_pathway
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import load_pathways
+from flows.recompute import RecomputeJob
+from flows.recompute import recompute as run_recompute
 from store.audit_queries import CohortFilter
 from store.audit_summary import StoredAudit, stored_audit
 from store.db import database_url, make_engine
+from store.episode_facts import episodes_without_facts
 from store.episode_outcomes import EpisodeOutcomes, episode_outcomes
 
 app = typer.Typer(help="Quality audit: compliance, completeness and outcomes.", no_args_is_help=True)
@@ -69,6 +84,52 @@ def report(
         write_csv(audit)
     else:
         console.print(audit_table(audit))
+
+
+@app.command()
+def recompute(
+    pathway: Annotated[str, typer.Option(help="pathway id (its configured, current version)")],
+    workers: Annotated[int, typer.Option(help="processes (default: one per core)")] = 0,
+) -> None:
+    """Re-evaluate every stored episode of a pathway from its stored facts (after a version
+    change), on every core; safe to re-run: results that come out the same are not rewritten."""
+    cfg = runtime_settings()
+    files = {load_pathway(path, cfg.terminology).id: path for path in cfg.pathways}
+    if pathway not in files:
+        console.print(f"[red]unknown pathway[/red] {pathway} (configured: {', '.join(files)})")
+        raise typer.Exit(2)
+    job = RecomputeJob(database_url(cfg.database_url), files[pathway], cfg.terminology, cfg.timezone)
+    started = perf_counter()
+    with _progress(f"recomputing {pathway}") as step:
+        n = run_recompute(job, pathway, workers=workers or None, progress=step)
+    took = perf_counter() - started
+    engine = make_engine(job.database_url)
+    with Session(engine) as session:
+        skipped = episodes_without_facts(session=session, pathway_id=pathway)
+    engine.dispose()
+    note = f"; {skipped} without stored facts skipped (apply them again)" if skipped else ""
+    Console(stderr=True).print(f"re-evaluated {n} episodes of {pathway} in {took:.1f} s{note}",
+                               soft_wrap=True)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr when it is a terminal, else a line every tenth of the way."""
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        shown = [-1]
+
+        def line(done: int, total: int) -> None:
+            tenth = 10 * done // total if total else 10
+            if tenth > shown[0]:
+                shown[0] = tenth
+                err.print(f"{label}: {done}/{total}", soft_wrap=True)
+        yield line
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def write_csv(audit: StoredAudit) -> None:

@@ -42,6 +42,7 @@ from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
 from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, update_enrolment_context
+from store.episode_facts import record_facts
 from store.locks import patient_lock
 from store.models import Enrolment
 from store.pathways import register_pathway_version
@@ -259,6 +260,7 @@ def _sync(rt: Runtime, enrolment: Enrolment, evaluation: Evaluation, facts: Pati
         record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
                                attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
                                                              facts, ward=ward))
+        record_facts(session=session, enrolment_id=enrolment.id, facts=facts, at=now)  # for recompute
         if rt.outcomes is not None:
             record_outcomes(session=session, enrolment_id=enrolment.id, at=now, outcomes=patient_outcomes(
                 facts, evaluation, definitions=rt.outcomes, tz=rt.tz))

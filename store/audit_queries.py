@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,15 +60,6 @@ def cohort_conditions(f: CohortFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def _sums() -> tuple[Any, Any, Any, Any]:
-    row = ElementResultRow
-    done = func.sum(case((col(row.counts) == "done", 1), else_=0))
-    counted = func.count(col(row.counts))
-    missing = func.sum(case((col(row.missing), 1), else_=0))
-    late = func.sum(case((col(row.status) == Status.DONE_LATE.value, 1), else_=0))
-    return done, counted, missing, late
-
-
 def _joined(query: Any, cohort: CohortFilter) -> Any:
     return (query.join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
             .where(*cohort_conditions(cohort)))
@@ -79,7 +70,6 @@ class ElementCount:
     """Per element: done, counted and missing as the engine decided; done late (status)."""
 
     element_id: str
-    phase: str
     done: int
     counted: int
     missing: int
@@ -87,39 +77,17 @@ class ElementCount:
 
 
 def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCount]:
-    """Per element over the cohort: patients done, counted (the engine's `counts`), missing,
-    done late."""
-    done, counted, missing, late = _sums()
-    # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
-    query = _joined(sa_select(col(ElementResultRow.element_id), col(ElementResultRow.phase), done,
-                              counted, missing, late), cohort).group_by(
-        col(ElementResultRow.element_id), col(ElementResultRow.phase))
-    return [ElementCount(e, p, int(d or 0), int(c or 0), int(m or 0), int(n or 0))
-            for e, p, d, c, m, n in session.execute(query)]
-
-
-def done_late_by_episode(*, session: Session, cohort: CohortFilter) -> dict[str, int]:
-    """Elements done late per episode of the cohort (episodes with none are left out)."""
-    late = func.sum(case((col(ElementResultRow.status) == Status.DONE_LATE.value, 1), else_=0))
-    query = _joined(sa_select(col(ElementResultRow.enrolment_id), late), cohort).group_by(
-        col(ElementResultRow.enrolment_id))
-    return {e: int(n) for e, n in session.execute(query) if n}
-
-
-def counted_results(*, session: Session, cohort: CohortFilter,
-                    element_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """enrolment id -> element id -> the engine's `counts`, for these elements where counted
-    (the ERAS items' elements: `engine.compliance.item_ratios` groups them)."""
-    out: dict[str, dict[str, str]] = {}
-    if not element_ids:
-        return out
-    query = _joined(sa_select(col(ElementResultRow.enrolment_id), col(ElementResultRow.element_id),
-                              col(ElementResultRow.counts)), cohort).where(
-        col(ElementResultRow.counts).is_not(None),
-        col(ElementResultRow.element_id).in_(list(element_ids)))
-    for enrolment_id, element_id, counts in session.execute(query):
-        out.setdefault(enrolment_id, {})[element_id] = counts
-    return out
+    """Per element over the cohort: patients done, counted (the engine's `counts`), missing
+    (these three read only the covering index), and done late (a partial index)."""
+    row = ElementResultRow
+    query = _joined(sa_select(col(row.element_id), func.sum(case((col(row.counts) == "done", 1), else_=0)),
+                              func.count(col(row.counts)), func.sum(case((col(row.missing), 1), else_=0))),
+                    cohort).group_by(col(row.element_id))
+    late = _joined(sa_select(col(row.element_id), func.count()), cohort).where(
+        col(row.status) == Status.DONE_LATE.value).group_by(col(row.element_id))
+    done_late = {e: int(n) for e, n in session.execute(late)}
+    return [ElementCount(e, int(d or 0), int(c or 0), int(m or 0), done_late.get(e, 0))
+            for e, d, c, m in session.execute(query)]
 
 
 def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, str, list[Any]]]:
@@ -132,31 +100,97 @@ def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, 
 
 @dataclass(frozen=True)
 class PatientCount:
+    """One episode: elements done, counted, missing and done late; ERAS items done and counted
+    (None when the pathway maps no item); its stored outcome values (None: not computed)."""
+
     enrolment_id: str
     patient_ref: str
     surgery_start: datetime | None
     done: int
     counted: int
     missing: int
+    done_late: int
+    eras: tuple[int, int] | None
+    outcomes: dict[str, Any] | None
 
 
-def patient_counts(*, session: Session, cohort: CohortFilter) -> list[PatientCount]:
-    """Per episode of the cohort: elements done, counted and missing (the engine's patient
-    compliance, stored with the episode), ordered by surgery start."""
+def item_counts(*, session: Session, cohort: CohortFilter,
+                items: Mapping[str, int]) -> dict[int, tuple[int, int]]:
+    """Per ERAS item over the cohort: patients with the item done, and counted, from the
+    episodes' item masks (one pass over episodes); episodes without masks from their results."""
     ep = AuditEpisode
-    query = (sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start),
-                       col(ep.done), col(ep.counted), col(ep.missing))
-             .where(*cohort_conditions(cohort))
-             .order_by(col(ep.surgery_start), col(ep.patient_ref)))
-    return [PatientCount(*row) for row in session.execute(query)]
+    numbers = sorted(set(items.values()))
+    if not numbers:
+        return {}
+    sums = [func.sum(case((col(mask).op("&")(1 << n) != 0, 1), else_=0))
+            for n in numbers for mask in (ep.items_done, ep.items_counted)]
+    row = session.execute(sa_select(*sums).where(*cohort_conditions(cohort),
+                                                 col(ep.items_counted).is_not(None))).one()
+    out = {n: (int(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, n in enumerate(numbers)}
+    if _without_masks(session, cohort):
+        per_item = _per_item(cohort, items)
+        query = sa_select(per_item.c.item, func.sum(case((per_item.c.not_done == 0, 1), else_=0)),
+                          func.count()).group_by(per_item.c.item)
+        for n, done, counted in session.execute(query):
+            out[int(n)] = (out[int(n)][0] + int(done), out[int(n)][1] + int(counted))
+    return {n: ratio for n, ratio in out.items() if ratio[1]}
 
 
-def cohort_outcomes(*, session: Session, cohort: CohortFilter) -> dict[str, dict[str, Any]]:
-    """Stored outcome values by enrolment id, for the cohort's episodes that have them."""
-    query = (select(AuditOutcome.enrolment_id, AuditOutcome.values)
-             .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(AuditOutcome.enrolment_id))
-             .where(*cohort_conditions(cohort)))
-    return {e: dict(v or {}) for e, v in session.exec(query)}
+def _without_masks(session: Session, cohort: CohortFilter) -> bool:
+    """Whether some episode of the cohort was stored without its ERAS item masks."""
+    query = sa_select(col(AuditEpisode.enrolment_id)).where(
+        *cohort_conditions(cohort), col(AuditEpisode.items_counted).is_(None)).limit(1)
+    return session.execute(query).first() is not None
+
+
+def _per_item(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
+    """(enrolment, item, counted elements not done) of the cohort's episodes stored without item
+    masks: `engine.compliance.item_ratios` in SQL (counted when any element of the item counts,
+    done when none of those is not done)."""
+    row, ep = ElementResultRow, AuditEpisode
+    item = case(dict(items), value=col(row.element_id))
+    not_done = func.sum(case((col(row.counts) != "done", 1), else_=0)).label("not_done")
+    return _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"), not_done),
+                   cohort).where(col(ep.items_counted).is_(None), col(row.counts).is_not(None),
+                                 col(row.element_id).in_(list(items))).group_by(
+        col(row.enrolment_id), item).subquery("per_item")
+
+
+def _eras_without_masks(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
+    per_item = _per_item(cohort, items)
+    return (sa_select(per_item.c.enrolment_id,
+                      func.sum(case((per_item.c.not_done == 0, 1), else_=0)).label("done"),
+                      func.count().label("counted"))
+            .group_by(per_item.c.enrolment_id).subquery("eras"))
+
+
+def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int],
+                   with_outcomes: bool) -> list[PatientCount]:
+    """Per episode of the cohort, ordered by surgery start, in one statement: the patient
+    compliance stored with the episode (ERAS items summed from results for episodes stored
+    without masks), and the outcomes."""
+    ep = AuditEpisode
+    query = sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start), col(ep.done),
+                      col(ep.counted), col(ep.missing), col(ep.done_late), col(ep.items_counted),
+                      col(ep.items_done))
+    summed = bool(items) and _without_masks(session, cohort)
+    if summed:
+        eras = _eras_without_masks(cohort, items)
+        query = query.add_columns(eras.c.done, eras.c.counted).outerjoin(
+            eras, eras.c.enrolment_id == col(ep.enrolment_id))
+    if with_outcomes:
+        query = query.add_columns(col(AuditOutcome.values)).outerjoin(
+            AuditOutcome, col(AuditOutcome.enrolment_id) == col(ep.enrolment_id))
+    query = query.where(*cohort_conditions(cohort)).order_by(col(ep.surgery_start), col(ep.patient_ref))
+    return [PatientCount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _eras(r, summed) if items else None,
+                         r[-1] if with_outcomes else None) for r in session.execute(query)]
+
+
+def _eras(r: Any, summed: bool) -> tuple[int, int]:
+    """ERAS items done and counted: bits of the stored masks, else the sums from results."""
+    if r[7] is not None:
+        return r[8].bit_count(), r[7].bit_count()
+    return (int(r[9] or 0), int(r[10] or 0)) if summed else (0, 0)
 
 
 def cohort_episodes(*, session: Session, cohort: CohortFilter) -> list[AuditEpisode]:

@@ -1,9 +1,11 @@
 """The audit report from stored results: the engine's Ratio and cohort arithmetic over summed counts.
 
 The stored `counts` and `missing` columns are the engine's own decisions per element, so summing
-them in SQL is the engine's arithmetic; patient-level aggregation (overall, the high-compliance
-share, the trend, outcome groups) goes through `engine.compliance.cohort_compliance` and
-`engine.audit`. Exports rebuild `AuditCase`s and run `engine.audit.audit_report` itself.
+them in SQL is the engine's arithmetic (per element, per ERAS item, per patient, in a few
+grouped statements); cohort aggregation (overall, the high-compliance share, the trend,
+completeness, outcome groups) goes through `engine.compliance` and `engine.audit`, the same
+functions the pure-engine report uses. Exports rebuild `AuditCase`s and run
+`engine.audit.audit_report` itself.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from engine.audit import (
     ElementSummary,
     MonthTrend,
     OutcomeGroup,
-    PatientRow,
-    compare_outcomes,
+    cohort_completeness,
     elements_in_order,
     eras_item_of,
-    over_missing_limit,
+    month_trend,
+    outcome_groups,
 )
 from engine.audit_cells import Breakdown, DeclinedNotApplicable, not_applicable_declines
-from engine.compliance import PatientCompliance, Ratio, cohort_compliance, item_ratios
+from engine.compliance import PatientCompliance, Ratio, cohort_compliance
 from engine.facts import PatientFacts
 from engine.model import PHASES, Pathway
 from engine.results import ElementResult, Evaluation, Status
@@ -37,12 +39,10 @@ from store.audit_queries import (
     ElementCount,
     PatientCount,
     cohort_episodes,
-    cohort_outcomes,
-    counted_results,
     declined_rows,
-    done_late_by_episode,
     element_counts,
     episode_results,
+    item_counts,
     patient_counts,
 )
 from store.models import AuditEpisode, ElementResultRow
@@ -58,11 +58,7 @@ class PatientSummary:
     missing: int
     outcomes: Mapping[str, Any] | None = None
     done_late: int = 0
-    by_item: Mapping[int, Ratio] | None = None  # None: the pathway maps no ERAS item
-
-    @property
-    def eras(self) -> Ratio | None:
-        return None if self.by_item is None else sum(self.by_item.values(), Ratio())
+    eras: Ratio | None = None  # ERAS items done of counted; None: the pathway maps no item
 
     @property
     def breakdown(self) -> Breakdown:
@@ -95,24 +91,32 @@ class StoredAudit:
 
 def stored_audit(pathway: Pathway, *, session: Session, cohort: CohortFilter, tz: tzinfo,
                  unenrolled: int = 0, top_missing: int = 5, with_outcomes: bool = True) -> StoredAudit:
-    """The audit of the cohort; coverage counts `unenrolled` patients who had the procedure too."""
+    """The audit of the cohort; coverage counts `unenrolled` patients who had the procedure too.
+
+    SQL sums the engine's stored per-element decisions (per element, per ERAS item, per
+    patient); the cohort figures, trend, completeness and outcome groups are `engine.audit`'s."""
     counts = {c.element_id: c for c in element_counts(session=session, cohort=cohort)}
-    patients = _patients(pathway, session=session, cohort=cohort, tz=tz, with_outcomes=with_outcomes)
+    items = eras_item_of(pathway)
+    patients = tuple(_patient(r, tz) for r in patient_counts(
+        session=session, cohort=cohort, items=items, with_outcomes=with_outcomes))
     threshold = pathway.audit.high_compliance
-    scores = {p.enrolment_id: _compliance(p) for p in patients}
-    report = cohort_compliance(scores.values(), high_threshold=threshold)
+    scores = [_compliance(p) for p in patients]
+    report = cohort_compliance(scores, high_threshold=threshold)
     declined = _declined(session, cohort)
     elements = _elements(pathway, counts, declined)
     phases = _phases(elements)
     return StoredAudit(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
         elements=elements, phases=phases, overall=report.overall, high=report.high,
-        patients=patients, trend=_trend(patients, scores, threshold),
-        completeness=_completeness(elements, len(patients), unenrolled, top_missing,
-                                   pathway.audit.missing_data_limit),
-        outcomes=_outcome_groups(patients, scores, threshold) if with_outcomes and any(
-            p.outcomes is not None for p in patients) else None,
-        eras=report.eras, by_item=report.by_item,
+        patients=patients,
+        trend=month_trend(zip((p.month for p in patients), scores, strict=True), threshold),
+        completeness=cohort_completeness(
+            elements_in_order(pathway), {e.element_id: e.missing for e in elements},
+            patients=len(patients), procedures=len(patients) + unenrolled if patients or unenrolled else None,
+            top=top_missing, limit=pathway.audit.missing_data_limit),
+        outcomes=_outcome_groups(patients, scores, threshold),
+        eras=report.eras, by_item={i: Ratio(d, c) for i, (d, c) in sorted(
+            item_counts(session=session, cohort=cohort, items=items).items())},
         breakdown=sum((e.breakdown for e in elements), Breakdown()),
         phase_breakdown={p: sum((e.breakdown for e in elements if e.phase == p), Breakdown())
                          for p in phases},
@@ -120,22 +124,11 @@ def stored_audit(pathway: Pathway, *, session: Session, cohort: CohortFilter, tz
                                       for key, n in sorted(declined.items())))
 
 
-def _patients(pathway: Pathway, *, session: Session, cohort: CohortFilter, tz: tzinfo,
-              with_outcomes: bool) -> tuple[PatientSummary, ...]:
-    rows = patient_counts(session=session, cohort=cohort)
-    outcomes = cohort_outcomes(session=session, cohort=cohort) if with_outcomes else {}
-    late = done_late_by_episode(session=session, cohort=cohort)
-    items = eras_item_of(pathway)
-    results = counted_results(session=session, cohort=cohort, element_ids=list(items))
-    return tuple(PatientSummary(
-        r.enrolment_id, r.patient_ref, _month(r, tz), Ratio(r.done, r.counted), r.missing,
-        outcomes.get(r.enrolment_id), late.get(r.enrolment_id, 0),
-        _items(results.get(r.enrolment_id, {}), items) if items else None) for r in rows)
-
-
-def _items(counts: Mapping[str, str], items: Mapping[str, int]) -> dict[int, Ratio]:
-    by_element = {e: Ratio(1 if c == "done" else 0, 1) for e, c in counts.items()}
-    return item_ratios(by_element, items)
+def _patient(r: PatientCount, tz: tzinfo) -> PatientSummary:
+    month = None if r.surgery_start is None else r.surgery_start.astimezone(tz).strftime("%Y-%m")
+    return PatientSummary(r.enrolment_id, r.patient_ref, month, Ratio(r.done, r.counted), r.missing,
+                          None if r.outcomes is None else dict(r.outcomes), r.done_late,
+                          None if r.eras is None else Ratio(*r.eras))
 
 
 def _declined(session: Session, cohort: CohortFilter) -> dict[tuple[str, str, str], int]:
@@ -150,12 +143,15 @@ def _declined(session: Session, cohort: CohortFilter) -> dict[tuple[str, str, st
     return out
 
 
-def _month(row: PatientCount, tz: tzinfo) -> str | None:
-    return None if row.surgery_start is None else row.surgery_start.astimezone(tz).strftime("%Y-%m")
+def _outcome_groups(patients: Sequence[PatientSummary], scores: Sequence[PatientCompliance],
+                    threshold: float) -> tuple[OutcomeGroup, OutcomeGroup] | None:
+    pairs = [(s, stored_outcomes(p.patient_ref, p.outcomes).values())
+             for p, s in zip(patients, scores, strict=True) if p.outcomes is not None]
+    return outcome_groups(pairs, threshold) if pairs else None
 
 
 def _compliance(p: PatientSummary) -> PatientCompliance:
-    return PatientCompliance(p.patient_ref, p.compliance, {}, {}, dict(p.by_item or {}), p.eras)
+    return PatientCompliance(p.patient_ref, p.compliance, {}, {}, {}, p.eras)
 
 
 def _elements(pathway: Pathway, counts: Mapping[str, ElementCount],
@@ -163,7 +159,7 @@ def _elements(pathway: Pathway, counts: Mapping[str, ElementCount],
     items = eras_item_of(pathway)
     out = []
     for el in elements_in_order(pathway):
-        c = counts.get(el.id) or ElementCount(el.id, el.phase, 0, 0, 0)
+        c = counts.get(el.id) or ElementCount(el.id, 0, 0, 0)
         split = Breakdown(c.done, c.done_late, c.counted - c.done - c.done_late - c.missing, c.missing)
         reasons: dict[str, int] = {}
         for (element_id, _, reason), n in declined.items():
@@ -180,40 +176,6 @@ def _phases(elements: Sequence[ElementSummary]) -> dict[str, Ratio]:
     for e in elements:
         by_phase[e.phase] = by_phase.get(e.phase, Ratio()) + e.compliance
     return {p: by_phase[p] for p in PHASES if by_phase.get(p, Ratio()).counted}
-
-
-def _trend(patients: Sequence[PatientSummary], scores: Mapping[str, PatientCompliance],
-           threshold: float) -> tuple[MonthTrend, ...]:
-    months: dict[str, list[PatientCompliance]] = {}
-    for p in patients:
-        if p.month is not None:
-            months.setdefault(p.month, []).append(scores[p.enrolment_id])
-    out = []
-    for month in sorted(months):
-        part = cohort_compliance(months[month], high_threshold=threshold)
-        out.append(MonthTrend(month, len(months[month]), part.overall, part.high))
-    return tuple(out)
-
-
-def _completeness(elements: Sequence[ElementSummary], patients: int, unenrolled: int,
-                  top: int, limit: float) -> Completeness:
-    """EIAS data quality; ranked like `engine.audit`: most missing, then share missing, then order."""
-    by_element = {e.element_id: e.missing for e in elements}
-    order = {e.element_id: i for i, e in enumerate(elements)}
-    ranked = sorted((item for item in by_element.items() if item[1].done),
-                    key=lambda item: (-item[1].done, -(item[1].value or 0), order[item[0]]))
-    procedures = patients + unenrolled
-    coverage = Ratio(patients, procedures) if procedures else None
-    return Completeness(coverage, sum(by_element.values(), Ratio()), by_element, tuple(ranked[:top]),
-                        limit, over_missing_limit(by_element, limit))
-
-
-def _outcome_groups(patients: Sequence[PatientSummary], scores: Mapping[str, PatientCompliance],
-                    threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
-    rows = [PatientRow(p.patient_ref, {}, scores[p.enrolment_id], {}, frozenset(),
-                       stored_outcomes(p.patient_ref, p.outcomes))
-            for p in patients if p.outcomes is not None]
-    return compare_outcomes(rows, threshold)
 
 
 def stored_cases(*, session: Session, cohort: CohortFilter,

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
@@ -306,8 +306,15 @@ class ElementResultRow(SQLModel, table=True):
 
     __tablename__ = "element_result"
     # Covering the audit's per-element sums, so they read the index, not the table.
-    __table_args__ = (Index("ix_element_result_element_counts", "element_id", "counts", "missing",
-                            "enrolment_id"),)
+    # Partial indexes on the few results done late or declined, which the audit reads apart.
+    __table_args__ = (
+        Index("ix_element_result_element_counts", "element_id", "counts", "missing", "enrolment_id"),
+        Index("ix_element_result_done_late", "element_id", "enrolment_id",
+              sqlite_where=text("status = 'done-late'"),
+              postgresql_where=text("status = 'done-late'")),
+        Index("ix_element_result_declined", "enrolment_id", sqlite_where=text("decline_reason IS NOT NULL"),
+              postgresql_where=text("decline_reason IS NOT NULL")),
+    )
 
     enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
     element_id: str = Field(primary_key=True)
@@ -327,7 +334,8 @@ class ElementResultRow(SQLModel, table=True):
 
 class AuditEpisode(SQLModel, table=True):
     """The cohort attributes of one enrolment that the audit filters on, and its compliance
-    (`engine.compliance.patient_compliance`: done and counted elements; missing data)."""
+    (`engine.compliance.patient_compliance`: done and counted elements and ERAS items; missing
+    data and elements done late), so that the audit sums the engine's figures."""
 
     __tablename__ = "audit_episode"
     __table_args__ = (Index("ix_audit_episode_pathway_surgery_start", "pathway_id", "surgery_start"),)
@@ -347,7 +355,25 @@ class AuditEpisode(SQLModel, table=True):
     done: int = 0
     counted: int = 0
     missing: int = 0
+    done_late: int = 0
+    # The ERAS items counted and done (`PatientCompliance.by_item`) as bit masks, bit n for item
+    # n, so the audit sums items per patient and per item in one pass over episodes. Null for
+    # episodes stored before these columns (until `eras audit recompute`) or items above 62.
+    items_counted: int | None = Field(default=None, sa_type=BigInteger)
+    items_done: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class EpisodeFacts(SQLModel, table=True):
+    """What the engine read for one enrolment's latest evaluation (a patient file, see
+    `engine.patientfile`) and that evaluation's instant: `eras audit recompute` re-evaluates
+    history from it after a pathway version change, without reading the EHR again."""
+
+    __tablename__ = "episode_facts"
+
+    enrolment_id: str = Field(foreign_key="enrolment.id", primary_key=True)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    evaluated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class AuditOutcome(SQLModel, table=True):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, delete, insert, tuple_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from engine.audit_cells import is_missing
-from engine.compliance import patient_compliance
+from engine.audit_cells import element_cell, is_missing
+from engine.compliance import Ratio, patient_compliance
 from engine.facts import PatientFacts
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
@@ -79,11 +81,10 @@ def occurrence_from_json(enrolment_id: str, element_id: str, data: Mapping[str, 
                       data.get("counts"))
 
 
-def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
-    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
-    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
+def _values(result: ElementResult) -> dict[str, Any]:
+    """The stored columns of one element result (all but the keys and `evaluated_at`)."""
     done = [o.done_at for o in result.occurrences if o.done_at is not None]
-    values = {
+    return {
         "phase": result.phase, "category": result.category, "status": str(result.status),
         "counts": result.counts, "missing": is_missing(result),
         "occurrences_done": result.occurrences_done,
@@ -93,6 +94,12 @@ def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
         "decline_reason": next((o.decline_reason for o in result.occurrences if o.decline_reason), None),
         "occurrences": [occurrence_json(o) for o in result.occurrences],
     }
+
+
+def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
+    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
+    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
+    values = _values(result)
     if all(getattr(row, name) == value for name, value in values.items()):
         return False
     for name, value in values.items():
@@ -118,6 +125,45 @@ def record_element_results(*, session: Session, enrolment_id: str, evaluation: E
     _record_episode(session, enrolment_id, evaluation, attributes, at)
 
 
+def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
+    """`record_element_results` for a batch of episodes, in bulk: one read of their results,
+    then one multi-row insert, update and delete of what changed (a re-run writes no result)."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    ids = [e.enrolment_id for e in episodes]
+    existing = {(r.enrolment_id, r.element_id): r._mapping for r in session.execute(
+        sa_select(table).where(table.c.enrolment_id.in_(ids)))}
+    inserts, updates = [], []
+    for e in episodes:
+        for result in e.evaluation.elements:
+            values = _values(result)
+            old = existing.pop((e.enrolment_id, result.element_id), None)
+            if old is None:
+                inserts.append({**values, "enrolment_id": e.enrolment_id, "element_id": result.element_id,
+                                "evaluated_at": as_utc(e.at)})
+            elif any(old[name] != value for name, value in values.items()):
+                updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
+                                "evaluated_at": as_utc(e.at)})
+    if inserts:
+        session.execute(insert(table), inserts)
+    if updates:
+        session.execute(update(table).where(table.c.enrolment_id == bindparam("key_enrolment"),
+                                            table.c.element_id == bindparam("key_element")), updates)
+    if existing:  # elements no longer planned
+        keys = tuple_(table.c.enrolment_id, table.c.element_id)
+        session.execute(delete(table).where(keys.in_(list(existing))))
+    list(session.exec(select(AuditEpisode).where(col(AuditEpisode.enrolment_id).in_(ids))))  # identity map
+    for e in episodes:
+        _record_episode(session, e.enrolment_id, e.evaluation, e.attributes, e.at)
+
+
+@dataclass(frozen=True)
+class RecordedEpisode:
+    enrolment_id: str
+    evaluation: Evaluation
+    attributes: EpisodeAttributes
+    at: datetime
+
+
 def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
                     attributes: EpisodeAttributes, at: datetime) -> None:
     row = session.get(AuditEpisode, enrolment_id) or AuditEpisode(
@@ -128,11 +174,24 @@ def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
     row.variant, row.parameters = attributes.variant, dict(attributes.parameters)
     row.ward, row.surgeon, row.sex = attributes.ward, attributes.surgeon, attributes.sex
     row.age_at_surgery, row.apfel = attributes.age_at_surgery, attributes.apfel
-    overall = patient_compliance(evaluation).overall
-    row.done, row.counted = overall.done, overall.counted
+    compliance = patient_compliance(evaluation)
+    row.done, row.counted = compliance.overall.done, compliance.overall.counted
+    row.items_counted, row.items_done = item_masks(compliance.by_item)
     row.missing = sum(1 for r in evaluation.elements if is_missing(r))
+    row.done_late = sum(1 for r in evaluation.elements if element_cell(r) == "done-late")
     row.updated_at = as_utc(at)
     session.add(row)
+
+
+MASK_BITS = 63  # a signed 64-bit column
+
+
+def item_masks(by_item: Mapping[int, Ratio]) -> tuple[int | None, int | None]:
+    """ERAS items counted and done as bit masks (bit n: item n); None when an item is too large."""
+    if any(not 0 <= item < MASK_BITS for item in by_item):
+        return None, None
+    return (sum(1 << item for item in by_item),
+            sum(1 << item for item, ratio in by_item.items() if ratio.done))
 
 
 def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOutcomes,

@@ -1,4 +1,4 @@
-"""`eras audit report` on the gold cohort in a SQLite store: the table and the CSV."""
+"""`eras audit report` on the gold cohort in a SQLite store: the table and the CSV; `recompute`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import io
 from collections.abc import Iterator
 
 import pytest
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from eras_cli.main import app
 from store.db import make_engine
+from store.episode_facts import record_facts
 from tests.audit.cohort import gold_cohort, lumbar
 from tests.utils.audit import clear_audit, load_cases
 
@@ -48,3 +50,22 @@ def test_audit_report_table_prints_elements(gold_store: str) -> None:
     result = CliRunner().invoke(app, ["audit", "report", "--from", "2025-11-01", "--to", "2026-04-30"])
     assert result.exit_code == 0, result.output
     assert "35 patients" in result.stdout and "1366/1429" in result.stdout
+
+
+def test_audit_recompute_reports_progress_and_skips_episodes_without_facts(
+        gold_store: str) -> None:
+    """Three episodes have stored facts, the other 32 were stored without: three re-evaluated,
+    32 named as skipped; stderr is not a terminal here, so progress comes as plain lines."""
+    engine = make_engine(gold_store)
+    with Session(engine) as session:
+        for case in gold_cohort()[:3]:
+            record_facts(session=session, enrolment_id=case.evaluation.enrolment_id, facts=case.facts,
+                         at=case.evaluation.now)
+        session.commit()
+    engine.dispose()
+    result = CliRunner().invoke(app, ["audit", "recompute", "--pathway", "lumbar_fusion", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "recomputing lumbar_fusion: 0/3" in result.stderr
+    assert "recomputing lumbar_fusion: 3/3" in result.stderr
+    assert "re-evaluated 3 episodes of lumbar_fusion" in result.stderr
+    assert "32 without stored facts skipped" in result.stderr

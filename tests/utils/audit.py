@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from engine.audit import AuditCase
 from engine.model import Pathway
 from engine.outcomes import OutcomeDefinitions, patient_outcomes
-from store.models import AuditEpisode, AuditOutcome, ElementResultRow, Enrolment
+from store.models import AuditEpisode, AuditOutcome, ElementResultRow, Enrolment, EpisodeFacts
 from store.results import episode_attributes, record_element_results, record_outcomes
 
 
@@ -47,7 +47,7 @@ def clear_audit(engine: Engine, pathway_id: str, enrolment_ids: Iterable[str] = 
         ids = list(session.exec(select(AuditEpisode.enrolment_id).where(
             col(AuditEpisode.pathway_id) == pathway_id)))
         mine = list(enrolment_ids)
-        for table in (ElementResultRow, AuditOutcome, AuditEpisode):
+        for table in (ElementResultRow, AuditOutcome, EpisodeFacts, AuditEpisode):
             session.exec(delete(table).where(col(table.enrolment_id).in_(ids + mine)))  # type: ignore[call-overload]
         session.exec(delete(Enrolment).where(col(Enrolment.id).in_(mine)))  # type: ignore[call-overload]
         session.commit()
