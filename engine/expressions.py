@@ -105,9 +105,21 @@ class CompiledExpression:
         return True
 
 
+def _lazy_fhirpathpy(text: str) -> Callable[..., list]:
+    """fhirpathpy's compiled expression, built on first use (the fast path rarely needs it)."""
+    compiled: list[Callable[..., list]] = []
+
+    def run(resource: Any, env: dict[str, Any]) -> list:
+        if not compiled:
+            compiled.append(fhirpathpy.compile(text, None))
+        return compiled[0](resource, env)
+    return run
+
+
 def compile_expression(text: str, *, fast: bool = True) -> CompiledExpression:
     """Check and compile; the common subset runs as Python closures, the rest via fhirpathpy."""
     ast = parse_strict(text)
-    run = (compile_fast(ast) if fast else None) or fhirpathpy.compile(text, None)
+    slow = _lazy_fhirpathpy(text)
+    run = (compile_fast(ast, slow) if fast else None) or slow
     return CompiledExpression(text=text, variables=frozenset(variables_of(ast)), _run=run,
                               members=frozenset(root_members(ast)))

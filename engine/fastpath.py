@@ -7,10 +7,14 @@ comparisons; three-valued and/or). Tests check it against fhirpathpy on generate
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
+
+from engine import fastdates
 
 Coll = list[Any]
 Fn = Callable[[Coll, dict[str, Any]], Coll]
+Run = Callable[[Any, dict[str, Any]], Coll]
 
 
 # Variables FHIRPath itself defines; the fast path leaves expressions using them to fhirpathpy.
@@ -122,6 +126,7 @@ def _function(node: dict) -> Callable[[Coll, dict[str, Any]], Coll]:
         "exists": lambda c: [bool(c)], "empty": lambda c: [not c], "last": lambda c: c[-1:],
         "first": lambda c: c[:1], "count": lambda c: [len(c)],
         "not": lambda c: [] if not c else [not _logic(c)],
+        "toDateTime": fastdates.to_datetime,
     }
     if name not in simple:
         raise Unsupported(name)
@@ -160,18 +165,41 @@ def _compile(node: dict) -> Fn:  # noqa: C901 - one branch per FHIRPath node typ
     if kind == "PolarityExpression" and node["terminalNodeText"] == ["-"]:
         inner = _compile(kids[0])
         return lambda focus, env: [-v for v in inner(focus, env)]
+    if kind == "AdditiveExpression" and node["terminalNodeText"] == ["+"]:
+        return _plus_quantity(_compile(kids[0]), kids[1])
     if kind in ("EqualityExpression", "InequalityExpression", "AndExpression", "OrExpression"):
         return _binary(node["terminalNodeText"][0], _compile(kids[0]), _compile(kids[1]))
     raise Unsupported(str(kind))
 
 
+def _plus_quantity(left: Fn, right: dict) -> Fn:
+    """`x + 77 days`: only a quantity literal is added on the fast path (date arithmetic)."""
+    term = right["children"][0] if right.get("type") == "TermExpression" else {}
+    literal = term["children"][0] if term.get("type") == "LiteralTerm" else {}
+    if literal.get("type") != "QuantityLiteral":
+        raise Unsupported("+ other than a quantity literal")
+    amount = fastdates.quantity(literal)
+    return lambda f, e: fastdates.plus(left(f, e), amount)
+
+
+def _unequal(left: Coll, right: Coll) -> Coll:
+    return [not r[0]] if (r := _equal(left, right)) else []
+
+
+_PLAIN: dict[str, Callable[[Coll, Coll], Coll]] = {
+    "=": _equal, "!=": _unequal, **{op: partial(_compare, op) for op in _ORDER}}
+
+
 def _binary(op: str, left: Fn, right: Fn) -> Fn:
-    if op == "=":
-        return lambda f, e: _equal(left(f, e), right(f, e))
-    if op == "!=":
-        return lambda f, e: [not r[0]] if (r := _equal(left(f, e), right(f, e))) else []
-    if op in _ORDER:
-        return lambda f, e: _compare(op, left(f, e), right(f, e))
+    if op in _PLAIN:
+        plain = _PLAIN[op]
+
+        def compare(f: Coll, e: dict[str, Any]) -> Coll:
+            a, b = left(f, e), right(f, e)
+            if fastdates.is_fp(a) or fastdates.is_fp(b):
+                return fastdates.compare(op, a, b)  # date-times: fhirpathpy's own rules
+            return plain(a, b)
+        return compare
     if op == "and":
         return lambda f, e: _and(_logic(left(f, e)), _logic(right(f, e)))
     if op == "or":
@@ -179,10 +207,19 @@ def _binary(op: str, left: Fn, right: Fn) -> Fn:
     raise Unsupported(op)
 
 
-def compile_fast(ast: dict) -> Callable[[Any, dict[str, Any]], Coll] | None:
-    """A closure (resource, env) -> collection, or None when the expression needs fhirpathpy."""
+def compile_fast(ast: dict, fallback: Run | None = None) -> Run | None:
+    """A closure (resource, env) -> collection, or None when the expression needs fhirpathpy.
+
+    A result holding fhirpathpy date-time or quantity objects is handed to `fallback` (the
+    fhirpathpy-compiled expression), which renders such values its own way."""
     try:
         fn = _compile(ast)
     except Unsupported:
         return None
-    return lambda resource, env: fn(_as_coll(resource), env)
+
+    def run(resource: Any, env: dict[str, Any]) -> Coll:
+        out = fn(_as_coll(resource), env)
+        if fallback is not None and fastdates.is_fp(out):
+            return fallback(resource, env)
+        return out
+    return run
