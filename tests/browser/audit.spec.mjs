@@ -1,13 +1,9 @@
 // Drives the audit dashboard in Debian's Chromium: sign in as quality, check the charts, drill down.
 // Usage: node audit.spec.mjs <base-url> <screenshot-path>
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [baseUrl, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   await page.goto(`${baseUrl}/ui/audit`);

@@ -1,14 +1,10 @@
 // Launches the worklist from "the EHR" in Debian's Chromium: /launch -> authorize -> callback ->
 // the ward's worklist, signed in by the session cookie alone; completes a task there.
 // Usage: node launch.spec.mjs <launch-url> <task-key>
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [launchUrl, taskKey] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
   await page.goto(launchUrl);

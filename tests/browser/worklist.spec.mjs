@@ -1,14 +1,10 @@
 // Drives the worklist page in Debian's Chromium: sign in (dev token), open a big ward (time to
 // its first tasks, printed, never asserted; "Show more"), then the test's ward: complete a task.
 // Usage: node worklist.spec.mjs <base-url> <ward> <task-key> <screenshot-path> <big-ward>
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [baseUrl, ward, taskKey, screenshot, bigWard] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
   await page.goto(`${baseUrl}/ui/worklist`);

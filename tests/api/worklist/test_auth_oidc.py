@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -25,14 +26,12 @@ def idp_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-@pytest.fixture(scope="module")
-def jwks_url(idp_key: rsa.RSAPrivateKey) -> Iterator[str]:
+@contextmanager
+def identity_provider(key: rsa.RSAPrivateKey) -> Iterator[tuple[str, FastAPI]]:
+    """A local identity provider serving `key` as its JWKS, counting the fetches."""
     idp = FastAPI()
-    jwk = {
-        **jwt.algorithms.RSAAlgorithm.to_jwk(idp_key.public_key(), as_dict=True),
-        "kid": "k1",
-        "alg": "RS256",
-    }
+    public = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk = {**public, "kid": "k1", "alg": "RS256"}
     idp.state.fetches = 0
 
     @idp.get("/jwks")
@@ -41,7 +40,13 @@ def jwks_url(idp_key: rsa.RSAPrivateKey) -> Iterator[str]:
         return {"keys": [jwk]}
 
     with serve(idp) as base:
-        yield f"{base}/jwks"
+        yield f"{base}/jwks", idp
+
+
+@pytest.fixture(scope="module")
+def jwks_url(idp_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    with identity_provider(idp_key) as (url, _):
+        yield url
 
 
 def _token(key: rsa.RSAPrivateKey, **overrides: Any) -> str:
@@ -107,19 +112,9 @@ class FakeClock:
 
 @pytest.fixture
 def counting_idp(idp_key: rsa.RSAPrivateKey) -> Iterator[tuple[str, FastAPI]]:
-    """A local identity provider whose JWKS endpoint counts its fetches."""
-    idp = FastAPI()
-    public = jwt.algorithms.RSAAlgorithm.to_jwk(idp_key.public_key(), as_dict=True)
-    jwk = {**public, "kid": "k1", "alg": "RS256"}
-    idp.state.fetches = 0
-
-    @idp.get("/jwks")
-    def jwks() -> dict[str, Any]:
-        idp.state.fetches += 1
-        return {"keys": [jwk]}
-
-    with serve(idp) as base:
-        yield f"{base}/jwks", idp
+    """A fresh identity provider, so that a test counts only its own JWKS fetches."""
+    with identity_provider(idp_key) as served:
+        yield served
 
 
 async def test_jwks_unknown_kids_refetch_at_most_once_per_interval(
