@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, tuple_, update
+import orjson
+from sqlalchemy import Text, bindparam, cast, delete, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -126,23 +128,27 @@ def record_element_results(*, session: Session, enrolment_id: str, evaluation: E
 
 
 def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
-    """`record_element_results` for a batch of episodes, in bulk: one read of their results,
-    then one multi-row insert, update and delete of what changed (a re-run writes no result)."""
+    """`record_element_results` for a batch of episodes, in bulk and without the ORM: one read of
+    their results and of their episode rows, then one multi-row insert, update and delete of what
+    changed (a re-run writes no row)."""
     table = ElementResultRow.__table__  # type: ignore[attr-defined]
     ids = [e.enrolment_id for e in episodes]
-    existing = {(r.enrolment_id, r.element_id): r._mapping for r in session.execute(
-        sa_select(table).where(table.c.enrolment_id.in_(ids)))}
+    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
+               for name in _RESULT_COLUMNS]
+    existing = {(r[0], r[1]): r[2:] for r in session.execute(
+        sa_select(table.c.enrolment_id, table.c.element_id, *columns).where(table.c.enrolment_id.in_(ids)))}
     inserts, updates = [], []
     for e in episodes:
+        at = as_utc(e.at)
         for result in e.evaluation.elements:
             values = _values(result)
             old = existing.pop((e.enrolment_id, result.element_id), None)
             if old is None:
                 inserts.append({**values, "enrolment_id": e.enrolment_id, "element_id": result.element_id,
-                                "evaluated_at": as_utc(e.at)})
-            elif any(old[name] != value for name, value in values.items()):
+                                "evaluated_at": at})
+            elif _changed(old, values):
                 updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
-                                "evaluated_at": as_utc(e.at)})
+                                "evaluated_at": at})
     if inserts:
         session.execute(insert(table), inserts)
     if updates:
@@ -151,9 +157,53 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
-    list(session.exec(select(AuditEpisode).where(col(AuditEpisode.enrolment_id).in_(ids))))  # identity map
+    _record_many_episodes(session, episodes)
+
+
+_RESULT_COLUMNS = ("phase", "category", "status", "counts", "missing", "occurrences_done",
+                   "occurrences_counted", "done_at", "evidence", "decline_reason", "occurrences")
+_JSON_RESULT_COLUMNS = frozenset({"evidence", "occurrences"})
+_JSON_AT = tuple(i for i, name in enumerate(_RESULT_COLUMNS) if name in _JSON_RESULT_COLUMNS)
+
+
+def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
+    """Whether a stored result row (columns `_RESULT_COLUMNS`, JSON ones as text) differs from `_values`."""
+    for i, name in enumerate(_RESULT_COLUMNS):
+        stored, value = old[i], values[name]
+        if i in _JSON_AT:
+            if _json_value(stored) != value:
+                return True
+        elif stored != value:
+            return True
+    return False
+
+
+def _json_value(text: str) -> Any:
+    """A stored JSON text decoded; orjson is several times faster than json on what it accepts."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN, Infinity or integers beyond 64 bits: json takes them
+        return json.loads(text)
+
+
+def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode]) -> None:
+    """`_record_episode` for a batch: insert the missing episode rows, update the changed ones."""
+    table = AuditEpisode.__table__  # type: ignore[attr-defined]
+    existing = {r[0]: r[1:] for r in session.execute(
+        sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
+        .where(table.c.enrolment_id.in_([e.enrolment_id for e in episodes])))}
+    inserts, updates = [], []
     for e in episodes:
-        _record_episode(session, e.enrolment_id, e.evaluation, e.attributes, e.at)
+        values = _episode_values(e.evaluation, e.attributes, e.at)
+        old = existing.get(e.enrolment_id)
+        if old is None:
+            inserts.append({**values, "enrolment_id": e.enrolment_id})
+        elif any(stored != values[name] for stored, name in zip(old, _EPISODE_COLUMNS, strict=True)):
+            updates.append({**values, "key_enrolment": e.enrolment_id})
+    if inserts:
+        session.execute(insert(table), inserts)
+    if updates:
+        session.execute(update(table).where(table.c.enrolment_id == bindparam("key_enrolment")), updates)
 
 
 @dataclass(frozen=True)
@@ -168,19 +218,31 @@ def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
                     attributes: EpisodeAttributes, at: datetime) -> None:
     row = session.get(AuditEpisode, enrolment_id) or AuditEpisode(
         enrolment_id=enrolment_id, patient_ref="", pathway_id="", pathway_version=0, updated_at=at)
-    row.patient_ref = f"Patient/{evaluation.patient_id}"
-    row.pathway_id, row.pathway_version = evaluation.pathway_id, evaluation.pathway_version
-    row.surgery_start = attributes.surgery_start
-    row.variant, row.parameters = attributes.variant, dict(attributes.parameters)
-    row.ward, row.surgeon, row.sex = attributes.ward, attributes.surgeon, attributes.sex
-    row.age_at_surgery, row.apfel = attributes.age_at_surgery, attributes.apfel
-    compliance = patient_compliance(evaluation)
-    row.done, row.counted = compliance.overall.done, compliance.overall.counted
-    row.items_counted, row.items_done = item_masks(compliance.by_item)
-    row.missing = sum(1 for r in evaluation.elements if is_missing(r))
-    row.done_late = sum(1 for r in evaluation.elements if element_cell(r) == "done-late")
-    row.updated_at = as_utc(at)
+    for name, value in _episode_values(evaluation, attributes, at).items():
+        setattr(row, name, value)
     session.add(row)
+
+
+_EPISODE_COLUMNS = ("patient_ref", "pathway_id", "pathway_version", "surgery_start", "variant", "parameters",
+                    "ward", "surgeon", "sex", "age_at_surgery", "apfel", "done", "counted", "items_counted",
+                    "items_done", "missing", "done_late", "updated_at")
+
+
+def _episode_values(evaluation: Evaluation, attributes: EpisodeAttributes, at: datetime) -> dict[str, Any]:
+    """The `audit_episode` columns (`_EPISODE_COLUMNS`) of an evaluated episode."""
+    compliance = patient_compliance(evaluation)
+    items_counted, items_done = item_masks(compliance.by_item)
+    return {
+        "patient_ref": f"Patient/{evaluation.patient_id}", "pathway_id": evaluation.pathway_id,
+        "pathway_version": evaluation.pathway_version, "surgery_start": attributes.surgery_start,
+        "variant": attributes.variant, "parameters": dict(attributes.parameters), "ward": attributes.ward,
+        "surgeon": attributes.surgeon, "sex": attributes.sex, "age_at_surgery": attributes.age_at_surgery,
+        "apfel": attributes.apfel, "done": compliance.overall.done, "counted": compliance.overall.counted,
+        "items_counted": items_counted, "items_done": items_done,
+        "missing": sum(1 for r in evaluation.elements if is_missing(r)),
+        "done_late": sum(1 for r in evaluation.elements if element_cell(r) == "done-late"),
+        "updated_at": as_utc(at),
+    }
 
 
 MASK_BITS = 63  # a signed 64-bit column
