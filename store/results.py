@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, bindparam, cast, delete, insert, tuple_, update
+from sqlalchemy import Table, Text, bindparam, cast, delete, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -150,7 +150,7 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
                 updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
                                 "evaluated_at": at})
     if inserts:
-        session.execute(insert(table), inserts)
+        _insert_many(session, table, inserts)
     if updates:
         session.execute(update(table).where(table.c.enrolment_id == bindparam("key_enrolment"),
                                             table.c.element_id == bindparam("key_element")), updates)
@@ -164,6 +164,29 @@ _RESULT_COLUMNS = ("phase", "category", "status", "counts", "missing", "occurren
                    "occurrences_counted", "done_at", "evidence", "decline_reason", "occurrences")
 _JSON_RESULT_COLUMNS = frozenset({"evidence", "occurrences"})
 _JSON_AT = tuple(i for i, name in enumerate(_RESULT_COLUMNS) if name in _JSON_RESULT_COLUMNS)
+
+
+def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`session.execute(insert(table), rows)` without its per-row statement work: each value is
+    converted by its column type's own bind processor, as SQLAlchemy would, then the rows go in
+    with one driver `executemany` (SQLite) or one COPY (PostgreSQL), several times cheaper."""
+    connection = session.connection()
+    dialect = connection.dialect
+    names = list(rows[0])
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    data = [tuple(value if p is None else p(value) for p, value in zip(processors, (row[n] for n in names),
+                                                                        strict=True)) for row in rows]
+    if dialect.name == "postgresql":
+        copy = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+        driver = connection.connection.driver_connection  # psycopg's, in this session's transaction
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(copy) as stream:
+            for values in data:
+                stream.write_row(values)
+    else:
+        placeholders = ", ".join("?" for _ in names)
+        connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({placeholders})",
+                                   data)
 
 
 def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
