@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Text, cast, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from engine.facts import PatientFacts
 from engine.patientfile import patient_json
 from store.models import AuditEpisode, EpisodeFacts
-from store.types import as_utc
+from store.types import as_utc, json_value
 
 
 def record_facts(*, session: Session, enrolment_id: str, facts: PatientFacts, at: datetime) -> None:
@@ -53,9 +53,11 @@ class StoredEpisode:
 
 
 def stored_episodes(*, session: Session, enrolment_ids: Sequence[str]) -> list[StoredEpisode]:
+    """The episodes' stored facts, read in one query, the patient files decoded by `json_value`."""
     # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
-    query = (sa_select(col(EpisodeFacts.enrolment_id), col(EpisodeFacts.facts),
+    query = (sa_select(col(EpisodeFacts.enrolment_id), cast(col(EpisodeFacts.facts), Text),
                        col(EpisodeFacts.evaluated_at), col(AuditEpisode.ward), col(AuditEpisode.surgeon))
              .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(EpisodeFacts.enrolment_id))
              .where(col(EpisodeFacts.enrolment_id).in_(list(enrolment_ids))))
-    return [StoredEpisode(*row) for row in session.execute(query)]
+    return [StoredEpisode(eid, json_value(facts), at, ward, surgeon)
+            for eid, facts, at, ward, surgeon in session.execute(query)]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Table, Text, bindparam, cast, delete, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -20,7 +18,7 @@ from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow
-from store.types import as_utc
+from store.types import as_utc, json_value
 
 SURGERY_ANCHOR = "surgery_start"
 
@@ -194,19 +192,11 @@ def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
     for i, name in enumerate(_RESULT_COLUMNS):
         stored, value = old[i], values[name]
         if i in _JSON_AT:
-            if _json_value(stored) != value:
+            if json_value(stored) != value:
                 return True
         elif stored != value:
             return True
     return False
-
-
-def _json_value(text: str) -> Any:
-    """A stored JSON text decoded; orjson is several times faster than json on what it accepts."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # NaN, Infinity or integers beyond 64 bits: json takes them
-        return json.loads(text)
 
 
 def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode]) -> None:

@@ -1,9 +1,11 @@
 """Column types and vocabularies of the store's tables (action statuses are the engine's `Status`)."""
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -41,6 +43,15 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
     return value.astimezone(UTC)
+
+
+def json_value(text: str) -> Any:
+    """A JSON column's stored text decoded, as its type would: orjson, several times faster than
+    json, for what it accepts; json for the rest (NaN, Infinity, integers beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class EnrolmentStatus(StrEnum):

@@ -1,5 +1,6 @@
 """Tests that instants round-trip as timezone-aware UTC on both databases."""
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +10,7 @@ from sqlmodel import Session
 
 from store.access_log import list_access_entries, record_access_entry
 from store.models import AccessLogEntry
-from store.types import as_utc
+from store.types import as_utc, json_value
 
 IST = timezone(timedelta(hours=5, minutes=30))
 AT = datetime(2025, 3, 10, 14, 45, 30, 123456, tzinfo=IST)
@@ -90,3 +91,12 @@ def test_utc_datetime_naive_value_is_refused(db: Session) -> None:
 def test_as_utc_naive_raises() -> None:
     with pytest.raises(ValueError, match="no time zone"):
         as_utc(datetime(2025, 1, 1))
+
+
+@pytest.mark.parametrize("stored", [
+    '{"a": [1, 2.5, "x\\u00e9", null, true], "b": {"c": -3}}', '[]', '"text"',
+    '[NaN, Infinity]', '{"big": 123456789012345678901234567890}',  # orjson refuses these
+])
+def test_json_value_decodes_as_json_does(stored: str) -> None:
+    decoded, expected = json_value(stored), json.loads(stored)
+    assert repr(decoded) == repr(expected)  # repr: NaN != NaN
