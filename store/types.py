@@ -1,6 +1,7 @@
 """Column types and vocabularies of the store's tables (action statuses are the engine's `Status`)."""
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -45,9 +46,15 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
 def json_value(text: str) -> Any:
-    """A JSON column's stored text decoded, as its type would: orjson, several times faster than
-    json, for what it accepts; json for the rest (NaN, Infinity, integers beyond 64 bits)."""
+    """A JSON column's stored text decoded as its type (json) would, several times faster: orjson,
+    but json for what orjson refuses (NaN, Infinity) or reads otherwise (an integer beyond 64 bits
+    becomes a float), i.e. any text with 19 digits in a row."""
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
