@@ -68,8 +68,7 @@ class PatientCompliance:
         return self.overall if self.eras is None else self.eras
 
     def is_high(self, threshold: float) -> bool:
-        value = self.headline.value
-        return value is not None and value >= threshold
+        return bool(is_high(score_of(self), threshold))
 
 
 def patient_compliance(evaluation: Evaluation,
