@@ -1,9 +1,21 @@
 """Audit report over 50,000 synthetic episodes (~40 element results each) on SQLite and PostgreSQL.
 
 Times the full report the API computes (`store.audit_summary.stored_audit`: per element, phase,
-patient, overall, high share, trend, completeness, outcome groups) against the floor: one
-hand-written SQL aggregation of per-element compliance on the same data, in the same run.
-Goal: <= 3 s and <= 3x the floor. Usage: python -m bench.audit [episodes]
+patient, overall, high share, trend, completeness, outcome groups) against two floors on the same
+data, in the same run:
+- the old floor: one hand-written aggregation of per-element compliance (as before, through
+  SQLAlchemy's `text`). The report returns far more than that (a row per patient with its
+  outcomes, ERAS items, declines), so the ratio to it overstates the report's overhead;
+- the fair floor: the hand-written SQL that reads what the report shows and no more: per element
+  done, counted, missing (the covering index) and done late (its partial index); ERAS items per
+  item (one pass over episodes); each patient's stored compliance, item masks and outcome values
+  by surgery start; the declined results; through the bare driver, every row fetched and
+  nothing done with them. Trend, completeness and outcome groups are sums of those
+  rows, so the floor leaves them (and any Python) to the report. On SQLite the joins are written
+  to scan the results' index as the report's are; PostgreSQL's driver parses the outcome JSON as
+  it fetches, SQLite's hands back text.
+Goal: <= 3x the fair floor on both databases, <= 2 s on PostgreSQL (quiet machine).
+Usage: python -m bench.audit [episodes]
 """
 
 from __future__ import annotations
@@ -45,6 +57,23 @@ SELECT r.element_id, SUM(CASE WHEN r.counts = 'done' THEN 1 ELSE 0 END), COUNT(r
 FROM element_result r JOIN audit_episode e ON e.enrolment_id = r.enrolment_id
 WHERE e.pathway_id = 'lumbar_fusion' GROUP BY r.element_id
 """
+COHORT = "e.pathway_id = 'lumbar_fusion' AND e.pathway_version = 1"
+# {join}: SQLite told to scan the results' index and look episodes up (its planner, without
+# statistics, would walk episodes and read every result row); a plain join elsewhere.
+FAIR_FLOOR_SQL = (
+    f"""SELECT r.element_id, SUM(CASE WHEN r.counts = 'done' THEN 1 ELSE 0 END), COUNT(r.counts),
+    SUM(CASE WHEN r.missing THEN 1 ELSE 0 END) FROM element_result r {{join}} audit_episode e
+    ON e.enrolment_id = r.enrolment_id WHERE {COHORT} GROUP BY r.element_id""",
+    f"""SELECT r.element_id, COUNT(*) FROM element_result r {{join}} audit_episode e
+    ON e.enrolment_id = r.enrolment_id WHERE r.status = 'done-late' AND {COHORT} GROUP BY r.element_id""",
+    "SELECT {items} FROM audit_episode e WHERE " + COHORT,
+    f"""SELECT e.enrolment_id, e.patient_ref, e.surgery_start, e.done, e.counted, e.missing, e.done_late,
+    e.items_done, e.items_counted, o."values" FROM audit_episode e
+    LEFT JOIN audit_outcome o ON o.enrolment_id = e.enrolment_id WHERE {COHORT}
+    ORDER BY e.surgery_start, e.patient_ref""",
+    f"""SELECT r.element_id, e.ward, r.occurrences FROM element_result r {{join}} audit_episode e
+    ON e.enrolment_id = r.enrolment_id WHERE r.decline_reason IS NOT NULL AND {COHORT}""",
+)
 Row = tuple[object, ...]
 
 
@@ -97,7 +126,8 @@ RESULT = ("enrolment_id, element_id, phase, category, status, counts, missing, o
 
 
 def _sqlite_value(v: object) -> object:
-    return v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ") if isinstance(v, datetime) else v
+    """An instant as the store's UTCDateTime writes it on SQLite (naive UTC, microseconds)."""
+    return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
 
 
 def load_sqlite(engine: Engine, tables: dict[str, tuple[str, list[Row] | Iterator[Row]]]) -> None:
@@ -147,6 +177,29 @@ def best(run: Callable[[], object], times: int = 3) -> float:
     return min(out)
 
 
+def run_sql(engine: Engine, pathway: Pathway, statements: tuple[str, ...]) -> Callable[[], object]:
+    """Each statement through the bare driver, every row fetched."""
+    join = "CROSS JOIN" if engine.dialect.name == "sqlite" else "JOIN"
+    items = ", ".join(f"SUM(CASE WHEN e.items_done & {1 << n} != 0 THEN 1 ELSE 0 END), "
+                      f"SUM(CASE WHEN e.items_counted & {1 << n} != 0 THEN 1 ELSE 0 END)"
+                      for n in sorted(set(eras_item_of(pathway).values())))
+    ready = [s.format(join=join, items=items) for s in statements]
+
+    def run() -> object:
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            out = []
+            for statement in ready:
+                cur.execute(statement)
+                out.append(cur.fetchall())
+            raw.rollback()
+            return out
+        finally:
+            raw.close()
+    return run
+
+
 def measure(name: str, url: str, pathway: Pathway, n: int) -> None:
     engine = make_engine(url)
     upgrade(engine)
@@ -160,8 +213,11 @@ def measure(name: str, url: str, pathway: Pathway, n: int) -> None:
         assert len(audit.patients) == n
         report = best(lambda: stored_audit(pathway, session=session, cohort=cohort, tz=TZ))
         floor = best(lambda: session.connection().execute(text(FLOOR_SQL)).all())
-    print(f"{name}: full report {report:.3f} s, floor (per-element SQL) {floor:.3f} s, "
-          f"ratio {report / floor:.2f}x  (overall {audit.overall}, high {audit.high})")
+    fair = best(run_sql(engine, pathway, FAIR_FLOOR_SQL))
+    print(f"{name}: full report {report:.3f} s; fair floor (the report's reads) {fair:.3f} s, "
+          f"ratio {report / fair:.2f}x; old floor (per-element SQL) {floor:.3f} s, "
+          f"ratio {report / floor:.2f}x  "
+          f"(overall {audit.overall}, high {audit.high}, {len(audit.trend)} months)")
     engine.dispose()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from statistics import fmean, median
@@ -19,8 +19,12 @@ from engine.compliance import (
     ComplianceReport,
     PatientCompliance,
     Ratio,
+    Score,
     cohort_compliance,
+    cohort_figures,
+    is_high,
     patient_compliance,
+    score_of,
 )
 from engine.facts import PatientFacts
 from engine.model import PHASES, Element, Pathway
@@ -142,7 +146,7 @@ def case_attributes(case: AuditCase, *, tz: tzinfo = UTC,
                                if isinstance(v, str)}
     surgery = case.evaluation.anchors.get(surgery_anchor)
     if surgery is not None:
-        derived[SURGERY_MONTH] = surgery.astimezone(tz).strftime("%Y-%m")
+        derived[SURGERY_MONTH] = month_of(surgery, tz)
     return {**derived, **case.attributes}
 
 
@@ -196,8 +200,8 @@ def audit_report(pathway: Pathway, cases: Iterable[AuditCase], *, procedures: in
     return AuditReport(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
         filters=wanted, compliance=report, patients=tuple(rows), elements=elements,
-        phases=phases, trend=month_trend(((r.attributes.get(SURGERY_MONTH), r.compliance) for r in rows),
-                                            threshold),
+        phases=phases, trend=month_trend(
+            ((r.attributes.get(SURGERY_MONTH), score_of(r.compliance)) for r in rows), threshold),
         completeness=completeness,
         outcomes=None if outcomes is None else compare_outcomes(rows, threshold),
         breakdown=sum((e.breakdown for e in elements), Breakdown()),
@@ -267,19 +271,44 @@ def over_missing_limit(by_element: Mapping[str, Ratio], limit: float) -> tuple[s
     return tuple(e for e, r in by_element.items() if r.value is not None and r.value > limit)
 
 
-def month_trend(patients: Iterable[tuple[str | None, PatientCompliance]],
+def month_trend(patients: Iterable[tuple[str | None, Score]],
                 threshold: float) -> tuple[MonthTrend, ...]:
-    """Compliance and the high share per surgery month, from (month, patient compliance) pairs;
+    """Compliance and the high share per surgery month, from (month, patient score) pairs;
     patients without a surgery month are left out."""
-    months: dict[str, list[PatientCompliance]] = {}
-    for month, compliance in patients:
+    months: dict[str, list[Score]] = {}
+    for month, score in patients:
         if month is not None:
-            months.setdefault(month, []).append(compliance)
+            months.setdefault(month, []).append(score)
     out = []
     for month in sorted(months):
-        part = cohort_compliance(months[month], high_threshold=threshold)
+        part = cohort_figures(months[month], high_threshold=threshold)
         out.append(MonthTrend(month, len(months[month]), part.overall, part.high))
     return tuple(out)
+
+
+def month_of(instant: datetime, tz: tzinfo) -> str:
+    """The local calendar month 'YYYY-MM' of an instant (the surgery month)."""
+    return instant.astimezone(tz).strftime("%Y-%m")
+
+
+def month_bounds(month: str, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The instants [start, end) of a local calendar month 'YYYY-MM'."""
+    year, number = int(month[:4]), int(month[5:7])
+    after = (year + number // 12, number % 12 + 1)
+    return (datetime(year, number, 1, tzinfo=tz).astimezone(UTC),
+            datetime(*after, 1, tzinfo=tz).astimezone(UTC))
+
+
+def months_from(first: datetime, last: datetime, tz: tzinfo) -> list[tuple[str, datetime]]:
+    """The local months from `first`'s to `last`'s, each with the instant it ends."""
+    out = []
+    month = month_of(first, tz)
+    while True:
+        end = month_bounds(month, tz)[1]
+        out.append((month, end))
+        if end > last:
+            return out
+        month = month_of(end, tz)
 
 
 def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
@@ -294,22 +323,38 @@ def _stat(name: str, values: list[OutcomeValue], binary: bool) -> OutcomeStat:
 def compare_outcomes(rows: Sequence[PatientRow],
                      threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
     """High (>= threshold) and lower compliance groups of the report's patients."""
-    return outcome_groups(((r.compliance, r.outcomes.values()) for r in rows if r.outcomes is not None),
-                          threshold)
+    return outcome_groups(((score_of(r.compliance), r.outcomes.values()) for r in rows
+                           if r.outcomes is not None), threshold)
 
 
-def outcome_groups(patients: Iterable[tuple[PatientCompliance, Mapping[str, OutcomeValue]]],
-                   threshold: float) -> tuple[OutcomeGroup, OutcomeGroup]:
-    """High (>= threshold) and lower compliance groups from (compliance, outcome values) pairs;
-    patients with nothing counted are in neither."""
-    scored = [(c, v) for c, v in patients if c.headline.counted]
-    names = list(scored[0][1]) if scored else []
-    binary = {n: any(isinstance(v.get(n), bool) for _, v in scored) for n in names}
-    groups = []
-    for label, high in (("high", True), ("lower", False)):
-        members = [v for c, v in scored if c.is_high(threshold) is high]
-        stats = {n: _stat(n, [m[n] for m in members], binary[n]) for n in names}
-        groups.append(OutcomeGroup(label, len(members), stats))
+def outcome_groups(patients: Iterable[tuple[Score, Mapping[str, OutcomeValue]]], threshold: float,
+                   names: Callable[[Mapping[str, OutcomeValue]], Iterable[str]] = list
+                   ) -> tuple[OutcomeGroup, OutcomeGroup]:
+    """High (>= threshold) and lower compliance groups from (score, outcome values) pairs;
+    patients with nothing counted are in neither. The outcomes are `names` of the first
+    patient's values (by default its keys); a value a patient lacks is not recorded."""
+    members = {True: 0, False: 0}
+    known: dict[bool, dict[str, list[OutcomeValue]]] = {True: {}, False: {}}
+    binary: set[str] = set()
+    wanted: set[str] | None = None
+    for score, values in patients:
+        high = is_high(score, threshold)
+        if high is None:
+            continue
+        if wanted is None:
+            listed = list(names(values))
+            wanted = set(listed)
+            known = {group: {n: [] for n in listed} for group in (True, False)}
+        members[high] += 1
+        into = known[high]
+        for n, v in values.items():  # the recorded values only: one pass over what is there
+            if v is not None and n in wanted:
+                into[n].append(v)
+                if isinstance(v, bool):
+                    binary.add(n)
+    groups = tuple(OutcomeGroup(label, members[high], {n: _stat(n, recorded, n in binary)
+                                                       for n, recorded in known[high].items()})
+                   for label, high in (("high", True), ("lower", False)))
     return groups[0], groups[1]
 
 

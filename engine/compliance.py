@@ -68,8 +68,7 @@ class PatientCompliance:
         return self.overall if self.eras is None else self.eras
 
     def is_high(self, threshold: float) -> bool:
-        value = self.headline.value
-        return value is not None and value >= threshold
+        return bool(is_high(score_of(self), threshold))
 
 
 def patient_compliance(evaluation: Evaluation,
@@ -104,6 +103,55 @@ class ComplianceReport:
     eras: Ratio | None = None
 
 
+# One patient's compliance as plain numbers: elements done and counted, ERAS items done and
+# counted (None, None when the pathway maps no item). The store's per-episode columns and
+# `PatientCompliance` both reduce to it, so the cohort figures below are computed once.
+Score = tuple[int, int, int | None, int | None]
+
+
+def score_of(pc: PatientCompliance) -> Score:
+    eras = pc.eras
+    return (pc.overall.done, pc.overall.counted, None if eras is None else eras.done,
+            None if eras is None else eras.counted)
+
+
+@dataclass(frozen=True)
+class CohortFigures:
+    """Overall (all elements), the ERAS-item figure (None: no patient has one) and the share of
+    patients whose headline (ERAS items, else all elements) is at or above the high line."""
+
+    overall: Ratio
+    eras: Ratio | None
+    high: Ratio
+
+
+def is_high(score: Score, threshold: float) -> bool | None:
+    """`PatientCompliance.is_high` on a score; None when its headline counts nothing."""
+    done, counted, eras_done, eras_counted = score
+    if eras_counted is not None:
+        done, counted = eras_done or 0, eras_counted
+    return None if not counted else done / counted >= threshold
+
+
+def cohort_figures(scores: Iterable[Score], *, high_threshold: float) -> CohortFigures:
+    """The sums over a cohort and its high share, on plain numbers."""
+    done = counted = eras_done = eras_counted = high = scored = 0
+    has_eras = False
+    for score in scores:
+        done += score[0]
+        counted += score[1]
+        if score[3] is not None:
+            has_eras = True
+            eras_done += score[2] or 0
+            eras_counted += score[3]
+        flag = is_high(score, high_threshold)
+        if flag is not None:
+            scored += 1
+            high += flag
+    return CohortFigures(Ratio(done, counted), Ratio(eras_done, eras_counted) if has_eras else None,
+                         Ratio(high, scored))
+
+
 def cohort_compliance(patients: Iterable[PatientCompliance], *,
                       high_threshold: float) -> ComplianceReport:
     """Aggregate patients: element and phase ratios sum patients' element ratios."""
@@ -111,20 +159,13 @@ def cohort_compliance(patients: Iterable[PatientCompliance], *,
     by_element: dict[str, Ratio] = {}
     by_phase: dict[str, Ratio] = {}
     by_item: dict[int, Ratio] = {}
-    overall = Ratio()
-    high = Ratio()
-    eras: Ratio | None = None
     for pc in items:
         _add_into(by_element, pc.by_element)
         _add_into(by_phase, pc.by_phase)
         _add_into(by_item, pc.by_item)
-        overall = overall + pc.overall
-        if pc.eras is not None:
-            eras = pc.eras + (eras or Ratio())
-        if pc.headline.counted:
-            high = high + Ratio(1 if pc.is_high(high_threshold) else 0, 1)
-    return ComplianceReport(items, by_element, by_phase, overall, high_threshold, high,
-                            dict(sorted(by_item.items())), eras)
+    figures = cohort_figures(map(score_of, items), high_threshold=high_threshold)
+    return ComplianceReport(items, by_element, by_phase, figures.overall, high_threshold, figures.high,
+                            dict(sorted(by_item.items())), figures.eras)
 
 
 def _add_into(total: dict[K, Ratio], part: Mapping[K, Ratio]) -> None:

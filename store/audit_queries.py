@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import ColumnElement, String, and_, case, func, literal, literal_column, null
 from sqlalchemy import select as sa_select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
+from engine.audit import months_from
+from engine.audit_cells import Breakdown
+from engine.compliance import Ratio, Score
 from engine.results import Status
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow
 
@@ -60,8 +65,31 @@ def cohort_conditions(f: CohortFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def _joined(query: Any, cohort: CohortFilter) -> Any:
-    return (query.join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(ElementResultRow.enrolment_id))
+class scanned(FunctionElement[str]):  # noqa: N801 (a SQL construct, named like func.*)
+    """A column that SQLite must not look rows up by (a unary +): the join then scans the
+    results' own index and looks each episode up by its key. Without statistics SQLite would
+    rather walk the cohort's episodes and read every result row from the table. Other
+    databases get the column as it is."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(scanned)
+def _scanned(element: scanned, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(scanned, "sqlite")
+def _scanned_sqlite(element: scanned, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
+
+
+def _joined(query: Any, cohort: CohortFilter, *, scan: bool = True) -> Any:
+    """The query over the cohort's element results; `scan`: read the results' index through
+    (per element: every episode), else look the results up episode by episode."""
+    result = col(ElementResultRow.enrolment_id)
+    return (query.join(AuditEpisode, col(AuditEpisode.enrolment_id) == (scanned(result) if scan else result))
             .where(*cohort_conditions(cohort)))
 
 
@@ -82,12 +110,26 @@ def element_counts(*, session: Session, cohort: CohortFilter) -> list[ElementCou
     row = ElementResultRow
     query = _joined(sa_select(col(row.element_id), func.sum(case((col(row.counts) == "done", 1), else_=0)),
                               func.count(col(row.counts)), func.sum(case((col(row.missing), 1), else_=0))),
-                    cohort).group_by(col(row.element_id))
+                    cohort, scan=_most_episodes(session, cohort)).group_by(col(row.element_id))
+    # The status as a literal: SQLite uses a partial index only for a condition it can read.
     late = _joined(sa_select(col(row.element_id), func.count()), cohort).where(
-        col(row.status) == Status.DONE_LATE.value).group_by(col(row.element_id))
+        col(row.status) == literal_column(f"'{Status.DONE_LATE.value}'")).group_by(col(row.element_id))
     done_late = {e: int(n) for e, n in session.execute(late)}
     return [ElementCount(e, int(d or 0), int(c or 0), int(m or 0), done_late.get(e, 0))
             for e, d, c, m in session.execute(query)]
+
+
+def _most_episodes(session: Session, cohort: CohortFilter) -> bool:
+    """Whether SQLite should read every result through the index (`scanned`): when the cohort
+    holds most episodes (at three quarters, scanning all and looking up each result's episode
+    costs what reading the cohort's result rows one episode at a time does). A month or a ward
+    is read episode by episode. Other databases plan the join themselves."""
+    if session.get_bind().dialect.name != "sqlite":
+        return True
+    cohort_size, total = session.execute(sa_select(
+        func.sum(case((and_(*cohort_conditions(cohort)), 1), else_=0)), func.count())
+        .select_from(AuditEpisode)).one()
+    return 4 * int(cohort_size or 0) >= 3 * int(total or 0)
 
 
 def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, str, list[Any]]]:
@@ -98,49 +140,70 @@ def declined_rows(*, session: Session, cohort: CohortFilter) -> list[tuple[str, 
     return [(e, w or "", list(o or [])) for e, w, o in session.execute(query)]
 
 
-@dataclass(frozen=True)
-class PatientCount:
-    """One episode: elements done, counted, missing and done late; ERAS items done and counted
-    (None when the pathway maps no item); its stored outcome values (None: not computed)."""
+class PatientCount(NamedTuple):
+    """One episode: its surgery month (local), elements done, counted, missing and done late;
+    ERAS items done and counted (None when the pathway maps no item); its stored outcome
+    values (None: not computed or not asked for)."""
 
     enrolment_id: str
     patient_ref: str
-    surgery_start: datetime | None
+    month: str | None
     done: int
     counted: int
     missing: int
     done_late: int
-    eras: tuple[int, int] | None
+    eras_done: int | None
+    eras_counted: int | None
     outcomes: dict[str, Any] | None
 
+    @property
+    def score(self) -> Score:
+        return self.done, self.counted, self.eras_done, self.eras_counted
 
-def item_counts(*, session: Session, cohort: CohortFilter,
-                items: Mapping[str, int]) -> dict[int, tuple[int, int]]:
+    @property
+    def compliance(self) -> Ratio:
+        return Ratio(self.done, self.counted)
+
+    @property
+    def eras(self) -> Ratio | None:
+        """ERAS items done of counted; None: the pathway maps no item."""
+        return None if self.eras_counted is None else Ratio(self.eras_done or 0, self.eras_counted)
+
+    @property
+    def breakdown(self) -> Breakdown:
+        return Breakdown(self.done, self.done_late, self.counted - self.done - self.done_late - self.missing,
+                         self.missing)
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """Per ERAS item: patients done and counted; whether some episode has no stored masks."""
+
+    by_item: dict[int, tuple[int, int]]
+    unmasked: bool
+
+
+def item_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int]) -> ItemCounts:
     """Per ERAS item over the cohort: patients with the item done, and counted, from the
-    episodes' item masks (one pass over episodes); episodes without masks from their results."""
+    episodes' item masks (one pass over episodes, which also finds the episodes without
+    masks); episodes without masks from their results."""
     ep = AuditEpisode
     numbers = sorted(set(items.values()))
     if not numbers:
-        return {}
+        return ItemCounts({}, False)
     sums = [func.sum(case((col(mask).op("&")(1 << n) != 0, 1), else_=0))
             for n in numbers for mask in (ep.items_done, ep.items_counted)]
-    row = session.execute(sa_select(*sums).where(*cohort_conditions(cohort),
-                                                 col(ep.items_counted).is_not(None))).one()
-    out = {n: (int(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, n in enumerate(numbers)}
-    if _without_masks(session, cohort):
+    unmasked = func.sum(case((col(ep.items_counted).is_(None), 1), else_=0))
+    row = session.execute(sa_select(unmasked, *sums).where(*cohort_conditions(cohort))).one()
+    out = {n: (int(row[2 * i + 1] or 0), int(row[2 * i + 2] or 0)) for i, n in enumerate(numbers)}
+    without = bool(row[0])
+    if without:
         per_item = _per_item(cohort, items)
         query = sa_select(per_item.c.item, func.sum(case((per_item.c.not_done == 0, 1), else_=0)),
                           func.count()).group_by(per_item.c.item)
         for n, done, counted in session.execute(query):
             out[int(n)] = (out[int(n)][0] + int(done), out[int(n)][1] + int(counted))
-    return {n: ratio for n, ratio in out.items() if ratio[1]}
-
-
-def _without_masks(session: Session, cohort: CohortFilter) -> bool:
-    """Whether some episode of the cohort was stored without its ERAS item masks."""
-    query = sa_select(col(AuditEpisode.enrolment_id)).where(
-        *cohort_conditions(cohort), col(AuditEpisode.items_counted).is_(None)).limit(1)
-    return session.execute(query).first() is not None
+    return ItemCounts({n: ratio for n, ratio in out.items() if ratio[1]}, without)
 
 
 def _per_item(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
@@ -151,8 +214,8 @@ def _per_item(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
     item = case(dict(items), value=col(row.element_id))
     not_done = func.sum(case((col(row.counts) != "done", 1), else_=0)).label("not_done")
     return _joined(sa_select(col(row.enrolment_id).label("enrolment_id"), item.label("item"), not_done),
-                   cohort).where(col(ep.items_counted).is_(None), col(row.counts).is_not(None),
-                                 col(row.element_id).in_(list(items))).group_by(
+                   cohort, scan=False).where(col(ep.items_counted).is_(None), col(row.counts).is_not(None),
+                                             col(row.element_id).in_(list(items))).group_by(
         col(row.enrolment_id), item).subquery("per_item")
 
 
@@ -164,32 +227,58 @@ def _eras_without_masks(cohort: CohortFilter, items: Mapping[str, int]) -> Any:
             .group_by(per_item.c.enrolment_id).subquery("eras"))
 
 
-def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int],
-                   with_outcomes: bool) -> list[PatientCount]:
-    """Per episode of the cohort, ordered by surgery start, in one statement: the patient
-    compliance stored with the episode (ERAS items summed from results for episodes stored
-    without masks), and the outcomes."""
+OUT_OF_RANGE = "?"  # a surgery month the statement's bounds did not cover (written meanwhile)
+
+
+def surgery_months(*, session: Session, cohort: CohortFilter, tz: tzinfo) -> list[tuple[str, datetime]]:
+    """The local months from the cohort's first surgery to its last, each with its end."""
+    first, last = session.execute(sa_select(func.min(col(AuditEpisode.surgery_start)),
+                                            func.max(col(AuditEpisode.surgery_start)))
+                                  .where(*cohort_conditions(cohort))).one()
+    return [] if first is None else months_from(first, last, tz)
+
+
+def month_label(months: Sequence[tuple[str, datetime]]) -> ColumnElement[str | None]:
+    """The local month of the episode's surgery (`engine.audit.month_of`) in SQL: the first
+    month the surgery starts before the end of; null without a surgery."""
+    start = col(AuditEpisode.surgery_start)
+    return case((start.is_(None), null()), *((start < end, literal(month)) for month, end in months),
+                else_=literal(OUT_OF_RANGE))
+
+
+def patient_counts(*, session: Session, cohort: CohortFilter, items: Mapping[str, int], tz: tzinfo,
+                   unmasked: bool, with_outcomes: bool) -> list[PatientCount]:
+    """Per episode of the cohort, ordered by surgery start, in one statement: its surgery month,
+    the patient compliance stored with the episode (ERAS items summed from results for
+    episodes stored without masks, `unmasked` says whether there are any), and the outcomes."""
     ep = AuditEpisode
-    query = sa_select(col(ep.enrolment_id), col(ep.patient_ref), col(ep.surgery_start), col(ep.done),
-                      col(ep.counted), col(ep.missing), col(ep.done_late), col(ep.items_counted),
-                      col(ep.items_done))
-    summed = bool(items) and _without_masks(session, cohort)
-    if summed:
-        eras = _eras_without_masks(cohort, items)
-        query = query.add_columns(eras.c.done, eras.c.counted).outerjoin(
-            eras, eras.c.enrolment_id == col(ep.enrolment_id))
-    if with_outcomes:
-        query = query.add_columns(col(AuditOutcome.values)).outerjoin(
-            AuditOutcome, col(AuditOutcome.enrolment_id) == col(ep.enrolment_id))
-    query = query.where(*cohort_conditions(cohort)).order_by(col(ep.surgery_start), col(ep.patient_ref))
-    return [PatientCount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _eras(r, summed) if items else None,
-                         r[-1] if with_outcomes else None) for r in session.execute(query)]
+    for _ in range(3):  # an episode written between the bounds and the rows: bounds again
+        query = sa_select(col(ep.enrolment_id), col(ep.patient_ref),
+                          month_label(surgery_months(session=session, cohort=cohort, tz=tz)),
+                          col(ep.done), col(ep.counted), col(ep.missing), col(ep.done_late),
+                          col(ep.items_done), col(ep.items_counted))
+        summed = bool(items) and unmasked
+        if summed:
+            eras = _eras_without_masks(cohort, items)
+            query = query.add_columns(eras.c.done, eras.c.counted).outerjoin(
+                eras, eras.c.enrolment_id == col(ep.enrolment_id))
+        if with_outcomes:
+            query = query.add_columns(col(AuditOutcome.values)).outerjoin(
+                AuditOutcome, col(AuditOutcome.enrolment_id) == col(ep.enrolment_id))
+        query = query.where(*cohort_conditions(cohort)).order_by(col(ep.surgery_start), col(ep.patient_ref))
+        rows = session.connection().execute(query).all()
+        if not any(r[2] == OUT_OF_RANGE for r in rows):
+            return [PatientCount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *_eras(r, bool(items), summed),
+                                 r[-1] if with_outcomes else None) for r in rows]
+    raise RuntimeError("episodes kept being written outside the cohort's surgery months")
 
 
-def _eras(r: Any, summed: bool) -> tuple[int, int]:
+def _eras(r: Any, items: bool, summed: bool) -> tuple[int | None, int | None]:
     """ERAS items done and counted: bits of the stored masks, else the sums from results."""
-    if r[7] is not None:
-        return r[8].bit_count(), r[7].bit_count()
+    if not items:
+        return None, None
+    if r[8] is not None:
+        return r[7].bit_count(), r[8].bit_count()
     return (int(r[9] or 0), int(r[10] or 0)) if summed else (0, 0)
 
 

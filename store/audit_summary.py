@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Any
 
 from sqlmodel import Session
 
@@ -30,7 +29,7 @@ from engine.audit import (
     outcome_groups,
 )
 from engine.audit_cells import Breakdown, DeclinedNotApplicable, not_applicable_declines
-from engine.compliance import PatientCompliance, Ratio, cohort_compliance
+from engine.compliance import Ratio, Score, cohort_figures
 from engine.facts import PatientFacts
 from engine.model import PHASES, Pathway
 from engine.results import ElementResult, Evaluation, Status
@@ -48,23 +47,7 @@ from store.audit_queries import (
 from store.models import AuditEpisode, ElementResultRow
 from store.results import occurrence_from_json, stored_outcomes
 
-
-@dataclass(frozen=True)
-class PatientSummary:
-    enrolment_id: str
-    patient_ref: str
-    month: str | None
-    compliance: Ratio
-    missing: int
-    outcomes: Mapping[str, Any] | None = None
-    done_late: int = 0
-    eras: Ratio | None = None  # ERAS items done of counted; None: the pathway maps no item
-
-    @property
-    def breakdown(self) -> Breakdown:
-        c = self.compliance
-        return Breakdown(c.done, self.done_late, c.counted - c.done - self.done_late - self.missing,
-                         self.missing)
+PatientSummary = PatientCount  # one patient of the report, as the store read it
 
 
 @dataclass(frozen=True)
@@ -97,17 +80,18 @@ def stored_audit(pathway: Pathway, *, session: Session, cohort: CohortFilter, tz
     patient); the cohort figures, trend, completeness and outcome groups are `engine.audit`'s."""
     counts = {c.element_id: c for c in element_counts(session=session, cohort=cohort)}
     items = eras_item_of(pathway)
-    patients = tuple(_patient(r, tz) for r in patient_counts(
-        session=session, cohort=cohort, items=items, with_outcomes=with_outcomes))
+    by_item = item_counts(session=session, cohort=cohort, items=items)
+    patients = tuple(patient_counts(session=session, cohort=cohort, items=items, tz=tz,
+                                    unmasked=by_item.unmasked, with_outcomes=with_outcomes))
+    scores = [p.score for p in patients]
     threshold = pathway.audit.high_compliance
-    scores = [_compliance(p) for p in patients]
-    report = cohort_compliance(scores, high_threshold=threshold)
+    figures = cohort_figures(scores, high_threshold=threshold)
     declined = _declined(session, cohort)
     elements = _elements(pathway, counts, declined)
     phases = _phases(elements)
     return StoredAudit(
         pathway_id=pathway.id, pathway_version=pathway.version, high_threshold=threshold,
-        elements=elements, phases=phases, overall=report.overall, high=report.high,
+        elements=elements, phases=phases, overall=figures.overall, high=figures.high,
         patients=patients,
         trend=month_trend(zip((p.month for p in patients), scores, strict=True), threshold),
         completeness=cohort_completeness(
@@ -115,20 +99,12 @@ def stored_audit(pathway: Pathway, *, session: Session, cohort: CohortFilter, tz
             patients=len(patients), procedures=len(patients) + unenrolled if patients or unenrolled else None,
             top=top_missing, limit=pathway.audit.missing_data_limit),
         outcomes=_outcome_groups(patients, scores, threshold),
-        eras=report.eras, by_item={i: Ratio(d, c) for i, (d, c) in sorted(
-            item_counts(session=session, cohort=cohort, items=items).items())},
+        eras=figures.eras, by_item={i: Ratio(d, c) for i, (d, c) in sorted(by_item.by_item.items())},
         breakdown=sum((e.breakdown for e in elements), Breakdown()),
         phase_breakdown={p: sum((e.breakdown for e in elements if e.phase == p), Breakdown())
                          for p in phases},
         declined_not_applicable=tuple(DeclinedNotApplicable(*key, n)
                                       for key, n in sorted(declined.items())))
-
-
-def _patient(r: PatientCount, tz: tzinfo) -> PatientSummary:
-    month = None if r.surgery_start is None else r.surgery_start.astimezone(tz).strftime("%Y-%m")
-    return PatientSummary(r.enrolment_id, r.patient_ref, month, Ratio(r.done, r.counted), r.missing,
-                          None if r.outcomes is None else dict(r.outcomes), r.done_late,
-                          None if r.eras is None else Ratio(*r.eras))
 
 
 def _declined(session: Session, cohort: CohortFilter) -> dict[tuple[str, str, str], int]:
@@ -143,15 +119,14 @@ def _declined(session: Session, cohort: CohortFilter) -> dict[tuple[str, str, st
     return out
 
 
-def _outcome_groups(patients: Sequence[PatientSummary], scores: Sequence[PatientCompliance],
+def _outcome_groups(patients: Sequence[PatientSummary], scores: Sequence[Score],
                     threshold: float) -> tuple[OutcomeGroup, OutcomeGroup] | None:
-    pairs = [(s, stored_outcomes(p.patient_ref, p.outcomes).values())
-             for p, s in zip(patients, scores, strict=True) if p.outcomes is not None]
-    return outcome_groups(pairs, threshold) if pairs else None
-
-
-def _compliance(p: PatientSummary) -> PatientCompliance:
-    return PatientCompliance(p.patient_ref, p.compliance, {}, {}, {}, p.eras)
+    """`engine.audit.outcome_groups` over the stored values: the outcomes are those
+    `stored_outcomes` names for the first patient, each value read from the stored ones."""
+    pairs = [(s, p.outcomes) for p, s in zip(patients, scores, strict=True) if p.outcomes is not None]
+    if not pairs:
+        return None
+    return outcome_groups(pairs, threshold, names=lambda first: stored_outcomes("", first).values())
 
 
 def _elements(pathway: Pathway, counts: Mapping[str, ElementCount],

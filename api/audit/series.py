@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 
 from sqlmodel import Session
 
-from engine.audit import ElementSummary
+from engine.audit import ElementSummary, month_bounds
 from engine.audit_export import csv_text, percent
 from engine.compliance import Ratio
 from engine.p_chart import PChart, p_chart
@@ -53,14 +53,6 @@ def chart_data(audit: StoredAudit, *, session: Session, cohort: CohortFilter, tz
     return ChartData("ERAS items" if items else "all elements",
                      p_chart([(m, r.done, r.counted) for m, r in sorted(by_month.items())]), months,
                      audit.elements, element_months(session, cohort, months, tz), tuple(stays))
-
-
-def month_bounds(month: str, tz: tzinfo) -> tuple[datetime, datetime]:
-    """The instants [start, end) of a local calendar month 'YYYY-MM'."""
-    year, number = int(month[:4]), int(month[5:7])
-    after = (year + number // 12, number % 12 + 1)
-    return (datetime(year, number, 1, tzinfo=tz).astimezone(UTC),
-            datetime(*after, 1, tzinfo=tz).astimezone(UTC))
 
 
 def element_months(session: Session, cohort: CohortFilter, months: tuple[str, ...],

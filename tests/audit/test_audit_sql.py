@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import cache
 
 import pytest
@@ -12,12 +13,13 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
 from bench.synthetic import synthetic_patient
-from engine.audit import AuditCase, AuditReport, audit_report
+from engine.audit import AuditCase, AuditReport, audit_report, month_of
 from engine.evaluate import evaluate
 from engine.outcomes import load_outcome_definitions
-from store.audit_queries import CohortFilter
+from store import audit_queries
+from store.audit_queries import CohortFilter, patient_counts
 from store.audit_summary import StoredAudit, stored_audit
-from store.models import AuditEpisode
+from store.models import AuditEpisode, Enrolment
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 from tests.utils.audit import clear_audit, load_cases
 
@@ -103,3 +105,60 @@ def test_episodes_stored_before_their_eras_items_are_summed_from_results(
                              cohort=CohortFilter(pathway_id="lumbar_fusion", pathway_version=1))
         session.rollback()
     assert again == stored
+
+
+def _episode(session: Session, i: int, start: datetime | None) -> None:
+    eid = f"month-edge-{i}"
+    session.add(Enrolment(id=eid, patient_ref=f"Patient/month-edge-{i}", pathway_id="month_edges",
+                          pathway_version=1, status="active", enrolled_at=SOME_INSTANT, enrolled_by="test",
+                          updated_at=SOME_INSTANT))
+    session.flush()
+    session.add(AuditEpisode(enrolment_id=eid, patient_ref=f"Patient/month-edge-{i}",
+                             pathway_id="month_edges", pathway_version=1, surgery_start=start, done=1,
+                             counted=2, updated_at=SOME_INSTANT))
+
+
+SOME_INSTANT = datetime(2026, 1, 1, tzinfo=UTC)
+# Instants around local month starts in London, in winter (UTC+0) and summer (UTC+1), around
+# both clock changes, and a surgery not yet known.
+EDGES = (datetime(2025, 1, 1, 0, 0, tzinfo=LONDON), datetime(2025, 1, 31, 23, 59, 59, 999999, tzinfo=LONDON),
+         datetime(2025, 4, 1, 0, 0, tzinfo=LONDON), datetime(2025, 3, 31, 23, 59, 59, 999999, tzinfo=LONDON),
+         datetime(2025, 3, 30, 1, 30, tzinfo=UTC), datetime(2025, 10, 26, 1, 30, tzinfo=UTC),
+         datetime(2025, 10, 31, 23, 30, tzinfo=UTC), datetime(2025, 11, 1, 0, 0, tzinfo=LONDON),
+         datetime(2025, 6, 30, 23, 0, tzinfo=UTC), datetime(2025, 6, 30, 22, 59, 59, tzinfo=UTC), None)
+
+
+def test_sql_surgery_month_is_the_local_month_at_its_edges(db: Session) -> None:
+    """The SQL month (bounds at local midnight on the 1st) equals `month_of` for instants on
+    either side of month starts, in summer and winter time and across the clock changes."""
+    for i, start in enumerate(EDGES):
+        _episode(db, i, start)
+    db.flush()
+    rows = patient_counts(session=db, cohort=CohortFilter(pathway_id="month_edges"), items={}, tz=LONDON,
+                          unmasked=False, with_outcomes=False)
+    got = {r.patient_ref: r.month for r in rows}
+    expected = {f"Patient/month-edge-{i}": None if s is None else month_of(s, LONDON)
+                for i, s in enumerate(EDGES)}
+    assert got == expected
+    assert got["Patient/month-edge-8"] == "2025-07" and got["Patient/month-edge-9"] == "2025-06"  # by hand
+
+
+def test_sql_surgery_months_read_again_when_an_episode_lands_outside_them(
+        db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An episode written between reading the months and the rows (here: the first read of
+    the months misses the last) makes the report read the months again, not drop a month."""
+    for i, start in enumerate(EDGES):
+        _episode(db, i, start)
+    db.flush()
+    calls = []
+    real = audit_queries.surgery_months
+
+    def stale(**kw: object) -> list[tuple[str, datetime]]:
+        months = real(**kw)  # type: ignore[arg-type]
+        calls.append(months)
+        return months[:-1] if len(calls) == 1 else months
+    monkeypatch.setattr(audit_queries, "surgery_months", stale)
+    rows = patient_counts(session=db, cohort=CohortFilter(pathway_id="month_edges"), items={}, tz=LONDON,
+                          unmasked=False, with_outcomes=False)
+    assert len(calls) == 2
+    assert {r.month for r in rows} == {None if s is None else month_of(s, LONDON) for s in EDGES}

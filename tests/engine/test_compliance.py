@@ -6,11 +6,15 @@ from datetime import timedelta
 
 import pytest
 
+from engine.audit import OutcomeStat, outcome_groups
 from engine.compliance import (
+    CohortFigures,
     PatientCompliance,
     Ratio,
     cohort_compliance,
+    cohort_figures,
     element_ratio,
+    is_high,
     item_ratios,
     patient_compliance,
 )
@@ -111,3 +115,34 @@ def test_cohort_compliance_sums_eras_items_and_counts_high_by_them() -> None:
     assert report.eras == Ratio(3, 4)
     assert report.overall == Ratio(6, 10)
     assert report.high == Ratio(1, 2)  # a at 100 % of items; b at 50 % (80 % of all elements)
+
+
+# (elements done, counted, ERAS items done, counted) and outcome values, worked by hand:
+# A 3/4 items = 75 % and E 7/10 = 70 % are high (at the 70 % line); B 2/4 and C (no item map:
+# 1/2 elements) are lower; D counts nothing and is in neither.
+SCORED = (((8, 10, 3, 4), {"los": 3.0, "readmitted": False, "steps": None}),
+          ((9, 10, 2, 4), {"los": 5.0, "readmitted": True}),
+          ((1, 2, None, None), {"los": 4, "readmitted": None}),
+          ((0, 0, 0, 0), {"los": 100.0, "readmitted": True}),
+          ((7, 10, 7, 10), {"los": 2.0, "readmitted": True}))
+
+
+def test_cohort_figures_sum_scores_and_count_the_high_line_by_hand() -> None:
+    figures = cohort_figures((s for s, _ in SCORED), high_threshold=0.7)
+    assert figures == CohortFigures(Ratio(25, 32), Ratio(12, 18), Ratio(2, 4))
+    assert [is_high(s, 0.7) for s, _ in SCORED] == [True, False, False, None, True]
+    assert cohort_figures([(1, 2, None, None)], high_threshold=0.7).eras is None
+
+
+def test_outcome_groups_by_hand() -> None:
+    """Outcomes are the first scored patient's names; yes-no ones count events, numbers give
+    mean and median; a value not recorded (None or absent) is left out of n."""
+    high, lower = outcome_groups(SCORED, 0.7)
+    assert (high.patients, lower.patients) == (2, 2)
+    assert list(high.stats) == ["los", "readmitted", "steps"]
+    assert high.stats["los"] == OutcomeStat("los", False, 2, 2.5, 2.5)
+    assert high.stats["readmitted"] == OutcomeStat("readmitted", True, 2, events=1)
+    assert high.stats["steps"] == OutcomeStat("steps", False, 0)
+    assert lower.stats["los"] == OutcomeStat("los", False, 2, 4.5, 4.5)
+    assert lower.stats["readmitted"] == OutcomeStat("readmitted", True, 1, events=1)
+    assert lower.stats["readmitted"].rate == 1.0
