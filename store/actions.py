@@ -214,8 +214,12 @@ def record_fhir_ids(*, session: Session,
 
     The action's current revision counts as written: a later change makes it pending again.
     """
+    rows = {row.key: row for row in session.exec(
+        select(PlannedActionRow).where(col(PlannedActionRow.key).in_(list(ids))))} if ids else {}
     for key, (fhir_type, fhir_id, fhir_version) in ids.items():
-        row = require_action(session=session, key=key)
+        row = rows.get(key)
+        if row is None:
+            raise ActionNotFound(key)
         row.fhir_type = FhirType(fhir_type)
         row.fhir_id = fhir_id
         row.fhir_version = fhir_version

@@ -96,33 +96,12 @@ def _values(result: ElementResult) -> dict[str, Any]:
     }
 
 
-def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
-    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
-    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
-    values = _values(result)
-    if all(getattr(row, name) == value for name, value in values.items()):
-        return False
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.evaluated_at = as_utc(at)
-    return True
-
-
 def record_element_results(*, session: Session, enrolment_id: str, evaluation: Evaluation,
                            attributes: EpisodeAttributes, at: datetime) -> None:
-    """Upsert each element's result and the episode's attributes; drop elements no longer planned."""
-    existing = {r.element_id: r for r in session.exec(
-        select(ElementResultRow).where(col(ElementResultRow.enrolment_id) == enrolment_id))}
-    for result in evaluation.elements:
-        row = existing.pop(result.element_id, None)
-        if row is None:
-            row = ElementResultRow(enrolment_id=enrolment_id, element_id=result.element_id, phase="",
-                                   category="", status="", evaluated_at=at)
-        if _fill(row, result, at):
-            session.add(row)
-    for stale in existing.values():
-        session.delete(stale)
-    _record_episode(session, enrolment_id, evaluation, attributes, at)
+    """Upsert each element's result and the episode's attributes; drop elements no longer planned.
+    Only what changed is written, in bulk (`record_many_results` for one episode): the apply's
+    write path reads the results as rows, not ORM objects."""
+    record_many_results(session=session, episodes=[RecordedEpisode(enrolment_id, evaluation, attributes, at)])
 
 
 def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
