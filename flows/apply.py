@@ -44,7 +44,7 @@ from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, update_enrolment_context
 from store.episode_facts import record_facts
 from store.locks import patient_lock
-from store.models import Enrolment
+from store.models import Enrolment, PlannedActionRow
 from store.pathways import register_pathway_version
 from store.results import episode_attributes, record_element_results, record_outcomes
 from store.types import EnrolmentStatus
@@ -261,8 +261,8 @@ def _sync(rt: Runtime, session: Session, enrolment: Enrolment, evaluation: Evalu
     """Keep the plan in the store (the caller commits it before any FHIR write), then work out
     the FHIR writes still pending."""
     encounter, ward, bed = _stay(facts)
-    sync_actions(session=session, enrolment_id=enrolment.id, actions=_action_states(evaluation),
-                 at=now, cause="evaluation")
+    plan = sync_actions(session=session, enrolment_id=enrolment.id, actions=_action_states(evaluation),
+                        at=now, cause="evaluation")
     row = update_enrolment_context(
         session=session, enrolment_id=enrolment.id,
         anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
@@ -277,15 +277,14 @@ def _sync(rt: Runtime, session: Session, enrolment: Enrolment, evaluation: Evalu
             facts, evaluation, definitions=rt.outcomes, tz=rt.tz))
     if rt.target is WriteTarget.NONE:
         return EnrolmentWrites()
-    return _pending_writes(rt, session, row, {a.key: a for a in evaluation.actions},
-                           resources, now)
+    return _pending_writes(rt, row, plan.rows, {a.key: a for a in evaluation.actions}, resources, now)
 
 
-def _pending_writes(rt: Runtime, session: Any, enrolment: Enrolment,
+def _pending_writes(rt: Runtime, enrolment: Enrolment, everything: Sequence[PlannedActionRow],
                     planned: Mapping[str, Any], resources: list[dict[str, Any]],
                     now: datetime) -> EnrolmentWrites:
-    everything = list_actions(session=session, enrolment_id=enrolment.id)
-    # pending_fhir_writes, from the same read: changed since last written (or never written).
+    # The enrolment's actions as the sync left them; pending_fhir_writes without reading them
+    # again: changed since last written (or never written).
     pending = sorted((a for a in everything if a.fhir_synced_revision is None
                       or a.fhir_synced_revision < a.revision), key=lambda a: a.key)
     ctx = WriteContext(patient_id=enrolment.patient_ref.split("/", 1)[1], enrolment=enrolment,
@@ -303,11 +302,11 @@ def _instructions(pathway: Pathway) -> dict[str, str]:
 def _retire(rt: Runtime, session: Session, enrolment: Enrolment, resources: list[dict[str, Any]],
             now: datetime) -> EnrolmentWrites:
     """An ended enrolment plans nothing: its open actions vanish and their Tasks are cancelled."""
-    sync_actions(session=session, enrolment_id=enrolment.id, actions=[], at=now,
-                 cause=f"enrolment {enrolment.status}: {enrolment.exit_reason or ''}".strip())
+    plan = sync_actions(session=session, enrolment_id=enrolment.id, actions=[], at=now,
+                        cause=f"enrolment {enrolment.status}: {enrolment.exit_reason or ''}".strip())
     if rt.target is WriteTarget.NONE:
         return EnrolmentWrites()
-    return _pending_writes(rt, session, enrolment, {}, resources, now)
+    return _pending_writes(rt, enrolment, plan.rows, {}, resources, now)
 
 
 def _own_resources(resources: Iterable[Mapping[str, Any]], system: str) -> dict[str, dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Planned actions: the engine's plan for an enrolment, kept in step with each evaluation."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 
 from sqlmodel import Session, col, or_, select
 
@@ -49,6 +49,8 @@ class ActionChanges:
     changed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     vanished: tuple[str, ...] = ()
+    # Every action of the enrolment after the sync, in `list_actions` order (no second read).
+    rows: tuple[PlannedActionRow, ...] = field(default=(), compare=False, repr=False)
 
 
 # An action whose status moved: (row, status before or None when new, cause).
@@ -100,7 +102,17 @@ def sync_actions(
     for row, from_status, why in transitions:
         record_transition(session=session, action=row, from_status=from_status, at=at, cause=why)
     session.flush()
-    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished))
+    rows = sorted([*stored.values(), *(row for row, before, _ in transitions if before is None)],
+                  key=_due_order)
+    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished), tuple(rows))
+
+
+_NO_DUE = datetime.min.replace(tzinfo=UTC)
+
+
+def _due_order(row: PlannedActionRow) -> tuple[bool, datetime, str]:
+    """`list_actions`'s order: by due instant, undated last, then by key."""
+    return row.due is None, _NO_DUE if row.due is None else as_utc(row.due), row.key
 
 
 def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
