@@ -41,7 +41,7 @@ from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
 from store.db import session_scope
-from store.enrolments import enrol, find_enrolments, update_enrolment_context
+from store.enrolments import enrol, find_enrolments, require_enrolment, update_enrolment_context
 from store.episode_facts import record_facts
 from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
@@ -261,9 +261,12 @@ def _sync(rt: Runtime, session: Session, enrolment: Enrolment, evaluation: Evalu
     """Keep the plan in the store (the caller commits it before any FHIR write), then work out
     the FHIR writes still pending."""
     encounter, ward, bed = _stay(facts)
+    # Held while the session lasts: the identity map keeps only referenced clean rows, and the
+    # store functions below each look the enrolment up (one read instead of one each).
+    row = require_enrolment(session=session, enrolment_id=enrolment.id)
     plan = sync_actions(session=session, enrolment_id=enrolment.id, actions=_action_states(evaluation),
                         at=now, cause="evaluation")
-    row = update_enrolment_context(
+    update_enrolment_context(
         session=session, enrolment_id=enrolment.id,
         anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
         encounter_ref=encounter, ward=ward, bed=bed, next_check_at=evaluation.next_change_at,

@@ -130,9 +130,11 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
-    list(session.exec(select(AuditEpisode).where(col(AuditEpisode.enrolment_id).in_(ids))))  # identity map
+    # Held: the identity map keeps only referenced clean rows, so `_record_episode` finds them there.
+    held = list(session.exec(select(AuditEpisode).where(col(AuditEpisode.enrolment_id).in_(ids))))
     for e in episodes:
         _record_episode(session, e.enrolment_id, e.evaluation, e.attributes, e.at)
+    del held
 
 
 @dataclass(frozen=True)
