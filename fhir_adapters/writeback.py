@@ -92,7 +92,7 @@ def task_for(action: PlannedAction, *, patient_id: str, encounter_id: str | None
         task["executionPeriod"] = _period(action.opens, None)
     if action.opens or action.due:
         task["restriction"] = {"period": _period(action.opens, action.due)}
-    return validated(task)
+    return checked(task)
 
 
 def _status_reason(action: PlannedAction, codes: CodeSystems) -> dict[str, Any] | None:
@@ -143,7 +143,7 @@ def careplan_for(*, patient_id: str, encounter_id: str | None, enrolment_id: str
         plan["note"] = [{"time": _iso(ended_at), "text": f"Withdrawn from the pathway: {withdrawn}"}]
     if not plan["activity"]:
         del plan["activity"]
-    return validated(plan)
+    return checked(plan)
 
 
 def communication_request_for(action: PlannedAction, *, patient_id: str, encounter_id: str | None,
@@ -182,7 +182,7 @@ def communication_request_for(action: PlannedAction, *, patient_id: str, encount
         request["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     if when is not None:
         request["occurrenceDateTime"] = _iso(when)
-    return validated(request)
+    return checked(request)
 
 
 def cancel_task(task: Mapping[str, Any], reason_code: str, reason_text: str, *, now: datetime,
@@ -235,7 +235,8 @@ def transaction_for(patient_id: str, writes: Iterable[Write]) -> dict[str, Any]:
         if subject.get("reference") != f"Patient/{patient_id}":
             raise ValueError(f"a {rtype} in the transaction is not about Patient/{patient_id}")
         entries.append(_new_entry(resource) if write.id is None else _update_entry(write))
-    return validated({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    # Its resources were built by the functions above (or `validated`): not validated again.
+    return checked({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 
 
 def _new_entry(resource: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +272,14 @@ def validated(resource: dict[str, Any]) -> dict[str, Any]:
         where = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                           for err in exc.errors(include_input=False, include_url=False)[:5])
         raise InvalidWrite(f"{rtype} built for writing is not valid FHIR R4: {where}") from None
+    check_resource(resource)
+    return resource
+
+
+def checked(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource of a fixed shape built here: its codes checked (valuesets), its structure not
+    validated through the R4B model at each write (the apply's hot path). Tests validate every
+    shape these builders produce with fhir.resources (tests/fhir_adapters/test_writeback_shapes.py)."""
     check_resource(resource)
     return resource
 

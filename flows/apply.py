@@ -41,10 +41,10 @@ from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
 from store.db import session_scope
-from store.enrolments import enrol, find_enrolments, update_enrolment_context
+from store.enrolments import enrol, find_enrolments, require_enrolment, update_enrolment_context
 from store.episode_facts import record_facts
 from store.locks import patient_lock
-from store.models import Enrolment
+from store.models import Enrolment, PlannedActionRow
 from store.pathways import register_pathway_version
 from store.results import episode_attributes, record_element_results, record_outcomes
 from store.types import EnrolmentStatus
@@ -89,18 +89,29 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
     enrolments, new = _enrol_from_record(rt, patient_id, resources, now)
     evaluations: list[Evaluation] = []
     skipped: list[str] = []
-    batches: list[tuple[Enrolment, EnrolmentWrites]] = []
+    evaluated: list[tuple[Enrolment, tuple[Evaluation, PatientFacts] | None]] = []
     for enrolment in enrolments:
         if enrolment.status == EnrolmentStatus.ACTIVE:
             enrolment = withdraw_if_cancelled(rt, enrolment, resources, now)
         if enrolment.status != EnrolmentStatus.ACTIVE:
-            batches.append((enrolment, _retire(rt, enrolment, resources, now)))
+            evaluated.append((enrolment, None))
             continue
         evaluation, facts, warnings = _evaluate(rt, enrolment, resources, now)
         evaluations.append(evaluation)
         skipped.extend(warnings)
-        batches.append((enrolment, _sync(rt, enrolment, evaluation, facts, resources, now)))
-    written = await _write(rt, patient_id, batches, now, finish)
+        evaluated.append((enrolment, (evaluation, facts)))
+    # One transaction keeps every enrolment's plan; with nothing to send to FHIR it also
+    # settles what needs no write and runs `finish`, so such an apply commits once.
+    with session_scope(rt.db) as session:
+        batches = [(enrolment, _retire(rt, session, enrolment, resources, now) if done is None
+                    else _sync(rt, session, enrolment, *done, resources, now))
+                   for enrolment, done in evaluated]
+        settled = not any(b.writes for _, b in batches)
+        if settled:
+            record_fhir_ids(session=session, ids={k: v for _, b in batches for k, v in b.untouched.items()})
+            if finish is not None:
+                finish(session)
+    written = 0 if settled else await _write(rt, patient_id, batches, now, finish)
     return ApplyResult(patient_id, tuple(evaluations), tuple(new), written,
                        rt.round_trips - trips, tuple(dict.fromkeys(skipped)))
 
@@ -245,36 +256,40 @@ def _stay(facts: PatientFacts) -> tuple[str | None, str | None, str | None]:
     return last.source, last.attrs.get("ward"), last.attrs.get("bed")
 
 
-def _sync(rt: Runtime, enrolment: Enrolment, evaluation: Evaluation, facts: PatientFacts,
-          resources: list[dict[str, Any]], now: datetime) -> EnrolmentWrites:
-    """Commit the plan to the store, then work out the FHIR writes still pending."""
+def _sync(rt: Runtime, session: Session, enrolment: Enrolment, evaluation: Evaluation,
+          facts: PatientFacts, resources: list[dict[str, Any]], now: datetime) -> EnrolmentWrites:
+    """Keep the plan in the store (the caller commits it before any FHIR write), then work out
+    the FHIR writes still pending."""
     encounter, ward, bed = _stay(facts)
-    with session_scope(rt.db) as session:
-        sync_actions(session=session, enrolment_id=enrolment.id, actions=_action_states(evaluation),
-                     at=now, cause="evaluation")
-        row = update_enrolment_context(
-            session=session, enrolment_id=enrolment.id,
-            anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
-            encounter_ref=encounter, ward=ward, bed=bed, next_check_at=evaluation.next_change_at,
-            careplan_id=enrolment.careplan_id, careplan_version=enrolment.careplan_version, at=now)
-        record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
-                               attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
-                                                             facts, ward=ward))
-        record_facts(session=session, enrolment_id=enrolment.id, facts=facts, at=now)  # for recompute
-        if rt.outcomes is not None:
-            record_outcomes(session=session, enrolment_id=enrolment.id, at=now, outcomes=patient_outcomes(
-                facts, evaluation, definitions=rt.outcomes, tz=rt.tz))
-        if rt.target is WriteTarget.NONE:
-            return EnrolmentWrites()
-        return _pending_writes(rt, session, row, {a.key: a for a in evaluation.actions},
-                               resources, now)
+    # Held while the session lasts: the identity map keeps only referenced clean rows, and the
+    # store functions below each look the enrolment up (one read instead of one each).
+    row = require_enrolment(session=session, enrolment_id=enrolment.id)
+    plan = sync_actions(session=session, enrolment_id=enrolment.id, actions=_action_states(evaluation),
+                        at=now, cause="evaluation")
+    update_enrolment_context(
+        session=session, enrolment_id=enrolment.id,
+        anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
+        encounter_ref=encounter, ward=ward, bed=bed, next_check_at=evaluation.next_change_at,
+        careplan_id=enrolment.careplan_id, careplan_version=enrolment.careplan_version, at=now)
+    record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
+                           attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
+                                                         facts, ward=ward))
+    record_facts(session=session, enrolment_id=enrolment.id, facts=facts, at=now)  # for recompute
+    if rt.outcomes is not None:
+        record_outcomes(session=session, enrolment_id=enrolment.id, at=now, outcomes=patient_outcomes(
+            facts, evaluation, definitions=rt.outcomes, tz=rt.tz))
+    if rt.target is WriteTarget.NONE:
+        return EnrolmentWrites()
+    return _pending_writes(rt, row, plan.rows, {a.key: a for a in evaluation.actions}, resources, now)
 
 
-def _pending_writes(rt: Runtime, session: Any, enrolment: Enrolment,
+def _pending_writes(rt: Runtime, enrolment: Enrolment, everything: Sequence[PlannedActionRow],
                     planned: Mapping[str, Any], resources: list[dict[str, Any]],
                     now: datetime) -> EnrolmentWrites:
-    pending = pending_fhir_writes(session=session, enrolment_id=enrolment.id)
-    everything = list_actions(session=session, enrolment_id=enrolment.id)
+    # The enrolment's actions as the sync left them; pending_fhir_writes without reading them
+    # again: changed since last written (or never written).
+    pending = sorted((a for a in everything if a.fhir_synced_revision is None
+                      or a.fhir_synced_revision < a.revision), key=lambda a: a.key)
     ctx = WriteContext(patient_id=enrolment.patient_ref.split("/", 1)[1], enrolment=enrolment,
                        planned=planned, pathway_version=enrolment.pathway_version,
                        existing=_own_resources(resources, rt.identifier_system),
@@ -287,15 +302,14 @@ def _instructions(pathway: Pathway) -> dict[str, str]:
     return {el.id: el.action.instructions for el in pathway.elements if el.action is not None}
 
 
-def _retire(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]],
+def _retire(rt: Runtime, session: Session, enrolment: Enrolment, resources: list[dict[str, Any]],
             now: datetime) -> EnrolmentWrites:
     """An ended enrolment plans nothing: its open actions vanish and their Tasks are cancelled."""
-    with session_scope(rt.db) as session:
-        sync_actions(session=session, enrolment_id=enrolment.id, actions=[], at=now,
-                     cause=f"enrolment {enrolment.status}: {enrolment.exit_reason or ''}".strip())
-        if rt.target is WriteTarget.NONE:
-            return EnrolmentWrites()
-        return _pending_writes(rt, session, enrolment, {}, resources, now)
+    plan = sync_actions(session=session, enrolment_id=enrolment.id, actions=[], at=now,
+                        cause=f"enrolment {enrolment.status}: {enrolment.exit_reason or ''}".strip())
+    if rt.target is WriteTarget.NONE:
+        return EnrolmentWrites()
+    return _pending_writes(rt, enrolment, plan.rows, {}, resources, now)
 
 
 def _own_resources(resources: Iterable[Mapping[str, Any]], system: str) -> dict[str, dict[str, Any]]:
@@ -311,16 +325,9 @@ def _own_resources(resources: Iterable[Mapping[str, Any]], system: str) -> dict[
 
 async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, EnrolmentWrites]],
                  now: datetime, finish: Finish | None) -> int:
-    """One transaction for every enrolment of the patient; then note what was written."""
+    """One FHIR transaction for every enrolment of the patient; then note what was written."""
     writes = [w for _, b in batches for w in b.writes]
     untouched = {k: v for _, b in batches for k, v in b.untouched.items()}
-    if not writes:
-        if untouched or finish is not None:
-            with session_scope(rt.db) as session:
-                record_fhir_ids(session=session, ids=untouched)
-                if finish is not None:
-                    finish(session)
-        return 0
     assert rt.tasks is not None
     response = await rt.tasks.transaction(transaction_for(patient_id, writes))
     ids = iter(written_ids(response))

@@ -32,15 +32,33 @@ class UnboundCodeCounter(Collector):
         self._counts: Counter[tuple[str, str]] = Counter()
         # Digests of (resource version, code) already counted; oldest forgotten first.
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        # Resource versions (meta.versionId) whose codes are all counted, under `_surveyed_with`
+        # terminologies: an apply re-reads them all, and surveys only what is new.
+        self._surveyed: OrderedDict[str, None] = OrderedDict()
+        self._surveyed_with: tuple[Terminology, ...] = ()
         self._lock = threading.Lock()
 
     def observe(self, terminologies: Sequence[Terminology],
                 resources: Iterable[Mapping[str, Any]]) -> None:
         """Count the unbound codes of the resources a patient's apply read."""
+        terms = tuple(terminologies)
+        with self._lock:
+            # Other terminologies bind other codes: survey again (objects held, compared by identity).
+            if {id(t) for t in terms} != {id(t) for t in self._surveyed_with}:
+                self._surveyed.clear()
+                self._surveyed_with = terms
         for resource in resources:
             version = _version_key(resource)
+            versioned = bool((resource.get("meta") or {}).get("versionId"))
+            if versioned and version in self._surveyed:
+                continue
             for row in unbound_codes(terminologies, [resource]):
                 self._count(version, row.resource_type, f"{row.system}|{row.code}")
+            if versioned:
+                with self._lock:
+                    self._surveyed[version] = None
+                    if len(self._surveyed) > self.remember:
+                        self._surveyed.popitem(last=False)
 
     def _count(self, version: str, resource_type: str, code: str) -> None:
         digest = hashlib.blake2b(f"{version}\0{code}".encode(), digest_size=12).digest()
@@ -66,6 +84,7 @@ class UnboundCodeCounter(Collector):
         with self._lock:
             self._counts.clear()
             self._seen.clear()
+            self._surveyed.clear()
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(

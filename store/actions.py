@@ -1,8 +1,8 @@
 """Planned actions: the engine's plan for an enrolment, kept in step with each evaluation."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 
 from sqlmodel import Session, col, or_, select
 
@@ -49,6 +49,8 @@ class ActionChanges:
     changed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     vanished: tuple[str, ...] = ()
+    # Every action of the enrolment after the sync, in `list_actions` order (no second read).
+    rows: tuple[PlannedActionRow, ...] = field(default=(), compare=False, repr=False)
 
 
 # An action whose status moved: (row, status before or None when new, cause).
@@ -100,7 +102,17 @@ def sync_actions(
     for row, from_status, why in transitions:
         record_transition(session=session, action=row, from_status=from_status, at=at, cause=why)
     session.flush()
-    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished))
+    rows = sorted([*stored.values(), *(row for row, before, _ in transitions if before is None)],
+                  key=_due_order)
+    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished), tuple(rows))
+
+
+_NO_DUE = datetime.min.replace(tzinfo=UTC)
+
+
+def _due_order(row: PlannedActionRow) -> tuple[bool, datetime, str]:
+    """`list_actions`'s order: by due instant, undated last, then by key."""
+    return row.due is None, _NO_DUE if row.due is None else as_utc(row.due), row.key
 
 
 def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
@@ -214,8 +226,12 @@ def record_fhir_ids(*, session: Session,
 
     The action's current revision counts as written: a later change makes it pending again.
     """
+    rows = {row.key: row for row in session.exec(
+        select(PlannedActionRow).where(col(PlannedActionRow.key).in_(list(ids))))} if ids else {}
     for key, (fhir_type, fhir_id, fhir_version) in ids.items():
-        row = require_action(session=session, key=key)
+        row = rows.get(key)
+        if row is None:
+            raise ActionNotFound(key)
         row.fhir_type = FhirType(fhir_type)
         row.fhir_id = fhir_id
         row.fhir_version = fhir_version

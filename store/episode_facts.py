@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func
+from sqlalchemy import Text, cast, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -18,11 +18,13 @@ from store.types import as_utc, json_value
 
 
 def record_facts(*, session: Session, enrolment_id: str, facts: PatientFacts, at: datetime) -> None:
-    """Keep (replace) what the evaluation at `at` read, as a patient file."""
-    row = session.get(EpisodeFacts, enrolment_id) or EpisodeFacts(enrolment_id=enrolment_id, evaluated_at=at)
-    row.facts = patient_json(facts)
-    row.evaluated_at = as_utc(at)
-    session.add(row)
+    """Keep (replace) what the evaluation at `at` read, as a patient file: written over the
+    stored one without reading it back (one UPDATE, or the INSERT of the first evaluation)."""
+    table = EpisodeFacts.__table__  # type: ignore[attr-defined]
+    values = {"facts": patient_json(facts), "evaluated_at": as_utc(at)}
+    done = session.execute(update(table).where(table.c.enrolment_id == enrolment_id).values(**values))
+    if not done.rowcount:  # type: ignore[attr-defined]
+        session.execute(insert(table).values(enrolment_id=enrolment_id, **values))
 
 
 def stored_episode_ids(*, session: Session, pathway_id: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Table, Text, bindparam, cast, delete, insert, tuple_, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from engine.audit_cells import element_cell, is_missing
 from engine.compliance import Ratio, patient_compliance
@@ -96,33 +96,12 @@ def _values(result: ElementResult) -> dict[str, Any]:
     }
 
 
-def _fill(row: ElementResultRow, result: ElementResult, at: datetime) -> bool:
-    """Set the row from the result; False (row untouched) when nothing changed, so a re-apply
-    that decides the same writes no rows. `evaluated_at` is when the result last changed."""
-    values = _values(result)
-    if all(getattr(row, name) == value for name, value in values.items()):
-        return False
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.evaluated_at = as_utc(at)
-    return True
-
-
 def record_element_results(*, session: Session, enrolment_id: str, evaluation: Evaluation,
                            attributes: EpisodeAttributes, at: datetime) -> None:
-    """Upsert each element's result and the episode's attributes; drop elements no longer planned."""
-    existing = {r.element_id: r for r in session.exec(
-        select(ElementResultRow).where(col(ElementResultRow.enrolment_id) == enrolment_id))}
-    for result in evaluation.elements:
-        row = existing.pop(result.element_id, None)
-        if row is None:
-            row = ElementResultRow(enrolment_id=enrolment_id, element_id=result.element_id, phase="",
-                                   category="", status="", evaluated_at=at)
-        if _fill(row, result, at):
-            session.add(row)
-    for stale in existing.values():
-        session.delete(stale)
-    _record_episode(session, enrolment_id, evaluation, attributes, at)
+    """Upsert each element's result and the episode's attributes; drop elements no longer planned.
+    Only what changed is written, in bulk (`record_many_results` for one episode): the apply's
+    write path reads the results as rows, not ORM objects."""
+    record_many_results(session=session, episodes=[RecordedEpisode(enrolment_id, evaluation, attributes, at)])
 
 
 def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
@@ -200,7 +179,7 @@ def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
 
 
 def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode]) -> None:
-    """`_record_episode` for a batch: insert the missing episode rows, update the changed ones."""
+    """The episodes' `audit_episode` rows: insert the missing ones, update the changed ones."""
     table = AuditEpisode.__table__  # type: ignore[attr-defined]
     existing = {r[0]: r[1:] for r in session.execute(
         sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
@@ -225,15 +204,6 @@ class RecordedEpisode:
     evaluation: Evaluation
     attributes: EpisodeAttributes
     at: datetime
-
-
-def _record_episode(session: Session, enrolment_id: str, evaluation: Evaluation,
-                    attributes: EpisodeAttributes, at: datetime) -> None:
-    row = session.get(AuditEpisode, enrolment_id) or AuditEpisode(
-        enrolment_id=enrolment_id, patient_ref="", pathway_id="", pathway_version=0, updated_at=at)
-    for name, value in _episode_values(evaluation, attributes, at).items():
-        setattr(row, name, value)
-    session.add(row)
 
 
 _EPISODE_COLUMNS = ("patient_ref", "pathway_id", "pathway_version", "surgery_start", "variant", "parameters",

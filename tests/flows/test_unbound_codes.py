@@ -95,3 +95,22 @@ def test_cardinality_is_bounded_by_max_codes_and_top() -> None:
     wide.observe(terms, resources)
     assert {"resource_type": "Observation", "code": OTHER, "resources": 2} in wide.top()
     assert len(wide.top()) == 3
+
+
+def test_a_resource_version_is_surveyed_once_and_a_new_version_or_terminology_again() -> None:
+    counter = UnboundCodeCounter()
+    terms = [plan_of(lumbar()).terminology]
+    first = _observation("o1", "x")
+    counter.observe(terms, [first])
+    counter.observe(terms, [{**first, "code": {"coding": [{"system": LOCAL, "code": "y"}]}}])  # same version
+    assert [row["code"] for row in counter.top()] == [f"{LOCAL}|x"]
+    newer = {**first, "meta": {"versionId": "2"}, "code": {"coding": [{"system": LOCAL, "code": "y"}]}}
+    counter.observe(terms, [newer])
+    assert sorted(row["code"] for row in counter.top()) == [f"{LOCAL}|x", f"{LOCAL}|y"]
+    unversioned = {k: v for k, v in first.items() if k != "meta"}
+    counter.observe(terms, [unversioned])
+    counter.observe(terms, [{**unversioned, "code": {"coding": [{"system": LOCAL, "code": "z"}]}}])
+    assert f"{LOCAL}|z" in [row["code"] for row in counter.top()]  # no version: surveyed every time
+    other_terms = [plan_of(lumbar()).terminology.model_copy()]
+    counter.observe(other_terms, [{**first, "code": {"coding": [{"system": LOCAL, "code": "w"}]}}])
+    assert f"{LOCAL}|w" in [row["code"] for row in counter.top()]  # other terminologies: again

@@ -1,7 +1,8 @@
 """Tests for syncing planned actions and recording their FHIR ids."""
 
+import random
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -217,3 +218,29 @@ def test_list_actions_orders_by_due_with_undated_last(db: Session) -> None:
         "later",
         "undated",
     ]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sync_actions_rows_are_list_actions_in_its_order(db: Session, seed: int) -> None:
+    """The rows a sync hands back (the apply works out its FHIR writes from them) are the
+    enrolment's actions as `list_actions` reads them: same rows, same order — by due instant
+    (given in other time zones, ties, microseconds), undated last, then by key — across
+    new, changed, unchanged and vanished actions."""
+    rng = random.Random(seed)
+    enrolment = create_enrolment(session=db)
+    zones = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]
+
+    def states(n: int) -> list[ActionState]:
+        out = []
+        for i in rng.sample(range(40), n):
+            shift = timedelta(hours=rng.choice([0, 1, 1, 7]), microseconds=rng.choice([0, 0, 5]))
+            due = None if rng.random() < 0.25 else (T0 + shift).astimezone(rng.choice(zones))
+            out.append(action_state(enrolment.id, f"el{i:02d}", occurrence=str(rng.randint(0, 2)),
+                                    due=due, status=rng.choice(["upcoming", "due"])))
+        return list({s.key: s for s in out}.values())
+
+    for minutes in (0, 5, 10):
+        changes = _sync(db, enrolment.id, states(rng.randint(5, 25)), minutes=minutes)
+        listed = list_actions(session=db, enrolment_id=enrolment.id)
+        assert [r.key for r in changes.rows] == [r.key for r in listed]
+        assert list(changes.rows) == listed
