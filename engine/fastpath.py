@@ -197,7 +197,7 @@ def _binary(op: str, left: Fn, right: Fn) -> Fn:
         def compare(f: Coll, e: dict[str, Any]) -> Coll:
             a, b = left(f, e), right(f, e)
             if fastdates.is_fp(a) or fastdates.is_fp(b):
-                return fastdates.compare(op, a, b)  # date-times: fhirpathpy's own rules
+                return fastdates.compare(op, a, b)  # date-times: FHIRPath's rules as fhirpathpy's
             return plain(a, b)
         return compare
     if op == "and":
