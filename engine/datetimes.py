@@ -23,10 +23,9 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
 from fhirpathpy.engine import nodes
 
@@ -44,8 +43,7 @@ class _Fhirpathpy:
 FHIRPATHPY: Final = _Fhirpathpy()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class DateTimeValue:
+class DateTimeValue(NamedTuple):
     """One FHIR date/dateTime as fhirpathpy reads it. `utc` holds the given fields (year,
     month, day, hour, minute, second) moved to UTC; `micro` the fraction of a second."""
 
@@ -62,49 +60,35 @@ def parse(text: str) -> DateTimeValue | None:
     m = _TEXT.fullmatch(text)
     if m is None:
         return None
-    *given, fraction, zone = m.group("year", "month", "day", "hour", "minute", "second",
-                                     "millisecond", "timezone")
-    n = given.index(None) if None in given else 6
-    if any(g is not None for g in given[n:]) or (fraction is not None and (n < 6 or len(fraction) > 6)):
-        return None  # a field after a missing one (an hour without a day), odd fractions
-    fields = [int(g) for g in given[:n]]
-    local = _valid(fields)
-    offset = _offset(zone)
-    if local is None or offset is None:
+    year, month, day, hour, minute, second, fraction, zone, _ = m.groups()
+    if not _FIRST_YEAR <= int(year) <= _LAST_YEAR:
         return None
-    utc = local - offset
+    if day is None:  # a year or a year-month (a time needs a day: else fhirpathpy's)
+        return None if hour is not None else _year_month(text, int(year), month)
+    if (fraction is not None and (second is None or len(fraction) > 6)) \
+            or (zone is not None and zone != "Z" and zone[4] > "5"):
+        return None  # a fraction without seconds, beyond microseconds; zone minutes over 59
+    try:
+        local = datetime.fromisoformat(text)  # the fields the pattern found, checked
+    except ValueError:
+        return None  # an impossible date, hour, minute, second or offset
+    utc = local if zone is None else local.astimezone(UTC)
     if not _FIRST_YEAR <= utc.year <= _LAST_YEAR:
         return None
-    micro = int(fraction.ljust(6, "0")) if fraction else 0
+    n = 3 + (hour is not None) + (minute is not None) + (second is not None)
     precision = n + (fraction is not None) + (zone == "Z")
-    if n >= 3:
-        tzinfo = None if zone is None else timezone(offset)
-        instant: float = local.replace(microsecond=micro, tzinfo=tzinfo).timestamp()
-    else:
-        instant = fields[0] * _YEAR_SECONDS + (fields[1] * _MONTH_SECONDS if n == 2 else 0)
     moved = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)[:n]
-    return DateTimeValue(text, precision, zone is not None, moved, micro, instant)
+    return DateTimeValue(text, precision, zone is not None, moved, local.microsecond,
+                         local.timestamp())
 
 
-def _valid(fields: list[int]) -> datetime | None:
-    year, month, day, hour, minute, second = fields + [1, 1, 0, 0, 0][len(fields) - 1:]
-    if not (_FIRST_YEAR <= year <= _LAST_YEAR and 1 <= month <= 12 and hour <= 23
-            and minute <= 59 and second <= 59):
+def _year_month(text: str, year: int, month: str | None) -> DateTimeValue | None:
+    if month is None:
+        return DateTimeValue(text, 1, False, (year,), 0, year * _YEAR_SECONDS)
+    if not 1 <= int(month) <= 12:
         return None
-    if not 1 <= day <= calendar.monthrange(year, month)[1]:
-        return None
-    return datetime(year, month, day, hour, minute, second)
-
-
-def _offset(zone: str | None) -> timedelta | None:
-    """The zone's offset (zero for none or `Z`); None when fhirpathpy must read it."""
-    if zone is None or zone == "Z":
-        return timedelta(0)
-    hours, minutes = int(zone[1:3]), int(zone[4:6])
-    if hours > 23 or minutes > 59:
-        return None
-    delta = timedelta(hours=hours, minutes=minutes)
-    return delta if zone[0] == "+" else -delta
+    return DateTimeValue(text, 2, False, (year, int(month)), 0,
+                         year * _YEAR_SECONDS + int(month) * _MONTH_SECONDS)
 
 
 def order(a: DateTimeValue, b: DateTimeValue) -> int | None:

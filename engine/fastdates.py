@@ -9,7 +9,6 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -27,10 +26,9 @@ Coll = list[Any]
 COMPARE = {"=": equality.equal, "!=": equality.unequal, "<": equality.lt,
            "<=": equality.lte, ">": equality.gt, ">=": equality.gte}
 
-# Texts read and sums worked out, shared by every evaluation (pure functions of their keys);
-# emptied when full, as re-reading a text costs microseconds.
+# Texts read, shared by every evaluation (a pure function of the text, given the process's
+# zone); emptied when full, as re-reading a text costs microseconds. Sums: see adder().
 _PARSED: dict[str, DateTimeValue | None] = {}
-_SUMS: dict[tuple[str, Decimal, str | None], Any] = {}
 _MEMO_LIMIT = 200_000
 
 
@@ -79,9 +77,15 @@ def to_datetime(coll: Coll) -> Coll:
     return [] if value is None else [value]
 
 
+_SPECIAL = (DateTimeValue, nodes.FP_Type)
+
+
 def is_fp(coll: Coll) -> bool:
     """Whether the collection holds a date-time (native or fhirpathpy's), time or quantity."""
-    return any(isinstance(v, DateTimeValue | nodes.FP_Type) for v in coll)
+    for v in coll:  # noqa: SIM110 - no generator per call: the hot path of every comparison
+        if isinstance(v, _SPECIAL):
+            return True
+    return False
 
 
 def _native(value: Any) -> DateTimeValue | None:
@@ -127,18 +131,21 @@ def quantity(node: dict) -> Any:
     return quantity_literal(None, None, node)[0]
 
 
-def plus(left: Coll, amount: Any) -> Coll:
-    """fhirpathpy's `left + amount` for a quantity literal `amount`."""
-    if not left:
-        return []
-    value = _native(left[0]) if len(left) == 1 else None
-    if value is not None:
-        key = (value.text, amount.value, amount.unit)
-        text = _SUMS.get(key)
-        if text is None:
-            if len(_SUMS) >= _MEMO_LIMIT:
-                _SUMS.clear()
-            text = _SUMS[key] = datetimes.plus(value, amount.value, amount.unit)
-        if text is not FHIRPATHPY:
-            return [text]
-    return util.arraify(fp_math.plus(None, _fhirpathpy(left), [amount]))
+def adder(amount: Any) -> Callable[[Coll], Coll]:
+    """fhirpathpy's `left + amount` for one quantity literal `amount`, its sums memoised."""
+    sums: dict[str, object] = {}  # text -> its sum's text, or FHIRPATHPY
+
+    def add(left: Coll) -> Coll:
+        if not left:
+            return []
+        value = _native(left[0]) if len(left) == 1 else None
+        if value is not None:
+            text = sums.get(value.text)
+            if text is None:
+                if len(sums) >= _MEMO_LIMIT:
+                    sums.clear()
+                text = sums[value.text] = datetimes.plus(value, amount.value, amount.unit)
+            if isinstance(text, str):
+                return [text]
+        return util.arraify(fp_math.plus(None, _fhirpathpy(left), [amount]))
+    return add
