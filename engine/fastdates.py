@@ -29,7 +29,7 @@ COMPARE = {"=": equality.equal, "!=": equality.unequal, "<": equality.lt,
 # Texts read, shared by every evaluation (a pure function of the text, given the process's
 # zone); emptied when full, as re-reading a text costs microseconds. Sums: see adder().
 _PARSED: dict[str, DateTimeValue | None] = {}
-_MEMO_LIMIT = 200_000
+_MEMO_LIMIT = 20_000  # a few MiB: patients rarely share times, the memo serves one evaluation
 
 
 def _parsed(text: str) -> DateTimeValue | None:
