@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -38,6 +39,9 @@ def episode_start(pathway: Pathway, facts: PatientFacts, tz: tzinfo,
     scope = pathway.episode
     if scope is None:
         return None
+    # only the facts of the anchors read (the index of all of them is the caller's)
+    read = {pathway.anchors[name].concept for name in scope.starts}
+    facts = replace(facts, facts=tuple(f for f in facts.facts if f.concept in read))
     index = facts.visible_at(now) if now is not None else FactIndex.build(facts.facts, _LATEST)
     known = [t for t in (_anchor_at(pathway.anchors[name], facts, index) for name in scope.starts)
              if t is not None]
@@ -155,25 +159,30 @@ class EvaluationContext:
     def truthy(self, expr: CompiledExpression) -> bool:
         """An expression over the patient's variables, evaluated once per evaluation."""
         cached = self._memo.get(expr.text)
-        if cached is None:
-            env = {name: self.var(name) for name in expr.env_names}
-            # With no facts to read the answer depends on scalars only: share it across patients.
-            shared = None
-            values = tuple(env.values())
-            if not any(isinstance(v, list) and v for v in values):
-                shared = (expr.text, *(None if isinstance(v, list) else v for v in values))
-                cached = _SHARED_MEMO.get(shared)
-                if cached is not None:
-                    self._memo[expr.text] = cached
-                    return cached
-            try:
-                cached = self._memo[expr.text] = expr.truthy({}, env)
-                if shared is not None and len(_SHARED_MEMO) < _MEMO_LIMIT:
-                    _SHARED_MEMO[shared] = cached
-            except Exception as exc:  # fhirpathpy raises bare Exception on type mismatches
-                raise EvaluationError(
-                    f"condition '{expr.text}' cannot be evaluated on this patient's facts "
-                    f"({type(exc).__name__}: check the facts' value types)") from None
+        if cached is not None:
+            return cached
+        env = {name: self.var(name) for name in expr.env_names}
+        # With no facts to read the answer depends on scalars only: share it across patients.
+        shared: tuple[Any, ...] | None = None
+        scalars: list[Any] = [expr.text]
+        for value in env.values():
+            if isinstance(value, list) and value:
+                break
+            scalars.append(None if isinstance(value, list) else value)
+        else:
+            shared = tuple(scalars)
+            cached = _SHARED_MEMO.get(shared)
+            if cached is not None:
+                self._memo[expr.text] = cached
+                return cached
+        try:
+            cached = self._memo[expr.text] = expr.truthy({}, env)
+        except Exception as exc:  # fhirpathpy raises bare Exception on type mismatches
+            raise EvaluationError(
+                f"condition '{expr.text}' cannot be evaluated on this patient's facts "
+                f"({type(exc).__name__}: check the facts' value types)") from None
+        if shared is not None and len(_SHARED_MEMO) < _MEMO_LIMIT:
+            _SHARED_MEMO[shared] = cached
         return cached
 
     def fact_matches(self, expr: CompiledExpression | None, fact: Fact) -> bool:

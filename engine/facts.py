@@ -101,7 +101,8 @@ class FactIndex:
     def __init__(self, by_concept: dict[str, list[Fact]], held: tuple[Fact, ...] = ()) -> None:
         self.by_concept = by_concept
         self.held = held  # future-dated facts (see HAPPENED) not used at this `now`
-        self._times: dict[str, list[datetime]] = {}
+        # per concept: the facts' sort times, and whether any fact has no time (never in range)
+        self._times: dict[str, tuple[list[datetime], bool]] = {}
 
     @classmethod
     def build(cls, facts: tuple[Fact, ...], now: datetime, *,
@@ -117,7 +118,8 @@ class FactIndex:
             if seen is not None:
                 by_concept.setdefault(fact.concept, []).append(seen)
         for items in by_concept.values():
-            items.sort(key=_sort_key)
+            if len(items) > 1:
+                items.sort(key=_sort_key)
         return cls(by_concept, tuple(held))
 
     def get(self, concept: str) -> list[Fact]:
@@ -128,13 +130,16 @@ class FactIndex:
         items = self.by_concept.get(concept)
         if not items:
             return []
-        times = self._times.get(concept)
-        if times is None:
-            times = [_sort_key(f)[0] for f in items]
-            self._times[concept] = times
+        known = self._times.get(concept)
+        if known is None:
+            known = self._times[concept] = (
+                [_sort_key(f)[0] for f in items], any(f.time is None for f in items))
+        times, untimed = known
         lo = 0 if start is None else bisect.bisect_left(times, start)
         hi = len(items) if end is None else bisect.bisect_right(times, end)
-        return [f for f in items[lo:hi] if f.time is not None]
+        if untimed:
+            return [f for f in items[lo:hi] if f.time is not None]
+        return items[lo:hi]
 
 
 def future_dated(fact: Fact, after: datetime) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 from engine import fastdates
 
 Coll = list[Any]
-Fn = Callable[[Coll, dict[str, Any]], Coll]
+Env = dict[Any, Any]  # %name -> value, and the memos of criteria being run (see _Loop)
+Fn = Callable[[Coll, Env], Coll]
 Run = Callable[[Any, dict[str, Any]], Coll]
 
 
@@ -109,14 +110,51 @@ def _literal(node: dict) -> Any:
     raise Unsupported(kind)
 
 
-def _function(node: dict) -> Callable[[Coll, dict[str, Any]], Coll]:
+class _Loop:
+    """One `where`/`exists` criteria: the parts of it that do not read the item (such as
+    `%surgery.first().end.toDateTime() + 77 days`) are worked out once per call, on first use
+    (so an error still surfaces where it did), in a memo the call puts in its env under this
+    object."""
+
+    def __init__(self) -> None:
+        self.slots = 0
+
+    def once(self, fn: Fn) -> Fn:
+        slot = self.slots
+        self.slots += 1
+
+        def memo(focus: Coll, env: Env) -> Coll:
+            values = env.get(self)
+            if values is None:
+                return fn(focus, env)
+            if slot not in values:
+                values[slot] = fn(focus, env)
+            return values[slot]
+        return memo
+
+
+def _reads_item(node: dict) -> bool:
+    """Whether an expression reads its input: only a term invoked on it does (`$this` and
+    `%context` are fhirpathpy's); criteria inside it read their own items."""
+    kind = node.get("type")
+    if kind in ("ExternalConstantTerm", "LiteralTerm"):
+        return False
+    if kind == "InvocationExpression":
+        return _reads_item(node["children"][0])
+    return kind == "InvocationTerm" or any(_reads_item(k) for k in node.get("children", []))
+
+
+def _function(node: dict) -> Fn:
     functn = node["children"][0]
     name = functn["children"][0]["text"]
     params = functn["children"][1:]
     if name in {"exists", "where"} and params:
-        criteria = _compile(params[0]["children"][0])
+        loop = _Loop()
+        criteria = _compile(params[0]["children"][0], loop)
 
-        def where(coll: Coll, env: dict[str, Any]) -> Coll:
+        def where(coll: Coll, env: Env) -> Coll:
+            if loop.slots and len(coll) > 1:
+                env = {**env, loop: {}}
             kept = [item for item in coll if _logic(criteria([item], env)) is True]
             return [bool(kept)] if name == "exists" else kept
         return where
@@ -134,7 +172,7 @@ def _function(node: dict) -> Callable[[Coll, dict[str, Any]], Coll]:
     return lambda coll, env: fn(coll)
 
 
-def _invocation(node: dict) -> Callable[[Coll, dict[str, Any]], Coll]:
+def _invocation(node: dict) -> Fn:
     if node["type"] == "MemberInvocation":
         get = _member(node["children"][0]["text"])
         return lambda coll, env: get(coll)
@@ -143,11 +181,16 @@ def _invocation(node: dict) -> Callable[[Coll, dict[str, Any]], Coll]:
     raise Unsupported(node["type"])
 
 
-def _compile(node: dict) -> Fn:  # noqa: C901 - one branch per FHIRPath node type
+def _compile(node: dict, loop: _Loop | None = None) -> Fn:  # noqa: C901 - a branch per node type
+    """The node as a closure; inside criteria (`loop`), its largest parts that do not read
+    the item are evaluated once per call."""
     kind = node.get("type")
     kids = node.get("children", [])
+    if loop is not None and kind not in ("ExternalConstantTerm", "LiteralTerm") \
+            and not _reads_item(node):
+        return loop.once(_compile(node))
     if kind in (None, "TermExpression", "ParenthesizedTerm"):
-        return _compile(kids[0])
+        return _compile(kids[0], loop)
     if kind == "ExternalConstantTerm":
         name = kids[0]["children"][0]["text"].strip("`")
         if name in FHIRPATH_BUILTINS:
@@ -160,15 +203,16 @@ def _compile(node: dict) -> Fn:  # noqa: C901 - one branch per FHIRPath node typ
         inv = _invocation(kids[0])
         return inv
     if kind == "InvocationExpression":
-        base, inv = _compile(kids[0]), _invocation(kids[1])
+        base, inv = _compile(kids[0], loop), _invocation(kids[1])
         return lambda focus, env: inv(base(focus, env), env)
     if kind == "PolarityExpression" and node["terminalNodeText"] == ["-"]:
-        inner = _compile(kids[0])
+        inner = _compile(kids[0], loop)
         return lambda focus, env: [-v for v in inner(focus, env)]
     if kind == "AdditiveExpression" and node["terminalNodeText"] == ["+"]:
-        return _plus_quantity(_compile(kids[0]), kids[1])
+        return _plus_quantity(_compile(kids[0], loop), kids[1])
     if kind in ("EqualityExpression", "InequalityExpression", "AndExpression", "OrExpression"):
-        return _binary(node["terminalNodeText"][0], _compile(kids[0]), _compile(kids[1]))
+        return _binary(node["terminalNodeText"][0], _compile(kids[0], loop),
+                       _compile(kids[1], loop))
     raise Unsupported(str(kind))
 
 
@@ -178,8 +222,8 @@ def _plus_quantity(left: Fn, right: dict) -> Fn:
     literal = term["children"][0] if term.get("type") == "LiteralTerm" else {}
     if literal.get("type") != "QuantityLiteral":
         raise Unsupported("+ other than a quantity literal")
-    amount = fastdates.quantity(literal)
-    return lambda f, e: fastdates.plus(left(f, e), amount)
+    add = fastdates.adder(fastdates.quantity(literal))
+    return lambda f, e: add(left(f, e))
 
 
 def _unequal(left: Coll, right: Coll) -> Coll:
@@ -197,7 +241,7 @@ def _binary(op: str, left: Fn, right: Fn) -> Fn:
         def compare(f: Coll, e: dict[str, Any]) -> Coll:
             a, b = left(f, e), right(f, e)
             if fastdates.is_fp(a) or fastdates.is_fp(b):
-                return fastdates.compare(op, a, b)  # date-times: fhirpathpy's own rules
+                return fastdates.compare(op, a, b)  # date-times: FHIRPath's rules as fhirpathpy's
             return plain(a, b)
         return compare
     if op == "and":

@@ -112,13 +112,18 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, start: dat
     main evidence, or of one `evidence.also` clause."""
     concepts = c.element.evidence.concepts if clause is None else clause.concepts
     where = c.evidence_where if clause is None else clause.where
+    # a reassessment must come after what triggered it
+    after = slot.trigger.time if slot.trigger is not None else None
     found: list[Fact] = []
     for concept in concepts:
-        for fact in ctx.index.between(concept, start, end):
-            if slot.trigger is not None and fact.time is not None and slot.trigger.time is not None \
-                    and (fact.time <= slot.trigger.time or fact is slot.trigger):
-                continue  # a reassessment must come after what triggered it
-            if ctx.fact_matches(where, fact):
+        facts = ctx.index.between(concept, start, end)
+        if after is None and where is None:
+            found.extend(facts)
+            continue
+        for fact in facts:
+            if after is not None and (fact.time <= after or fact is slot.trigger):  # type: ignore[operator]
+                continue
+            if where is None or ctx.fact_matches(where, fact):
                 found.append(fact)
     if len(concepts) > 1:
         found.sort(key=lambda f: f.time or ctx.now)
@@ -128,6 +133,8 @@ def _evidence(ctx: EvaluationContext, c: CompiledElement, slot: Slot, start: dat
 def _documented_not_done(ctx: EvaluationContext, c: CompiledElement,
                          span: tuple[datetime | None, datetime | None]) -> Fact | None:
     """The first record, in the evidence window, that the work was not done (EIAS 'not done')."""
+    if not ctx.not_done.by_concept:
+        return None
     for concept in c.element.evidence.concepts:
         for fact in ctx.not_done.between(concept, *span):
             if ctx.fact_matches(c.evidence_where, fact):

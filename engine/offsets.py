@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
@@ -26,6 +26,10 @@ class Offset:
     minutes: int = 0
     day: int | None = None
     at: time | None = None
+    delta: timedelta = field(init=False, repr=False, compare=False)  # `minutes`, made once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "delta", timedelta(minutes=self.minutes))
 
     @property
     def approx_minutes(self) -> int:
@@ -40,7 +44,7 @@ class Offset:
         if self.day is None and not self.days:
             # Exact hours and minutes need no local calendar: the hot path of evaluation.
             utc = anchor if anchor.tzinfo is UTC else anchor.astimezone(UTC)
-            return utc + timedelta(minutes=self.minutes) if self.minutes else utc
+            return utc + self.delta if self.minutes else utc
         # Aware + timedelta is wall-clock arithmetic in Python: exactly "same time, N days
         # later" in the hospital's zone; astimezone(UTC) then resolves DST for that wall time.
         local = _local(anchor, tz)
@@ -51,7 +55,7 @@ class Offset:
         else:
             wall = local + timedelta(days=self.days)
         utc = wall.astimezone(UTC)
-        return utc + timedelta(minutes=self.minutes) if self.minutes else utc
+        return utc + self.delta if self.minutes else utc
 
     def negated(self) -> Offset:
         return Offset(days=-self.days, minutes=-self.minutes, day=self.day, at=self.at)
