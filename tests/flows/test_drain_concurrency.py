@@ -121,12 +121,9 @@ async def test_ehr_unreachable_gives_back_the_untried_and_settles_only_the_appli
 
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
-        store_events(rt, [{"resourceType": "Observation", "id": f"o-{pid}", "meta": {"versionId": "1"},
-                           "subject": {"reference": f"Patient/{pid}"}} for pid in patients])
-        _enrol_all(rt, patients)
+        _enrolled_with_observations(rt, patients)
         result = await drain_once(rt, worker="test", concurrency=2)
-        with session_scope(rt.db) as session:
-            by_patient = {e.patient_ref: e.status for e in session.exec(select(InboxEvent))}
+        by_patient = _statuses(rt)
     assert order == patients[:2]  # the other two never started
     assert result.applied == [patients[1]]
     assert sorted(result.deferred) == sorted([patients[0], *patients[2:]])
@@ -151,15 +148,25 @@ async def test_a_database_error_lets_the_other_applies_finish_then_stops_the_bat
 
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
-        store_events(rt, [{"resourceType": "Observation", "id": f"o-{pid}", "meta": {"versionId": "1"},
-                           "subject": {"reference": f"Patient/{pid}"}} for pid in patients])
-        _enrol_all(rt, patients)
+        _enrolled_with_observations(rt, patients)
         with pytest.raises(OperationalError):
             await drain_once(rt, worker="test", concurrency=3)
-        with session_scope(rt.db) as session:
-            by_patient = {e.patient_ref: e.status for e in session.exec(select(InboxEvent))}
+        by_patient = _statuses(rt)
     assert by_patient == {f"Patient/{patients[0]}": "processing", f"Patient/{patients[1]}": "done",
                           f"Patient/{patients[2]}": "done"}
+
+
+def _enrolled_with_observations(rt: Runtime, patients: list[str]) -> None:
+    """An observation each in the inbox, for patients already enrolled."""
+    store_events(rt, [{"resourceType": "Observation", "id": f"o-{pid}", "meta": {"versionId": "1"},
+                       "subject": {"reference": f"Patient/{pid}"}} for pid in patients])
+    _enrol_all(rt, patients)
+
+
+def _statuses(rt: Runtime) -> dict[str | None, str]:
+    """Each patient's inbox event status."""
+    with session_scope(rt.db) as session:
+        return {e.patient_ref: e.status for e in session.exec(select(InboxEvent))}
 
 
 def _enrol_all(rt: Runtime, patients: list[str]) -> None:
