@@ -155,10 +155,9 @@ def _shift(base: datetime, precision: int, value: int, unit: str) -> datetime | 
     if unit in ("day", "week"):
         days = value * 7 if unit == "week" else value
         if precision == 1:
-            return _add_months(base, 12 * (math.floor(days / 365) if days >= 0
-                                           else math.ceil(days / 365)))
+            return _add_months(base, 12 * whole(days / 365))
         if precision == 2:
-            return _add_months(base, math.floor(days / 30) if days >= 0 else math.ceil(days / 30))
+            return _add_months(base, whole(days / 30))
         return base + timedelta(days=days)
     if unit == "hour":
         if precision == 2:
