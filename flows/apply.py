@@ -39,7 +39,14 @@ from flows.runtime import Runtime, WriteTarget
 from flows.unbound_codes import UNBOUND_CODES
 from flows.withdrawal import withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
-from store.actions import ActionState, list_actions, pending_fhir_writes, record_fhir_ids, sync_actions
+from store.actions import (
+    ActionState,
+    list_actions,
+    needs_fhir_write,
+    pending_fhir_writes,
+    record_fhir_ids,
+    sync_actions,
+)
 from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, require_enrolment, update_enrolment_context
 from store.episode_facts import record_facts
@@ -286,10 +293,8 @@ def _sync(rt: Runtime, session: Session, enrolment: Enrolment, evaluation: Evalu
 def _pending_writes(rt: Runtime, enrolment: Enrolment, everything: Sequence[PlannedActionRow],
                     planned: Mapping[str, Any], resources: list[dict[str, Any]],
                     now: datetime) -> EnrolmentWrites:
-    # The enrolment's actions as the sync left them; pending_fhir_writes without reading them
-    # again: changed since last written (or never written).
-    pending = sorted((a for a in everything if a.fhir_synced_revision is None
-                      or a.fhir_synced_revision < a.revision), key=lambda a: a.key)
+    # The enrolment's actions as the sync left them: pending_fhir_writes without reading them again.
+    pending = sorted((a for a in everything if needs_fhir_write(a)), key=lambda a: a.key)
     ctx = WriteContext(patient_id=enrolment.patient_ref.split("/", 1)[1], enrolment=enrolment,
                        planned=planned, pathway_version=enrolment.pathway_version,
                        existing=_own_resources(resources, rt.identifier_system),

@@ -262,6 +262,12 @@ def list_actions(*, session: Session, enrolment_id: str) -> list[PlannedActionRo
     return list(session.exec(statement))
 
 
+def needs_fhir_write(row: PlannedActionRow) -> bool:
+    """Changed since last written to FHIR (or never written): `pending_fhir_writes`' condition,
+    for rows already in hand."""
+    return row.fhir_synced_revision is None or row.fhir_synced_revision < row.revision
+
+
 def pending_fhir_writes(
     *, session: Session, enrolment_id: str | None = None, limit: int | None = None
 ) -> list[PlannedActionRow]:
