@@ -24,7 +24,7 @@ from flows.deployments import add_to_runner, deployments
 from flows.logs import configure_logging
 from flows.loops import Loops
 from flows.poll_options import POLL_HELP, describe_polling
-from flows.process_runtime import process_runtime
+from flows.process_runtime import process_runtime, tune_collector
 from flows.runtime import Runtime
 from flows.settings import Settings
 from store.db import database_url
@@ -86,6 +86,7 @@ class RuntimeThread(threading.Thread):
         self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         async with process_runtime(self.settings, migrate=True) as rt:
             claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
+            tune_collector()
             self.runtime = rt
             self.loops = Loops(
                 rt, worker=f"serve:{socket.gethostname()}:{os.getpid()}",
@@ -158,6 +159,7 @@ async def _worker(poll: float | None) -> None:
     settings = runtime_settings()
     async with process_runtime(settings, migrate=True) as rt:
         claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
+        tune_collector()
         runner = Runner(name=f"eras-worker-{socket.gethostname()}-{os.getpid()}",
                         pause_on_shutdown=False)
         served = await add_to_runner(runner, timezone=settings.timezone, polling=poll is not None,
@@ -209,6 +211,7 @@ def drain(
     async def go() -> None:
         async with open_runtime(runtime_settings()) as rt:
             claim_single_process(rt.db)
+            tune_collector()
             worker = f"drain:{socket.gethostname()}:{os.getpid()}"
             while True:
                 result = await drain_once(rt, worker=worker, batch_size=batch_size,
