@@ -2,8 +2,10 @@
 
 Prints p50/p95 of the first apply (writes the plan: one batch read + one transaction), of a
 re-apply with nothing new (one batch read), and of an apply after one new fact, with FHIR round
-trips per apply. SQLite store in a temp directory (or --database-url).
-Run: .venv/bin/python bench/apply.py [--patients 60] [--profile 40]
+trips, this process's CPU and SQL statements per apply (the EHR is another process, so its CPU is
+not in it). SQLite store in a temp directory (or --database-url).
+--breakdown: the CPU of the applies after a new NRS 7 by part (engine, FHIR client, store...).
+Run: .venv/bin/python bench/apply.py [--patients 60] [--profile 40] [--breakdown]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
 import pstats
 import statistics
 import sys
@@ -20,14 +23,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import event  # noqa: E402
+
+from bench.cpu_parts import CpuParts  # noqa: E402
 from engine.loader import load_pathway  # noqa: E402
 from fhir_adapters.client import FhirClient  # noqa: E402
 from fhir_adapters.sandbox import FhirSandbox  # noqa: E402
 from flows.apply import apply_patient  # noqa: E402
+from flows.process_runtime import tune_collector  # noqa: E402
 from flows.runtime import Runtime, WriteTarget  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
@@ -70,19 +78,36 @@ async def run(args: argparse.Namespace) -> None:
                 await client.transaction(ehr.transaction(*record(pid)))
             now = SURGERY + timedelta(days=1, hours=6)
             phases = {"first apply": pids, "re-apply, nothing new": pids}
+            tune_collector()  # as `eras serve` and `eras worker` do once their runtime is open
+            statements = count_statements(db)
             for label, todo in phases.items():
-                await measure(rt, label, todo, now)
+                await measure(rt, label, todo, now, statements)
             for pid in pids:
                 await client.create(ehr.pain(pid, now - timedelta(minutes=5), 7))
-            with profiled(args.profile):
-                await measure(rt, "apply after a new NRS 7", pids, now)
+            with profiled(args.profile, len(pids)), broken_down(args.breakdown, rt, len(pids)):
+                await measure(rt, "apply after a new NRS 7", pids, now, statements)
         db.dispose()
 
 
+def count_statements(db: Any) -> list[int]:
+    """[SQL statements, commits] sent so far on `db` (BEGIN included, as the driver sees it)."""
+    counts = [0, 0]
+
+    def statement(*_: Any) -> None:
+        counts[0] += 1
+
+    def commit(*_: Any) -> None:
+        counts[1] += 1
+    event.listen(db, "before_cursor_execute", statement)
+    event.listen(db, "commit", commit)
+    return counts
+
+
 @contextmanager
-def profiled(top: int) -> Iterator[None]:
+def profiled(top: int, applies: int) -> Iterator[None]:
     """With --profile N: where this process's CPU goes (cProfile), the N costliest functions by
-    cumulative time, then by own time. The EHR's share is not in it (another process)."""
+    cumulative time, then by own time, and the Python calls per apply. The EHR's share is not in
+    it (another process)."""
     if not top:
         yield
         return
@@ -91,11 +116,72 @@ def profiled(top: int) -> Iterator[None]:
     yield
     profile.disable()
     for order in ("cumulative", "tottime"):
-        pstats.Stats(profile).strip_dirs().sort_stats(order).print_stats(top)
+        stats = pstats.Stats(profile).strip_dirs().sort_stats(order)
+        stats.print_stats(top)
+    print(f"Python calls per apply: {stats.total_calls / applies:,.0f}")  # type: ignore[attr-defined]
 
 
-async def measure(rt: Runtime, label: str, pids: list[str], now: datetime) -> None:
+# The parts of an apply timed by --breakdown: (module[:class], name, label, group); the group's own label
+# for parts that are a group alone. What no part claims is flows.apply's own code.
+PARTS = [
+    ("flows.apply", "apply_patient", "flows.apply glue", "flows.apply glue (+ patient lock)"),
+    ("flows.apply", "session_scope", "session begin/commit", "store: transactions"),
+    ("flows.apply", "_candidate_pathways", "_candidate_pathways (enrolments read)", "store: reads"),
+    ("flows.apply", "_enrol_from_record", "_enrol_from_record (enrolments, pending, open)", "store: reads"),
+    ("flows.apply", "require_enrolment", "require_enrolment", "store: reads"),
+    ("flows.apply", "find_enrolments", "find_enrolments", "store: reads"),
+    ("flows.apply", "pending_fhir_writes", "pending_fhir_writes", "store: reads"),
+    ("flows.apply", "list_actions", "list_actions", "store: reads"),
+    ("flows.apply", "sync_actions", "sync_actions", "store: writes"),
+    ("flows.apply", "update_enrolment_context", "update_enrolment_context", "store: writes"),
+    ("flows.apply", "record_element_results", "record_element_results", "store: writes"),
+    ("flows.apply", "episode_attributes", "episode_attributes", "store: writes"),
+    ("flows.apply", "record_facts", "record_facts (UPDATE)", "store: writes"),
+    ("store.episode_facts", "patient_json", "record_facts: patient_json", "store: writes"),
+    ("flows.apply", "record_outcomes", "record_outcomes", "store: writes"),
+    ("flows.apply", "record_fhir_ids", "record_fhir_ids", "store: writes"),
+    ("flows.apply", "evaluate", "evaluate", "engine"),
+    ("flows.apply", "patient_outcomes", "patient_outcomes", "engine"),
+    ("flows.apply", "facts_from_resources", "facts_from_resources", "FHIR: record -> facts"),
+    ("flows.apply", "withdraw_if_cancelled", "withdraw_if_cancelled", "FHIR: record -> facts"),
+    ("flows.apply", "resources_from_batch_response", "resources_from_batch_response",
+     "FHIR: record -> facts"),
+    ("flows.apply", "batch_bundle", "batch_bundle", "FHIR: record -> facts"),
+    ("flows.apply", "resolve_locations", "resolve_locations", "FHIR: record -> facts"),
+    ("flows.unbound_codes:UnboundCodeCounter", "observe", "UNBOUND_CODES.observe", "FHIR: record -> facts"),
+    ("fhir_adapters.client:FhirClient", "_send", "httpx request/response", "FHIR: HTTP client"),
+    ("fhir_adapters.client:FhirClient", "request", "FhirClient (retries, auth, checks)", "FHIR: HTTP client"),
+    ("fhir_adapters.client", "_decode", "JSON decode (orjson)", "FHIR: HTTP client"),
+    ("fhir_adapters.client", "_dumps", "JSON encode", "FHIR: HTTP client"),
+    ("flows.apply", "plan_writes", "plan_writes (Tasks built)", "FHIR: writes built"),
+    ("flows.apply", "transaction_for", "transaction_for", "FHIR: writes built"),
+    ("flows.apply", "written_ids", "written_ids", "FHIR: writes built"),
+]
+
+
+@contextmanager
+def broken_down(on: bool, rt: Runtime, applies: int) -> Iterator[None]:
+    """With --breakdown: this process's CPU per apply by part (`PARTS`), each part's own time."""
+    if not on:
+        yield
+        return
+    parts = CpuParts()
+    for module, name, label, _ in PARTS:
+        path, _, cls = module.partition(":")
+        owner: Any = importlib.import_module(path)
+        parts.wrap(getattr(owner, cls) if cls else owner, name, label, context=name == "session_scope")
+    parts.time_gc()
+    try:
+        yield
+    finally:
+        parts.restore()
+    print("CPU per apply after a new NRS 7, by part (own time; thread CPU, with timer overhead):")
+    print(parts.table(applies, {label: group for _, _, label, group in PARTS}))
+
+
+async def measure(rt: Runtime, label: str, pids: list[str], now: datetime, statements: list[int]) -> None:
     times, trips, written = [], [], []
+    cpu, sql, commits = time.process_time(), statements[0], statements[1]
     for pid in pids:
         before = rt.round_trips
         t0 = time.perf_counter()
@@ -105,6 +191,9 @@ async def measure(rt: Runtime, label: str, pids: list[str], now: datetime) -> No
         written.append(result.written)
     print(f"{label:>24}: {pct(times)}  round trips/apply {statistics.mean(trips):.1f} "
           f"(max {max(trips)})  resources written/apply {statistics.mean(written):.1f}")
+    print(f"{'':>24}  CPU/apply {(time.process_time() - cpu) / len(pids) * 1e3:.1f} ms (this process)  "
+          f"SQL statements/apply {(statements[0] - sql) / len(pids):.1f}  "
+          f"commits/apply {(statements[1] - commits) / len(pids):.1f}")
 
 
 def main() -> None:
@@ -113,6 +202,8 @@ def main() -> None:
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="profile the applies after a new NRS 7; print the N costliest functions")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="the CPU of the applies after a new NRS 7 by part of the code")
     asyncio.run(run(ap.parse_args()))
 
 
