@@ -33,11 +33,14 @@ from sqlalchemy import event  # noqa: E402
 from bench.cpu_parts import CpuParts  # noqa: E402
 from engine.loader import load_pathway  # noqa: E402
 from fhir_adapters.client import FhirClient  # noqa: E402
+from fhir_adapters.inbox_events import inbox_event_for_resource  # noqa: E402
 from fhir_adapters.sandbox import FhirSandbox  # noqa: E402
 from flows.apply import apply_patient  # noqa: E402
+from flows.drain import drain_once  # noqa: E402
 from flows.process_runtime import tune_collector  # noqa: E402
 from flows.runtime import Runtime, WriteTarget  # noqa: E402
-from store.db import make_engine  # noqa: E402
+from store.db import make_engine, session_scope  # noqa: E402
+from store.inbox import store_events  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
 from tests.utils import ehr  # noqa: E402
 
@@ -71,12 +74,12 @@ async def run(args: argparse.Namespace) -> None:
         upgrade(url)
         db = make_engine(url)
         async with FhirClient(sandbox.base_url) as client:
+            now = SURGERY + timedelta(days=1, hours=6)
             rt = Runtime(pathways={pathway.id: pathway}, ehr=client, tasks=client,
-                         target=WriteTarget.EHR, db=db, tz=ZoneInfo("Europe/London"))
+                         target=WriteTarget.EHR, db=db, tz=ZoneInfo("Europe/London"), clock=lambda: now)
             pids = [f"bench-{i}" for i in range(args.patients)]
             for pid in pids:
                 await client.transaction(ehr.transaction(*record(pid)))
-            now = SURGERY + timedelta(days=1, hours=6)
             phases = {"first apply": pids, "re-apply, nothing new": pids}
             tune_collector()  # as `eras serve` and `eras worker` do once their runtime is open
             statements = count_statements(db)
@@ -84,9 +87,33 @@ async def run(args: argparse.Namespace) -> None:
                 await measure(rt, label, todo, now, statements)
             for pid in pids:
                 await client.create(ehr.pain(pid, now - timedelta(minutes=5), 7))
-            with profiled(args.profile, len(pids)), broken_down(args.breakdown, rt, len(pids)):
+            with profiled(args.profile, len(pids)):
                 await measure(rt, "apply after a new NRS 7", pids, now, statements)
+            with broken_down(args.breakdown, len(pids)):
+                await drained(rt, client, pids, now, statements)
         db.dispose()
+
+
+async def drained(rt: Runtime, client: FhirClient, pids: list[str], now: datetime,
+                  statements: list[int]) -> None:
+    """As `eras serve` takes them: one more NRS 7 per patient notified into the inbox, then one
+    batch drained (claim, apply, settle). One patient at a time, so that --breakdown can tell
+    the parts apart (the CPU per event is the same as at 8 at once)."""
+    pain = [await client.create(ehr.pain(pid, now - timedelta(minutes=4), 7)) for pid in pids]
+    with session_scope(rt.db) as session:
+        store_events(session=session, at=now,
+                     events=[inbox_event_for_resource(r, source="bench") for r in pain])
+    cpu, sql, commits, trips = time.process_time(), statements[0], statements[1], rt.round_trips
+    t0 = time.perf_counter()
+    result = await drain_once(rt, worker="bench", batch_size=len(pids), now=now, concurrency=1)
+    wall = time.perf_counter() - t0
+    assert len(result.applied) == len(pids), result
+    n = len(pids)
+    print(f"{'drained, a new NRS 7 each':>24}: {n} events in one batch, {wall / n * 1e3:.1f} ms each; "
+          f"round trips/event {(rt.round_trips - trips) / n:.1f}")
+    print(f"{'':>24}  CPU/event {(time.process_time() - cpu) / n * 1e3:.1f} ms (this process)  "
+          f"SQL statements/event {(statements[0] - sql) / n:.1f}  "
+          f"commits/event {(statements[1] - commits) / n:.1f}")
 
 
 def count_statements(db: Any) -> list[int]:
@@ -121,11 +148,20 @@ def profiled(top: int, applies: int) -> Iterator[None]:
     print(f"Python calls per apply: {stats.total_calls / applies:,.0f}")  # type: ignore[attr-defined]
 
 
-# The parts of an apply timed by --breakdown: (module[:class], name, label, group); the group's own label
-# for parts that are a group alone. What no part claims is flows.apply's own code.
+# The parts of a drained event timed by --breakdown: (module[:class], name, label, group). What no
+# other part claims is flows.drain's and flows.apply's own code.
 PARTS = [
-    ("flows.apply", "apply_patient", "flows.apply glue", "flows.apply glue (+ patient lock)"),
-    ("flows.apply", "session_scope", "session begin/commit", "store: transactions"),
+    ("__main__", "drain_once", "drain_once", "drain: claim, settle"),
+    ("flows.drain", "claim_batch", "claim_batch", "drain: claim, settle"),
+    ("flows.drain", "settle_irrelevant", "settle_irrelevant", "drain: claim, settle"),
+    ("flows.drain", "_group_by_patient", "_group_by_patient", "drain: claim, settle"),
+    ("flows.drain", "is_parked", "is_parked", "drain: claim, settle"),
+    ("flows.drain", "mark_done", "mark_done", "drain: claim, settle"),
+    ("flows.drain", "clear_failures", "clear_failures", "drain: claim, settle"),
+    ("flows.drain", "apply_patient", "flows.apply glue", "flows.apply glue (+ patient lock)"),
+    ("flows.apply", "session_scope", "sessions (BEGIN, code in them no part claims)", "store: transactions"),
+    ("sqlalchemy.orm.session:SessionTransaction", "commit", "commit (last flush, COMMIT)",
+     "store: transactions"),
     ("flows.apply", "_candidate_pathways", "_candidate_pathways (enrolments read)", "store: reads"),
     ("flows.apply", "_enrol_from_record", "_enrol_from_record (enrolments, pending, open)", "store: reads"),
     ("flows.apply", "require_enrolment", "require_enrolment", "store: reads"),
@@ -153,6 +189,11 @@ PARTS = [
     ("fhir_adapters.client:FhirClient", "request", "FhirClient (retries, auth, checks)", "FHIR: HTTP client"),
     ("fhir_adapters.client", "_decode", "JSON decode (orjson)", "FHIR: HTTP client"),
     ("fhir_adapters.client", "_dumps", "JSON encode", "FHIR: HTTP client"),
+    ("flows.apply", "_action_states", "_action_states", "flows.apply glue (+ patient lock)"),
+    ("flows.apply", "_own_resources", "_own_resources", "flows.apply glue (+ patient lock)"),
+    ("flows.apply", "_instructions", "_instructions", "flows.apply glue (+ patient lock)"),
+    ("flows.apply", "_pending_writes", "_pending_writes", "flows.apply glue (+ patient lock)"),
+    ("flows.apply", "_sync", "_sync", "flows.apply glue (+ patient lock)"),
     ("flows.apply", "plan_writes", "plan_writes (Tasks built)", "FHIR: writes built"),
     ("flows.apply", "transaction_for", "transaction_for", "FHIR: writes built"),
     ("flows.apply", "written_ids", "written_ids", "FHIR: writes built"),
@@ -160,8 +201,8 @@ PARTS = [
 
 
 @contextmanager
-def broken_down(on: bool, rt: Runtime, applies: int) -> Iterator[None]:
-    """With --breakdown: this process's CPU per apply by part (`PARTS`), each part's own time."""
+def broken_down(on: bool, applies: int) -> Iterator[None]:
+    """With --breakdown: this process's CPU per drained event by part (`PARTS`), own times."""
     if not on:
         yield
         return
@@ -175,7 +216,7 @@ def broken_down(on: bool, rt: Runtime, applies: int) -> Iterator[None]:
         yield
     finally:
         parts.restore()
-    print("CPU per apply after a new NRS 7, by part (own time; thread CPU, with timer overhead):")
+    print("CPU per drained event (a new NRS 7), by part (own time; thread CPU, with timer overhead):")
     print(parts.table(applies, {label: group for _, _, label, group in PARTS}))
 
 
