@@ -47,7 +47,7 @@ from store.actions import (
     record_fhir_ids,
     sync_actions,
 )
-from store.db import session_scope
+from store.db import reading, session_scope
 from store.enrolments import enrol, find_enrolments, require_enrolment, update_enrolment_context
 from store.episode_facts import record_facts
 from store.locks import patient_lock
@@ -124,7 +124,9 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
 
 
 def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
-    with session_scope(rt.db) as session:
+    if len(rt.pathways) < 2:  # one order only: no need to read the enrolments for it
+        return list(rt.pathways.values())
+    with session_scope(reading(rt.db)) as session:  # no write lock: another writer is not waited for
         enrolled = {e.pathway_id for e in find_enrolments(session=session,
                                                           patient_ref=f"Patient/{patient_id}")}
     # Pathways not yet enrolled are read too: their procedure in the record enrols the patient.

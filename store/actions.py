@@ -4,6 +4,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
 from engine.results import OPEN_STATUSES, Status
@@ -225,19 +227,26 @@ def record_fhir_ids(*, session: Session,
     was ever written, and none is needed any more).
 
     The action's current revision counts as written: a later change makes it pending again.
+    One UPDATE for all of them, run once per key (executemany), without loading the rows; it
+    moves their `version` as the ORM would, and rows of this session are read again on use.
     """
-    rows = {row.key: row for row in session.exec(
-        select(PlannedActionRow).where(col(PlannedActionRow.key).in_(list(ids))))} if ids else {}
-    for key, (fhir_type, fhir_id, fhir_version) in ids.items():
-        row = rows.get(key)
-        if row is None:
-            raise ActionNotFound(key)
-        row.fhir_type = FhirType(fhir_type)
-        row.fhir_id = fhir_id
-        row.fhir_version = fhir_version
-        row.fhir_synced_revision = row.revision
-        session.add(row)
-    session.flush()
+    if not ids:
+        return
+    table = PlannedActionRow.__table__  # type: ignore[attr-defined]
+    statement = (update(table).where(table.c.key == bindparam("written_key"))
+                 .values(fhir_type=bindparam("written_type"), fhir_id=bindparam("written_id"),
+                         fhir_version=bindparam("written_version"), fhir_synced_revision=table.c.revision,
+                         version=table.c.version + 1))
+    params = [{"written_key": key, "written_type": FhirType(fhir_type).value, "written_id": fhir_id,
+               "written_version": fhir_version} for key, (fhir_type, fhir_id, fhir_version) in ids.items()]
+    session.flush()  # this session's own changes first: the rows it holds are expired below
+    done = session.execute(statement, params)
+    if done.rowcount != len(params):  # type: ignore[attr-defined]
+        found = set(session.execute(sa_select(table.c.key).where(table.c.key.in_(list(ids)))).scalars())
+        raise ActionNotFound(next(key for key in ids if key not in found))
+    for key in ids:  # this session's copies (the sync's) no longer hold what is stored
+        if (row := session.identity_map.get(session.identity_key(PlannedActionRow, key))) is not None:
+            session.expire(row)
 
 
 def get_action(*, session: Session, key: str) -> PlannedActionRow | None:
