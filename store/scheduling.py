@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import delete, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.enrolments import find_enrolments, require_enrolment
@@ -128,23 +130,28 @@ def record_patient_failure(*, session: Session, patient_ref: str, error: str, at
 
 
 def clear_patient_failures(*, session: Session, patient_ref: str, at: datetime) -> None:
-    """A successful apply: forget the patient's past failures (parked ones stay parked)."""
-    for enrolment in find_enrolments(session=session, patient_ref=patient_ref):
-        clear_failures(session=session, enrolment_id=enrolment.id, at=at)
-    row = session.get(PatientFailure, patient_ref)
-    if row is not None and row.parked_at is None:
-        session.delete(row)
-        session.flush()
+    """A successful apply: forget the patient's past failures (parked ones stay parked).
+
+    Run after every successful apply, so two statements that load nothing: enrolments with
+    failures counted are reset (the session's own copies updated in step), the patient's row goes.
+    """
+    session.execute(update(Enrolment).where(
+        col(Enrolment.patient_ref) == patient_ref, col(Enrolment.failure_count) != 0,
+        col(Enrolment.parked_at).is_(None)).values(failure_count=0, parked_error=None, updated_at=as_utc(at)))
+    session.execute(delete(PatientFailure).where(
+        col(PatientFailure.patient_ref) == patient_ref, col(PatientFailure.parked_at).is_(None)))
 
 
 def patient_parked(*, session: Session, patient_ref: str) -> bool:
-    """Whether every active enrolment of the patient (or the patient alone) is parked."""
-    row = session.get(PatientFailure, patient_ref)
-    if row is not None and row.parked_at is not None:
+    """Whether every active enrolment of the patient (or the patient alone) is parked.
+
+    Asked before every drained apply: the columns only, no ORM objects loaded."""
+    if session.execute(sa_select(col(PatientFailure.parked_at)).where(
+            col(PatientFailure.patient_ref) == patient_ref)).scalar() is not None:
         return True
-    active = [e for e in find_enrolments(session=session, patient_ref=patient_ref)
-              if e.status == EnrolmentStatus.ACTIVE]
-    return bool(active) and all(e.parked_at is not None for e in active)
+    active = session.execute(sa_select(col(Enrolment.parked_at)).where(
+        col(Enrolment.patient_ref) == patient_ref, col(Enrolment.status) == EnrolmentStatus.ACTIVE)).all()
+    return bool(active) and all(parked_at is not None for parked_at, in active)
 
 
 def unpark_patient(*, session: Session, patient_ref: str, at: datetime) -> None:
