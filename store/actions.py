@@ -3,16 +3,18 @@
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, or_, select
 
 from engine.results import OPEN_STATUSES, Status
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
-from store.history import record_transition
-from store.models import Enrolment, PlannedActionRow
+from store.models import ElementStatus, Enrolment, PlannedActionRow
 from store.types import ActionKind, FhirType, as_utc
 
 
@@ -55,8 +57,8 @@ class ActionChanges:
     rows: tuple[PlannedActionRow, ...] = field(default=(), compare=False, repr=False)
 
 
-# An action whose status moved: (row, status before or None when new, cause).
-_Transition = tuple[PlannedActionRow, str | None, str]
+# An action whose status moved: (its row's values, status before or None when new, cause).
+_Transition = tuple[dict[str, Any], str | None, str]
 
 
 def action_key(enrolment_id: str, element_id: str, occurrence: str) -> str:
@@ -76,37 +78,92 @@ def sync_actions(
 
     Stored actions missing from `actions` and not yet terminal are marked cancelled and
     reported as vanished, once, so the caller can cancel what was written for them.
+    Every apply runs it, so without the ORM: the actions are read as rows, and what changed
+    is written with one executemany per statement (inserts, updates, history). An update says
+    WHERE version = <the version read>, as the ORM's would: a row another writer changed since
+    raises StaleDataError. The session's own copies of the rows written are read again on use.
     """
     enrolment = require_enrolment(session=session, enrolment_id=enrolment_id)
     states = [_normalised(state, enrolment_id) for state in actions]
     _check_unique(states)
     at = as_utc(at)
-    stored = {row.key: row for row in list_actions(session=session, enrolment_id=enrolment_id)}
+    session.flush()  # what the session holds unwritten first: the statements below do not flush it
+    stored = {row["key"]: dict(row) for row in session.execute(_list_statement(), {"enrolment": enrolment_id})
+              .mappings()}
     transitions: list[_Transition] = []
     new, changed, unchanged = [], [], []
+    inserts, updates = [], []
     for state in states:
         row = stored.get(state.key)
         if row is None:
-            row = _insert(session=session, enrolment=enrolment, state=state, at=at)
+            row = stored[state.key] = _new_row(enrolment, state, at)
+            inserts.append(row)
             transitions.append((row, None, cause))
             new.append(state.key)
-        elif _update(row=row, state=state, at=at, cause=cause, transitions=transitions):
+            continue
+        version = row["version"]
+        schedule_moved = _keep_schedule(row, state)
+        if _update(row=row, state=state, at=at, cause=cause, transitions=transitions):
             changed.append(state.key)
         else:
             unchanged.append(state.key)
+            if not schedule_moved:
+                continue
+        updates.append(_versioned(row, version))
     seen = {state.key for state in states}
-    vanished = _cancel_vanished(
-        stored=stored, seen=seen, at=at, cause=cause, transitions=transitions
-    )
-    # Flushed before the history rows: without ORM relationships the unit of work does not
-    # order the inserts by the foreign key from element_status to planned_action.
-    session.flush()
-    for row, from_status, why in transitions:
-        record_transition(session=session, action=row, from_status=from_status, at=at, cause=why)
-    session.flush()
-    rows = sorted([*stored.values(), *(row for row, before, _ in transitions if before is None)],
-                  key=_due_order)
+    vanished = _cancel_vanished(stored=stored, seen=seen, at=at, cause=cause, transitions=transitions)
+    updates += [_versioned(stored[key], stored[key]["version"]) for key in vanished]
+    _write(session, inserts, updates, transitions, at)
+    rows = sorted((PlannedActionRow.model_construct(**row) for row in stored.values()), key=_due_order)
     return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished), tuple(rows))
+
+
+_ACTIONS = PlannedActionRow.__table__  # type: ignore[attr-defined]
+_HISTORY = ElementStatus.__table__  # type: ignore[attr-defined]
+# The columns a sync may change; an update writes them all (what did not change, as read).
+_WRITTEN = (*SYNCED_FIELDS, *SCHEDULE_FIELDS, "revision", "updated_at")
+
+
+@cache
+def _list_statement() -> Any:
+    """`list_actions` as rows (one statement object, compiled once)."""
+    return (sa_select(_ACTIONS).where(_ACTIONS.c.enrolment_id == bindparam("enrolment"))
+            .order_by(_ACTIONS.c.due.is_(None), _ACTIONS.c.due, _ACTIONS.c.key))
+
+
+@cache
+def _update_statement() -> Any:
+    return (update(_ACTIONS)
+            .where(_ACTIONS.c.key == bindparam("w_key"), _ACTIONS.c.version == bindparam("w_read_version"))
+            .values({name: bindparam(f"w_{name}") for name in (*_WRITTEN, "version")}))
+
+
+def _versioned(row: dict[str, Any], read: int) -> dict[str, Any]:
+    """The UPDATE's parameters for `row`, read at version `read`; the row's version moves on."""
+    row["version"] = read + 1
+    return {"w_key": row["key"], "w_read_version": read,
+            **{f"w_{name}": row[name] for name in (*_WRITTEN, "version")}}
+
+
+def _write(session: Session, inserts: list[dict[str, Any]], updates: list[dict[str, Any]],
+           transitions: list[_Transition], at: datetime) -> None:
+    """The sync's rows, each statement once for all of them: the new actions before their
+    history rows (the foreign key from element_status to planned_action)."""
+    if inserts:
+        session.execute(insert(_ACTIONS), inserts)
+    if updates:
+        done = session.execute(_update_statement(), updates)
+        if done.rowcount != len(updates):  # type: ignore[attr-defined]
+            raise StaleDataError(f"UPDATE statement on table 'planned_action' expected to update "
+                                 f"{len(updates)} row(s); {done.rowcount} were matched.")  # type: ignore[attr-defined]
+        for values in updates:  # this session's copies no longer hold what is stored
+            if (held := session.identity_map.get(session.identity_key(PlannedActionRow, values["w_key"]))):
+                session.expire(held)
+    if transitions:
+        session.execute(insert(_HISTORY), [
+            {"enrolment_id": row["enrolment_id"], "element_id": row["element_id"], "action_key": row["key"],
+             "from_status": from_status, "to_status": row["status"], "at": at, "cause": why}
+            for row, from_status, why in transitions])
 
 
 _NO_DUE = datetime.min.replace(tzinfo=UTC)
@@ -148,60 +205,59 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
 
 def _check_unique(states: Sequence[ActionState]) -> None:
     keys = [state.key for state in states]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
+    if len(set(keys)) < len(keys):
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
         raise ValueError(f"duplicate action keys: {', '.join(duplicates)}")
 
 
-def _insert(
-    *, session: Session, enrolment: Enrolment, state: ActionState, at: datetime
-) -> PlannedActionRow:
-    row = PlannedActionRow(
-        key=state.key,
-        enrolment_id=enrolment.id,
-        ward=enrolment.ward,
-        updated_at=at,
-        remind_at=state.remind_at,
-        escalations=stored_escalations(state),
-        **{name: getattr(state, name) for name in SYNCED_FIELDS},
-    )
-    session.add(row)
-    return row
+def _new_row(enrolment: Enrolment, state: ActionState, at: datetime) -> dict[str, Any]:
+    """A new action's row: every column (those the state does not give at their defaults)."""
+    return {**_NEW_ROW, "key": state.key, "enrolment_id": enrolment.id, "ward": enrolment.ward,
+            "updated_at": at, "remind_at": state.remind_at, "escalations": stored_escalations(state),
+            **{name: getattr(state, name) for name in SYNCED_FIELDS}}
+
+
+# A new row's columns the sync does not set: the model's defaults (revision and version 1).
+_NEW_ROW: dict[str, Any] = {**{c.name: None for c in _ACTIONS.c}, "revision": 1, "version": 1}
 
 
 def _update(
     *,
-    row: PlannedActionRow,
+    row: dict[str, Any],
     state: ActionState,
     at: datetime,
     cause: str,
     transitions: list[_Transition],
 ) -> bool:
-    _keep_schedule(row, state)
-    differing = [name for name in SYNCED_FIELDS if getattr(row, name) != getattr(state, name)]
+    differing = [name for name in SYNCED_FIELDS if row[name] != getattr(state, name)]
     if not differing:
         return False
-    from_status = row.status
+    from_status = row["status"]
     for name in differing:
-        setattr(row, name, getattr(state, name))
-    row.revision += 1
-    row.updated_at = at
-    if row.status != from_status:
+        row[name] = getattr(state, name)
+    row["revision"] += 1
+    row["updated_at"] = at
+    if row["status"] != from_status:
         transitions.append((row, from_status, cause))
     return True
 
 
-def _keep_schedule(row: PlannedActionRow, state: ActionState) -> None:
+def _keep_schedule(row: dict[str, Any], state: ActionState) -> bool:
+    """Take the engine's reminder schedule; whether it moved (the row is written, no revision)."""
     escalations = stored_escalations(state)
-    if row.remind_at != state.remind_at:
-        row.remind_at = state.remind_at
-    if (row.escalations or []) != escalations:
-        row.escalations = escalations
+    moved = False
+    if row["remind_at"] != state.remind_at:
+        row["remind_at"] = state.remind_at
+        moved = True
+    if (row["escalations"] or []) != escalations:
+        row["escalations"] = escalations
+        moved = True
+    return moved
 
 
 def _cancel_vanished(
     *,
-    stored: Mapping[str, PlannedActionRow],
+    stored: Mapping[str, dict[str, Any]],
     seen: set[str],
     at: datetime,
     cause: str,
@@ -210,14 +266,14 @@ def _cancel_vanished(
     vanished = [
         key
         for key, row in stored.items()
-        if key not in seen and row.status in OPEN_STATUSES
+        if key not in seen and row["status"] in OPEN_STATUSES
     ]
     for key in vanished:
         row = stored[key]
-        transitions.append((row, row.status, f"{cause}: no longer planned"))
-        row.status = Status.CANCELLED
-        row.revision += 1
-        row.updated_at = at
+        transitions.append((row, row["status"], f"{cause}: no longer planned"))
+        row["status"] = Status.CANCELLED.value
+        row["revision"] += 1
+        row["updated_at"] = at
     return vanished
 
 

@@ -2,8 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, exists, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -132,9 +134,12 @@ def record_patient_failure(*, session: Session, patient_ref: str, error: str, at
 def clear_patient_failures(*, session: Session, patient_ref: str, at: datetime) -> None:
     """A successful apply: forget the patient's past failures (parked ones stay parked).
 
-    Run after every successful apply, so two statements that load nothing: enrolments with
-    failures counted are reset (the session's own copies updated in step), the patient's row goes.
+    Run after every successful apply, where there is mostly nothing to forget: one statement
+    says whether there is, and only then are the enrolments reset (the session's own copies
+    updated in step) and the patient's row deleted.
     """
+    if not session.execute(_failures_to_clear(), {"ref": patient_ref}).scalar():
+        return
     session.execute(update(Enrolment).where(
         col(Enrolment.patient_ref) == patient_ref, col(Enrolment.failure_count) != 0,
         col(Enrolment.parked_at).is_(None)).values(failure_count=0, parked_error=None, updated_at=as_utc(at)))
@@ -145,13 +150,33 @@ def clear_patient_failures(*, session: Session, patient_ref: str, at: datetime) 
 def patient_parked(*, session: Session, patient_ref: str) -> bool:
     """Whether every active enrolment of the patient (or the patient alone) is parked.
 
-    Asked before every drained apply: the columns only, no ORM objects loaded."""
-    if session.execute(sa_select(col(PatientFailure.parked_at)).where(
-            col(PatientFailure.patient_ref) == patient_ref)).scalar() is not None:
-        return True
-    active = session.execute(sa_select(col(Enrolment.parked_at)).where(
-        col(Enrolment.patient_ref) == patient_ref, col(Enrolment.status) == EnrolmentStatus.ACTIVE)).all()
-    return bool(active) and all(parked_at is not None for parked_at, in active)
+    Asked before every drained apply: one statement, no ORM objects loaded."""
+    parked_at, active, parked = session.execute(_parked_counts(), {"ref": patient_ref}).one()
+    return parked_at is not None or (active > 0 and parked == active)
+
+
+_ENROLMENTS = Enrolment.__table__  # type: ignore[attr-defined]
+_FAILURES = PatientFailure.__table__  # type: ignore[attr-defined]
+
+
+@cache
+def _failures_to_clear() -> Any:
+    """Whether the patient has failures a success forgets (statement built and compiled once)."""
+    return sa_select(or_(
+        exists().where(_ENROLMENTS.c.patient_ref == bindparam("ref"), _ENROLMENTS.c.failure_count != 0,
+                       _ENROLMENTS.c.parked_at.is_(None)),
+        exists().where(_FAILURES.c.patient_ref == bindparam("ref"), _FAILURES.c.parked_at.is_(None))))
+
+
+@cache
+def _parked_counts() -> Any:
+    """The patient's own parked instant, their active enrolments and how many of those are parked."""
+    active = ((_ENROLMENTS.c.patient_ref == bindparam("ref"))
+              & (_ENROLMENTS.c.status == EnrolmentStatus.ACTIVE.value))
+    return sa_select(
+        sa_select(_FAILURES.c.parked_at).where(_FAILURES.c.patient_ref == bindparam("ref")).scalar_subquery(),
+        sa_select(func.count()).where(active).scalar_subquery(),
+        sa_select(func.count()).where(active, _ENROLMENTS.c.parked_at.is_not(None)).scalar_subquery())
 
 
 def unpark_patient(*, session: Session, patient_ref: str, at: datetime) -> None:
