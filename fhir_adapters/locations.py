@@ -75,14 +75,20 @@ def _local(reference: str) -> str:
 
 
 def _kind(physical_type: Any) -> str | None:
-    codes = [c.get("code") for c in (physical_type or {}).get("coding") or [] if isinstance(c, Mapping)]
+    codings = (physical_type or {}).get("coding") or []
+    return _kind_of([c.get("code") for c in codings if isinstance(c, Mapping)])
+
+
+def _kind_of(codes: list[Any]) -> str | None:
     kinds = [PHYSICAL_KINDS.get(str(code)) for code in codes]
     return next((k for k in kinds if k), "other" if codes else None)
 
 
 def _entry_kind(entry: Any) -> str | None:
+    """`_kind` of the entry's physicalType, read off the model (a model_dump per entry cost
+    more than the rest of the stay's facts)."""
     physical = entry.physicalType
-    return _kind(physical.model_dump() if physical is not None else None)
+    return _kind_of([c.code for c in physical.coding or []] if physical is not None else [])
 
 
 def _current(entries: list[Any]) -> list[Any]:
@@ -94,11 +100,12 @@ def _from_entries(entries: list[Any]) -> dict[str, str]:
     """Per kind the last current entry typed so; untyped current entries fill the kinds still
     missing, in order (first ward, then bed). Names are displays, else the referenced id."""
     out: dict[str, str] = {}
+    kinds = [_entry_kind(e) for e in entries]
     for kind in ("ward", "bed"):
-        chosen = _current([e for e in entries if _entry_kind(e) == kind])
+        chosen = _current([e for e, k in zip(entries, kinds, strict=True) if k == kind])
         if chosen:
             out[kind] = _entry_name(chosen[-1])
-    untyped = _current([e for e in entries if _entry_kind(e) is None])
+    untyped = _current([e for e, k in zip(entries, kinds, strict=True) if k is None])
     for kind in ("ward", "bed"):
         if kind not in out and untyped:
             out[kind] = _entry_name(untyped.pop(0))
