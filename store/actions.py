@@ -288,21 +288,24 @@ def record_fhir_ids(*, session: Session,
     """
     if not ids:
         return
-    table = PlannedActionRow.__table__  # type: ignore[attr-defined]
-    statement = (update(table).where(table.c.key == bindparam("written_key"))
-                 .values(fhir_type=bindparam("written_type"), fhir_id=bindparam("written_id"),
-                         fhir_version=bindparam("written_version"), fhir_synced_revision=table.c.revision,
-                         version=table.c.version + 1))
     params = [{"written_key": key, "written_type": FhirType(fhir_type).value, "written_id": fhir_id,
                "written_version": fhir_version} for key, (fhir_type, fhir_id, fhir_version) in ids.items()]
     session.flush()  # this session's own changes first: the rows it holds are expired below
-    done = session.execute(statement, params)
+    done = session.execute(_written_statement(), params)
     if done.rowcount != len(params):  # type: ignore[attr-defined]
-        found = set(session.execute(sa_select(table.c.key).where(table.c.key.in_(list(ids)))).scalars())
+        found = set(session.execute(sa_select(_ACTIONS.c.key).where(_ACTIONS.c.key.in_(list(ids)))).scalars())
         raise ActionNotFound(next(key for key in ids if key not in found))
     for key in ids:  # this session's copies (the sync's) no longer hold what is stored
         if (row := session.identity_map.get(session.identity_key(PlannedActionRow, key))) is not None:
             session.expire(row)
+
+
+@cache
+def _written_statement() -> Any:
+    return (update(_ACTIONS).where(_ACTIONS.c.key == bindparam("written_key"))
+            .values(fhir_type=bindparam("written_type"), fhir_id=bindparam("written_id"),
+                    fhir_version=bindparam("written_version"), fhir_synced_revision=_ACTIONS.c.revision,
+                    version=_ACTIONS.c.version + 1))
 
 
 def get_action(*, session: Session, key: str) -> PlannedActionRow | None:
