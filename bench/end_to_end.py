@@ -33,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.distributed import peak_rss_mib  # noqa: E402
+from bench.distributed import cpu_seconds, peak_rss_mib  # noqa: E402
 from deploy.demo.__main__ import free_port  # noqa: E402
 from fhir_adapters.client import FhirClient  # noqa: E402
 from fhir_adapters.sandbox import FhirSandbox  # noqa: E402
@@ -59,9 +59,11 @@ Counts = Callable[[], Awaitable[dict[str, int]]]
 
 class Bench:
     def __init__(self, api: str, ehr_client: FhirClient, http: httpx.AsyncClient,
-                 inbox: Counts, round_trips: Callable[[], Awaitable[int]]) -> None:
+                 inbox: Counts, round_trips: Callable[[], Awaitable[int]],
+                 cpu: Callable[[], float] | None = None) -> None:
         self.api, self.ehr, self.http = api, ehr_client, http
         self.inbox, self.round_trips = inbox, round_trips  # engine's FHIR requests so far
+        self.cpu = cpu  # CPU seconds the engine's process has used so far (`eras serve`)
         self.sent = 0
         self.poll_seconds = 0.1  # how often event() looks for its Task
         self.enrolment: dict[str, str] = {}  # patient -> enrolment id, the prefix of Task keys
@@ -154,16 +156,21 @@ async def stage(bench: Bench, pids: list[str], rate: float, seconds: float) -> t
 
 async def measure(bench: Bench, pids: list[str], args: argparse.Namespace) -> tuple[float, float]:
     """Steady-rate latency, then rising rates until the backlog grows; (p95 s, best events/s)."""
-    before = await bench.round_trips()
+    before, cpu = await bench.round_trips(), bench.cpu() if bench.cpu else 0.0
     latencies = await steady(bench, pids, 5, args.steady_seconds)
     after = await bench.round_trips()
     q = statistics.quantiles(latencies, n=20)
     print(f"  steady 5 events/s for {args.steady_seconds:.0f} s: notification -> Task visible "
           f"p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s "
-          f"(goal p95 <= 2 s); FHIR round trips/event {(after - before) / len(latencies):.2f}")
+          f"(goal p95 <= 2 s); FHIR round trips/event {(after - before) / len(latencies):.2f}"
+          + (f"; serve CPU/event {(bench.cpu() - cpu) / len(latencies) * 1e3:.1f} ms" if bench.cpu else ""))
     best = 0.0
     for rate in args.rates:
+        cpu = bench.cpu() if bench.cpu else 0.0
         sent, half, end, done = await stage(bench, pids, rate, args.stage_seconds)
+        if bench.cpu:  # intake and apply of the events settled in the stage, per event
+            print(f"  {rate:>3} events/s: serve CPU {bench.cpu() - cpu:.1f} s over the stage, "
+                  f"{(bench.cpu() - cpu) / max(done, 1) * 1e3:.1f} ms per event done")
         # Sustained: the events sent were applied (DONE) by the end of the stage, but for about
         # two seconds' worth in the batch in progress. The backlog alone (the old test) also
         # looks flat when events are claimed but not applied.
@@ -241,7 +248,8 @@ async def run_serve(args: argparse.Namespace) -> None:
     with FhirSandbox() as sandbox:
         async with serving(sandbox) as served:
             pids = await seed(served.client, datetime.now(UTC))
-            bench = Bench(served.api, served.client, served.http, served.inbox, served.trips)
+            bench = Bench(served.api, served.client, served.http, served.inbox, served.trips,
+                          cpu=lambda: cpu_seconds(served.pid))
             await bench.announce_bookings(pids)  # warm-up: enrolments and first plans (38 Tasks each)
             await stage(bench, pids, 8, 5)
             await bench.drained()
@@ -253,7 +261,7 @@ async def run_serve(args: argparse.Namespace) -> None:
 
 async def run_distributed(args: argparse.Namespace) -> None:
     """One API replica and 1..N workers on PostgreSQL, in the same run on the same EHR."""
-    from bench.distributed import cpu_seconds, topology
+    from bench.distributed import topology
 
     with topology(SECRET, args.runner, args.batch_size) as topo:
         async with httpx.AsyncClient(timeout=60) as http, FhirClient(topo.sandbox.base_url) as client:
