@@ -1,6 +1,7 @@
 """Database URLs, engines and sessions for SQLite (embedded default) and PostgreSQL."""
 
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -96,8 +97,20 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
     Store functions only flush; the caller decides what makes one transaction.
     """
-    with make_session_factory(engine)() as session, session.begin():
+    with _session_factory(engine)() as session, session.begin():
         yield session
+
+
+_FACTORIES: weakref.WeakKeyDictionary[Engine, Callable[[], Session]] = weakref.WeakKeyDictionary()
+
+
+def _session_factory(engine: Engine) -> Callable[[], Session]:
+    """`make_session_factory(engine)`, made once per engine: a sessionmaker builds a class, and
+    every apply opens several sessions."""
+    factory = _FACTORIES.get(engine)
+    if factory is None:
+        factory = _FACTORIES[engine] = make_session_factory(engine)
+    return factory
 
 
 def add_unless_exists(
