@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.errors import EvaluationError
@@ -48,6 +48,9 @@ def patient_json(facts: PatientFacts) -> dict[str, Any]:
         "notDone": [fact_json(f) for f in facts.not_done],
         "tasks": [{"key": t.action_key, "status": t.status, "at": _iso(t.at), "reason": t.reason,
                    "by": t.by, "source": t.source} for t in facts.tasks],
+        # The apply's clock-skew allowance decides which facts it used: kept, so a re-evaluation
+        # from the stored file uses the same ones (left out at none, as hand-written files have).
+        **({"futureTolerance": facts.future_tolerance.total_seconds()} if facts.future_tolerance else {}),
     }
 
 
@@ -92,4 +95,5 @@ def _patient(data: dict[str, Any]) -> PatientFacts:
         facts=tuple(_fact(raw, i) for i, raw in enumerate(data.get("facts", []))),
         tasks=tasks,
         not_done=tuple(_fact(raw, i) for i, raw in enumerate(data.get("notDone", []))),
+        future_tolerance=timedelta(seconds=float(data.get("futureTolerance", 0))),
     )
