@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, Text, bindparam, cast, delete, insert, tuple_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from engine.audit_cells import element_cell, is_missing
 from engine.compliance import Ratio, patient_compliance
 from engine.facts import PatientFacts
+from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
-from store.models import AuditEpisode, AuditOutcome, ElementResultRow
+from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
 
 SURGERY_ANCHOR = "surgery_start"
@@ -97,27 +100,58 @@ def _values(result: ElementResult) -> dict[str, Any]:
 
 
 def record_element_results(*, session: Session, enrolment_id: str, evaluation: Evaluation,
-                           attributes: EpisodeAttributes, at: datetime) -> None:
+                           attributes: EpisodeAttributes, at: datetime,
+                           plan: PlanDigest | None = None) -> None:
     """Upsert each element's result and the episode's attributes; drop elements no longer planned.
     Only what changed is written, in bulk (`record_many_results` for one episode): the apply's
-    write path reads the results as rows, not ORM objects."""
-    record_many_results(session=session, episodes=[RecordedEpisode(enrolment_id, evaluation, attributes, at)])
+    write path reads the results as rows, not ORM objects. `plan` (`recorded_plan`) is the plan
+    that decided them, kept so a recompute re-evaluates only what a new version changes."""
+    record_many_results(session=session, episodes=[
+        RecordedEpisode(enrolment_id, evaluation, attributes, at, plan)])
+
+
+def recorded_plan(pathway: Pathway, tz: tzinfo) -> PlanDigest:
+    """The digests that name the plan deciding stored results: the pathway's with the zone, the
+    engine's code and the store's that turns results into rows and reads the facts back."""
+    return plan_digest(pathway, tz, code=_CODE)
+
+
+_STORE = Path(__file__).resolve().parent
+_CODE = (_STORE / "results.py", _STORE / "episode_facts.py", _STORE / "types.py")
+
+
+def stored_plans(*, session: Session, digests: Collection[str]) -> dict[str, PlanDigest]:
+    """The recorded plans of these digests (unknown ones left out)."""
+    table = PlanDigestRow.__table__  # type: ignore[attr-defined]
+    rows = session.execute(sa_select(table.c.digest, table.c.shared, cast(table.c.elements, Text))
+                           .where(table.c.digest.in_(list(digests))))
+    return {digest: PlanDigest(digest, shared, json_value(elements)) for digest, shared, elements in rows}
+
+
+def _record_plans(session: Session, episodes: Sequence[RecordedEpisode]) -> None:
+    """Keep each plan's digests once (a plan already kept, by this or another process, is left)."""
+    plans = {e.plan.digest: (e.plan, e.evaluation.pathway_id) for e in episodes if e.plan is not None}
+    if not plans:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(PlanDigestRow).on_conflict_do_nothing(), [
+        {"digest": p.digest, "pathway_id": pathway_id, "shared": p.shared, "elements": dict(p.elements)}
+        for p, pathway_id in plans.values()])
 
 
 def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
     """`record_element_results` for a batch of episodes, in bulk and without the ORM: one read of
     their results and of their episode rows, then one multi-row insert, update and delete of what
-    changed (a re-run writes no row)."""
+    changed (a re-run writes no row). An episode with `touched` reads and writes the results of
+    those elements only (the others are known unchanged)."""
     table = ElementResultRow.__table__  # type: ignore[attr-defined]
-    ids = [e.enrolment_id for e in episodes]
-    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
-               for name in _RESULT_COLUMNS]
-    existing = {(r[0], r[1]): r[2:] for r in session.execute(
-        sa_select(table.c.enrolment_id, table.c.element_id, *columns).where(table.c.enrolment_id.in_(ids)))}
+    existing = _existing_results(session, episodes)
     inserts, updates = [], []
     for e in episodes:
         at = as_utc(e.at)
         for result in e.evaluation.elements:
+            if e.touched is not None and result.element_id not in e.touched:
+                continue
             values = _values(result)
             old = existing.pop((e.enrolment_id, result.element_id), None)
             if old is None:
@@ -134,7 +168,43 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
+    _record_plans(session, episodes)
     _record_many_episodes(session, episodes)
+
+
+def stored_results(*, session: Session,
+                   enrolment_ids: Collection[str]) -> dict[str, dict[str, ElementResult]]:
+    """The episodes' stored element results as the engine's, without their occurrences: what an
+    episode's figures (`_episode_values`) need of the elements a recompute does not re-evaluate."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    out: dict[str, dict[str, ElementResult]] = {eid: {} for eid in enrolment_ids}
+    rows = session.execute(sa_select(*(table.c[name] for name in (
+        "enrolment_id", "element_id", "phase", "category", "status", "counts")))
+        .where(table.c.enrolment_id.in_(list(enrolment_ids))))
+    for eid, element_id, phase, category, status, counts in rows:
+        out[eid][element_id] = ElementResult(element_id, phase, category, Status(status), (), counts)
+    return out
+
+
+def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
+                      ) -> dict[tuple[str, str], Sequence[Any]]:
+    """The stored results the episodes may rewrite: all of each episode's, or its `touched` ones."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
+               for name in _RESULT_COLUMNS]
+    query = sa_select(table.c.enrolment_id, table.c.element_id, *columns)
+    whole = [e.enrolment_id for e in episodes if e.touched is None]
+    part = {e.enrolment_id: e.touched for e in episodes if e.touched is not None}
+    existing: dict[tuple[str, str], Sequence[Any]] = {}
+    if whole:
+        rows = session.execute(query.where(table.c.enrolment_id.in_(whole)))
+        existing = {(r[0], r[1]): r[2:] for r in rows}
+    touched: set[str] = set().union(*part.values())
+    if touched:
+        rows = session.execute(query.where(table.c.enrolment_id.in_(list(part)),
+                                           table.c.element_id.in_(list(touched))))
+        existing.update({(r[0], r[1]): r[2:] for r in rows if r[1] in part[r[0]]})
+    return existing
 
 
 _RESULT_COLUMNS = ("phase", "category", "status", "counts", "missing", "occurrences_done",
@@ -186,7 +256,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode])
         .where(table.c.enrolment_id.in_([e.enrolment_id for e in episodes])))}
     inserts, updates = [], []
     for e in episodes:
-        values = _episode_values(e.evaluation, e.attributes, e.at)
+        values = _episode_values(e.evaluation, e.attributes, e.at, e.plan)
         old = existing.get(e.enrolment_id)
         if old is None:
             inserts.append({**values, "enrolment_id": e.enrolment_id})
@@ -200,18 +270,24 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode])
 
 @dataclass(frozen=True)
 class RecordedEpisode:
+    """One evaluated episode to store; `plan` decided it; with `touched`, only these elements'
+    results may have changed (added, changed or removed ones): the others are not read or written."""
+
     enrolment_id: str
     evaluation: Evaluation
     attributes: EpisodeAttributes
     at: datetime
+    plan: PlanDigest | None = None
+    touched: frozenset[str] | None = None
 
 
 _EPISODE_COLUMNS = ("patient_ref", "pathway_id", "pathway_version", "surgery_start", "variant", "parameters",
                     "ward", "surgeon", "sex", "age_at_surgery", "apfel", "done", "counted", "items_counted",
-                    "items_done", "missing", "done_late", "updated_at")
+                    "items_done", "missing", "done_late", "updated_at", "plan_digest")
 
 
-def _episode_values(evaluation: Evaluation, attributes: EpisodeAttributes, at: datetime) -> dict[str, Any]:
+def _episode_values(evaluation: Evaluation, attributes: EpisodeAttributes, at: datetime,
+                    plan: PlanDigest | None) -> dict[str, Any]:
     """The `audit_episode` columns (`_EPISODE_COLUMNS`) of an evaluated episode."""
     compliance = patient_compliance(evaluation)
     items_counted, items_done = item_masks(compliance.by_item)
@@ -224,7 +300,7 @@ def _episode_values(evaluation: Evaluation, attributes: EpisodeAttributes, at: d
         "items_counted": items_counted, "items_done": items_done,
         "missing": sum(1 for r in evaluation.elements if is_missing(r)),
         "done_late": sum(1 for r in evaluation.elements if element_cell(r) == "done-late"),
-        "updated_at": as_utc(at),
+        "updated_at": as_utc(at), "plan_digest": None if plan is None else plan.digest,
     }
 
 
