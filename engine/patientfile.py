@@ -12,8 +12,8 @@ from engine.facts import Fact, PatientFacts, TaskState
 def _instant(value: Any, where: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    try:  # Python 3.11 reads "Z" itself
+        parsed = datetime.fromisoformat(value if isinstance(value, str) else str(value))
     except ValueError as exc:
         raise EvaluationError(f"{where}: '{value}' is not an ISO 8601 instant") from exc
     if parsed.tzinfo is None:
@@ -22,6 +22,7 @@ def _instant(value: Any, where: str) -> datetime | None:
 
 
 _FACT_FIELDS = ("time", "end", "value", "unit", "status", "source", "recorded")
+_KNOWN = frozenset({"concept", *_FACT_FIELDS})
 
 
 def _iso(value: Any) -> Any:
@@ -58,13 +59,12 @@ def _fact(raw: dict[str, Any], i: int) -> Fact:
     where = f"facts[{i}]"
     if "concept" not in raw:
         raise EvaluationError(f"{where}: missing 'concept'")
-    known = {"concept", "time", "end", "value", "unit", "status", "source", "recorded"}
     return Fact(
         concept=raw["concept"], time=_instant(raw.get("time"), where),
         end=_instant(raw.get("end"), where), value=raw.get("value"), unit=raw.get("unit"),
         status=raw.get("status"), source=raw.get("source"),
         recorded=_instant(raw.get("recorded"), where),
-        attrs={k: v for k, v in raw.items() if k not in known},
+        attrs={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,16 +18,15 @@ from engine.fingerprint import PlanDigest
 from engine.loader import load_pathway
 from engine.model import Pathway
 from engine.patientfile import patient_from_json
-from engine.results import ElementResult
 from store.db import make_engine, reading
 from store.episode_facts import StoredEpisode, renumber_decided, stored_episode_ids, stored_episodes
 from store.results import (
     RecordedEpisode,
     episode_attributes,
+    incremental_figures,
     record_many_results,
     recorded_plan,
     stored_plans,
-    stored_results,
 )
 
 CHUNK = 500
@@ -71,11 +70,11 @@ class Recomputed:
 
 @dataclass
 class _Worker:
-    job: RecomputeJob
     pathway: Pathway
     engine: Engine
     tz: ZoneInfo
     plan: PlanDigest
+    incremental: bool
     known: dict[str, PlanDigest]  # plans that decided stored results, read once
 
 
@@ -86,7 +85,8 @@ def _start(job: RecomputeJob) -> None:
     """Per worker process: load the pathway and open the database once."""
     global _worker
     pathway, tz, plan = job.load()
-    _worker = _Worker(job, pathway, make_engine(job.database_url), tz, plan, {})
+    _worker = _Worker(pathway, make_engine(job.database_url), tz, plan,
+                      job.incremental and incremental_figures(pathway), {})
 
 
 def reevaluate(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo,
@@ -99,15 +99,12 @@ def reevaluate(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo,
 
 
 def reevaluate_changed(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo, plan: PlanDigest,
-                       changed: frozenset[str], stored: Mapping[str, ElementResult]) -> RecordedEpisode:
-    """`reevaluate` when only the `changed` elements may differ from the `stored` results (decided
-    by an earlier plan from the same facts at the same instant): those are evaluated, the others'
-    stored results make up the episode's figures, and only the changed ones are rewritten."""
+                       changed: frozenset[str]) -> RecordedEpisode:
+    """`reevaluate` when only the `changed` elements may differ from the stored results (decided by
+    an earlier plan that shares the rest from the same facts at the same instant): just those are
+    evaluated and rewritten; the episode's stored figures are updated for them."""
     facts = patient_from_json(episode.facts)
-    fresh = evaluate(pathway, facts, now=episode.evaluated_at, tz=tz, only=changed)
-    new = {r.element_id: r for r in fresh.elements}
-    evaluation = replace(fresh, elements=tuple(
-        new[el.id] if el.id in new else stored[el.id] for el in pathway.elements))
+    evaluation = evaluate(pathway, facts, now=episode.evaluated_at, tz=tz, only=changed)
     attributes = episode_attributes(pathway, evaluation, facts, ward=episode.ward, surgeon=episode.surgeon)
     return RecordedEpisode(episode.enrolment_id, evaluation, attributes, episode.evaluated_at, plan, changed)
 
@@ -116,7 +113,7 @@ def _changed(w: _Worker, episode: StoredEpisode) -> frozenset[str] | None:
     """The elements to re-evaluate, or None for all of them: the plan that decided the stored
     results is unknown, shares less with the new one, or decided them from other facts."""
     old = w.known.get(episode.plan_digest or "")
-    if not w.job.incremental or old is None or not episode.results_from_these_facts:
+    if not w.incremental or old is None or not episode.results_from_these_facts:
         return None
     return w.plan.changed(old)
 
@@ -128,23 +125,21 @@ def recompute_chunk(enrolment_ids: Sequence[str]) -> Recomputed:
     with Session(reading(w.engine)) as session:  # SQLite: no write lock while evaluating
         episodes = stored_episodes(session=session, enrolment_ids=enrolment_ids)
         unknown = {e.plan_digest for e in episodes if e.plan_digest is not None} - w.known.keys()
-        if unknown and w.job.incremental:
+        if unknown and w.incremental:
             w.known.update(stored_plans(session=session, digests=unknown))
-        changed = {e.enrolment_id: c for e in episodes if (c := _changed(w, e)) is not None}
-        stored = stored_results(session=session, enrolment_ids=list(changed)) if changed else {}
     recorded = []
+    partly = 0
     for e in episodes:
-        only = changed.get(e.enrolment_id)
-        kept = stored.get(e.enrolment_id, {})
-        if only is not None and all(el.id in kept for el in w.pathway.elements if el.id not in only):
-            recorded.append(reevaluate_changed(w.pathway, e, w.tz, w.plan, only, kept))
-        else:  # a stored result missing: evaluated in full
-            changed.pop(e.enrolment_id, None)
+        changed = _changed(w, e)
+        if changed is None:
             recorded.append(reevaluate(w.pathway, e, w.tz, w.plan))
+        else:
+            recorded.append(reevaluate_changed(w.pathway, e, w.tz, w.plan, changed))
+            partly += 1
     with Session(w.engine) as session:
         record_many_results(session=session, episodes=recorded)
         session.commit()
-    return Recomputed(full=len(recorded) - len(changed), incremental=len(changed))
+    return Recomputed(full=len(recorded) - partly, incremental=partly)
 
 
 def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -74,6 +74,20 @@ def _window(t: str) -> str:
     return _one(t, CATHETER + "closes: 24h}", CATHETER + "closes: 48h}")
 
 
+def _item_shared(t: str) -> str:
+    """Nutrition screening (ERAS item 4, with the dietitian referral and vitamin D screening)
+    counts albumin from 90 days before surgery, not 30: the item's result needs all three."""
+    return _one(t, 'window: {anchor: surgery_start, opens: -30d, due: -14d, closes: "0"}',
+                'window: {anchor: surgery_start, opens: -90d, due: -14d, closes: "0"}')
+
+
+def _not_applicable(t: str) -> str:
+    """Catheter removal applies only with a drain too (made up): with no drain it no longer
+    counts, nor does ERAS item 22 (with drain removal) for those episodes."""
+    return _one(t, '"%urinary_catheter_inserted.exists() or %urinary_catheter_removed.exists()"',
+                '"%urinary_catheter_removed.exists() and %surgical_drain_removed.exists()"')
+
+
 def _added(t: str) -> str:
     """A second catheter element (48 h), beside the first."""
     block = t[t.index("  - id: urinary_catheter_removal\n"):t.index("  - id: drain_removal\n")]
@@ -108,6 +122,8 @@ class Change:
 
 CHANGES = [
     Change("window", _window, "incremental", True),
+    Change("item shared", _item_shared, "incremental", True),
+    Change("not applicable", _not_applicable, "incremental", True),
     Change("added", _added, "incremental", True),
     Change("removed", _removed, "incremental", True),
     Change("anchor", _anchor, "full", True),

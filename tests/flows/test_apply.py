@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from fhir_adapters.auth import SmartBackendAuth, generate_key
 from fhir_adapters.client import FhirClient
@@ -19,8 +20,8 @@ from store.actions import list_actions
 from store.db import session_scope
 from store.enrolments import find_enrolments
 from store.episode_facts import stored_episodes
-from store.models import AuditEpisode
-from store.results import recorded_plan, stored_plans, stored_results
+from store.models import AuditEpisode, ElementResultRow
+from store.results import recorded_plan, stored_plans
 from tests.utils import ehr
 
 BOOKED_AT = datetime(2026, 2, 20, 10, tzinfo=UTC)
@@ -121,13 +122,13 @@ async def test_apply_keeps_the_plan_and_the_facts_that_decided_the_results(make_
             episode = session.get(AuditEpisode, enrolment_id)
             kept = stored_plans(session=session, digests=[plan.digest])
             (stored,) = stored_episodes(session=session, enrolment_ids=[enrolment_id])
-            rows = stored_results(session=session, enrolment_ids=[enrolment_id])[enrolment_id]
+            rows = {r.element_id: (r.status, r.counts) for r in session.exec(
+                select(ElementResultRow).where(ElementResultRow.enrolment_id == enrolment_id))}
         again = reevaluate(rt.pathway("lumbar_fusion"), stored, rt.tz, plan).evaluation
     assert episode is not None and episode.plan_digest == plan.digest and kept == {plan.digest: plan}
     assert stored.results_from_these_facts and stored.facts["futureTolerance"] == 300
     assert len(rows) == len(again.elements) > 50
-    assert {r.element_id: (r.status, r.counts) for r in again.elements} == {
-        r.element_id: (r.status, r.counts) for r in rows.values()}
+    assert {r.element_id: (r.status.value, r.counts) for r in again.elements} == rows
 
 
 async def test_apply_after_lost_store_commit_creates_no_duplicates(make_runtime, new_patient_id,
