@@ -75,8 +75,8 @@ def server_cpu_seconds(url: str) -> float:
             name = (stat.parent / "comm").read_text().strip()
         except OSError:
             continue
-        if name.startswith("postgres"):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if name.startswith("postgres"):  # its own CPU and its ended backends' (reaped by the postmaster)
+            total += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 
