@@ -33,8 +33,12 @@ class Ratio:
 def element_ratio(result: ElementResult) -> Ratio:
     """1/1 done, 0/1 counted but not done, 0/0 excluded (not applicable, not yet due...)."""
     if result.counts is None:
-        return Ratio()
-    return Ratio(1 if result.counts == "done" else 0, 1)
+        return _EXCLUDED
+    return _DONE if result.counts == "done" else _NOT_DONE
+
+
+# Shared (Ratio is frozen): a patient's dozens of element ratios need not be built each time.
+_EXCLUDED, _DONE, _NOT_DONE = Ratio(), Ratio(1, 1), Ratio(0, 1)
 
 
 def item_ratios(by_element: Mapping[str, Ratio], items: Mapping[str, int]) -> dict[int, Ratio]:
@@ -75,17 +79,23 @@ def patient_compliance(evaluation: Evaluation,
                        items: Mapping[str, int] | None = None) -> PatientCompliance:
     """`items` (element id -> ERAS item) defaults to the evaluation's own map."""
     items = evaluation.eras_items if items is None else items
-    by_phase: dict[str, Ratio] = {}
+    phases: dict[str, list[int]] = {}  # done, counted: summed as numbers, made Ratios once
     by_element: dict[str, Ratio] = {}
-    overall = Ratio()
+    done = counted = 0
     for result in evaluation.elements:
         ratio = element_ratio(result)
         by_element[result.element_id] = ratio
-        by_phase[result.phase] = by_phase.get(result.phase, Ratio()) + ratio
-        overall = overall + ratio
+        sums = phases.get(result.phase)
+        if sums is None:
+            sums = phases[result.phase] = [0, 0]
+        sums[0] += ratio.done
+        sums[1] += ratio.counted
+        done += ratio.done
+        counted += ratio.counted
+    by_phase = {phase: Ratio(d, c) for phase, (d, c) in phases.items()}
     by_item = item_ratios(by_element, items)
     eras = sum(by_item.values(), Ratio()) if items else None
-    return PatientCompliance(evaluation.patient_id, overall, by_phase, by_element, by_item, eras)
+    return PatientCompliance(evaluation.patient_id, Ratio(done, counted), by_phase, by_element, by_item, eras)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, tzinfo
 
 from engine.context import EvaluationContext
@@ -14,8 +15,11 @@ from engine.results import OPEN_STATUSES, ElementResult, Evaluation, PlannedActi
 
 
 def evaluate(pathway: Pathway, facts: PatientFacts, *, now: datetime,
-             tz: tzinfo = UTC) -> Evaluation:
-    """Evaluate one patient's pathway at `now` (aware); `tz` is the hospital's zone for local days."""
+             tz: tzinfo = UTC, only: Collection[str] | None = None) -> Evaluation:
+    """Evaluate one patient's pathway at `now` (aware); `tz` is the hospital's zone for local days.
+
+    With `only`, just those elements (their results and actions): each element's result depends on
+    the context alone, never on another element's, so a re-audit re-evaluates just the changed ones."""
     if now.tzinfo is None:
         raise EvaluationError("now must be timezone-aware")
     plan = plan_of(pathway)
@@ -24,6 +28,8 @@ def evaluate(pathway: Pathway, facts: PatientFacts, *, now: datetime,
     actions: list[PlannedAction] = []
     upcoming: list[datetime] = []
     for compiled in plan.elements:
+        if only is not None and compiled.id not in only:
+            continue
         result, nxt = _element(ctx, compiled)
         results.append(result)
         upcoming.extend(nxt)

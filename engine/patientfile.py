@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.errors import EvaluationError
@@ -12,8 +12,8 @@ from engine.facts import Fact, PatientFacts, TaskState
 def _instant(value: Any, where: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    try:  # Python 3.11 reads "Z" itself
+        parsed = datetime.fromisoformat(value if isinstance(value, str) else str(value))
     except ValueError as exc:
         raise EvaluationError(f"{where}: '{value}' is not an ISO 8601 instant") from exc
     if parsed.tzinfo is None:
@@ -22,6 +22,7 @@ def _instant(value: Any, where: str) -> datetime | None:
 
 
 _FACT_FIELDS = ("time", "end", "value", "unit", "status", "source", "recorded")
+_KNOWN = frozenset({"concept", *_FACT_FIELDS})
 
 
 def _iso(value: Any) -> Any:
@@ -48,6 +49,9 @@ def patient_json(facts: PatientFacts) -> dict[str, Any]:
         "notDone": [fact_json(f) for f in facts.not_done],
         "tasks": [{"key": t.action_key, "status": t.status, "at": _iso(t.at), "reason": t.reason,
                    "by": t.by, "source": t.source} for t in facts.tasks],
+        # The apply's clock-skew allowance decides which facts it used: kept, so a re-evaluation
+        # from the stored file uses the same ones (left out at none, as hand-written files have).
+        **({"futureTolerance": facts.future_tolerance.total_seconds()} if facts.future_tolerance else {}),
     }
 
 
@@ -55,13 +59,12 @@ def _fact(raw: dict[str, Any], i: int) -> Fact:
     where = f"facts[{i}]"
     if "concept" not in raw:
         raise EvaluationError(f"{where}: missing 'concept'")
-    known = {"concept", "time", "end", "value", "unit", "status", "source", "recorded"}
     return Fact(
         concept=raw["concept"], time=_instant(raw.get("time"), where),
         end=_instant(raw.get("end"), where), value=raw.get("value"), unit=raw.get("unit"),
         status=raw.get("status"), source=raw.get("source"),
         recorded=_instant(raw.get("recorded"), where),
-        attrs={k: v for k, v in raw.items() if k not in known},
+        attrs={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 
 
@@ -92,4 +95,5 @@ def _patient(data: dict[str, Any]) -> PatientFacts:
         facts=tuple(_fact(raw, i) for i, raw in enumerate(data.get("facts", []))),
         tasks=tasks,
         not_done=tuple(_fact(raw, i) for i, raw in enumerate(data.get("notDone", []))),
+        future_tolerance=timedelta(seconds=float(data.get("futureTolerance", 0))),
     )

@@ -68,6 +68,8 @@ class Plan:
     files: dict[str, str]
     eras_items: dict[str, int] = field(default_factory=dict)  # element id -> ERAS item
     anchor_where: dict[str, CompiledExpression] = field(default_factory=dict)
+    # engine.fingerprint's digests of this plan, by zone and code: worked out once
+    digests: dict[tuple[str, ...], object] = field(default_factory=dict, compare=False, repr=False)
 
 
 def plan_of(pathway: Pathway) -> Plan:

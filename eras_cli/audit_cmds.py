@@ -90,26 +90,32 @@ def report(
 def recompute(
     pathway: Annotated[str, typer.Option(help="pathway id (its configured, current version)")],
     workers: Annotated[int, typer.Option(help="processes (default: one per core)")] = 0,
+    full: Annotated[bool, typer.Option(
+        "--full", help="re-evaluate every episode in full (after a change the plan's digests do "
+                       "not cover, e.g. new time zone rules)")] = False,
 ) -> None:
     """Re-evaluate every stored episode of a pathway from its stored facts (after a version
-    change), on every core; safe to re-run: results that come out the same are not rewritten."""
+    change), on every core: only the elements the new version changed, unless what every element
+    shares changed; safe to re-run: results that come out the same are not rewritten."""
     cfg = runtime_settings()
     files = {load_pathway(path, cfg.terminology).id: path for path in cfg.pathways}
     if pathway not in files:
         console.print(f"[red]unknown pathway[/red] {pathway} (configured: {', '.join(files)})")
         raise typer.Exit(2)
-    job = RecomputeJob(database_url(cfg.database_url), files[pathway], cfg.terminology, cfg.timezone)
+    job = RecomputeJob(database_url(cfg.database_url), files[pathway], cfg.terminology, cfg.timezone,
+                       incremental=not full)
     started = perf_counter()
     with _progress(f"recomputing {pathway}") as step:
-        n = run_recompute(job, pathway, workers=workers or None, progress=step)
+        done = run_recompute(job, pathway, workers=workers or None, progress=step)
     took = perf_counter() - started
     engine = make_engine(job.database_url)
     with Session(engine) as session:
         skipped = episodes_without_facts(session=session, pathway_id=pathway)
     engine.dispose()
     note = f"; {skipped} without stored facts skipped (apply them again)" if skipped else ""
-    Console(stderr=True).print(f"re-evaluated {n} episodes of {pathway} in {took:.1f} s{note}",
-                               soft_wrap=True)
+    Console(stderr=True).print(
+        f"recomputed {done.total} episodes of {pathway} in {took:.1f} s: {done.full} in full, "
+        f"{done.incremental} in the changed elements only, {done.unchanged} unchanged{note}", soft_wrap=True)
 
 
 @contextmanager

@@ -53,7 +53,7 @@ from store.episode_facts import record_facts
 from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
 from store.pathways import register_pathway_version
-from store.results import episode_attributes, record_element_results, record_outcomes
+from store.results import episode_attributes, record_element_results, record_outcomes, recorded_plan
 from store.types import EnrolmentStatus
 
 
@@ -280,9 +280,10 @@ def _sync(rt: Runtime, session: Session, enrolment: Enrolment, evaluation: Evalu
         anchors={k: v for k, v in evaluation.anchors.items() if v is not None},
         encounter_ref=encounter, ward=ward, bed=bed, next_check_at=evaluation.next_change_at,
         careplan_id=enrolment.careplan_id, careplan_version=enrolment.careplan_version, at=now)
+    pathway = rt.pathway(enrolment.pathway_id)
     record_element_results(session=session, enrolment_id=enrolment.id, evaluation=evaluation, at=now,
-                           attributes=episode_attributes(rt.pathway(enrolment.pathway_id), evaluation,
-                                                         facts, ward=ward))
+                           attributes=episode_attributes(pathway, evaluation, facts, ward=ward),
+                           plan=recorded_plan(pathway, rt.tz))
     record_facts(session=session, enrolment_id=enrolment.id, facts=facts, at=now)  # for recompute
     if rt.outcomes is not None:
         record_outcomes(session=session, enrolment_id=enrolment.id, at=now, outcomes=patient_outcomes(

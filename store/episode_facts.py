@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, insert, update
+from sqlalchemy import ColumnElement, Text, and_, cast, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -27,12 +27,34 @@ def record_facts(*, session: Session, enrolment_id: str, facts: PatientFacts, at
         session.execute(insert(table).values(enrolment_id=enrolment_id, **values))
 
 
-def stored_episode_ids(*, session: Session, pathway_id: str) -> list[str]:
-    """Enrolment ids of the pathway's audited episodes that have stored facts, in a stable order."""
+def stored_episode_ids(*, session: Session, pathway_id: str, unless_plan: str | None = None) -> list[str]:
+    """Enrolment ids of the pathway's audited episodes that have stored facts, in a stable order;
+    with `unless_plan`, those whose results that plan did not decide from those very facts."""
     query = (select(EpisodeFacts.enrolment_id)
              .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(EpisodeFacts.enrolment_id))
              .where(col(AuditEpisode.pathway_id) == pathway_id).order_by(col(EpisodeFacts.enrolment_id)))
+    if unless_plan is not None:
+        query = query.where(~_decided_by(unless_plan))
     return list(session.exec(query))
+
+
+def _decided_by(plan: str) -> ColumnElement[bool]:
+    """The episode's results were decided by `plan` from its stored facts (the apply or recompute
+    that stored both wrote them at the same instant)."""
+    # IS NOT NULL first: false, not null, for episodes with no plan kept, so that its negation holds
+    return and_(col(AuditEpisode.plan_digest).is_not(None), col(AuditEpisode.plan_digest) == plan,
+                col(AuditEpisode.updated_at) == col(EpisodeFacts.evaluated_at))
+
+
+def renumber_decided(*, session: Session, pathway_id: str, plan: str, version: int) -> int:
+    """Give the pathway version `version` to the episodes `plan` decided from their stored facts
+    (a new version that changes nothing they depend on); returns how many such episodes there are."""
+    decided = (sa_select(col(EpisodeFacts.enrolment_id))
+               .where(col(EpisodeFacts.enrolment_id) == col(AuditEpisode.enrolment_id), _decided_by(plan)))
+    mine = and_(col(AuditEpisode.pathway_id) == pathway_id, decided.exists())
+    session.execute(update(AuditEpisode).where(mine, col(AuditEpisode.pathway_version) != version)
+                    .values(pathway_version=version))
+    return int(session.exec(select(func.count()).select_from(AuditEpisode).where(mine)).one())
 
 
 def episodes_without_facts(*, session: Session, pathway_id: str) -> int:
@@ -45,21 +67,30 @@ def episodes_without_facts(*, session: Session, pathway_id: str) -> int:
 
 @dataclass(frozen=True)
 class StoredEpisode:
-    """One episode to re-evaluate: its patient file, the instant evaluated, its ward and surgeon."""
+    """One episode to re-evaluate: its patient file, the instant evaluated, its ward and surgeon;
+    the plan that decided its stored results (None: unknown) and when they were recorded."""
 
     enrolment_id: str
     facts: dict[str, Any]
     evaluated_at: datetime
     ward: str | None
     surgeon: str | None
+    plan_digest: str | None = None
+    recorded_at: datetime | None = None
+
+    @property
+    def results_from_these_facts(self) -> bool:
+        """Whether the stored results were decided from the stored facts (recorded together)."""
+        return self.recorded_at == self.evaluated_at
 
 
 def stored_episodes(*, session: Session, enrolment_ids: Sequence[str]) -> list[StoredEpisode]:
     """The episodes' stored facts, read in one query, the patient files decoded by `json_value`."""
     # SQLAlchemy's select: SQLModel's typed overloads stop at four columns.
     query = (sa_select(col(EpisodeFacts.enrolment_id), cast(col(EpisodeFacts.facts), Text),
-                       col(EpisodeFacts.evaluated_at), col(AuditEpisode.ward), col(AuditEpisode.surgeon))
+                       col(EpisodeFacts.evaluated_at), col(AuditEpisode.ward), col(AuditEpisode.surgeon),
+                       col(AuditEpisode.plan_digest), col(AuditEpisode.updated_at))
              .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(EpisodeFacts.enrolment_id))
              .where(col(EpisodeFacts.enrolment_id).in_(list(enrolment_ids))))
-    return [StoredEpisode(eid, json_value(facts), at, ward, surgeon)
-            for eid, facts, at, ward, surgeon in session.execute(query)]
+    return [StoredEpisode(eid, json_value(facts), at, ward, surgeon, plan, recorded)
+            for eid, facts, at, ward, surgeon, plan, recorded in session.execute(query)]

@@ -362,6 +362,21 @@ class AuditEpisode(SQLModel, table=True):
     items_counted: int | None = Field(default=None, sa_type=BigInteger)
     items_done: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # The plan (`plan_digest.digest`) that decided these results at `updated_at`: a recompute
+    # re-evaluates only what changed since. Null: unknown (stored before it was kept).
+    plan_digest: str | None = None
+
+
+class PlanDigestRow(SQLModel, table=True):
+    """The digests of a plan that decided stored results (`engine.fingerprint.PlanDigest`): what
+    every element shares and each element's own, so a recompute knows which results may change."""
+
+    __tablename__ = "plan_digest"
+
+    digest: str = Field(primary_key=True)
+    pathway_id: str
+    shared: str
+    elements: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
 
 
 class EpisodeFacts(SQLModel, table=True):

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, Text, bindparam, cast, delete, insert, tuple_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from engine.audit_cells import element_cell, is_missing
-from engine.compliance import Ratio, patient_compliance
+from engine.compliance import Ratio, element_ratio, item_ratios
 from engine.facts import PatientFacts
+from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
-from store.models import AuditEpisode, AuditOutcome, ElementResultRow
+from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
 
 SURGERY_ANCHOR = "surgery_start"
@@ -97,27 +100,62 @@ def _values(result: ElementResult) -> dict[str, Any]:
 
 
 def record_element_results(*, session: Session, enrolment_id: str, evaluation: Evaluation,
-                           attributes: EpisodeAttributes, at: datetime) -> None:
+                           attributes: EpisodeAttributes, at: datetime,
+                           plan: PlanDigest | None = None) -> None:
     """Upsert each element's result and the episode's attributes; drop elements no longer planned.
     Only what changed is written, in bulk (`record_many_results` for one episode): the apply's
-    write path reads the results as rows, not ORM objects."""
-    record_many_results(session=session, episodes=[RecordedEpisode(enrolment_id, evaluation, attributes, at)])
+    write path reads the results as rows, not ORM objects. `plan` (`recorded_plan`) is the plan
+    that decided them, kept so a recompute re-evaluates only what a new version changes."""
+    record_many_results(session=session, episodes=[
+        RecordedEpisode(enrolment_id, evaluation, attributes, at, plan)])
+
+
+def recorded_plan(pathway: Pathway, tz: tzinfo) -> PlanDigest:
+    """The digests that name the plan deciding stored results: the pathway's with the zone, the
+    engine's code and the store's that turns results into rows and reads the facts back."""
+    return plan_digest(pathway, tz, code=_CODE)
+
+
+_STORE = Path(__file__).resolve().parent
+_CODE = (_STORE / "results.py", _STORE / "episode_facts.py", _STORE / "types.py")
+
+
+def stored_plans(*, session: Session, digests: Collection[str]) -> dict[str, PlanDigest]:
+    """The recorded plans of these digests (unknown ones left out)."""
+    table = PlanDigestRow.__table__  # type: ignore[attr-defined]
+    rows = session.execute(sa_select(table.c.digest, table.c.shared, cast(table.c.elements, Text))
+                           .where(table.c.digest.in_(list(digests))))
+    return {digest: PlanDigest(digest, shared, json_value(elements)) for digest, shared, elements in rows}
+
+
+def _record_plans(session: Session, episodes: Sequence[RecordedEpisode]) -> None:
+    """Keep each plan's digests once (a plan already kept, by this or another process, is left)."""
+    plans = {e.plan.digest: (e.plan, e.evaluation.pathway_id) for e in episodes if e.plan is not None}
+    if not plans:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(PlanDigestRow).on_conflict_do_nothing(), [
+        {"digest": p.digest, "pathway_id": pathway_id, "shared": p.shared, "elements": dict(p.elements)}
+        for p, pathway_id in plans.values()])
 
 
 def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
     """`record_element_results` for a batch of episodes, in bulk and without the ORM: one read of
     their results and of their episode rows, then one multi-row insert, update and delete of what
-    changed (a re-run writes no row)."""
+    changed (a re-run writes no row). An episode with `touched` has results of those elements
+    only: just their rows (and those of the other elements of their ERAS items) are read, and
+    its figures are its stored ones with the touched elements' old results replaced."""
     table = ElementResultRow.__table__  # type: ignore[attr-defined]
-    ids = [e.enrolment_id for e in episodes]
-    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
-               for name in _RESULT_COLUMNS]
-    existing = {(r[0], r[1]): r[2:] for r in session.execute(
-        sa_select(table.c.enrolment_id, table.c.element_id, *columns).where(table.c.enrolment_id.in_(ids)))}
+    existing, peers = _existing_results(session, episodes)
+    replaced: dict[str, tuple[list[ElementResult], list[ElementResult]]] = {
+        e.enrolment_id: ([], peers.get(e.enrolment_id, [])) for e in episodes if e.touched is not None}
+    for (eid, element_id), row in existing.items():
+        if eid in replaced:
+            replaced[eid][0].append(_stored_result(element_id, row))
     inserts, updates = [], []
     for e in episodes:
         at = as_utc(e.at)
-        for result in e.evaluation.elements:
+        for result in e.results:
             values = _values(result)
             old = existing.pop((e.enrolment_id, result.element_id), None)
             if old is None:
@@ -134,13 +172,67 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
-    _record_many_episodes(session, episodes)
+    _record_plans(session, episodes)
+    _record_many_episodes(session, episodes, replaced)
+
+
+def incremental_figures(pathway: Pathway) -> bool:
+    """Whether an episode's figures can be updated from the elements re-evaluated alone: its ERAS
+    items must all fit the stored bit masks (`item_masks`)."""
+    return all(0 <= item < MASK_BITS for item in pathway.audit.eras_items)
+
+
+def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
+                      ) -> tuple[dict[tuple[str, str], Sequence[Any]], dict[str, list[ElementResult]]]:
+    """The stored results the episodes may rewrite (all of each episode's, or its `touched` ones),
+    and, for the episodes with `touched`, the results of the other elements of their ERAS items."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
+               for name in _RESULT_COLUMNS]
+    query = sa_select(table.c.enrolment_id, table.c.element_id, *columns)
+    whole = [e.enrolment_id for e in episodes if e.touched is None]
+    existing: dict[tuple[str, str], Sequence[Any]] = {}
+    if whole:
+        rows = session.execute(query.where(table.c.enrolment_id.in_(whole))).all()
+        existing = {(r[0], r[1]): r[2:] for r in rows}
+    part = {e.enrolment_id: (e.touched, _item_peers(e)) for e in episodes if e.touched is not None}
+    read = set().union(*(touched | peers for touched, peers in part.values()))
+    peer_results: dict[str, list[ElementResult]] = {}
+    if read:
+        for r in session.execute(query.where(table.c.enrolment_id.in_(list(part)),
+                                             table.c.element_id.in_(list(read)))).all():
+            touched, peers = part[r[0]]
+            if r[1] in touched:
+                existing[(r[0], r[1])] = r[2:]
+            elif r[1] in peers:
+                peer_results.setdefault(r[0], []).append(_stored_result(r[1], r[2:]))
+    return existing, peer_results
+
+
+def _item_peers(e: RecordedEpisode) -> frozenset[str]:
+    """The elements sharing an ERAS item with one of the episode's touched elements."""
+    items = e.evaluation.eras_items
+    touched = e.touched or frozenset()
+    shared = {items[element] for element in touched if element in items}
+    return frozenset(element for element, item in items.items() if item in shared) - touched
+
+
+def _stored_result(element_id: str, row: Sequence[Any]) -> ElementResult:
+    """A stored result row (`_RESULT_COLUMNS`) as the engine's result, without its occurrences:
+    what the episode's figures read of it."""
+    return ElementResult(element_id, row[_PHASE_AT], row[_PHASE_AT + 1], _STATUS[row[_STATUS_AT]], (),
+                         row[_STATUS_AT + 1])
+
+
+_STATUS = {s.value: s for s in Status}  # a dict lookup, several times cheaper than Status(value)
 
 
 _RESULT_COLUMNS = ("phase", "category", "status", "counts", "missing", "occurrences_done",
                    "occurrences_counted", "done_at", "evidence", "decline_reason", "occurrences")
 _JSON_RESULT_COLUMNS = frozenset({"evidence", "occurrences"})
 _JSON_AT = tuple(i for i, name in enumerate(_RESULT_COLUMNS) if name in _JSON_RESULT_COLUMNS)
+_PHASE_AT, _STATUS_AT = _RESULT_COLUMNS.index("phase"), _RESULT_COLUMNS.index("status")
+assert _RESULT_COLUMNS[_PHASE_AT + 1] == "category" and _RESULT_COLUMNS[_STATUS_AT + 1] == "counts"
 
 
 def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -178,16 +270,25 @@ def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
     return False
 
 
-def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode]) -> None:
-    """The episodes' `audit_episode` rows: insert the missing ones, update the changed ones."""
+def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
+                          replaced: Mapping[str, tuple[list[ElementResult], list[ElementResult]]]) -> None:
+    """The episodes' `audit_episode` rows: insert the missing ones, update the changed ones. An
+    episode in `replaced` (its touched elements' old results, and their ERAS items' other results)
+    keeps its stored figures but for what its re-evaluated elements change."""
     table = AuditEpisode.__table__  # type: ignore[attr-defined]
     existing = {r[0]: r[1:] for r in session.execute(
         sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
-        .where(table.c.enrolment_id.in_([e.enrolment_id for e in episodes])))}
+        .where(table.c.enrolment_id.in_([e.enrolment_id for e in episodes]))).all()}
     inserts, updates = [], []
     for e in episodes:
-        values = _episode_values(e.evaluation, e.attributes, e.at)
         old = existing.get(e.enrolment_id)
+        figures = _Figures.of(e.results, e.evaluation.eras_items)
+        if e.enrolment_id in replaced:
+            assert old is not None, "an episode re-evaluated in part has its stored figures"
+            before, peers = replaced[e.enrolment_id]
+            figures = _Figures.stored(dict(zip(_EPISODE_COLUMNS, old, strict=True))).replaced(
+                before, figures, peers, e.results, e.evaluation.eras_items)
+        values = _episode_values(e.evaluation, e.attributes, e.at, e.plan, figures)
         if old is None:
             inserts.append({**values, "enrolment_id": e.enrolment_id})
         elif any(stored != values[name] for stored, name in zip(old, _EPISODE_COLUMNS, strict=True)):
@@ -199,32 +300,90 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode])
 
 
 @dataclass(frozen=True)
+class _Figures:
+    """An episode's compliance figures as `audit_episode` keeps them: elements done and counted
+    (`engine.compliance.patient_compliance`), missing data, done late, and its ERAS items."""
+
+    done: int
+    counted: int
+    missing: int
+    done_late: int
+    by_item: Mapping[int, Ratio]
+
+    @classmethod
+    def of(cls, results: Sequence[ElementResult], items: Mapping[str, int]) -> _Figures:
+        """The figures of these results (of every element, or the sums of some)."""
+        done = counted = missing = late = 0
+        by_element = {}
+        for r in results:
+            ratio = by_element[r.element_id] = element_ratio(r)
+            done += ratio.done
+            counted += ratio.counted
+            missing += is_missing(r)
+            late += element_cell(r) == "done-late"
+        return cls(done, counted, missing, late, item_ratios(by_element, items))
+
+    @classmethod
+    def stored(cls, row: Mapping[str, Any]) -> _Figures:
+        """The figures of a stored episode row (its ERAS items from the bit masks, `item_masks`)."""
+        counted, done = row["items_counted"], row["items_done"]
+        assert counted is not None and done is not None, "masks of items that fit them (incremental_figures)"
+        by_item = {n: Ratio(done >> n & 1, 1) for n in range(MASK_BITS) if counted >> n & 1}
+        return cls(row["done"], row["counted"], row["missing"], row["done_late"], by_item)
+
+    def replaced(self, old: Sequence[ElementResult], new: _Figures, peers: Sequence[ElementResult],
+                 results: Sequence[ElementResult], items: Mapping[str, int]) -> _Figures:
+        """These figures with the `old` results of some elements replaced by new ones (`results`,
+        whose figures are `new`); `peers`: the results of the other elements of their ERAS items."""
+        gone = _Figures.of(old, {})
+        touched = {items[r.element_id] for r in (*old, *results) if r.element_id in items}
+        kept = {item: ratio for item, ratio in self.by_item.items() if item not in touched}
+        again = _Figures.of((*peers, *results), items).by_item  # the touched items, whole again
+        return _Figures(self.done - gone.done + new.done, self.counted - gone.counted + new.counted,
+                        self.missing - gone.missing + new.missing,
+                        self.done_late - gone.done_late + new.done_late,
+                        dict(sorted({**kept, **again}.items())))
+
+
+@dataclass(frozen=True)
 class RecordedEpisode:
+    """One evaluated episode to store; `plan` decided it; with `touched`, only these elements'
+    results may have changed (added, changed or removed ones; the evaluation may hold only theirs):
+    the others' rows are not read or written."""
+
     enrolment_id: str
     evaluation: Evaluation
     attributes: EpisodeAttributes
     at: datetime
+    plan: PlanDigest | None = None
+    touched: frozenset[str] | None = None
+
+    @property
+    def results(self) -> Sequence[ElementResult]:
+        """The results to store: every element's, or the `touched` ones'."""
+        if self.touched is None:
+            return self.evaluation.elements
+        return [r for r in self.evaluation.elements if r.element_id in self.touched]
 
 
 _EPISODE_COLUMNS = ("patient_ref", "pathway_id", "pathway_version", "surgery_start", "variant", "parameters",
                     "ward", "surgeon", "sex", "age_at_surgery", "apfel", "done", "counted", "items_counted",
-                    "items_done", "missing", "done_late", "updated_at")
+                    "items_done", "missing", "done_late", "updated_at", "plan_digest")
 
 
-def _episode_values(evaluation: Evaluation, attributes: EpisodeAttributes, at: datetime) -> dict[str, Any]:
+def _episode_values(evaluation: Evaluation, attributes: EpisodeAttributes, at: datetime,
+                    plan: PlanDigest | None, figures: _Figures) -> dict[str, Any]:
     """The `audit_episode` columns (`_EPISODE_COLUMNS`) of an evaluated episode."""
-    compliance = patient_compliance(evaluation)
-    items_counted, items_done = item_masks(compliance.by_item)
+    items_counted, items_done = item_masks(figures.by_item)
     return {
         "patient_ref": f"Patient/{evaluation.patient_id}", "pathway_id": evaluation.pathway_id,
         "pathway_version": evaluation.pathway_version, "surgery_start": attributes.surgery_start,
         "variant": attributes.variant, "parameters": dict(attributes.parameters), "ward": attributes.ward,
         "surgeon": attributes.surgeon, "sex": attributes.sex, "age_at_surgery": attributes.age_at_surgery,
-        "apfel": attributes.apfel, "done": compliance.overall.done, "counted": compliance.overall.counted,
-        "items_counted": items_counted, "items_done": items_done,
-        "missing": sum(1 for r in evaluation.elements if is_missing(r)),
-        "done_late": sum(1 for r in evaluation.elements if element_cell(r) == "done-late"),
-        "updated_at": as_utc(at),
+        "apfel": attributes.apfel, "done": figures.done, "counted": figures.counted,
+        "items_counted": items_counted, "items_done": items_done, "missing": figures.missing,
+        "done_late": figures.done_late, "updated_at": as_utc(at),
+        "plan_digest": None if plan is None else plan.digest,
     }
 
 

@@ -55,7 +55,8 @@ def test_audit_report_table_prints_elements(gold_store: str) -> None:
 def test_audit_recompute_reports_progress_and_skips_episodes_without_facts(
         gold_store: str) -> None:
     """Three episodes have stored facts, the other 32 were stored without: three re-evaluated,
-    32 named as skipped; stderr is not a terminal here, so progress comes as plain lines."""
+    32 named as skipped, then none on a re-run; stderr is not a terminal here, so progress comes as
+    plain lines."""
     engine = make_engine(gold_store)
     with Session(engine) as session:
         for case in gold_cohort()[:3]:
@@ -67,5 +68,11 @@ def test_audit_recompute_reports_progress_and_skips_episodes_without_facts(
     assert result.exit_code == 0, result.output
     assert "recomputing lumbar_fusion: 0/3" in result.stderr
     assert "recomputing lumbar_fusion: 3/3" in result.stderr
-    assert "re-evaluated 3 episodes of lumbar_fusion" in result.stderr
+    assert "recomputed 3 episodes of lumbar_fusion" in result.stderr
+    assert ": 3 in full, 0 in the changed elements only, 0 unchanged" in result.stderr
     assert "32 without stored facts skipped" in result.stderr
+    # Stored before plans were kept: evaluated in full once, then known decided by this plan.
+    again = CliRunner().invoke(app, ["audit", "recompute", "--pathway", "lumbar_fusion", "--workers", "1"])
+    assert again.exit_code == 0, again.output
+    assert ": 0 in full, 0 in the changed elements only, 3 unchanged" in again.stderr
+    assert "recomputing lumbar_fusion: 3/3" in again.stderr

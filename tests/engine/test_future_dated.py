@@ -14,6 +14,7 @@ import pytest
 
 from engine.evaluate import evaluate
 from engine.facts import Fact
+from engine.patientfile import patient_from_json, patient_json
 from engine.results import Status
 from tests.engine.helpers import BOOKED, LONDON, SURGERY_END, SURGERY_START, pathway, patient
 
@@ -69,3 +70,13 @@ def test_a_completed_surgery_dated_tomorrow_moves_no_anchor() -> None:
     assert evaluation.future_dated == ("Procedure/surg",)
     on_the_day = evaluate(pathway(), facts, now=SURGERY_END + 60 * MIN, tz=LONDON)
     assert on_the_day.anchors["surgery_end"] == SURGERY_END and on_the_day.future_dated == ()
+
+
+def test_patient_file_keeps_the_tolerance() -> None:
+    """A stored patient file (what `eras audit recompute` re-evaluates) uses the same facts as the
+    apply that stored it: 3 min ahead counts within 5 min of skew, after the round trip too."""
+    facts = replace(patient(_education(NOW + 3 * MIN)), future_tolerance=TOLERANCE)
+    stored = patient_from_json(patient_json(facts))
+    assert stored.future_tolerance == TOLERANCE
+    assert evaluate(pathway(), stored, now=NOW, tz=LONDON).element("education").status is Status.DONE
+    assert "futureTolerance" not in patient_json(replace(facts, future_tolerance=timedelta(0)))

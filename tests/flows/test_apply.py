@@ -7,16 +7,21 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from fhir_adapters.auth import SmartBackendAuth, generate_key
 from fhir_adapters.client import FhirClient
 from fhir_adapters.errors import FhirAuthError, FhirFatalError
 from flows.apply import apply_patient
 from flows.enrolment import enrol_patient, unenrol_patient
+from flows.recompute import reevaluate
 from flows.runtime import Runtime, WriteTarget
 from store.actions import list_actions
 from store.db import session_scope
 from store.enrolments import find_enrolments
+from store.episode_facts import stored_episodes
+from store.models import AuditEpisode, ElementResultRow
+from store.results import recorded_plan, stored_plans
 from tests.utils import ehr
 
 BOOKED_AT = datetime(2026, 2, 20, 10, tzinfo=UTC)
@@ -101,6 +106,29 @@ async def test_apply_twice_writes_nothing_new(make_runtime, new_patient_id) -> N
     assert first.written > 5 and first.round_trips == 2  # one batch read, one transaction
     assert again.written == 0 and again.round_trips == 1
     assert before == after and before[1] == 1
+
+
+async def test_apply_keeps_the_plan_and_the_facts_that_decided_the_results(make_runtime,
+                                                                           new_patient_id) -> None:
+    """What lets `eras audit recompute` leave an episode alone: the apply records the plan's
+    digests beside the results, and its stored facts (the 5 min clock-skew allowance with them)
+    re-evaluate, alone, to the very results stored."""
+    async with make_runtime() as rt:
+        await booked_patient(rt, new_patient_id, smoker=True)
+        result = await apply_patient(rt, new_patient_id, now=NOW)
+        (enrolment_id,) = result.new_enrolments
+        plan = recorded_plan(rt.pathway("lumbar_fusion"), rt.tz)
+        with session_scope(rt.db) as session:
+            episode = session.get(AuditEpisode, enrolment_id)
+            kept = stored_plans(session=session, digests=[plan.digest])
+            (stored,) = stored_episodes(session=session, enrolment_ids=[enrolment_id])
+            rows = {r.element_id: (r.status, r.counts) for r in session.exec(
+                select(ElementResultRow).where(ElementResultRow.enrolment_id == enrolment_id))}
+        again = reevaluate(rt.pathway("lumbar_fusion"), stored, rt.tz, plan).evaluation
+    assert episode is not None and episode.plan_digest == plan.digest and kept == {plan.digest: plan}
+    assert stored.results_from_these_facts and stored.facts["futureTolerance"] == 300
+    assert len(rows) == len(again.elements) > 50
+    assert {r.element_id: (r.status.value, r.counts) for r in again.elements} == rows
 
 
 async def test_apply_after_lost_store_commit_creates_no_duplicates(make_runtime, new_patient_id,
