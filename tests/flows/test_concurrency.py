@@ -276,7 +276,7 @@ async def test_drain_parks_a_patient_the_store_has_no_enrolment_for(make_runtime
             results.append(await drain_once(rt, worker="test"))
         with session_scope(rt.db) as session:
             parked = [p for p in list_parked_patients(session=session) if p.patient_ref == ref]
-            events = session.exec(select(InboxEvent)).all()
+            events = session.exec(select(InboxEvent).order_by(col(InboxEvent.id))).all()
         status = await runtime_status(db_url, fhir_sandbox)
         cli = parked_cli(db_url, fhir_sandbox)
         clear_intake_tables(rt.db)
