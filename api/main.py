@@ -23,6 +23,7 @@ from api.smart.mount import mount_smart
 from api.worklist.mount import mount_worklist
 from engine.model import Pathway
 from flows.config import load_pathways, open_task_client
+from flows.relevance import enrolling_resource_types
 from flows.settings import Settings
 from store.db import database_url, make_engine
 from store.migrate import upgrade
@@ -42,7 +43,8 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     configured files) are the runtime's own when `eras serve` runs both in one process. The
     database is migrated and the worklist's FHIR client opened at start-up, nothing is global at
     import. `app.state.on_event_stored(inbox_ids)` is called after each commit that stored new
-    events (sync or async; the default does nothing): `eras serve` sets it to wake its drain.
+    events to process (sync or async; the default does nothing): `eras serve` sets it to wake its
+    drain. Events that cannot matter (flows.relevance) are stored done at intake.
     """
     settings = settings or Settings()
 
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
         if settings.migrate_on_startup:
             await run_in_threadpool(upgrade, engine)
         app.state.engine = engine
-        app.state.intake = IntakeBatcher(engine)
+        app.state.intake = IntakeBatcher(engine, enrolling_types=enrolling_types)
         writer = asyncio.create_task(app.state.intake.run(), name="intake-writer")
         try:
             async with open_task_client(settings, max_retries=WORKLIST_FHIR_RETRIES) as tasks:
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     app.include_router(runtime.router)
     app.include_router(access_log.router)
     pathways = pathways if pathways is not None else load_pathways(settings)
+    enrolling_types = enrolling_resource_types(pathways.values())  # the intake's relevance test
     mount_worklist(app, settings, pathways=pathways)
     mount_audit(app, settings)
     mount_smart(app, settings)

@@ -4,10 +4,13 @@ The EHR sends every patient's events, not only ERAS patients'. At --rate events/
 --seconds (60), as rest-hook notifications carrying the resource: 5 % a new pain score NRS 7
 for one of 40 admitted, enrolled patients (each must become a reassessment Task), the rest
 about other patients: other wards' observations (63 %), ADT encounters (30 %) and other
-procedures (2 %; a procedure could enrol, so these are applied). Prints the backlog every
-5 s, the enrolled events' notification -> Task p50/p95, events done vs sent, then the CPU
-`eras serve` spends per irrelevant event (a phase sending only those; intake included), and
-peak RSS.
+procedures (2 %; a procedure could enrol, so these are applied). The other patients' events
+are sent by a process of its own (bench/feed_sender.py: pre-built requests, kept-alive
+connections), the enrolled ones from here (each written to the EHR, notified, then its Task
+polled for). Prints the load, the backlog every 5 s, the enrolled events' notification -> Task
+p50/p95, events done vs sent, the CPU of `eras serve`, of the sender and of this process, then
+the CPU `eras serve` spends per irrelevant event (a phase sending only those; intake included),
+and peak RSS.
 Run: .venv/bin/python bench/hospital_feed.py [--rate 200] [--seconds 60]
 """
 
@@ -29,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.distributed import cpu_seconds, peak_rss_mib  # noqa: E402
 from bench.end_to_end import SECRET, Bench, Served, seed, serving, stage  # noqa: E402
+from bench.feed_sender import Sender, Sent, request_bytes  # noqa: E402
 from fhir_adapters.sandbox import FhirSandbox  # noqa: E402
 from tests.utils import ehr  # noqa: E402
 
@@ -61,29 +65,29 @@ class Feed:
         self.rng = random.Random(14)
         self.sent: dict[str, int] = {kind: 0 for kind, _ in MIX}
         self.latencies: list[asyncio.Task[float]] = []
-
-    async def post(self, body: bytes) -> None:
-        response = await self.served.http.post(f"{self.served.api}/fhir/notifications/bench", content=body,
-                                               headers=HEADERS)
-        response.raise_for_status()
+        self.sender: Sent | None = None  # what the sender process did in the last run
+        self.seconds = 0.0  # the last run's sending time, from its first send to its last answer
 
     async def run(self, rate: float, seconds: float, mix: tuple[tuple[str, float], ...]) -> None:
         kinds, weights = zip(*mix, strict=True)
-        # Built before sending, so that the sender's own CPU does not cap the rate it offers.
         plan = [self.rng.choices(kinds, weights)[0] for _ in range(int(rate * seconds))]
-        bodies = [b"" if kind == "enrolled" else json.dumps(other_event(kind, self.rng)).encode()
-                  for kind in plan]
-        sending: list[asyncio.Task[None]] = []
+        url = f"{self.served.api}/fhir/notifications/bench"
+        # Built before sending, so that the sender's own CPU does not cap the rate it offers.
+        bodies = {k: json.dumps(other_event(kind, self.rng)).encode()
+                  for k, kind in enumerate(plan) if kind != "enrolled"}
+        sender = Sender(url, [(k / rate, request_bytes(url, HEADERS, body)) for k, body in bodies.items()])
+        await sender.start()
         started = time.perf_counter()
-        for k, (kind, body) in enumerate(zip(plan, bodies, strict=True)):
+        for k, kind in enumerate(plan):
             self.sent[kind] += 1
             if kind == "enrolled":
+                await asyncio.sleep(max(0.0, started + k / rate - time.perf_counter()))
                 pid = self.pids[self.sent[kind] % len(self.pids)]
                 self.latencies.append(asyncio.create_task(asyncio.wait_for(self.bench.event(pid), 120)))
-            else:
-                sending.append(asyncio.create_task(self.post(body)))
-            await asyncio.sleep(max(0.0, started + (k + 1) / rate - time.perf_counter()))
-        await asyncio.gather(*sending)
+        self.sender = await sender.result()
+        self.seconds = time.perf_counter() - started
+        if self.sender.failed:
+            raise SystemExit(f"{self.sender.failed} notifications were refused")
 
 
 async def watch(served: Served, start: float, feed: Feed, done_before: int) -> None:
@@ -96,7 +100,7 @@ async def watch(served: Served, start: float, feed: Feed, done_before: int) -> N
               f"backlog {backlog:5d}  done {counts.get('done', 0) - done_before:6d}", flush=True)
 
 
-async def hospital(served: Served, args: argparse.Namespace) -> None:
+async def hospital(served: Served, sandbox_pid: int, args: argparse.Namespace) -> None:
     pids = await seed(served.client, datetime.now(UTC))
     for first in range(0, OTHERS, 20):  # the sandbox takes a few updates per transaction
         await served.client.transaction(ehr.transaction(
@@ -109,31 +113,44 @@ async def hospital(served: Served, args: argparse.Namespace) -> None:
     await bench.learn_enrolments(pids)
     feed = Feed(served, bench, pids)
     done_before = (await served.inbox()).get("done", 0)
-    cpu_before, start = cpu_seconds(served.pid), time.perf_counter()
+    cpu_before = {"eras serve": cpu_seconds(served.pid), "fhir sandbox": cpu_seconds(sandbox_pid),
+                  "bench (enrolled events, Task polls)": time.process_time()}
     print(f"eras serve, SQLite: {args.rate} events/s for {args.seconds:.0f} s, mix "
-          + ", ".join(f"{kind} {share:.0%}" for kind, share in MIX))
+          + ", ".join(f"{kind} {share:.0%}" for kind, share in MIX) + f"; load {load()}")
+    start = time.perf_counter()
     watcher = asyncio.create_task(watch(served, start, feed, done_before))
     await feed.run(args.rate, args.seconds, MIX)
-    offered = sum(feed.sent.values()) / (time.perf_counter() - start)  # a starved sender offers less
+    offered = sum(feed.sent.values()) / feed.seconds  # a starved sender offers less
+    cpu = {"eras serve": cpu_seconds(served.pid), "fhir sandbox": cpu_seconds(sandbox_pid),
+           "bench (enrolled events, Task polls)": time.process_time()}
+    cpu = {name: cpu[name] - cpu_before[name] for name in cpu} | {
+        "sender process": feed.sender.cpu_seconds if feed.sender else 0.0}
     counts = await served.inbox()
     backlog_at_end = counts.get("pending", 0) + counts.get("processing", 0)
     done_at_end = counts.get("done", 0) - done_before
     waits = await asyncio.gather(*feed.latencies, return_exceptions=True)
     watcher.cancel()
     sent = sum(feed.sent.values())
-    print(f"  sent {sent} ({', '.join(f'{k} {n}' for k, n in feed.sent.items())}); when sending ended: "
-          f"{done_at_end} done, backlog {backlog_at_end} -> "
+    print(f"  sent {sent} ({', '.join(f'{k} {n}' for k, n in feed.sent.items())}) in {feed.seconds:.1f} s; "
+          f"when sending ended: {done_at_end} done, backlog {backlog_at_end} -> "
           f"{'kept up' if done_at_end >= sent - 2 * offered else 'behind'} (offered {offered:.0f} events/s; "
-          "kept up: all done but two seconds' worth)")
+          f"kept up: all done but two seconds' worth); load {load()}")
+    print("  CPU while sending (share of one core): " + ", ".join(
+        f"{name} {seconds:.1f} s ({seconds / feed.seconds:.0%})" for name, seconds in cpu.items()))
     report_latency([w for w in waits if isinstance(w, float)], len(waits))
     left = await bench.drained(args.drain_seconds)
     counts = await served.inbox()
-    cpu = cpu_seconds(served.pid) - cpu_before
+    serve_cpu = cpu_seconds(served.pid) - cpu_before["eras serve"]
     print(f"  after the drain: {counts.get('done', 0) - done_before} done of {sent} sent, "
-          f"{counts.get('failed', 0)} failed, {left} left; serve CPU {cpu:.0f} s "
+          f"{counts.get('failed', 0)} failed, {left} left; serve CPU {serve_cpu:.0f} s "
           f"over {time.perf_counter() - start:.0f} s")
     await irrelevant_cost(served, feed, args)
     print(f"  peak RSS MiB: eras serve {peak_rss_mib(served.pid):.0f}")
+
+
+def load() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes (other work shares the cores)."""
+    return "/".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def report_latency(latencies: list[float], events: int) -> None:
@@ -157,15 +174,16 @@ async def irrelevant_cost(served: Served, feed: Feed, args: argparse.Namespace) 
     events = (await served.inbox()).get("done", 0) - before_done
     cpu = cpu_seconds(served.pid) - before_cpu
     trips = await served.trips() - before_trips
+    sender = feed.sender.cpu_seconds if feed.sender else 0.0
     print(f"  irrelevant only, {args.rate} events/s for {seconds:.0f} s: {events} done, serve CPU "
-          f"{cpu / max(events, 1) * 1000:.1f} ms per irrelevant event (HTTP intake + drain); "
-          f"{trips} FHIR requests by the engine")
+          f"{cpu / max(events, 1) * 1000:.1f} ms per irrelevant event (HTTP intake + drain; the "
+          f"sender's {sender / max(events, 1) * 1000:.1f} ms apart); {trips} FHIR requests by the engine")
 
 
 async def main_async(args: argparse.Namespace) -> None:
     with FhirSandbox() as sandbox:
         async with serving(sandbox) as served:
-            await hospital(served, args)
+            await hospital(served, sandbox._process.pid if sandbox._process is not None else 0, args)
             if sandbox._process is not None:
                 print(f"  peak RSS MiB: fhir sandbox {peak_rss_mib(sandbox._process.pid):.0f}")
 

@@ -83,6 +83,7 @@ class FhirClient:
         self.base_url = base_url.rstrip("/") + "/"
         self.server_type = server_type
         self.round_trips = 0
+        self.max_connections = max_connections  # the pool's size: requests in flight at once
         # Called after every request with (method, status or 'timeout'/'unreachable', seconds).
         self.on_call: Callable[[str, int | str, float], None] | None = None
         self._origin = _origin(httpx.URL(self.base_url))

@@ -83,9 +83,28 @@ async def apply_patient(rt: Runtime, patient_id: str, *, now: datetime | None = 
     """
     async with rt.patient_lock(patient_id), patient_lock(rt.db, patient_id):
         try:
-            return await _apply(rt, patient_id, now, finish)
+            return await _apply_until_settled(rt, patient_id, now, finish)
         except (FhirConflictError, StaleDataError):
-            return await _apply(rt, patient_id, now, finish)
+            return await _apply_until_settled(rt, patient_id, now, finish)
+
+
+async def _apply_until_settled(rt: Runtime, patient_id: str, now: datetime | None,
+                               finish: Finish | None) -> ApplyResult:
+    """An apply that enrols someone reads the record again once the enrolment is committed.
+
+    Until then the patient had no enrolment, so an event about them could be settled unread
+    as irrelevant (flows.relevance) while this apply was in flight, its resource written to the
+    EHR after our read: the second read sees it. `finish` runs in the pass that enrols no one,
+    so events whose apply crashed in between are applied again after their lease.
+    """
+    trips, written = rt.round_trips, 0
+    enrolled: tuple[str, ...] = ()
+    for _ in range(len(rt.pathways) + 1):  # each pass but the last enrols on a new pathway
+        result = await _apply(rt, patient_id, now, finish)
+        written, enrolled = written + result.written, enrolled + result.new_enrolments
+        if not result.new_enrolments:
+            break
+    return replace(result, new_enrolments=enrolled, written=written, round_trips=rt.round_trips - trips)
 
 
 async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
@@ -94,6 +113,8 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
     trips = rt.round_trips
     resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
     enrolments, new = _enrol_from_record(rt, patient_id, resources, now)
+    if new:
+        finish = None  # settled by the pass that reads the record again (_apply_until_settled)
     evaluations: list[Evaluation] = []
     skipped: list[str] = []
     evaluated: list[tuple[Enrolment, tuple[Evaluation, PatientFacts] | None]] = []

@@ -66,10 +66,21 @@ async def load_pathways_expanded(s: Settings) -> dict[str, Pathway]:
     return load_pathways(s, terms.with_subsumption(table))
 
 
+# Connections beyond the drain's applies, so that the tick, a poll or a worklist write-back
+# running beside a full batch does not queue behind it for a connection.
+SPARE_CONNECTIONS = 2
+
+
+def fhir_connections(s: Settings) -> int:
+    """The size of each FHIR client's connection pool: larger than the applies run at once."""
+    return s.fhir.concurrent_applies + SPARE_CONNECTIONS
+
+
 def open_ehr(s: Settings, *, max_retries: int | None = None) -> FhirClient:
     """The EHR client with its auth; used as `async with open_ehr(s) as ehr`."""
     retries = s.fhir.max_retries if max_retries is None else max_retries
-    return FhirClient(s.fhir.base_url, auth=ehr_auth(s.fhir), timeout=s.fhir.timeout, max_retries=retries)
+    return FhirClient(s.fhir.base_url, auth=ehr_auth(s.fhir), timeout=s.fhir.timeout, max_retries=retries,
+                      max_connections=fhir_connections(s))
 
 
 @asynccontextmanager
@@ -88,7 +99,7 @@ async def open_task_client(s: Settings, ehr: FhirClient | None = None, *,
         if s.task_store.bearer_token_file:
             auth = BearerTokenAuth(_read_secret(s.task_store.bearer_token_file, "the task store token"))
         async with FhirClient(s.task_store.url, auth=auth, timeout=s.fhir.timeout,
-                              max_retries=retries) as store:
+                              max_retries=retries, max_connections=fhir_connections(s)) as store:
             yield store
     elif ehr is not None:
         yield ehr
@@ -104,7 +115,7 @@ async def open_results_store(s: Settings) -> AsyncIterator[FhirClient | None]:
         yield None
         return
     async with FhirClient(s.mllp.results_store_url, timeout=s.fhir.timeout,
-                          max_retries=s.fhir.max_retries) as store:
+                          max_retries=s.fhir.max_retries, max_connections=fhir_connections(s)) as store:
         yield store
 
 
@@ -132,7 +143,8 @@ def _runtime(s: Settings, ehr: FhirClient, tasks: FhirClient | None, db: Engine,
                  tz=ZoneInfo(s.timezone), identifier_system=s.identifier_system, poll=s.poll,
                  report_dir=s.audit.report_dir,
                  ward_bed=compile_ward_bed_pattern(s.fhir.ward_bed_pattern),
-                 future_tolerance=timedelta(minutes=s.future_tolerance_minutes))
+                 future_tolerance=timedelta(minutes=s.future_tolerance_minutes),
+                 concurrent_applies=s.fhir.concurrent_applies)
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
     if s.delivery_routes_file is not None:

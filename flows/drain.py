@@ -25,13 +25,6 @@ from store.models import InboxEvent
 
 log = logging.getLogger(__name__)
 
-# Patients applied at once in a batch. An apply is mostly waiting for the EHR (~0.1 s of this
-# process's CPU in ~0.8 s, bench/hospital_feed.py), so one at a time made a batch as long as the
-# sum of its applies, and each event waited for the batch before its own and then its place in
-# its own. Below the EHR client's 10 connections (fhir_adapters.client), for the tick and polls.
-APPLY_CONCURRENCY = 8
-
-
 @dataclass
 class DrainResult:
     """What one batch did: events claimed, patients applied, and those deferred or failed."""
@@ -52,10 +45,11 @@ def _patient_id(event: InboxEvent) -> str | None:
 
 async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
                      lease: timedelta = timedelta(minutes=5), now: datetime | None = None,
-                     concurrency: int = APPLY_CONCURRENCY) -> DrainResult:
+                     concurrency: int | None = None) -> DrainResult:
     """Claim one batch, apply each affected patient once, and settle the batch's events.
 
-    Up to `concurrency` patients are applied at once; the batch ends when the last one has.
+    Up to `concurrency` patients (else `rt.concurrent_applies`, ERAS_FHIR_CONCURRENT_APPLIES) are
+    applied at once; the batch ends when the last one has.
     """
     now = now or rt.clock()
     trips = rt.round_trips
@@ -76,7 +70,7 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
         mark_done(session=session, ids=by_patient.pop(None, []), token=token, at=now)
     result = DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events),
                          patients=len(by_patient))
-    slots = asyncio.Semaphore(concurrency)
+    slots = asyncio.Semaphore(rt.concurrent_applies if concurrency is None else concurrency)
 
     async def apply_in_turn(patient_id: str, ids: list[int]) -> None:
         async with slots:

@@ -3,14 +3,20 @@
 A hospital's EHR sends every patient's events. An event about a patient with no enrolment
 can only matter if its resource could start a pathway (a booking, a procedure): the types
 that hold a pathway's enrolling concepts, read from the pathway's terminology (data, not
-code). Everything else is settled as irrelevant at drain time, with one store query per
-batch and no request to the EHR.
+code). Everything else is settled as irrelevant, with one store query per transaction and no
+request to the EHR: at intake for notifications (api.intake.batcher), at drain time for
+events from elsewhere (polls, HL7 v2).
+
+An enrolling apply in flight may have read the EHR before such an event's resource was
+written and commit its enrolment after the event was dropped: flows.apply reads the record
+again once it has enrolled someone, so the resource is read then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from sqlmodel import Session
 
@@ -18,7 +24,9 @@ from engine.model import Pathway
 from engine.plan import plan_of
 from store.enrolments import enrolled_among
 from store.inbox import mark_done
-from store.models import InboxEvent
+from store.models import InboxEvent, InboxEventBase
+
+E = TypeVar("E", bound=InboxEventBase)
 
 
 def enrolling_resource_types(pathways: Iterable[Pathway]) -> frozenset[str]:
@@ -31,8 +39,7 @@ def enrolling_resource_types(pathways: Iterable[Pathway]) -> frozenset[str]:
     return frozenset(types)
 
 
-def irrelevant_events(session: Session, events: Iterable[InboxEvent],
-                      enrolling_types: frozenset[str]) -> list[InboxEvent]:
+def irrelevant_events(session: Session, events: Iterable[E], enrolling_types: frozenset[str]) -> list[E]:
     """Events about a named patient who has no enrolment, whose resource could not enrol them.
 
     An event that names no patient (id-only, a ping) is kept: who it concerns is not known

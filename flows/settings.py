@@ -32,7 +32,7 @@ from fhir_adapters.locations import DEFAULT_WARD_BED_PATTERN, compile_ward_bed_p
 from flows.logs import LogFormat
 from flows.mllp import MllpSettings
 from flows.poll_options import PollSettings
-from flows.runtime import DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
+from flows.runtime import DEFAULT_CONCURRENT_APPLIES, DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
 from store.db import DEFAULT_DATABASE_URL
 
 MIB = 1024 * 1024
@@ -54,6 +54,9 @@ class FhirSettings(BaseModel):
     scope: str = DEFAULT_SCOPE
     timeout: float = Field(30.0, gt=0, description="seconds per FHIR request")
     max_retries: int = Field(4, ge=0, description="retries of temporary FHIR errors (runtime)")
+    concurrent_applies: int = Field(
+        DEFAULT_CONCURRENT_APPLIES, gt=0,
+        description="patients a drain batch applies at once; the FHIR connection pools hold more")
     ward_bed_pattern: str = Field(
         DEFAULT_WARD_BED_PATTERN,
         description="regex with groups `ward` and `bed` splitting a location display holding both")

@@ -2,7 +2,7 @@
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -10,6 +10,9 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import dml as postgresql_dml
+from sqlalchemy.dialects.sqlite import dml as sqlite_dml
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from store.db import add_unless_exists
@@ -51,8 +54,7 @@ def store_event(*, session: Session, event: InboxEventCreate, at: datetime) -> t
         "status": InboxStatus.PENDING.value,
         "attempts": 0,
     }
-    statement = _insert_unless_duplicate(session.get_bind().dialect.name)
-    new_id = session.execute(statement, values).scalar_one_or_none()
+    new_id = session.execute(_insert_unless_duplicate(session), values).scalar()
     if new_id is None:
         existing = select(InboxEvent).where(InboxEvent.dedup_key == event.dedup_key)
         return session.exec(existing).one(), False
@@ -70,26 +72,72 @@ def store_events(*, session: Session, events: Sequence[InboxEventCreate], at: da
     Of several events in `events` with one dedup_key, the first is stored and the others are
     duplicates. One multi-row INSERT is one round trip, whatever the number of events.
     """
+    return store_received(session=session, events=[(event, at) for event in events])
+
+
+def store_received(*, session: Session, events: Sequence[tuple[InboxEventCreate, datetime]],
+                   settled: Collection[int] = frozenset()) -> list[int | None]:
+    """`store_events` for events each received at its own instant, in one statement.
+
+    The events at the positions in `settled` are stored already done, payload dropped: the caller
+    found them irrelevant (flows.relevance), so no drain claims them, and the row still answers a
+    re-delivery as a duplicate and counts in the inbox's figures.
+    """
     if not events:
         return []
-    common = {"received_at": as_utc(at), "status": InboxStatus.PENDING.value, "attempts": 0}
-    rows = [event.model_dump() | common for event in events]
-    statement = _insert_unless_duplicate(session.get_bind().dialect.name).returning(col(InboxEvent.dedup_key))
-    new_ids = {key: new_id for new_id, key in session.execute(statement, rows).all()}
-    if new_ids:
+    rows = []
+    for position, (event, at) in enumerate(events):
+        received = as_utc(at)
+        row = event.model_dump() | {"received_at": received, "status": InboxStatus.PENDING.value,
+                                    "attempts": 0, "processed_at": None}
+        if position in settled:
+            row |= {"status": InboxStatus.DONE.value, "processed_at": received, "payload": None}
+        rows.append(row)
+    new_ids = {key: new_id for new_id, key in session.execute(_insert_unless_duplicate(session), rows).all()}
+    if len(settled) < len(events) and new_ids:
         notify_stored(session)  # PostgreSQL wakes every drain loop when this commits
-    return [new_ids.pop(event.dedup_key, None) for event in events]
+    return [new_ids.pop(event.dedup_key, None) for event, _ in events]
+
+
+# SQLAlchemy compiles a dialect's INSERT ... ON CONFLICT anew at every execution: its Insert and
+# its ON CONFLICT clause opt out of the statement cache (the clause has no cache key). That was
+# most of the intake's database time per notification. These subclasses give the clause its key
+# (its conflict target: column names) and let the Insert, whose key covers that clause, be cached.
+_CONFLICT_TARGET_KEY = [("inferred_target_elements", InternalTraversal.dp_string_list),
+                        ("inferred_target_whereclause", InternalTraversal.dp_clauseelement)]
+
+
+class _SqliteDoNothing(sqlite_dml.OnConflictDoNothing):
+    _traverse_internals = _CONFLICT_TARGET_KEY
+
+
+class _PostgresDoNothing(postgresql_dml.OnConflictDoNothing):
+    _traverse_internals = _CONFLICT_TARGET_KEY
+
+
+class _SqliteInsert(sqlite.Insert):
+    inherit_cache = True
+
+
+class _PostgresInsert(postgresql.Insert):
+    inherit_cache = True
+
+
+def _insert_unless_duplicate(session: Session) -> Any:
+    return _unless_duplicate(session.get_bind().dialect.name)
 
 
 @cache
-def _insert_unless_duplicate(dialect_name: str) -> Any:
-    """One statement object per dialect, so SQLAlchemy compiles it once and caches it."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return (
-        dialect.insert(InboxEvent)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(col(InboxEvent.id))
-    )
+def _unless_duplicate(dialect_name: str) -> Any:
+    """INSERT ... ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key; one object per dialect."""
+    postgres = dialect_name == "postgresql"
+    table = InboxEvent.__table__  # type: ignore[attr-defined]  # the table: no ORM bulk-insert layer
+    insert = _PostgresInsert if postgres else _SqliteInsert
+    statement = insert(table).returning(table.c.id, table.c.dedup_key)
+    # What on_conflict_do_nothing(index_elements=["dedup_key"]) sets, as the cacheable clause.
+    statement._post_values_clause = (_PostgresDoNothing if postgres else _SqliteDoNothing)(
+        index_elements=["dedup_key"])
+    return statement
 
 
 def claim_batch(

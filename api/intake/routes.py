@@ -77,7 +77,7 @@ async def _receive(
         _authenticate(request, settings, notification.subscription_id)
     result = await intake.take_in(notification, at=received_at)
     _log(notification, result)
-    if result.created_ids:
+    if result.to_process:
         await _emit(request, result)
     return fhir_response(200, "informational", _summary(notification, result), severity="information")
 
@@ -118,9 +118,10 @@ async def _read_body(request: Request, max_bytes: int, seconds: float) -> bytes:
 
 
 async def _emit(request: Request, result: IntakeResult) -> None:
-    """Tell the runtime new events are committed (app.state.on_event_stored); never fails the ack."""
+    """Tell the runtime new events to process are committed (app.state.on_event_stored); never
+    fails the ack."""
     try:
-        outcome = request.app.state.on_event_stored(result.created_ids)
+        outcome = request.app.state.on_event_stored(result.to_process)
         if inspect.isawaitable(outcome):
             await outcome
     except Exception:

@@ -6,7 +6,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,9 +23,26 @@ from store.inbox import claim_batch, gaps_to_catch_up, get_subscription_state, m
 from store.models import InboxEvent
 from tests.api.conftest import api_app
 from tests.utils.notifications import backport_bundle, clear_intake_tables, observation
+from tests.utils.worklist import clear_ward, seed_enrolment
 
 FHIR_JSON = "application/fhir+json"
 AUTH_A = {"Authorization": "Bearer token-a", "Content-Type": FHIR_JSON}
+
+
+@pytest.fixture
+def enrolled(app: FastAPI) -> Iterator[Callable[..., str]]:
+    """Enrols a patient (a new id unless given), so that their events wait for the drain: one
+    about a patient with no enrolment, whose resource cannot enrol them, is stored done."""
+    enrolments: list[str] = []
+
+    def enrol(patient_id: str | None = None) -> str:
+        row = seed_enrolment(app.state.engine, ward="Ward 7",
+                             patient_id=patient_id or f"p-{uuid.uuid4().hex[:12]}")
+        enrolments.append(row.id)
+        return row.patient_ref.removeprefix("Patient/")
+
+    yield enrol
+    clear_ward(app.state.engine, enrolments)
 
 
 def inbox_rows(engine: Engine) -> list[InboxEvent]:
@@ -188,8 +206,10 @@ async def test_post_backport_bundle_authenticated_by_its_subscription(
     assert [row.source for row in inbox_rows(app.state.engine)] == ["sub-b"]
 
 
-async def test_post_resource_payload_stored_with_patient(client: httpx.AsyncClient, app: FastAPI) -> None:
-    resource = observation(resource_id="obs-1", version="3", patient="p42")
+async def test_post_resource_payload_stored_with_patient(client: httpx.AsyncClient, app: FastAPI,
+                                                        enrolled: Callable[..., str]) -> None:
+    patient = enrolled()
+    resource = observation(resource_id="obs-1", version="3", patient=patient)
 
     response = await client.post("/fhir/notifications/sub-a", content=_dumps(resource), headers=AUTH_A)
 
@@ -198,7 +218,7 @@ async def test_post_resource_payload_stored_with_patient(client: httpx.AsyncClie
     (row,) = inbox_rows(app.state.engine)
     assert (row.dedup_key, row.patient_ref, row.status) == (
         "res:Observation/obs-1/_history/3",
-        "Patient/p42",
+        f"Patient/{patient}",
         "pending",
     )
     assert row.payload == {"resourceType": "Observation", "id": "obs-1",
@@ -259,8 +279,10 @@ async def test_post_backport_handshake_and_heartbeat_recorded_not_queued(
         assert (state.status, state.last_event_number) == ("active", 0)
 
 
-async def test_post_backport_events_full_and_id_only(client: httpx.AsyncClient, app: FastAPI) -> None:
-    full = observation(resource_id="obs-full", patient="p7")
+async def test_post_backport_events_full_and_id_only(client: httpx.AsyncClient, app: FastAPI,
+                                                    enrolled: Callable[..., str]) -> None:
+    patient = enrolled()
+    full = observation(resource_id="obs-full", patient=patient)
     bundle = backport_bundle("sub-a", events=[(1, full), (2, None)], events_since_start=2)
 
     response = await client.post("/fhir/notifications/sub-a", content=_dumps(bundle), headers=AUTH_A)
@@ -269,7 +291,7 @@ async def test_post_backport_events_full_and_id_only(client: httpx.AsyncClient, 
     assert (response.status_code, again.status_code) == (200, 200)
     rows = inbox_rows(app.state.engine)
     assert [(r.dedup_key, r.event_number, r.resource_id, r.patient_ref) for r in rows] == [
-        ("sub:sub-a:1", 1, "obs-full", "Patient/p7"),
+        ("sub:sub-a:1", 1, "obs-full", f"Patient/{patient}"),
         ("sub:sub-a:2", 2, None, None),
     ]
     assert rows[0].payload == {"resourceType": "Observation", "id": "obs-full", "meta": full["meta"]}
@@ -291,8 +313,10 @@ async def test_post_backport_gap_recorded_for_catch_up(client: httpx.AsyncClient
     assert inbox_count(app.state.engine) == 2
 
 
-async def test_post_ack_only_after_commit(client: httpx.AsyncClient, app: FastAPI, db_url: str) -> None:
+async def test_post_ack_only_after_commit(client: httpx.AsyncClient, app: FastAPI,
+                                         enrolled: Callable[..., str]) -> None:
     seen: list[bool] = []
+    patient = enrolled()
 
     def visible_elsewhere(inbox_ids: tuple[int, ...]) -> None:
         with Session(app.state.engine) as other:
@@ -300,7 +324,8 @@ async def test_post_ack_only_after_commit(client: httpx.AsyncClient, app: FastAP
             seen.append(len(rows) == len(inbox_ids) == 1)
 
     app.state.on_event_stored = visible_elsewhere
-    response = await client.post("/fhir/notifications/sub-a", content=_dumps(observation()), headers=AUTH_A)
+    response = await client.post("/fhir/notifications/sub-a", content=_dumps(observation(patient=patient)),
+                                 headers=AUTH_A)
 
     assert response.status_code == 200
     assert seen == [True]
@@ -436,9 +461,10 @@ def _stored_text(engine: Engine) -> str:
 
 
 async def test_post_patient_notification_keeps_no_patient_details(
-    client: httpx.AsyncClient, app: FastAPI
+    client: httpx.AsyncClient, app: FastAPI, enrolled: Callable[..., str]
 ) -> None:
-    patient = {"resourceType": "Patient", "id": "pt-min-1", "meta": {"versionId": "2"},
+    patient_id = enrolled()  # else stored done at once, its payload dropped (see the test below)
+    patient = {"resourceType": "Patient", "id": patient_id, "meta": {"versionId": "2"},
                "identifier": [{"system": "urn:mrn", "value": "MRN-998877"}],
                "name": [{"family": "Quixote", "given": ["Zebedee"]}], "birthDate": "1931-02-03",
                "address": [{"line": ["12 Acacia Avenue"]}]}
@@ -449,7 +475,7 @@ async def test_post_patient_notification_keeps_no_patient_details(
         response = await client.post("/fhir/notifications/sub-a", content=_dumps(body), headers=AUTH_A)
         assert response.status_code == 200
     stored = _stored_text(app.state.engine)
-    assert "pt-min-1" in stored  # the reference processing needs is kept
+    assert patient_id in stored  # the reference processing needs is kept
     assert [d for d in PATIENT_DETAILS if d in stored] == []
     # once processed, nothing of the payload is left at all
     now = datetime.now(UTC)
@@ -459,6 +485,32 @@ async def test_post_patient_notification_keeps_no_patient_details(
                   token=claimed[0].claim_token or "", at=now)
         session.commit()
     assert [r.payload for r in inbox_rows(app.state.engine)] == [None, None]
+
+
+async def test_post_events_that_cannot_matter_stored_done_unread_and_wake_nothing(
+    client: httpx.AsyncClient, app: FastAPI, enrolled: Callable[..., str]
+) -> None:
+    """A hospital's whole feed: another ward's observation about a patient on no pathway is stored
+    done at once, its payload dropped, and the drain is not woken; the same about an enrolled
+    patient, and a procedure about anyone (the lumbar pathway enrols on one), wait for the drain."""
+    woken: list[int] = []
+    app.state.on_event_stored = woken.extend
+    patient = enrolled()
+    procedure = {"resourceType": "Procedure", "id": "proc-1", "meta": {"versionId": "1"},
+                 "status": "completed", "subject": {"reference": "Patient/no-pathway-2"},
+                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": "80146002"}]}}
+    bodies = [observation(resource_id="obs-other", patient="no-pathway-1"), procedure,
+              observation(resource_id="obs-enrolled", patient=patient)]
+    for body in bodies:
+        response = await client.post("/fhir/notifications/sub-a", content=_dumps(body), headers=AUTH_A)
+        assert response.status_code == 200
+        assert "1 event(s) stored" in response.json()["issue"][0]["diagnostics"]
+    rows = {row.resource_id: row for row in inbox_rows(app.state.engine)}
+    assert {key: (row.status, row.processed_at is not None, row.payload is not None)
+            for key, row in rows.items()} == {"obs-other": ("done", True, False),
+                                              "proc-1": ("pending", False, True),
+                                              "obs-enrolled": ("pending", False, True)}
+    assert sorted(woken) == sorted([rows["proc-1"].id, rows["obs-enrolled"].id])
 
 
 async def test_post_absurd_event_number_opens_no_gap_and_later_gaps_still_found(

@@ -36,11 +36,14 @@ async def _metrics(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str
 async def test_metrics_count_the_store_backlog_parked_patients_and_deliveries(
         client: httpx.AsyncClient, app: FastAPI) -> None:
     before = await _metrics(client)
-    for _ in range(3):  # three new events waiting in the inbox
-        stored = await client.post("/fhir/notifications/sub-a", json=observation(), headers=AUTH_A)
-        assert stored.status_code == 200
     with session_scope(app.state.engine) as session:
         enrolment = create_enrolment(session=session)
+    patient = enrolment.patient_ref.removeprefix("Patient/")
+    for _ in range(3):  # three new events waiting in the inbox (an enrolled patient's: they matter)
+        stored = await client.post("/fhir/notifications/sub-a", json=observation(patient=patient),
+                                   headers=AUTH_A)
+        assert stored.status_code == 200
+    with session_scope(app.state.engine) as session:
         record_failure(session=session, enrolment_id=enrolment.id, error="KeyError", at=T0, park_after=1)
         session.add(DeliveryRecord(action_key="k-metrics", kind="reminder", level=0, role="nurse",
                                    channel="webhook", ok=True, attempts=1, at=T0))

@@ -21,11 +21,14 @@ from fhir_adapters.errors import FhirTemporaryError
 from fhir_adapters.inbox_events import inbox_event_for_resource
 from flows import drain
 from flows.apply import apply_patient
+from flows.config import open_runtime
 from flows.drain import drain_once
 from flows.runtime import Runtime
+from flows.settings import Settings
 from store.db import session_scope
 from store.inbox import store_event
 from store.models import InboxEvent
+from tests.flows.conftest import lumbar
 from tests.flows.test_runtime_e2e import END, create_all, task_keys, timeline
 from tests.utils.notifications import clear_intake_tables
 
@@ -102,6 +105,29 @@ async def test_a_batch_applies_patients_at_once_each_once_and_as_one_at_a_time_w
     planned = {frozenset(k.split(":", 1)[1] for k in keys[pid]) for pid in together + in_turn}
     assert len(planned) == 1 and next(iter(planned))  # the same Tasks for every patient
     assert all(max(keys[pid].values()) == 1 for pid in keys)  # none written twice
+
+
+async def test_the_setting_bounds_the_applies_at_once_and_sizes_the_pools_above_it(
+        monkeypatch, tmp_path, fhir_sandbox, db_url, new_patient_id) -> None:
+    """ERAS_FHIR_CONCURRENT_APPLIES, read at the edge as `eras serve` reads it: the drain applies
+    that many patients at once, and each FHIR client can hold more connections than that (the
+    tick and polls beside a full batch)."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name, value in {"ERAS_FHIR_CONCURRENT_APPLIES": "2", "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url,
+                        "ERAS_DATABASE_URL": db_url}.items():
+        monkeypatch.setenv(name, value)
+    patients = [f"{new_patient_id}-{i}" for i in range(5)]
+    async with open_runtime(Settings(), migrate=False, pathways={"lumbar_fusion": lumbar()}) as rt:
+        rt = dataclasses.replace(rt, clock=lambda: AFTER_SURGERY)
+        counting = InFlight(apply_patient)
+        monkeypatch.setattr(drain, "apply_patient", counting)
+        store_events(rt, await booked_and_operated(rt, patients))
+        result = await drain_once(rt, worker="test")
+        pool = rt.ehr.max_connections
+    assert rt.concurrent_applies == 2
+    assert sorted(result.applied) == sorted(patients)
+    assert counting.most == 2
+    assert pool > 2
 
 
 async def test_ehr_unreachable_gives_back_the_untried_and_settles_only_the_applied(

@@ -1,13 +1,16 @@
 """A hospital's whole feed: events that concern no enrolled patient and cannot enrol one are
 settled at drain time without a single request to the EHR (counted at the EHR itself);
-a booking still enrols a new patient and an enrolled patient's fact still applies."""
+a booking still enrols a new patient and an enrolled patient's fact still applies; an event
+dropped while the patient's enrolling apply is in flight is still read once they are enrolled."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
@@ -92,4 +95,38 @@ async def test_an_enrolled_patients_observation_still_applies(make_runtime, coun
         tasks = await tasks_of(rt.ehr, new_patient_id)
     assert (result.irrelevant, result.applied) == (0, [new_patient_id])
     assert [e.status for e in events] == ["done"]
+    assert "pain_reassessment_within_1h" in tasks
+
+
+async def test_an_event_dropped_while_the_enrolling_apply_is_in_flight_is_read_once_enrolled(
+        make_runtime, api: httpx.AsyncClient, monkeypatch, new_patient_id) -> None:
+    """The apply that enrols the patient has read the record; then an NRS 7 is written and its
+    notification arrives: the patient has no enrolment yet, so the intake stores it done, unread.
+    The enrolment commits after. The apply reads the record again once enrolled, so the score
+    still gets its reassessment within 1 h (clinical.md, analgesia)."""
+    after_surgery = SURGERY + timedelta(hours=5)
+    async with make_runtime() as rt:
+        rt = dataclasses.replace(rt, clock=lambda: after_surgery)
+        await booked_patient(rt, new_patient_id, smoker=False)
+        await seed(rt.ehr, ehr.stay(new_patient_id, SURGERY - timedelta(hours=2)),
+                   ehr.surgery(new_patient_id, SURGERY, SURGERY + timedelta(hours=3)))
+        read, scored = rt.ehr.batch, []
+
+        async def read_then_score(request: dict[str, Any]) -> dict[str, Any]:
+            response = await read(request)
+            if not scored:  # between the first read and the enrolment's commit
+                scored.append(await rt.ehr.create(ehr.pain(new_patient_id, after_surgery, 7)))
+                ack = await api.post("/fhir/notifications/sub-a", json=scored[0],
+                                     headers={"Authorization": "Bearer token-a"})
+                ack.raise_for_status()
+            return response
+
+        monkeypatch.setattr(rt.ehr, "batch", read_then_score)
+        result = await apply_patient(rt, new_patient_id)
+        with session_scope(rt.db) as session:
+            (event,) = session.exec(select(InboxEvent).where(
+                InboxEvent.resource_id == scored[0]["id"])).all()
+        tasks = await tasks_of(rt.ehr, new_patient_id)
+    assert (event.status, event.attempts) == ("done", 0)  # dropped at intake, never claimed
+    assert len(result.new_enrolments) == 1
     assert "pain_reassessment_within_1h" in tasks

@@ -26,6 +26,7 @@ from store.inbox import (
     set_watermark,
     store_event,
     store_events,
+    store_received,
 )
 from store.models import InboxEvent
 from tests.utils.notifications import clear_intake_tables, new_event
@@ -256,3 +257,39 @@ def test_store_events_one_statement_first_of_a_key_wins(inbox: Session) -> None:
     assert new_ids[0] is None and new_ids[2] is None
     assert new_ids[1] is not None and new_ids[3] is not None and existing.id not in new_ids
     assert pending_count(session=inbox) == 3
+
+
+def test_store_received_each_at_its_instant_settled_ones_done_without_payload(inbox: Session) -> None:
+    events = [(new_event(), T0 + timedelta(seconds=k)) for k in range(3)]
+
+    new_ids = store_received(session=inbox, events=events, settled={1})
+
+    rows = [inbox.get(InboxEvent, new_id) for new_id in new_ids]
+    assert [(r.status, r.received_at, r.processed_at, r.payload is None) for r in rows if r is not None] == [
+        ("pending", T0, None, False),
+        ("done", T0 + timedelta(seconds=1), T0 + timedelta(seconds=1), True),
+        ("pending", T0 + timedelta(seconds=2), None, False),
+    ]
+    assert [row.id for row in claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)] == [
+        new_ids[0], new_ids[2]]
+
+
+def test_store_events_insert_compiled_once_per_shape(db_engine: Engine) -> None:
+    """The dialect's INSERT ... ON CONFLICT is compiled once for one row and once for several,
+    then served from the statement cache (SQLAlchemy leaves such statements out of it unless
+    told their cache key)."""
+    cache: dict[object, object] = {}
+
+    def inserts() -> list[str]:
+        return [str(c) for c in cache.values() if str(c).startswith("INSERT INTO inbox_event")]
+
+    with db_engine.connect() as connection, \
+            Session(connection.execution_options(compiled_cache=cache)) as session:
+        for size in (1, 3):
+            store_events(session=session, events=[new_event() for _ in range(size)], at=T0)
+        compiled = inserts()
+        for size in (1, 2, 5):
+            store_events(session=session, events=[new_event() for _ in range(size)], at=T0)
+        session.rollback()
+    assert len(compiled) == 2 and all("ON CONFLICT (dedup_key) DO NOTHING" in sql for sql in compiled)
+    assert inserts() == compiled
