@@ -9,7 +9,7 @@ a version change: only that element is re-evaluated; back to version 1 (the same
 version 2 with incremental re-evaluation off (`--full`), for the ratio of the two in one run.
 Prints episodes/s, wall time, the CPU used by all processes as a share of the machine's cores
 (PostgreSQL's server included), and peak RSS (this process and the largest worker).
-Goal: <= 20 s on 2 cores, both used. Usage: python -m bench.recompute [episodes] [workers]
+Goal: <= 20 s on 2 cores, both used. Usage: python -m bench.recompute [episodes] [workers] [sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -130,12 +130,15 @@ def measure(name: str, url: str, n: int, workers: int, v2: Path) -> None:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else os.cpu_count() or 1
+    databases = sys.argv[3] if len(sys.argv) > 3 else "both"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         v2 = version_2(Path(tmp))
-        measure("sqlite", f"sqlite:///{Path(tmp)}/recompute.db", n, workers, v2)
-        with postgres_schema(migrate=False) as url:
-            measure("postgresql", url, n, workers, v2)
+        if databases in ("sqlite", "both"):
+            measure("sqlite", f"sqlite:///{Path(tmp)}/recompute.db", n, workers, v2)
+        if databases in ("postgresql", "both"):
+            with postgres_schema(migrate=False) as url:
+                measure("postgresql", url, n, workers, v2)
 
 
 if __name__ == "__main__":
