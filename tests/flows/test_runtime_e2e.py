@@ -140,12 +140,10 @@ async def test_ehr_outage_mid_run_loses_nothing_and_applies_nothing_twice(
         for pid in patients[:3]:
             await notify(api, saved[pid][-1])
         await _wait_until_drained(rt, 20)
-        await proxy.down()  # the EHR is unreachable for 30 s
+        await proxy.down()  # the EHR is unreachable until each new event was tried and refused
         for pid in patients[3:]:
             await notify(api, saved[pid][-1])
-        await asyncio.sleep(30)
-        with session_scope(rt.db) as session:
-            waiting = [e for e in session.exec(select(InboxEvent)) if e.status != "done"]
+        waiting = await _wait_until_refused(rt, times=3, seconds=60)
         await proxy.up()
         await _wait_until_drained(rt, 60)
         await loops.stop()
@@ -154,6 +152,20 @@ async def test_ehr_outage_mid_run_loses_nothing_and_applies_nothing_twice(
     assert len(waiting) == 3  # nothing lost while the EHR was down
     for pid in patients:
         assert keys[pid] and max(keys[pid].values()) == 1, pid
+
+
+async def _wait_until_refused(rt: Runtime, times: int, seconds: float) -> list[InboxEvent]:
+    """The events not done, once each was claimed `times` times and given back with an error
+    (the drain's short backoff makes that a few seconds, not the outage's length)."""
+    for _ in range(int(seconds * 10)):
+        with session_scope(rt.db) as session:
+            waiting = [e for e in session.exec(select(InboxEvent)) if e.status != "done"]
+        if waiting and all(e.attempts >= times and e.status == "pending" and e.last_error
+                           for e in waiting):
+            return waiting
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"events not refused {times} times within {seconds} s: "
+                         f"{[(e.status, e.attempts) for e in waiting]}")
 
 
 async def _wait_until_drained(rt: Runtime, seconds: float) -> None:
