@@ -50,12 +50,12 @@ RuntimeFactory = Callable[..., "AsyncIterator[Runtime]"]
 def make_runtime(fhir_sandbox: FhirSandbox, task_store: FhirSandbox, db_engine: Engine):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def factory(target: WriteTarget = WriteTarget.EHR, base_url: str | None = None,  # type: ignore[no-untyped-def]
-                      **client_args) -> AsyncIterator[Runtime]:
+                      db: Engine | None = None, **client_args) -> AsyncIterator[Runtime]:
         async with FhirClient(base_url or fhir_sandbox.base_url, **client_args) as ehr, \
                 FhirClient(task_store.base_url) as store:
             tasks = {WriteTarget.EHR: ehr, WriteTarget.FHIR_STORE: store, WriteTarget.NONE: None}[target]
             yield Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=ehr, tasks=tasks, target=target,
-                          db=db_engine, tz=LONDON)
+                          db=db or db_engine, tz=LONDON)
     return factory
 
 
