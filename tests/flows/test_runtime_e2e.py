@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlmodel import select
 
 from fhir_adapters.client import FhirClient
+from fhir_adapters.sandbox import FhirSandbox
 from flows.drain import drain_until_empty
 from flows.loops import Loops
 from flows.poll import catch_up_gaps
@@ -178,8 +181,17 @@ async def _wait_until_drained(rt: Runtime, seconds: float) -> None:
     raise AssertionError(f"inbox not drained within {seconds} s: {statuses}")
 
 
-async def test_backport_gap_triggers_catch_up_query(api, make_runtime, new_patient_id) -> None:
-    async with make_runtime() as rt:
+@pytest.fixture(scope="module")
+def quiet_ehr() -> Iterator[FhirSandbox]:
+    """An EHR of this module's own: a catch-up asks for everything changed in the hour before the
+    gap, which on the session's sandbox is every resource earlier tests wrote (thousands in the
+    full suite), each then stored and drained."""
+    with FhirSandbox() as sandbox:
+        yield sandbox
+
+
+async def test_backport_gap_triggers_catch_up_query(api, make_runtime, new_patient_id, quiet_ehr) -> None:
+    async with make_runtime(base_url=quiet_ehr.base_url) as rt:
         fixed_clock(rt, END + timedelta(minutes=20))
         saved = await create_all(rt.ehr, *timeline(new_patient_id))
         first = backport_bundle("sub-a", events=[(1, saved[1])])
