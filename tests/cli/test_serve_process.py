@@ -57,8 +57,10 @@ def test_serve_answers_probes_and_runs_the_schedule(tmp_path: Path, fhir_sandbox
                 time.sleep(0.2)
         ready = httpx.get(f"{base}/readyz", timeout=10)
         first = _fhir_calls(httpx.get(f"{base}/metrics", timeout=10).text)
-        time.sleep(2.5)  # two more poll-ehr runs at least
-        second = _fhir_calls(httpx.get(f"{base}/metrics", timeout=10).text)
+        deadline, second = time.monotonic() + 30, first
+        while second <= first and time.monotonic() < deadline:  # the next poll-ehr run, 1 s on
+            time.sleep(0.2)
+            second = _fhir_calls(httpx.get(f"{base}/metrics", timeout=10).text)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)

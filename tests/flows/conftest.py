@@ -5,30 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from engine.loader import load_pathway
-from engine.model import Pathway
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.runtime import Runtime, WriteTarget
 from tests.api.conftest import api_app
 from tests.utils.notifications import clear_intake_tables
+from tests.utils.pathways import LONDON, lumbar
 
-ROOT = Path(__file__).resolve().parents[2]
-LONDON = ZoneInfo("Europe/London")
-_pathways: dict[str, Pathway] = {}
-
-
-def lumbar() -> Pathway:
-    if "lumbar" not in _pathways:
-        _pathways["lumbar"] = load_pathway(ROOT / "pathways" / "lumbar_fusion.yaml")
-    return _pathways["lumbar"]
+__all__ = ["LONDON", "lumbar"]  # for the tests that import them from here
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +39,12 @@ RuntimeFactory = Callable[..., "AsyncIterator[Runtime]"]
 def make_runtime(fhir_sandbox: FhirSandbox, task_store: FhirSandbox, db_engine: Engine):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def factory(target: WriteTarget = WriteTarget.EHR, base_url: str | None = None,  # type: ignore[no-untyped-def]
-                      **client_args) -> AsyncIterator[Runtime]:
+                      db: Engine | None = None, **client_args) -> AsyncIterator[Runtime]:
         async with FhirClient(base_url or fhir_sandbox.base_url, **client_args) as ehr, \
                 FhirClient(task_store.base_url) as store:
             tasks = {WriteTarget.EHR: ehr, WriteTarget.FHIR_STORE: store, WriteTarget.NONE: None}[target]
             yield Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=ehr, tasks=tasks, target=target,
-                          db=db_engine, tz=LONDON)
+                          db=db or db_engine, tz=LONDON)
     return factory
 
 

@@ -22,7 +22,7 @@ from flows.delivery import delivering, load_routing
 from flows.reminders import remind_once
 from flows.runtime import Runtime, WriteTarget
 from store.db import make_engine
-from tests.flows.conftest import LONDON, lumbar
+from tests.utils.pathways import LONDON, lumbar
 
 
 def _slow_first_read(client: FhirClient, delay: float) -> None:

@@ -4,8 +4,8 @@ sandbox EHR, the real databases."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -223,7 +223,7 @@ async def test_tick_survives_a_failing_patient_and_parks_it(make_runtime, db_url
             row = session.exec(select(Enrolment).where(
                 Enrolment.patient_ref == f"Patient/{bad}")).one()
         status = await runtime_status(db_url, fhir_sandbox)
-        cli = parked_cli(db_url, fhir_sandbox)
+        cli = await parked_cli(db_url, fhir_sandbox)
     assert set(good) <= set(ticks[0]) and bad not in ticks[0]  # the patients after it ran
     assert not any(ticks[1:])  # the failing one, each time
     assert row.parked_at is not None and row.failure_count == PARK_AFTER
@@ -252,13 +252,18 @@ async def runtime_status(db_url: str, fhir_sandbox: FhirSandbox) -> dict[str, An
     return dict(response.json())
 
 
-def parked_cli(db_url: str, fhir_sandbox: FhirSandbox) -> str:
-    env = {**os.environ, "ERAS_DATABASE_URL": db_url, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url,
+async def parked_cli(db_url: str, fhir_sandbox: FhirSandbox) -> str:
+    """`eras parked`'s output, run by typer's test runner (on a thread: the command runs its own
+    event loop), not in a child process that would spend seconds importing."""
+    from typer.testing import CliRunner
+
+    from eras_cli.main import app
+
+    env = {"ERAS_DATABASE_URL": db_url, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url,
            "ERAS_WRITE_TARGET": "ehr", "COLUMNS": "400"}
-    done = subprocess.run([sys.executable, "-m", "eras_cli.main", "parked"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    done = await asyncio.to_thread(CliRunner().invoke, app, ["parked"], env=env)
+    assert done.exit_code == 0, done.output
+    return done.output
 
 
 async def test_drain_parks_a_patient_the_store_has_no_enrolment_for(make_runtime, db_url,
@@ -279,7 +284,7 @@ async def test_drain_parks_a_patient_the_store_has_no_enrolment_for(make_runtime
             # In id order: PostgreSQL hands updated rows back in no particular order.
             events = session.exec(select(InboxEvent).order_by(col(InboxEvent.id))).all()
         status = await runtime_status(db_url, fhir_sandbox)
-        cli = parked_cli(db_url, fhir_sandbox)
+        cli = await parked_cli(db_url, fhir_sandbox)
         clear_intake_tables(rt.db)
     assert [r.failed for r in results] == [[new_patient_id]] * (PARK_AFTER + 1)
     assert parked and parked[0].pathway_id is None and parked[0].failure_count == PARK_AFTER

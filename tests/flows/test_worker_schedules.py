@@ -63,7 +63,7 @@ def _wait(predicate, seconds: float, what: str, procs: list[subprocess.Popen]) -
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.25)
     pytest.fail(f"timed out after {seconds} s waiting for {what}")
 
 
@@ -94,14 +94,17 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
                             text=True, start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each process group, the last started first (a worker stops while the server it
+    reports to still answers); SIGKILL one still running after 15 s."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
@@ -114,17 +117,17 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
         server_env = {**base, "PREFECT_HOME": str(tmp_path / "prefect"),
                       "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-                      # schedule runs within seconds of the deployments' creation, not a minute
-                      "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
+                      # schedule runs within a second of the deployments' creation, not a minute
+                      "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}
         server = _start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                          "--port", str(port)], server_env, tmp_path / "server.log")
         procs = [server]
         try:
             _wait(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200, 90,
                   "the Prefect server", procs)
-            server_up = time.monotonic() - started
+            marks = {"server up": time.monotonic() - started}
             worker_env = {**base, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-                          "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+                          "PREFECT_RUNNER_POLL_FREQUENCY": "1",
                           "ERAS_DATABASE_URL": eras_db, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url}
             metrics_port = _free_port()
             workers = [_start([ERAS, "worker", *args], worker_env, tmp_path / f"worker{i}.log")
@@ -134,10 +137,12 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
             _wait(lambda: all("eras worker: serving" in (tmp_path / f"worker{i}.log").read_text()
                               for i in (1, 2)), 90, "both workers to serve", procs)
             assert set(_deployments(api)) == expected
+            marks["workers serving"] = time.monotonic() - started
 
             os.killpg(workers[0].pid, signal.SIGTERM)
             stopped = workers[0].wait(30)
             procs.remove(workers[0])
+            marks["worker stopped"] = time.monotonic() - started
             time.sleep(1.0)  # a pausing runner pauses in its shutdown, before it exits
             after = _deployments(api)
             metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
@@ -145,15 +150,17 @@ def test_sigterm_to_one_worker_leaves_the_schedules_active(tmp_path: Path,
             # The server keeps creating scheduled runs for every deployment...
             _wait(lambda: set(_runs(api, ids, "SCHEDULED")) | set(_runs(api, ids, "COMPLETED"))
                   >= expected, 90, "scheduled runs of every deployment", procs)
+            marks["runs scheduled"] = time.monotonic() - started
             # ...and the remaining worker runs them (a run asked for now, not in a minute).
             run = httpx.post(f"{api}/deployments/{after['tick']['id']}/create_flow_run", json={},
                              timeout=10).json()
             _wait(lambda: run["id"] in _runs(api, ids, "COMPLETED").get("tick", set()), 90,
                   "the remaining worker to run tick", procs)
+            marks["tick run"] = time.monotonic() - started
         finally:
-            for proc in procs:
-                _stop(proc)
-    print(f"\nPrefect server up in {server_up:.1f} s; whole test {time.monotonic() - started:.1f} s")
+            _stop(procs)
+            marks["stopped"] = time.monotonic() - started
+    print("\n" + "; ".join(f"{what} at {seconds:.1f} s" for what, seconds in marks.items()))
     for name in expected:
         assert after[name]["paused"] is False, name
         assert after[name]["schedules"] and all(s["active"] for s in after[name]["schedules"]), name

@@ -31,8 +31,10 @@ from sqlalchemy import Engine, text
 
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
-from store.db import make_engine
-from tests.multiprocess.processes import Fleet, Proc, postgres_database
+from store.db import make_engine, session_scope
+from store.migrate import upgrade
+from store.wakeup import notify_stored
+from tests.multiprocess.processes import ROOT, Fleet, Proc, postgres_database
 from tests.multiprocess.receivers import ClockFile, Page, WebhookReceiver
 from tests.utils import ehr
 from tests.utils.databases import postgres_schema, postgres_server_url
@@ -97,16 +99,24 @@ def routes_file(directory: Path, url: str) -> Path:
 
 async def reference_keys(client: FhirClient, directory: Path, env: dict[str, str], clock: ClockFile,
                          pid: str, at: list[datetime]) -> set[str]:
-    """The Tasks one process (`eras apply`, its own SQLite store) writes for the same timeline,
-    applied at the same instants as the distributed patients: the oracle for 'exactly'."""
-    ref_env = {**env, "ERAS_DATABASE_URL": f"sqlite:///{directory}/reference.db"}
-    for instant in at:
+    """The Tasks one process (its own SQLite store) writes for the same timeline, applied at the
+    same instants as the distributed patients: the oracle for 'exactly'. The process
+    (tests.multiprocess.apply_at) applies once per instant, the clock moved between its rounds."""
+    database = f"sqlite:///{directory}/reference.db"
+    await asyncio.to_thread(upgrade, database)
+    barrier = directory / "reference-rounds"
+    barrier.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.multiprocess.apply_at", pid, str(barrier), "reference", str(len(at)),
+        env={**env, "ERAS_DATABASE_URL": database}, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    for number, instant in enumerate(at):
+        while not (barrier / f"ready-{number}-reference").exists() and proc.returncode is None:
+            await asyncio.sleep(0.02)
         clock.set(instant)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eras_cli.main", "apply", pid, env=ref_env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode(errors="replace")
+        (barrier / f"go-{number}").touch()
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode(errors="replace")
     return {key.split(":", 1)[1] for key in await task_keys(client, pid)}
 
 
@@ -125,6 +135,13 @@ def held_batches(db: Engine) -> dict[str, list[int]]:
         for claimed_by, event_id in rows:
             out.setdefault(str(claimed_by), []).append(int(event_id))
         return out
+
+
+def wake_drains(db: Engine) -> None:
+    """The NOTIFY the intake sends: after a jump of simulated time the workers' drains look at
+    once, as they would at their safety net (30 s while they listen), which a jump does not bring."""
+    with session_scope(db) as session:
+        notify_stored(session)
 
 
 def done_count(db: Engine) -> int:
@@ -294,6 +311,7 @@ async def _pass_leases(db: Engine, clock: ClockFile, most: int = 3) -> int:
     batches, again for each batch that failed meanwhile. Returns how many times it took."""
     for jump in range(1, most + 1):
         clock.set(T0 + jump * (LEASE + timedelta(minutes=1)))
+        wake_drains(db)
         with contextlib.suppress(TimeoutError):
             await wait_for(lambda: all(r["status"] == "done" for r in inbox_rows(db)), 60, "inbox drained")
             return jump
@@ -331,10 +349,12 @@ async def _scenario(fleet: Fleet, env: dict[str, str], client: FhirClient, clock
     inbox = inbox_rows(db)
     # Escalation time: three reminder passes at once, beside the workers' scheduled ones.
     clock.set(REMIND_AT)
+    started = time.perf_counter()
     passes = [fleet.spawn(f"remind-{i}", [sys.executable, "-m", "tests.multiprocess.remind_pass"], env)
               for i in (1, 2, 3)]
     await wait_for(lambda: not any(p.alive for p in passes), 90, "reminder passes finished")
     await asyncio.sleep(1.0)  # a webhook POST in flight lands
+    timings["reminders_s"] = time.perf_counter() - started
     observed = Observed(
         patients=prepared.pids, expected_keys=prepared.expected_keys, task_keys=keys,
         unique_resources=len(mine), inbox=inbox, killed=saboteur.done, pages=receiver.received(),
