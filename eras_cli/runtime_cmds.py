@@ -14,28 +14,27 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from api.main import create_app
-from api.server import server as api_server
 from eras_cli.children import end_children
-from eras_cli.mllp_cmds import start_if_configured
 from eras_cli.patient_cmds import settings as runtime_settings
 from flows.config import open_runtime
-from flows.deployments import add_to_runner, deployments
 from flows.logs import configure_logging
-from flows.loops import Loops
 from flows.poll_options import POLL_HELP, describe_polling
-from flows.process_runtime import process_runtime
-from flows.runtime import Runtime
 from flows.settings import Settings
 from store.db import database_url
 from store.locks import claim_single_process
 from store.wakeup import listen_url
 
-console = Console()
-log = logging.getLogger(__name__)
-
+# Prefect (through flows.deployments and flows.loops) and the API take seconds of CPU to import;
+# only `serve` and `worker` use them, so they import them when they run and every other `eras`
+# command starts without them (tests/cli/test_cli_imports.py).
 if TYPE_CHECKING:
     from prefect.runner import Runner
+
+    from flows.loops import Loops
+    from flows.runtime import Runtime
+
+console = Console()
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -83,6 +82,11 @@ class RuntimeThread(threading.Thread):
             self.ready.set()
 
     async def _main(self) -> None:
+        from eras_cli.mllp_cmds import start_if_configured
+        from flows.deployments import deployments
+        from flows.loops import Loops
+        from flows.process_runtime import process_runtime
+
         self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         async with process_runtime(self.settings, migrate=True) as rt:
             claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
@@ -113,6 +117,9 @@ class RuntimeThread(threading.Thread):
 
 
 async def _serve(host: str, port: int, poll: float | None, tick: float, prefect: bool) -> None:
+    from api.main import create_app
+    from api.server import server as api_server
+
     settings = runtime_settings()
     runtime = RuntimeThread(settings, poll=poll, tick=tick, prefect=prefect)
     runtime.start()
@@ -154,6 +161,10 @@ def worker(
 
 async def _worker(poll: float | None) -> None:
     from prefect.runner import Runner
+
+    from flows.deployments import add_to_runner
+    from flows.loops import Loops
+    from flows.process_runtime import process_runtime
 
     settings = runtime_settings()
     async with process_runtime(settings, migrate=True) as rt:
