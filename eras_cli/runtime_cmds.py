@@ -16,22 +16,17 @@ from rich.console import Console
 
 from eras_cli.children import end_children
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import open_runtime
-from flows.logs import configure_logging
 from flows.poll_options import POLL_HELP, describe_polling
-from flows.settings import Settings
-from store.db import database_url
-from store.locks import claim_single_process
-from store.wakeup import listen_url
 
-# Prefect (through flows.deployments and flows.loops) and the API take seconds of CPU to import;
-# only `serve` and `worker` use them, so they import them when they run and every other `eras`
-# command starts without them (tests/cli/test_cli_imports.py).
+# Prefect (through flows.deployments and flows.loops) and the API take seconds of CPU to import,
+# the store and the FHIR client most of a second more; each command imports what it runs, so
+# `eras pathway validate` or `eras parked` starts without Prefect (tests/cli/test_cli_imports.py).
 if TYPE_CHECKING:
     from prefect.runner import Runner
 
     from flows.loops import Loops
     from flows.runtime import Runtime
+    from flows.settings import Settings
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -51,6 +46,8 @@ def serve(
 
 
 def _configure_logging() -> None:
+    from flows.logs import configure_logging
+
     settings = runtime_settings()
     configure_logging(settings.log_level, settings.log_format)
 
@@ -86,6 +83,9 @@ class RuntimeThread(threading.Thread):
         from flows.deployments import deployments
         from flows.loops import Loops
         from flows.process_runtime import process_runtime
+        from store.db import database_url
+        from store.locks import claim_single_process
+        from store.wakeup import listen_url
 
         self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         async with process_runtime(self.settings, migrate=True) as rt:
@@ -165,6 +165,9 @@ async def _worker(poll: float | None) -> None:
     from flows.deployments import add_to_runner
     from flows.loops import Loops
     from flows.process_runtime import process_runtime
+    from store.db import database_url
+    from store.locks import claim_single_process
+    from store.wakeup import listen_url
 
     settings = runtime_settings()
     async with process_runtime(settings, migrate=True) as rt:
@@ -215,7 +218,9 @@ def drain(
     """Drain the inbox now: apply each affected patient once per batch."""
     from datetime import timedelta
 
+    from flows.config import open_runtime
     from flows.drain import drain_once
+    from store.locks import claim_single_process
 
     async def go() -> None:
         async with open_runtime(runtime_settings()) as rt:
@@ -237,6 +242,7 @@ def drain(
 
 def parked() -> None:
     """Patients whose apply keeps failing, with the error (no clinical values)."""
+    from flows.config import open_runtime
     from store.db import session_scope
     from store.scheduling import list_parked_patients
 
@@ -256,6 +262,7 @@ def parked() -> None:
 
 def unpark(patient_id: str) -> None:
     """Let a parked patient be evaluated again (after fixing the cause)."""
+    from flows.config import open_runtime
     from store.db import session_scope
     from store.scheduling import unpark_patient
 
@@ -278,6 +285,7 @@ def subscribe(
     import json
 
     from fhir_adapters.subscriptions import backport_subscription, r4_subscriptions
+    from flows.config import open_runtime
     from flows.poll import watched_types
 
     # The notifier presents the credential the intake checks: the one ERAS_SUBSCRIPTIONS names.
@@ -313,6 +321,7 @@ def subscribe(
 def migrate() -> None:
     """Bring the store to the newest Alembic revision (the deployment's migrations job; safe to
     repeat and to run beside running processes: migrations take an advisory lock)."""
+    from store.db import database_url
     from store.migrate import upgrade
 
     url = database_url(runtime_settings().database_url)
