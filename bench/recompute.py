@@ -9,7 +9,8 @@ a version change: only that element is re-evaluated; back to version 1 (the same
 version 2 with incremental re-evaluation off (`--full`), for the ratio of the two in one run.
 Prints episodes/s, wall time, the CPU used by all processes as a share of the machine's cores
 (PostgreSQL's server included), and peak RSS (this process and the largest worker).
-Goal: <= 20 s on 2 cores, both used. Usage: python -m bench.recompute [episodes] [workers] [sqlite|postgresql|both]
+Goal: <= 20 s on 2 cores, both used.
+Usage: python -m bench.recompute [episodes] [workers] [sqlite|postgresql|both]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from time import perf_counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -24,20 +24,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from sqlmodel import Session
 
-from engine.audit_cells import Breakdown
-from engine.audit_export import percent
-from engine.loader import load_pathway
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import load_pathways
-from flows.recompute import RecomputeJob
-from flows.recompute import recompute as run_recompute
-from store.audit_queries import CohortFilter
-from store.audit_summary import StoredAudit, stored_audit
-from store.db import database_url, make_engine
-from store.episode_facts import episodes_without_facts
-from store.episode_outcomes import EpisodeOutcomes, episode_outcomes
+
+# The store, the audit and the recompute are imported when a command runs: every `eras` command
+# imports this module (tests/cli/test_cli_imports.py).
+if TYPE_CHECKING:
+    from store.audit_summary import StoredAudit
+    from store.episode_outcomes import EpisodeOutcomes
 
 app = typer.Typer(help="Quality audit: compliance, completeness and outcomes.", no_args_is_help=True)
 console = Console()
@@ -64,6 +58,13 @@ def report(
     from_: FromDay, to: ToDay, pathway: PathwayId = "lumbar_fusion", fmt: OutputFormat = Format.TABLE,
 ) -> None:
     """Compliance per element and phase, overall, high-compliance share, trend and completeness."""
+    from sqlmodel import Session
+
+    from flows.config import load_pathways
+    from store.audit_queries import CohortFilter
+    from store.audit_summary import stored_audit
+    from store.db import database_url, make_engine
+
     cfg = runtime_settings()
     loaded = load_pathways(cfg)  # with the site terminology, as the runtime runs them
     if pathway not in loaded:
@@ -97,6 +98,14 @@ def recompute(
     """Re-evaluate every stored episode of a pathway from its stored facts (after a version
     change), on every core: only the elements the new version changed, unless what every element
     shares changed; safe to re-run: results that come out the same are not rewritten."""
+    from sqlmodel import Session
+
+    from engine.loader import load_pathway
+    from flows.recompute import RecomputeJob
+    from flows.recompute import recompute as run_recompute
+    from store.db import database_url, make_engine
+    from store.episode_facts import episodes_without_facts
+
     cfg = runtime_settings()
     files = {load_pathway(path, cfg.terminology).id: path for path in cfg.pathways}
     if pathway not in files:
@@ -139,6 +148,9 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def write_csv(audit: StoredAudit) -> None:
+    from engine.audit_cells import Breakdown
+    from engine.audit_export import percent
+
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["level", "element", "phase", "done", "counted", "percent", "missing", "done_late",
                   "not_done"])
@@ -158,6 +170,8 @@ def write_csv(audit: StoredAudit) -> None:
 
 
 def audit_table(audit: StoredAudit) -> Table:
+    from engine.audit_cells import Breakdown
+
     items = "" if audit.eras is None else f"ERAS items {audit.eras}, "
     table = Table(title=f"{audit.pathway_id} v{audit.pathway_version}: {len(audit.patients)} patients, "
                         f"{items}all elements {audit.overall}, at >= {audit.high_threshold:.0%}: "
@@ -182,6 +196,12 @@ def outcomes(
 ) -> None:
     """Each episode's outcomes (stay, readmission, PONV, MME, catheter hours...) as kept by apply;
     episodes by enrolment id, no patient ids."""
+    from sqlmodel import Session
+
+    from store.audit_queries import CohortFilter
+    from store.db import database_url, make_engine
+    from store.episode_outcomes import episode_outcomes
+
     cfg = runtime_settings()
     tz = ZoneInfo(cfg.timezone)
     cohort = CohortFilter(pathway_id=pathway, pathway_version=None, start=_instant(from_.date(), tz),

@@ -6,16 +6,19 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import open_runtime
-from flows.mllp import DEFAULT_PORT, MllpSettings, start_mllp
-from flows.runtime import Runtime
-from flows.settings import Settings
+from flows.mllp_options import DEFAULT_PORT, MllpSettings
+
+# The listener, the store and the FHIR client are imported when a command runs: every `eras`
+# command imports this module (tests/cli/test_cli_imports.py).
+if TYPE_CHECKING:
+    from flows.runtime import Runtime
+    from flows.settings import Settings
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -30,6 +33,9 @@ def mllp(
     port: Annotated[int | None, typer.Option(help=f"port (default ERAS_MLLP_PORT or {DEFAULT_PORT})")] = None,
 ) -> None:
     """Take in the hospital's HL7 v2 feed (ADT, SIU, ORU over MLLP) as inbox events."""
+    from flows.config import open_runtime
+    from flows.mllp import start_mllp
+
     logging.basicConfig(level=os.environ.get("ERAS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = runtime_settings()
@@ -53,4 +59,6 @@ def mllp(
 async def start_if_configured(rt: Runtime, settings: MllpSettings, *,
                               on_stored: Callable[[], None]) -> asyncio.Server | None:
     """The listener inside `eras serve`, when ERAS_MLLP_PORT is set; else None."""
+    from flows.mllp import start_mllp
+
     return None if settings.port is None else await start_mllp(rt, settings, on_stored=on_stored)

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import PathwayError
-from engine.plan import plan_of
-from engine.results import Status
-from fhir_adapters.code_survey import codes_enrolling_nothing
-from fhir_adapters.errors import FhirError
-from fhir_adapters.facts import resources_from_batch_response
-from flows.apply import ApplyResult, apply_patient
-from flows.config import open_runtime
-from flows.enrolment import enrol_patient, unenrol_patient
-from flows.runtime import Runtime
-from flows.settings import Settings
-from store.locks import SingleProcessOnly, claim_single_process
+# The runtime's modules (store, FHIR client, flows) are imported when a command runs: every
+# `eras` command imports this module, `eras pathway validate` included (tests/cli/test_cli_imports.py).
+if TYPE_CHECKING:
+    from flows.apply import ApplyResult
+    from flows.runtime import Runtime
+    from flows.settings import Settings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
+    from pydantic import ValidationError
+
+    from flows.settings import Settings
+
     try:
         return Settings()
     except (ValidationError, ValueError) as exc:
@@ -36,6 +33,10 @@ def settings() -> Settings:
 
 
 def _run(coro):
+    from engine.errors import PathwayError
+    from fhir_adapters.errors import FhirError
+    from store.locks import SingleProcessOnly
+
     try:
         return asyncio.run(coro)
     except FhirError as exc:
@@ -49,6 +50,9 @@ def _run(coro):
 def enrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
           variant: Annotated[str | None, typer.Option("--variant")] = None) -> None:
     """Enrol a patient on a pathway (enrolling twice is a no-op)."""
+    from flows.config import open_runtime
+    from flows.enrolment import enrol_patient
+
     async def go() -> None:
         async with open_runtime(settings()) as rt:
             row, created = enrol_patient(rt, patient_id, pathway, variant=variant, by="cli")
@@ -61,6 +65,9 @@ def enrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
 def unenrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
             reason: Annotated[str, typer.Option("--reason")]) -> None:
     """Exclude a patient from a pathway with a reason; the next apply cancels their Tasks."""
+    from flows.config import open_runtime
+    from flows.enrolment import unenrol_patient
+
     async def go() -> None:
         async with open_runtime(settings()) as rt:
             row = unenrol_patient(rt, patient_id, pathway, reason=reason)
@@ -70,6 +77,10 @@ def unenrol(patient_id: str, pathway: Annotated[str, typer.Option("--pathway")],
 
 def apply(patient_id: str) -> None:
     """Read the patient's record, evaluate their pathways and write the work back."""
+    from flows.apply import apply_patient
+    from flows.config import open_runtime
+    from store.locks import claim_single_process
+
     async def go() -> tuple[ApplyResult, str]:
         async with open_runtime(settings()) as rt:
             claim_single_process(rt.db)  # SQLite: not beside a running `eras serve`
@@ -81,6 +92,10 @@ def apply(patient_id: str) -> None:
 
 async def _why_not_enrolled(rt: Runtime, patient_id: str) -> str:
     """Name the procedure codes on record that no pathway enrols on (a site binding to add)."""
+    from engine.plan import plan_of
+    from fhir_adapters.code_survey import codes_enrolling_nothing
+    from fhir_adapters.facts import resources_from_batch_response
+
     request = {"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": f"{rtype}?patient=Patient/{patient_id}"}}
         for rtype in ("Procedure", "ServiceRequest")]}
@@ -93,6 +108,8 @@ async def _why_not_enrolled(rt: Runtime, patient_id: str) -> str:
 
 
 def _print_result(result: ApplyResult, why: str = "no enrolling procedure") -> None:
+    from engine.results import Status
+
     if not result.evaluations:
         console.print(f"Patient/{result.patient_id}: not on any pathway ({why})")
     for ev in result.evaluations:

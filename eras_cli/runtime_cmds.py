@@ -14,28 +14,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from api.main import create_app
-from api.server import server as api_server
 from eras_cli.children import end_children
-from eras_cli.mllp_cmds import start_if_configured
 from eras_cli.patient_cmds import settings as runtime_settings
-from flows.config import open_runtime
-from flows.deployments import add_to_runner, deployments
-from flows.logs import configure_logging
-from flows.loops import Loops
 from flows.poll_options import POLL_HELP, describe_polling
-from flows.process_runtime import process_runtime, tune_collector
-from flows.runtime import Runtime
-from flows.settings import Settings
-from store.db import database_url
-from store.locks import claim_single_process
-from store.wakeup import listen_url
+
+# Prefect (through flows.deployments and flows.loops) and the API take seconds of CPU to import,
+# the store and the FHIR client most of a second more; each command imports what it runs, so
+# `eras pathway validate` or `eras parked` starts without Prefect (tests/cli/test_cli_imports.py).
+if TYPE_CHECKING:
+    from prefect.runner import Runner
+
+    from flows.loops import Loops
+    from flows.runtime import Runtime
+    from flows.settings import Settings
 
 console = Console()
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from prefect.runner import Runner
 
 
 def serve(
@@ -52,6 +46,8 @@ def serve(
 
 
 def _configure_logging() -> None:
+    from flows.logs import configure_logging
+
     settings = runtime_settings()
     configure_logging(settings.log_level, settings.log_format)
 
@@ -83,6 +79,14 @@ class RuntimeThread(threading.Thread):
             self.ready.set()
 
     async def _main(self) -> None:
+        from eras_cli.mllp_cmds import start_if_configured
+        from flows.deployments import deployments
+        from flows.loops import Loops
+        from flows.process_runtime import process_runtime, tune_collector
+        from store.db import database_url
+        from store.locks import claim_single_process
+        from store.wakeup import listen_url
+
         self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         async with process_runtime(self.settings, migrate=True) as rt:
             claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
@@ -114,6 +118,9 @@ class RuntimeThread(threading.Thread):
 
 
 async def _serve(host: str, port: int, poll: float | None, tick: float, prefect: bool) -> None:
+    from api.main import create_app
+    from api.server import server as api_server
+
     settings = runtime_settings()
     runtime = RuntimeThread(settings, poll=poll, tick=tick, prefect=prefect)
     runtime.start()
@@ -155,6 +162,13 @@ def worker(
 
 async def _worker(poll: float | None) -> None:
     from prefect.runner import Runner
+
+    from flows.deployments import add_to_runner
+    from flows.loops import Loops
+    from flows.process_runtime import process_runtime, tune_collector
+    from store.db import database_url
+    from store.locks import claim_single_process
+    from store.wakeup import listen_url
 
     settings = runtime_settings()
     async with process_runtime(settings, migrate=True) as rt:
@@ -206,7 +220,10 @@ def drain(
     """Drain the inbox now: apply each affected patient once per batch."""
     from datetime import timedelta
 
+    from flows.config import open_runtime
     from flows.drain import drain_once
+    from flows.process_runtime import tune_collector
+    from store.locks import claim_single_process
 
     async def go() -> None:
         async with open_runtime(runtime_settings()) as rt:
@@ -229,6 +246,7 @@ def drain(
 
 def parked() -> None:
     """Patients whose apply keeps failing, with the error (no clinical values)."""
+    from flows.config import open_runtime
     from store.db import session_scope
     from store.scheduling import list_parked_patients
 
@@ -248,6 +266,7 @@ def parked() -> None:
 
 def unpark(patient_id: str) -> None:
     """Let a parked patient be evaluated again (after fixing the cause)."""
+    from flows.config import open_runtime
     from store.db import session_scope
     from store.scheduling import unpark_patient
 
@@ -270,6 +289,7 @@ def subscribe(
     import json
 
     from fhir_adapters.subscriptions import backport_subscription, r4_subscriptions
+    from flows.config import open_runtime
     from flows.poll import watched_types
 
     # The notifier presents the credential the intake checks: the one ERAS_SUBSCRIPTIONS names.
@@ -305,6 +325,7 @@ def subscribe(
 def migrate() -> None:
     """Bring the store to the newest Alembic revision (the deployment's migrations job; safe to
     repeat and to run beside running processes: migrations take an advisory lock)."""
+    from store.db import database_url
     from store.migrate import upgrade
 
     url = database_url(runtime_settings().database_url)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.plan import plan_of
-from fhir_adapters.code_survey import CODED_ELEMENTS, UnboundCode, unbound_codes
-from fhir_adapters.facts import resources_from_batch_response
-from flows.config import open_runtime
-from flows.poll import watched_types
-from flows.runtime import Runtime
+# The runtime's modules are imported when the command runs: every `eras` command imports this
+# module (tests/cli/test_cli_imports.py).
+if TYPE_CHECKING:
+    from fhir_adapters.code_survey import UnboundCode
+    from flows.runtime import Runtime
 
 app = typer.Typer(help="Site terminology: find the EHR's codes the bindings miss.", no_args_is_help=True)
 console = Console()
@@ -37,8 +36,12 @@ def check(
 ) -> None:
     """Read a sample of the EHR's data for the resource types the pathways use and list, per
     resource type and concept, the codes seen that no concept binds."""
+    from engine.plan import plan_of
     from eras_cli.patient_cmds import _run
     from eras_cli.patient_cmds import settings as runtime_settings
+    from fhir_adapters.code_survey import CODED_ELEMENTS, unbound_codes
+    from flows.config import open_runtime
+    from flows.poll import watched_types
 
     async def go() -> tuple[int, list[UnboundCode]]:
         async with open_runtime(runtime_settings(), migrate=False) as rt:
@@ -56,6 +59,8 @@ def check(
 
 async def _sample(rt: Runtime, types: list[str], *, patients: int, patient_ids: list[str],
                   since: datetime | None) -> list[dict[str, Any]]:
+    from fhir_adapters.facts import resources_from_batch_response
+
     if since is not None:
         found: list[dict[str, Any]] = []
         for rtype in types:

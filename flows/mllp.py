@@ -13,10 +13,8 @@ import ssl
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 
 from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
-from pydantic import BaseModel, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
@@ -32,6 +30,7 @@ from fhir_adapters.hl7v2 import (
 )
 from fhir_adapters.hl7v2_results import observations_from_oru, results_transaction
 from fhir_adapters.patient_index import PatientIndex, load_authority_map
+from flows.mllp_options import DEFAULT_PORT, MllpSettings
 from flows.runtime import Runtime
 from store.db import session_scope
 from store.enrolments import move_enrolments
@@ -39,32 +38,7 @@ from store.inbox import InboxKind, find_event, store_event
 from store.models import InboxEventCreate
 
 log = logging.getLogger(__name__)
-DEFAULT_PORT = 2575  # the port IANA registered for HL7 over MLLP
 _VT = b"\x0b"
-
-
-class MllpSettings(BaseModel):
-    """The HL7 v2 listener (`ERAS_MLLP_*` in flows.settings). `port` unset: `eras serve` runs none."""
-
-    host: str = "127.0.0.1"
-    port: int | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_client_ca_file: Path | None = None  # set: only senders with a certificate from this CA
-    authority_map_file: Path | None = None
-    encoding: str = "utf-8"
-    idle_timeout: float = 600.0  # seconds without a complete frame before the connection closes
-    # A FHIR store ORU^R01 results are written to (and apply reads Observations from), for
-    # sites whose FHIR API serves no results; unset: results are read from the EHR.
-    results_store_url: str | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MllpSettings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("ERAS_MLLP_TLS_CERT_FILE and ERAS_MLLP_TLS_KEY_FILE go together")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("ERAS_MLLP_TLS_CLIENT_CA_FILE needs ERAS_MLLP_TLS_CERT_FILE")
-        return self
 
 
 def tls_context(settings: MllpSettings) -> ssl.SSLContext | None:

@@ -30,7 +30,7 @@ from engine.loader import PATHWAYS_DIR
 from fhir_adapters.auth import DEFAULT_SCOPE
 from fhir_adapters.locations import DEFAULT_WARD_BED_PATTERN, compile_ward_bed_pattern
 from flows.logs import LogFormat
-from flows.mllp import MllpSettings
+from flows.mllp_options import MllpSettings
 from flows.poll_options import PollSettings
 from flows.runtime import DEFAULT_CONCURRENT_APPLIES, DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
 from store.db import DEFAULT_DATABASE_URL

@@ -62,8 +62,8 @@ def test_no_batch_fails_when_workers_share_patients(observed: Observed) -> None:
     # Never claimed: only events the intake stored done because their patient had no enrolment yet
     # and their resource could not enrol one (the booking's apply reads the record again instead).
     settled_at_intake = [r for r in observed.inbox if r["attempts"] == 0]
-    assert {r["dedup_key"].split(":", 1)[1].split("/", 1)[0] for r in settled_at_intake} <= {"Encounter", "Patient",
-                                                                                             "Observation"}
+    types = {r["dedup_key"].split(":", 1)[1].split("/", 1)[0] for r in settled_at_intake}
+    assert types <= {"Encounter", "Patient", "Observation"}, types
 
 
 def test_exactly_the_expected_tasks_on_the_ehr(observed: Observed) -> None:
