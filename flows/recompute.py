@@ -89,20 +89,12 @@ def _start(job: RecomputeJob) -> None:
                       job.incremental and incremental_figures(pathway), {})
 
 
-def reevaluate(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo,
-               plan: PlanDigest | None = None) -> RecordedEpisode:
-    """One episode evaluated alone from its stored facts, at the instant it was last evaluated."""
-    facts = patient_from_json(episode.facts)
-    evaluation = evaluate(pathway, facts, now=episode.evaluated_at, tz=tz)
-    attributes = episode_attributes(pathway, evaluation, facts, ward=episode.ward, surgeon=episode.surgeon)
-    return RecordedEpisode(episode.enrolment_id, evaluation, attributes, episode.evaluated_at, plan)
-
-
-def reevaluate_changed(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo, plan: PlanDigest,
-                       changed: frozenset[str]) -> RecordedEpisode:
-    """`reevaluate` when only the `changed` elements may differ from the stored results (decided by
-    an earlier plan that shares the rest from the same facts at the same instant): just those are
-    evaluated and rewritten; the episode's stored figures are updated for them."""
+def reevaluate(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo, plan: PlanDigest | None = None,
+               changed: frozenset[str] | None = None) -> RecordedEpisode:
+    """One episode evaluated alone from its stored facts, at the instant it was last evaluated.
+    With `changed`, only those elements may differ from the stored results (decided by an earlier
+    plan that shares the rest, from the same facts at the same instant): just they are evaluated
+    and rewritten, and the episode's stored figures are updated for them."""
     facts = patient_from_json(episode.facts)
     evaluation = evaluate(pathway, facts, now=episode.evaluated_at, tz=tz, only=changed)
     attributes = episode_attributes(pathway, evaluation, facts, ward=episode.ward, surgeon=episode.surgeon)
@@ -127,15 +119,8 @@ def recompute_chunk(enrolment_ids: Sequence[str]) -> Recomputed:
         unknown = {e.plan_digest for e in episodes if e.plan_digest is not None} - w.known.keys()
         if unknown and w.incremental:
             w.known.update(stored_plans(session=session, digests=unknown))
-    recorded = []
-    partly = 0
-    for e in episodes:
-        changed = _changed(w, e)
-        if changed is None:
-            recorded.append(reevaluate(w.pathway, e, w.tz, w.plan))
-        else:
-            recorded.append(reevaluate_changed(w.pathway, e, w.tz, w.plan, changed))
-            partly += 1
+    recorded = [reevaluate(w.pathway, e, w.tz, w.plan, _changed(w, e)) for e in episodes]
+    partly = sum(1 for r in recorded if r.touched is not None)
     with Session(w.engine) as session:
         record_many_results(session=session, episodes=recorded)
         session.commit()
