@@ -11,7 +11,7 @@ import logging
 from sqlmodel import Session
 
 from flows.runtime import Runtime
-from store.db import reading, session_scope
+from store.db import session_scope
 from store.scheduling import clear_patient_failures, patient_parked, record_patient_failure
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def describe(exc: BaseException) -> str:
 
 
 def is_parked(rt: Runtime, patient_id: str) -> bool:
-    with session_scope(reading(rt.db)) as session:  # no write lock: a read before each drained apply
+    with session_scope(rt.db) as session:
         return patient_parked(session=session, patient_ref=f"Patient/{patient_id}")
 
 

@@ -83,17 +83,7 @@ def reading(engine: Engine) -> Engine:
     A transaction on it that writes fails (SQLITE_BUSY) rather than waiting when another
     writer is busy: use it only for reads.
     """
-    # One per engine, kept on it: a new option engine each time would also make session_scope
-    # build a new session factory for every read (and it refers back to the engine, so a map
-    # keyed weakly on the engine would keep every engine alive).
-    read_only: Engine | None = getattr(engine, _READING_ENGINE, None)
-    if read_only is None:
-        read_only = engine.execution_options(**{_READ_ONLY: True})
-        setattr(engine, _READING_ENGINE, read_only)
-    return read_only
-
-
-_READING_ENGINE = "_eras_reading_engine"
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> Callable[[], Session]:
