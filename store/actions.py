@@ -14,6 +14,7 @@ from sqlmodel import Session, col, or_, select
 from engine.results import OPEN_STATUSES, Status
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
+from store.history import transition_values
 from store.models import ElementStatus, Enrolment, PlannedActionRow
 from store.types import ActionKind, FhirType, as_utc
 
@@ -160,10 +161,8 @@ def _write(session: Session, inserts: list[dict[str, Any]], updates: list[dict[s
             if (held := session.identity_map.get(session.identity_key(PlannedActionRow, values["w_key"]))):
                 session.expire(held)
     if transitions:
-        session.execute(insert(_HISTORY), [
-            {"enrolment_id": row["enrolment_id"], "element_id": row["element_id"], "action_key": row["key"],
-             "from_status": from_status, "to_status": row["status"], "at": at, "cause": why}
-            for row, from_status, why in transitions])
+        session.execute(insert(_HISTORY), [transition_values(row, from_status=from_status, at=at, cause=why)
+                                           for row, from_status, why in transitions])
 
 
 _NO_DUE = datetime.min.replace(tzinfo=UTC)
