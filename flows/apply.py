@@ -111,7 +111,28 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
                  finish: Finish | None) -> ApplyResult:
     now = now or rt.clock()
     trips = rt.round_trips
-    resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
+    resources = await _read(rt, patient_id, await _candidate_pathways(rt, patient_id))
+    decided = await rt.in_store(_decide, rt, patient_id, resources, now, finish)
+    written = 0 if decided.settled else await _write(rt, patient_id, decided.batches, now, decided.finish)
+    return ApplyResult(patient_id, decided.evaluations, decided.new, written,
+                       rt.round_trips - trips, decided.skipped)
+
+
+class _Decided(NamedTuple):
+    """What an apply decided from the record, its plan kept in the store: the FHIR writes still
+    to send (settled: none, and `finish` has run), the evaluations, the new enrolments."""
+
+    batches: list[tuple[Enrolment, EnrolmentWrites]]
+    settled: bool
+    finish: Finish | None
+    evaluations: tuple[Evaluation, ...]
+    new: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def _decide(rt: Runtime, patient_id: str, resources: list[dict[str, Any]], now: datetime,
+            finish: Finish | None) -> _Decided:
+    """Enrol from the record, evaluate each enrolment and keep the plans (store work: in_store)."""
     enrolments, new = _enrol_from_record(rt, patient_id, resources, now)
     if new:
         finish = None  # settled by the pass that reads the record again (_apply_until_settled)
@@ -139,20 +160,21 @@ async def _apply(rt: Runtime, patient_id: str, now: datetime | None,
             record_fhir_ids(session=session, ids={k: v for _, b in batches for k, v in b.untouched.items()})
             if finish is not None:
                 finish(session)
-    written = 0 if settled else await _write(rt, patient_id, batches, now, finish)
-    return ApplyResult(patient_id, tuple(evaluations), tuple(new), written,
-                       rt.round_trips - trips, tuple(dict.fromkeys(skipped)))
+    return _Decided(batches, settled, finish, tuple(evaluations), tuple(new), tuple(dict.fromkeys(skipped)))
 
 
-def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
+async def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
     if len(rt.pathways) < 2:  # one order only: no need to read the enrolments for it
         return list(rt.pathways.values())
-    with session_scope(reading(rt.db)) as session:  # no write lock: another writer is not waited for
-        enrolled = {e.pathway_id for e in find_enrolments(session=session,
-                                                          patient_ref=f"Patient/{patient_id}")}
+    enrolled = await rt.in_store(_enrolled_pathways, rt, patient_id)
     # Pathways not yet enrolled are read too: their procedure in the record enrols the patient.
     return [p for pid, p in rt.pathways.items() if pid in enrolled] + [
         p for pid, p in rt.pathways.items() if pid not in enrolled]
+
+
+def _enrolled_pathways(rt: Runtime, patient_id: str) -> set[str]:
+    with session_scope(reading(rt.db)) as session:  # no write lock: another writer is not waited for
+        return {e.pathway_id for e in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")}
 
 
 async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> list[dict[str, Any]]:
@@ -359,7 +381,14 @@ async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, En
     untouched = {k: v for _, b in batches for k, v in b.untouched.items()}
     assert rt.tasks is not None
     response = await rt.tasks.transaction(transaction_for(patient_id, writes))
-    ids = iter(written_ids(response))
+    await rt.in_store(_record_written, rt, batches, untouched, written_ids(response), now, finish)
+    return len(writes)
+
+
+def _record_written(rt: Runtime, batches: list[tuple[Enrolment, EnrolmentWrites]], untouched: dict[str, Any],
+                    written: list[tuple[str, str, str | None]], now: datetime, finish: Finish | None) -> None:
+    """Note the ids the FHIR transaction gave each write, and run `finish`, in one transaction."""
+    ids = iter(written)
     with session_scope(rt.db) as session:
         for enrolment, batch in batches:
             action_ids = dict(untouched)
@@ -373,7 +402,6 @@ async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, En
             untouched = {}
         if finish is not None:
             finish(session)
-    return len(writes)
 
 
 def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, version: str | None,
@@ -381,6 +409,11 @@ def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, versi
     row = session.get(Enrolment, enrolment.id)
     row.careplan_id, row.careplan_version, row.updated_at = careplan_id, version, now
     session.add(row)
+
+
+def _enrolments(rt: Runtime, patient_id: str) -> list[Enrolment]:
+    with session_scope(rt.db) as session:
+        return list(find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"))
 
 
 class PatientEvaluation(NamedTuple):
@@ -393,9 +426,8 @@ async def read_and_evaluate(rt: Runtime, patient_id: str, *,
                             now: datetime | None = None) -> list[PatientEvaluation]:
     """Read the record and evaluate each active enrolment, writing nothing (reports, the demo)."""
     now = now or rt.clock()
-    resources = await _read(rt, patient_id, _candidate_pathways(rt, patient_id))
-    with session_scope(rt.db) as session:
-        enrolments = find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")
+    resources = await _read(rt, patient_id, await _candidate_pathways(rt, patient_id))
+    enrolments = await rt.in_store(_enrolments, rt, patient_id)
     out = []
     for enrolment in enrolments:
         if enrolment.status == EnrolmentStatus.ACTIVE:

@@ -6,6 +6,7 @@ Inner layers take a Runtime; only the edges (CLI, API start-up, Prefect entry po
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from fhir_adapters.auth import BearerTokenAuth, FhirAuth, NoAuth, SmartBackendAu
 from fhir_adapters.client import FhirClient
 from fhir_adapters.locations import compile_ward_bed_pattern
 from fhir_adapters.terminology_server import expand_parents
-from flows.runtime import Runtime, WriteTarget
+from flows.runtime import SPARE_CONNECTIONS, Runtime, WriteTarget
 from flows.settings import FhirSettings, Settings
 from store.db import database_url, make_engine
 from store.migrate import upgrade
@@ -64,11 +65,6 @@ async def load_pathways_expanded(s: Settings) -> dict[str, Pathway]:
     async with FhirClient(s.terminology_server_url, timeout=s.fhir.timeout) as server:
         table = await expand_parents(server, terms.subsumption.parents())
     return load_pathways(s, terms.with_subsumption(table))
-
-
-# Connections beyond the drain's applies, so that the tick, a poll or a worklist write-back
-# running beside a full batch does not queue behind it for a connection.
-SPARE_CONNECTIONS = 2
 
 
 def fhir_connections(s: Settings) -> int:
@@ -126,13 +122,16 @@ async def open_runtime(s: Settings, *, migrate: bool = True,
     url = database_url(s.database_url)
     if migrate:
         upgrade(url)
-    db = make_engine(url)
+    db = make_engine(url, pool_size=fhir_connections(s))  # as many as run at once, the same spare
     try:
         async with open_ehr(s) as ehr, open_task_client(s, ehr) as tasks, \
                 open_results_store(s) as results:
             rt = _runtime(s, ehr, tasks, db, pathways or await load_pathways_expanded(s))
             rt.results = results
-            yield rt
+            try:
+                yield rt
+            finally:
+                await asyncio.to_thread(rt.close_store_threads)  # their transactions end first
     finally:
         db.dispose()
 

@@ -53,33 +53,32 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     """
     now = now or rt.clock()
     trips = rt.round_trips
-    with session_scope(rt.db) as session:
-        claimed = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
-        token = claimed[0].claim_token or "" if claimed else ""
-        events = settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
+    claimed, events = await rt.in_store(_claim, rt, worker, batch_size, now, lease)
+    token = claimed[0].claim_token or "" if claimed else ""
     try:
         by_patient = await _group_by_patient(rt, events)
     except FhirTemporaryError:
-        with session_scope(rt.db) as session:
-            release(session=session, ids=[int(e.id or 0) for e in events], token=token,
-                    error="EHR unreachable")
+        await rt.in_store(_release, rt, [int(e.id or 0) for e in events], token, "EHR unreachable")
         return DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events), deferred=["*"],
                            round_trips=rt.round_trips - trips)
-    with session_scope(rt.db) as session:
+    if about_no_patient := by_patient.pop(None, []):
         # Events about no patient (a Location update, a resource since deleted) apply nothing.
-        mark_done(session=session, ids=by_patient.pop(None, []), token=token, at=now)
+        await rt.in_store(_done, rt, about_no_patient, token, now)
     result = DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events),
                          patients=len(by_patient))
     slots = asyncio.Semaphore(rt.concurrent_applies if concurrency is None else concurrency)
 
     async def apply_in_turn(patient_id: str, ids: list[int]) -> None:
         async with slots:
+            parked = await rt.in_store(is_parked, rt, patient_id)
             if result.deferred:  # the EHR is down: give the rest back untried
-                with session_scope(rt.db) as session:
-                    release(session=session, ids=ids, token=token, error="EHR unreachable")
                 result.deferred.append(patient_id)
-                return
-            await _apply_one(rt, patient_id, ids, token, result)
+                await rt.in_store(_release, rt, ids, token, "EHR unreachable")
+            elif parked:
+                await rt.in_store(_fail_events, rt, ids, token, PARKED_ERROR)
+                result.failed.append(patient_id)
+            else:
+                await _apply_one(rt, patient_id, ids, token, result)
 
     # Different patients at once: an apply mostly waits for the EHR. One patient is in one
     # group only, and the patient lock (apply_patient) still serialises a patient's applies.
@@ -89,6 +88,26 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
         raise errors[0]  # the database, not a patient (_apply_one): the others were let finish
     result.round_trips = rt.round_trips - trips
     return result
+
+
+def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,
+           lease: timedelta) -> tuple[list[InboxEvent], list[InboxEvent]]:
+    """Claim a batch; the events claimed, and those left once the irrelevant ones are settled."""
+    with session_scope(rt.db) as session:
+        claimed = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
+        token = claimed[0].claim_token or "" if claimed else ""
+        return claimed, settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
+
+
+def _release(rt: Runtime, ids: list[int], token: str, error: str) -> None:
+    """Give the events back for a later batch, with why."""
+    with session_scope(rt.db) as session:
+        release(session=session, ids=ids, token=token, error=error)
+
+
+def _done(rt: Runtime, ids: list[int], token: str, at: datetime) -> None:
+    with session_scope(rt.db) as session:
+        mark_done(session=session, ids=ids, token=token, at=at)
 
 
 async def _group_by_patient(rt: Runtime, events: list[InboxEvent]) -> dict[str | None, list[int]]:
@@ -122,28 +141,22 @@ async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], token: str,
         mark_done(session=session, ids=ids, token=token, at=rt.clock())
         clear_failures(session, rt, patient_id)
 
-    if is_parked(rt, patient_id):
-        _fail_events(rt, ids, token, PARKED_ERROR)
-        result.failed.append(patient_id)
-        return
     try:
         with APPLY_SECONDS.time():
             await apply_patient(rt, patient_id, finish=finish)
         result.applied.append(patient_id)
     except FhirTemporaryError as exc:
         log.warning("EHR unreachable while applying Patient/%s: %s", patient_id, exc.status)
-        with session_scope(rt.db) as session:
-            release(session=session, ids=ids, token=token, error=f"temporary: {exc}")
-        result.deferred.append(patient_id)
-    except PatientLockTimeout:
-        with session_scope(rt.db) as session:  # another process is stuck on them: later
-            release(session=session, ids=ids, token=token, error="patient lock timeout")
+        result.deferred.append(patient_id)  # at once: the applies not yet started see it
+        await rt.in_store(_release, rt, ids, token, f"temporary: {exc}")
+    except PatientLockTimeout:  # another process is stuck on them: later
+        await rt.in_store(_release, rt, ids, token, "patient lock timeout")
     except OperationalError:
         raise  # the database, not the patient: nothing to record it in
     except Exception as exc:  # any other error is this patient's alone: the batch goes on
         error = describe(exc)
-        _fail_events(rt, ids, token, error)
-        record_failure(rt, patient_id, error, loop="drain")
+        await rt.in_store(_fail_events, rt, ids, token, error)
+        await rt.in_store(record_failure, rt, patient_id, error, loop="drain")
         result.failed.append(patient_id)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 
@@ -25,6 +28,12 @@ DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
 # process's CPU in ~0.8 s, bench/hospital_feed.py), so one at a time made a batch as long as the
 # sum of its applies, and each event waited for the batch before its own and its place in it.
 DEFAULT_CONCURRENT_APPLIES = 8
+# Connections (FHIR, database) and store threads beyond the drain's applies, so that the tick, a
+# poll or a worklist write-back running beside a full batch does not queue behind it.
+SPARE_CONNECTIONS = 2
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class WriteTarget(StrEnum):
@@ -71,6 +80,33 @@ class Runtime:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     # The EHR searches each set of pathways needs (flows.apply), worked out once.
     search_plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+
+    # Threads that run store work off the event loop on a database server (in_store).
+    _store_threads: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    async def in_store(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run synchronous store work (its own transactions) without blocking the event loop.
+
+        On PostgreSQL every statement waits for the server: run on the loop, one apply's waits
+        stopped the others' reads, writes and evaluations (a worker kept ~40 % of its time
+        waiting there, bench/end_to_end.py). It runs on a thread of this runtime's: one per
+        apply at once and SPARE_CONNECTIONS more. On SQLite a statement is work in this process,
+        not a wait, and one writer at a time: threads would only queue on its lock (sleeping in
+        its busy handler), so the work runs here, as before.
+        """
+        if self.db.dialect.name == "sqlite":
+            return work(*args, **kwargs)
+        if self._store_threads is None:
+            self._store_threads = ThreadPoolExecutor(self.concurrent_applies + SPARE_CONNECTIONS,
+                                                     thread_name_prefix="eras-store")
+        call = functools.partial(contextvars.copy_context().run, work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._store_threads, call)
+
+    def close_store_threads(self) -> None:
+        """Stop the store threads (each finishes the work it has); a later in_store starts them again."""
+        if self._store_threads is not None:
+            self._store_threads.shutdown(wait=True)
+            self._store_threads = None
 
     def patient_lock(self, patient_id: str) -> asyncio.Lock:
         return self._locks.setdefault(patient_id, asyncio.Lock())

@@ -1,6 +1,7 @@
 """Database URLs, engines and sessions for SQLite (embedded default) and PostgreSQL."""
 
 import re
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -8,12 +9,16 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
 DEFAULT_DATABASE_URL = "sqlite:///./eras.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection idle longer than this is checked (one round trip) before use.
+PING_AFTER_IDLE_SECONDS = 10.0
+# Connections a PostgreSQL pool keeps open beyond those in use (SQLAlchemy's default 5 + 10).
+DEFAULT_POOL_SIZE = 5
 _READ_ONLY = "eras_read_only"
 
 T = TypeVar("T", bound=SQLModel)
@@ -36,8 +41,11 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> Engine:
-    """An engine for a SQLite or PostgreSQL URL; `schema` sets PostgreSQL's search_path."""
+def make_engine(url: str, *, schema: str | None = None, echo: bool = False,
+                pool_size: int = DEFAULT_POOL_SIZE) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL; `schema` sets PostgreSQL's search_path.
+    `pool_size`: PostgreSQL connections kept open (the work run at once: more are opened, and
+    closed again, when needed)."""
     url = database_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
@@ -47,8 +55,31 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
     if backend == "postgresql":
         options = f"-csearch_path={check_schema_name(schema)}" if schema else None
         connect_args = {"options": options} if options else {}
-        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+        return ping_when_idle(create_engine(url, echo=echo, connect_args=connect_args, pool_size=pool_size))
     raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> Engine:
+    """Check a pooled connection before use when it has been idle for `idle_seconds`: a server
+    restart or an idle timeout closes connections the pool still holds. SQLAlchemy's
+    `pool_pre_ping` checks on every checkout, one more round trip per transaction (an apply has
+    four); a connection back in the pool moments ago is as good as the statement it just ran.
+    A dead one is replaced (the pool retries the checkout with a new connection)."""
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs
+        except Exception as exc:  # the driver's own errors: the connection is gone
+            raise DisconnectionError(f"pooled connection unusable after {idle_seconds:.0f} s idle") from exc
+
+    return engine
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:

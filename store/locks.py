@@ -23,7 +23,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, QueuePool, create_engine, text
+
+from store.db import DEFAULT_POOL_SIZE, ping_when_idle
 
 # Named in the error a second SQLite process gets (the setting lives in flows.settings, read at the edges).
 DATABASE_URL_ENV = "ERAS_DATABASE_URL"
@@ -58,7 +60,8 @@ async def patient_lock(engine: Engine, patient_id: str, *,
         yield  # SQLite: one process (claim_single_process at start-up); the asyncio lock serves
         return
     key = patient_lock_key(patient_id)
-    connection = _lock_engine(engine).connect()
+    # Each statement runs on a thread: a round trip to the server must not stop the event loop.
+    connection = await asyncio.to_thread(_lock_engine(engine).connect)
     held = released = False
     try:
         await _acquire(connection, key, timeout)
@@ -66,7 +69,7 @@ async def patient_lock(engine: Engine, patient_id: str, *,
         try:
             yield
         finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            await asyncio.to_thread(connection.execute, text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             released = True
     finally:
         if held and not released:
@@ -84,8 +87,11 @@ def _lock_engine(engine: Engine) -> Engine:
     (20 concurrent worklist actions exhausted a 5 + 10 pool). Autocommit: never a transaction."""
     url = engine.url.render_as_string(hide_password=False)
     if url not in _lock_engines:
-        _lock_engines[url] = create_engine(url, pool_size=2, max_overflow=200, pool_pre_ping=True,
-                                           isolation_level="AUTOCOMMIT")
+        # As many kept open as the engine keeps: one per apply run at once, not opened and
+        # closed again per apply (a PostgreSQL connection is a server process started).
+        size = engine.pool.size() if isinstance(engine.pool, QueuePool) else DEFAULT_POOL_SIZE
+        _lock_engines[url] = ping_when_idle(create_engine(url, pool_size=size, max_overflow=200,
+                                                          isolation_level="AUTOCOMMIT"))
     return _lock_engines[url]
 
 
@@ -94,7 +100,7 @@ async def _acquire(connection: Connection, key: int, timeout: float) -> None:
     deadline = loop.time() + timeout
     wait = LOCK_POLL_SECONDS
     statement = text("SELECT pg_try_advisory_lock(:k)")
-    while not connection.execute(statement, {"k": key}).scalar_one():
+    while not await asyncio.to_thread(lambda: connection.execute(statement, {"k": key}).scalar_one()):
         if loop.time() >= deadline:
             raise PatientLockTimeout(f"patient lock {key} held by another process for {timeout:.0f} s")
         await asyncio.sleep(wait)

@@ -136,10 +136,13 @@ async def test_ehr_unreachable_gives_back_the_untried_and_settles_only_the_appli
     finishes, and the patients not yet started are given back untried, for the next drain."""
     patients = [f"{new_patient_id}-{i}" for i in range(4)]
     order: list[str] = []
+    both = asyncio.Event()
 
     async def apply(rt: Runtime, patient_id: str, *, finish: Callable[[Session], None]) -> None:
         order.append(patient_id)
-        await asyncio.sleep(0)  # both in flight before either ends
+        if len(order) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), timeout=30)  # both in flight before either ends
         if patient_id == patients[0]:
             raise FhirTemporaryError("503 from the EHR")
         with session_scope(rt.db) as session:

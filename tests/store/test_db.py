@@ -4,13 +4,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from store.db import (
     DEFAULT_DATABASE_URL,
     database_url,
     make_engine,
+    ping_when_idle,
     reading,
     session_scope,
 )
@@ -120,5 +122,30 @@ def test_reading_session_does_not_wait_for_a_busy_sqlite_writer(sqlite_url: str)
             with session_scope(reading(engine)) as reader:
                 assert reader.execute(text("SELECT 1")).scalar() == 1
             assert time.monotonic() - started < 5
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("idle_seconds, replaced", [(0.0, True), (3600.0, False)])
+def test_a_postgresql_connection_closed_while_idle_is_replaced_when_checked(idle_seconds: float,
+                                                                           replaced: bool) -> None:
+    """A pooled connection the server closed (a restart, an idle timeout) is checked and replaced
+    before use once it has been idle `idle_seconds`; one used moments ago is not checked (that
+    round trip was on every transaction), so a connection killed then fails its statement."""
+    url = database_url(postgres_server_url())
+    require_postgres(url)
+    engine = ping_when_idle(create_engine(url), idle_seconds=idle_seconds)
+    try:
+        with engine.connect() as connection:
+            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with make_engine(url).connect() as other:  # the server ends its backend (waits up to 5 s)
+            ended = other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": backend})
+            assert ended.scalar_one()
+        with engine.connect() as connection:
+            if replaced:
+                assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
+            else:
+                with pytest.raises(OperationalError):
+                    connection.execute(text("SELECT 1"))
     finally:
         engine.dispose()

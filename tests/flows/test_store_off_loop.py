@@ -1,0 +1,62 @@
+"""On PostgreSQL an apply's store work waits for the server off the event loop (Runtime.in_store):
+an apply stuck behind a lock no longer stops the worker's other applies, its wake-ups and its
+schedules. SQLite runs it in place (in-process work, one writer at a time)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from sqlalchemy import Engine, text
+
+from fhir_adapters.client import FhirClient
+from fhir_adapters.sandbox import FhirSandbox
+from flows.apply import apply_patient
+from flows.runtime import Runtime, WriteTarget
+from store.db import make_engine
+from tests.flows.test_drain_concurrency import AFTER_SURGERY, booked_and_operated
+from tests.utils.databases import postgres_schema
+from tests.utils.pathways import LONDON, lumbar
+
+RELEASE_AFTER_SECONDS = 45.0  # the lock's safety release: long past any wait this test makes
+
+
+def waiting_for_lock(engine: Engine) -> bool:
+    """Whether a backend of this database is waiting for a lock on planned_action."""
+    with engine.connect() as connection:
+        return bool(connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ILIKE '%planned_action%'")).scalar_one())
+
+
+async def test_an_apply_waiting_for_the_database_leaves_the_event_loop_free(
+        fhir_sandbox: FhirSandbox, new_patient_id: str) -> None:
+    with postgres_schema() as url:
+        engine = make_engine(url)
+        blocker = engine.connect()
+        try:
+            async with FhirClient(fhir_sandbox.base_url) as ehr:
+                rt = Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=ehr, tasks=ehr, target=WriteTarget.EHR,
+                             db=engine, tz=LONDON, clock=lambda: AFTER_SURGERY)
+                await booked_and_operated(rt, [new_patient_id])
+                transaction = blocker.begin()
+                blocker.execute(text("LOCK TABLE planned_action IN ACCESS EXCLUSIVE MODE"))
+                # If the apply blocked the loop, nothing below would run until this releases it.
+                safety = threading.Timer(RELEASE_AFTER_SECONDS, transaction.rollback)
+                safety.start()
+                apply = asyncio.create_task(apply_patient(rt, new_patient_id))
+                seen = False
+                for _ in range(300):  # the loop runs while the apply waits for the lock
+                    if seen := await asyncio.to_thread(waiting_for_lock, engine):
+                        break
+                    await asyncio.sleep(0.05)
+                released_by_test = safety.is_alive()
+                safety.cancel()
+                if released_by_test:
+                    transaction.rollback()
+                result = await apply
+            assert seen and released_by_test  # seen from the loop while the apply still waited
+            assert not apply.cancelled() and result.written > 0  # and then it finished its work
+        finally:
+            blocker.close()
+            engine.dispose()
