@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, Text, bindparam, cast, delete, insert, tuple_, update
+from sqlalchemy import Engine, Table, Text, bindparam, cast, delete, event, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -129,14 +130,25 @@ def stored_plans(*, session: Session, digests: Collection[str]) -> dict[str, Pla
 
 
 def _record_plans(session: Session, episodes: Sequence[RecordedEpisode]) -> None:
-    """Keep each plan's digests once (a plan already kept, by this or another process, is left)."""
-    plans = {e.plan.digest: (e.plan, e.evaluation.pathway_id) for e in episodes if e.plan is not None}
+    """Keep each plan's digests once (a plan already kept, by this or another process, is left).
+    Plans this process saw committed to the database are not sent again: every apply records
+    its plan, nearly always the same one (an insert that did nothing, its ~100 digests sent)."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    kept = _KEPT_PLANS.setdefault(engine, set())
+    plans = {e.plan.digest: (e.plan, e.evaluation.pathway_id) for e in episodes
+             if e.plan is not None and e.plan.digest not in kept}
     if not plans:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     session.execute(dialect.insert(PlanDigestRow).on_conflict_do_nothing(), [
         {"digest": p.digest, "pathway_id": pathway_id, "shared": p.shared, "elements": dict(p.elements)}
         for p, pathway_id in plans.values()])
+    event.listen(session, "after_commit", lambda _: kept.update(plans), once=True)  # not if rolled back
+
+
+# Per database (engine): the plans known to be in its plan_digest table.
+_KEPT_PLANS: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
 
 
 def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]) -> None:
