@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -22,6 +23,7 @@ from store.db import session_scope
 from store.inbox import claim_batch, mark_done, mark_failed, release
 from store.locks import PatientLockTimeout
 from store.models import InboxEvent
+from store.scheduling import parked_patients
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     """
     now = now or rt.clock()
     trips = rt.round_trips
-    claimed, events = await rt.in_store(_claim, rt, worker, batch_size, now, lease)
+    claimed, events, parked = await rt.in_store(_claim, rt, worker, batch_size, now, lease)
     token = claimed[0].claim_token or "" if claimed else ""
     try:
         by_patient = await _group_by_patient(rt, events)
@@ -70,11 +72,14 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
 
     async def apply_in_turn(patient_id: str, ids: list[int]) -> None:
         async with slots:
-            parked = await rt.in_store(is_parked, rt, patient_id)
+            if f"Patient/{patient_id}" in parked.checked:
+                is_parked_now = f"Patient/{patient_id}" in parked.parked
+            else:  # found by reading the resource the event named (_group_by_patient)
+                is_parked_now = await rt.in_store(is_parked, rt, patient_id)
             if result.deferred:  # the EHR is down: give the rest back untried
                 result.deferred.append(patient_id)
                 await rt.in_store(_release, rt, ids, token, "EHR unreachable")
-            elif parked:
+            elif is_parked_now:
                 await rt.in_store(_fail_events, rt, ids, token, PARKED_ERROR)
                 result.failed.append(patient_id)
             else:
@@ -90,13 +95,21 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     return result
 
 
+class _Parked(NamedTuple):
+    checked: set[str]  # patient refs asked about
+    parked: set[str]  # those parked (store.scheduling.patient_parked)
+
+
 def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,
-           lease: timedelta) -> tuple[list[InboxEvent], list[InboxEvent]]:
-    """Claim a batch; the events claimed, and those left once the irrelevant ones are settled."""
+           lease: timedelta) -> tuple[list[InboxEvent], list[InboxEvent], _Parked]:
+    """Claim a batch; the events claimed, those left once the irrelevant ones are settled, and
+    which of the patients they name are parked (their events fail, unapplied)."""
     with session_scope(rt.db) as session:
         claimed = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
         token = claimed[0].claim_token or "" if claimed else ""
-        return claimed, settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
+        events = settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
+        refs = {f"Patient/{pid}" for e in events if (pid := _patient_id(e)) is not None}
+        return claimed, events, _Parked(refs, parked_patients(session=session, patient_refs=refs))
 
 
 def _release(rt: Runtime, ids: list[int], token: str, error: str) -> None:

@@ -1,5 +1,6 @@
 """What the tick evaluates next, and the enrolments parked after failing again and again."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -153,6 +154,22 @@ def patient_parked(*, session: Session, patient_ref: str) -> bool:
     Asked before every drained apply: one statement, no ORM objects loaded."""
     parked_at, active, parked = session.execute(_parked_counts(), {"ref": patient_ref}).one()
     return parked_at is not None or (active > 0 and parked == active)
+
+
+def parked_patients(*, session: Session, patient_refs: Collection[str]) -> set[str]:
+    """Those of the patients that are parked (`patient_parked`): for a drain's whole batch in two
+    statements, not one transaction per patient before each apply."""
+    if not patient_refs:
+        return set()
+    refs = list(patient_refs)
+    parked = set(session.execute(sa_select(_FAILURES.c.patient_ref).where(
+        _FAILURES.c.patient_ref.in_(refs), _FAILURES.c.parked_at.is_not(None))).scalars())
+    every_active_parked = (sa_select(_ENROLMENTS.c.patient_ref)
+                           .where(_ENROLMENTS.c.patient_ref.in_(refs),
+                                  _ENROLMENTS.c.status == EnrolmentStatus.ACTIVE.value)
+                           .group_by(_ENROLMENTS.c.patient_ref)
+                           .having(func.count() == func.count(_ENROLMENTS.c.parked_at)))
+    return parked | set(session.execute(every_active_parked).scalars())
 
 
 _ENROLMENTS = Enrolment.__table__  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """Tests for choosing enrolments to check, and parking failing ones."""
 
+import uuid
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
@@ -11,10 +12,13 @@ from store.scheduling import (
     due_for_check,
     list_parked,
     park,
+    parked_patients,
+    patient_parked,
     record_failure,
+    record_patient_failure,
     unpark,
 )
-from tests.utils.store_factories import T0, create_enrolment
+from tests.utils.store_factories import T0, create_enrolment, random_patient_ref
 
 FAR_PAST = T0 - timedelta(days=3650)
 
@@ -120,3 +124,33 @@ def test_clear_failures_resets_count_when_not_parked(db: Session) -> None:
     cleared = clear_failures(session=db, enrolment_id=enrolment.id, at=T0)
 
     assert (cleared.failure_count, cleared.parked_error) == (0, None)
+
+
+def test_parked_patients_of_a_batch_are_those_patient_parked_says(db: Session) -> None:
+    """The drain asks once per batch what it asked before each apply: the same answer for every
+    kind of patient (no enrolment, one, several, ended ones, failures of their own)."""
+    def patient(*states: str) -> str:
+        """A patient with an enrolment per state: active, parked, ended, ended-parked."""
+        ref = random_patient_ref()
+        for state in states:
+            enrolment = create_enrolment(session=db, patient_ref=ref, pathway_id=f"p-{uuid.uuid4().hex[:6]}")
+            if "parked" in state:
+                park(session=db, enrolment_id=enrolment.id, error="boom", at=T0)
+            if state.startswith("ended"):
+                exit_enrolment(session=db, enrolment_id=enrolment.id, reason="withdrew", at=T0)
+        return ref
+
+    patients = [patient(), patient("active"), patient("parked"), patient("active", "parked"),
+                patient("parked", "parked"), patient("parked", "ended"), patient("ended-parked"),
+                patient("ended")]
+    failing, parked_alone = random_patient_ref(), random_patient_ref()
+    for _ in range(3):
+        record_patient_failure(session=db, patient_ref=parked_alone, error="boom", at=T0, park_after=3)
+    record_patient_failure(session=db, patient_ref=failing, error="boom", at=T0, park_after=3)
+    patients += [failing, parked_alone]
+    db.flush()
+
+    expected = {ref for ref in patients if patient_parked(session=db, patient_ref=ref)}
+    assert parked_patients(session=db, patient_refs=patients) == expected
+    assert expected == {patients[2], patients[4], patients[5], parked_alone}  # worked out by hand
+    assert parked_patients(session=db, patient_refs=[]) == set()
