@@ -20,6 +20,7 @@ from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
+from store.db import among
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
 
@@ -193,14 +194,14 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
     whole = [e.enrolment_id for e in episodes if e.touched is None]
     existing: dict[tuple[str, str], Sequence[Any]] = {}
     if whole:
-        rows = session.execute(query.where(table.c.enrolment_id.in_(whole))).all()
+        rows = session.execute(query.where(among(session, table.c.enrolment_id, whole))).all()
         existing = {(r[0], r[1]): r[2:] for r in rows}
     part = {e.enrolment_id: (e.touched, _item_peers(e)) for e in episodes if e.touched is not None}
     read = set().union(*(touched | peers for touched, peers in part.values()))
     peer_results: dict[str, list[ElementResult]] = {}
     if read:
-        for r in session.execute(query.where(table.c.enrolment_id.in_(list(part)),
-                                             table.c.element_id.in_(list(read)))).all():
+        for r in session.execute(query.where(among(session, table.c.enrolment_id, part),
+                                             among(session, table.c.element_id, read))).all():
             touched, peers = part[r[0]]
             if r[1] in touched:
                 existing[(r[0], r[1])] = r[2:]
@@ -278,7 +279,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     table = AuditEpisode.__table__  # type: ignore[attr-defined]
     existing = {r[0]: r[1:] for r in session.execute(
         sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
-        .where(table.c.enrolment_id.in_([e.enrolment_id for e in episodes]))).all()}
+        .where(among(session, table.c.enrolment_id, [e.enrolment_id for e in episodes]))).all()}
     inserts, updates = [], []
     for e in episodes:
         old = existing.get(e.enrolment_id)
