@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -68,19 +69,29 @@ def _fact(raw: dict[str, Any], i: int) -> Fact:
     )
 
 
-def patient_from_json(data: dict[str, Any]) -> PatientFacts:
-    """Build PatientFacts from a patient file (see deploy/demo/patients/ for examples)."""
+def patient_from_json(data: dict[str, Any], concepts: Collection[str] | None = None) -> PatientFacts:
+    """Build PatientFacts from a patient file (see deploy/demo/patients/ for examples); with
+    `concepts`, only the facts (and not-done records) of those concepts, e.g. what an evaluation
+    of some elements reads (`engine.plan.concepts_read`): the others are not decoded."""
     if not isinstance(data, dict):
         raise EvaluationError("a patient file must hold one JSON object")
     try:
-        return _patient(data)
+        return _patient(data, concepts)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, EvaluationError):
             raise
         raise EvaluationError(f"not a valid patient file: {type(exc).__name__}: {exc}") from None
 
 
-def _patient(data: dict[str, Any]) -> PatientFacts:
+def _facts(raws: list[dict[str, Any]], concepts: Collection[str] | None) -> tuple[Fact, ...]:
+    if concepts is None:
+        return tuple(_fact(raw, i) for i, raw in enumerate(raws))
+    # a fact without a concept is decoded, to be refused as the whole file would be
+    return tuple(_fact(raw, i) for i, raw in enumerate(raws)
+                 if "concept" not in raw or raw["concept"] in concepts)
+
+
+def _patient(data: dict[str, Any], concepts: Collection[str] | None) -> PatientFacts:
     birth = data.get("birthDate")
     tasks = tuple(TaskState(action_key=t["key"], status=t["status"],
                             at=_instant(t.get("at"), "tasks"), reason=t.get("reason"),
@@ -92,8 +103,8 @@ def _patient(data: dict[str, Any]) -> PatientFacts:
         birth_date=date.fromisoformat(birth) if birth else None,
         enrolled_at=_instant(data.get("enrolledAt"), "enrolledAt"),
         parameters=dict(data.get("parameters", {})),
-        facts=tuple(_fact(raw, i) for i, raw in enumerate(data.get("facts", []))),
+        facts=_facts(data.get("facts", []), concepts),
         tasks=tasks,
-        not_done=tuple(_fact(raw, i) for i, raw in enumerate(data.get("notDone", []))),
+        not_done=_facts(data.get("notDone", []), concepts),
         future_tolerance=timedelta(seconds=float(data.get("futureTolerance", 0))),
     )

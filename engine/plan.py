@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from engine.expressions import CompiledExpression
@@ -70,6 +71,9 @@ class Plan:
     anchor_where: dict[str, CompiledExpression] = field(default_factory=dict)
     # engine.fingerprint's digests of this plan, by zone and code: worked out once
     digests: dict[tuple[str, ...], object] = field(default_factory=dict, compare=False, repr=False)
+    # concepts_read's answers, by set of elements: worked out once
+    reads: dict[frozenset[str] | None, frozenset[str]] = field(default_factory=dict, compare=False,
+                                                               repr=False)
 
 
 def plan_of(pathway: Pathway) -> Plan:
@@ -82,26 +86,45 @@ def plan_of(pathway: Pathway) -> Plan:
 
 def concepts_used(pathway: Pathway) -> frozenset[str]:
     """Every concept the pathway reads: enrolment, anchors, variants, conditions and evidence."""
+    concepts, variables = _reads(pathway, None)
+    known = plan_of(pathway).terminology.concepts
+    return frozenset(set(pathway.enrols_on) | concepts | {v for v in variables if v in known})
+
+
+def concepts_read(pathway: Pathway, elements: Collection[str] | None = None) -> frozenset[str]:
+    """The concepts whose facts an evaluation of just `elements` (all when None) can read: what
+    every element shares (anchors, episode scope, variants, scores) and those elements' own. A
+    patient's facts of other concepts can be left out without changing the results of those
+    elements, nor the anchors and variables. Holds the conditions' other variables too (a
+    parameter's or a score's name): a fact of such a concept would be read as well."""
     plan = plan_of(pathway)
-    names: set[str] = set(pathway.enrols_on)
-    names.update(a.concept for a in pathway.anchors.values() if a.concept)
+    key = None if elements is None else frozenset(elements)
+    cached = plan.reads.get(key)
+    if cached is None:
+        concepts, variables = _reads(pathway, key)
+        cached = plan.reads[key] = frozenset(concepts | variables)
+    return cached
+
+
+def _reads(pathway: Pathway, elements: frozenset[str] | None) -> tuple[set[str], set[str]]:
+    """The concepts that the shared part and `elements` (all when None) read by name, and the
+    variables that their FHIRPath conditions read."""
+    plan = plan_of(pathway)
+    concepts: set[str] = {a.concept for a in pathway.anchors.values() if a.concept}
     for param in pathway.parameters.values():
-        names.update(param.from_concepts.values())
-    known = plan.terminology.concepts
-    for score in plan.scores:
-        for expr, _ in score.items:
-            names.update(v for v in expr.variables if v in known)
+        concepts.update(param.from_concepts.values())
+    expressions: list[CompiledExpression | None] = [*plan.anchor_where.values()]
+    expressions.extend(expr for score in plan.scores for expr, _ in score.items)
     for c in plan.elements:
-        names.update(c.element.evidence.concepts)
+        if elements is not None and c.id not in elements:
+            continue
+        concepts.update(c.element.evidence.concepts)
         for clause in c.also:
-            names.update(clause.concepts)
-            if clause.where is not None:
-                names.update(v for v in clause.where.variables if v in known)
+            concepts.update(clause.concepts)
+            expressions.append(clause.where)
         if c.element.trigger is not None:
-            names.add(c.element.trigger.concept)
+            concepts.add(c.element.trigger.concept)
         if c.element.action is not None and c.element.action.record is not None:
-            names.add(c.element.action.record.concept)
-        for maybe in (c.applies_when, c.evidence_where, c.trigger_where):
-            if maybe is not None:
-                names.update(v for v in maybe.variables if v in known)
-    return frozenset(names)
+            concepts.add(c.element.action.record.concept)
+        expressions.extend((c.applies_when, c.evidence_where, c.trigger_where))
+    return concepts, {v for expr in expressions if expr is not None for v in expr.variables}

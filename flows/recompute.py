@@ -18,6 +18,7 @@ from engine.fingerprint import PlanDigest
 from engine.loader import load_pathway
 from engine.model import Pathway
 from engine.patientfile import patient_from_json
+from engine.plan import concepts_read
 from store.db import make_engine, reading
 from store.episode_facts import StoredEpisode, renumber_decided, stored_episode_ids, stored_episodes
 from store.results import (
@@ -94,8 +95,9 @@ def reevaluate(pathway: Pathway, episode: StoredEpisode, tz: ZoneInfo, plan: Pla
     """One episode evaluated alone from its stored facts, at the instant it was last evaluated.
     With `changed`, only those elements may differ from the stored results (decided by an earlier
     plan that shares the rest, from the same facts at the same instant): just they are evaluated
-    and rewritten, and the episode's stored figures are updated for them."""
-    facts = patient_from_json(episode.facts)
+    and rewritten, and the episode's stored figures are updated for them; only the facts they (and
+    what every element shares) can read are decoded."""
+    facts = patient_from_json(episode.facts, None if changed is None else concepts_read(pathway, changed))
     evaluation = evaluate(pathway, facts, now=episode.evaluated_at, tz=tz, only=changed)
     attributes = episode_attributes(pathway, evaluation, facts, ward=episode.ward, surgeon=episode.surgeon)
     return RecordedEpisode(episode.enrolment_id, evaluation, attributes, episode.evaluated_at, plan, changed)

@@ -3,11 +3,12 @@
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -115,6 +116,15 @@ def reading(engine: Engine) -> Engine:
     writer is busy: use it only for reads.
     """
     return engine.execution_options(**{_READ_ONLY: True})
+
+
+def among(session: Session, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`, the values bound as one array: a
+    chunk's 500 keys are then one parameter, not 500 placeholders that SQLAlchemy expands, and
+    psycopg and the server parse, at every execution."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def make_session_factory(engine: Engine) -> Callable[[], Session]:

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from engine.facts import PatientFacts
 from engine.patientfile import patient_json
+from store.db import among
 from store.models import AuditEpisode, EpisodeFacts
 from store.types import as_utc, json_value
 
@@ -91,6 +92,7 @@ def stored_episodes(*, session: Session, enrolment_ids: Sequence[str]) -> list[S
                        col(EpisodeFacts.evaluated_at), col(AuditEpisode.ward), col(AuditEpisode.surgeon),
                        col(AuditEpisode.plan_digest), col(AuditEpisode.updated_at))
              .join(AuditEpisode, col(AuditEpisode.enrolment_id) == col(EpisodeFacts.enrolment_id))
-             .where(col(EpisodeFacts.enrolment_id).in_(list(enrolment_ids))))
+             .where(among(session, EpisodeFacts.__table__.c.enrolment_id,  # type: ignore[attr-defined]
+                          enrolment_ids)))
     return [StoredEpisode(eid, json_value(facts), at, ward, surgeon, plan, recorded)
             for eid, facts, at, ward, surgeon, plan, recorded in session.execute(query)]

@@ -21,6 +21,7 @@ from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
+from store.db import among
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
 
@@ -179,8 +180,7 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
     if inserts:
         _insert_many(session, table, inserts)
     if updates:
-        session.execute(update(table).where(table.c.enrolment_id == bindparam("key_enrolment"),
-                                            table.c.element_id == bindparam("key_element")), updates)
+        _update_many(session, table, {"key_enrolment": "enrolment_id", "key_element": "element_id"}, updates)
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
@@ -205,14 +205,14 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
     whole = [e.enrolment_id for e in episodes if e.touched is None]
     existing: dict[tuple[str, str], Sequence[Any]] = {}
     if whole:
-        rows = session.execute(query.where(table.c.enrolment_id.in_(whole))).all()
+        rows = session.execute(query.where(among(session, table.c.enrolment_id, whole))).all()
         existing = {(r[0], r[1]): r[2:] for r in rows}
     part = {e.enrolment_id: (e.touched, _item_peers(e)) for e in episodes if e.touched is not None}
     read = set().union(*(touched | peers for touched, peers in part.values()))
     peer_results: dict[str, list[ElementResult]] = {}
     if read:
-        for r in session.execute(query.where(table.c.enrolment_id.in_(list(part)),
-                                             table.c.element_id.in_(list(read)))).all():
+        for r in session.execute(query.where(among(session, table.c.enrolment_id, part),
+                                             among(session, table.c.element_id, read))).all():
             touched, peers = part[r[0]]
             if r[1] in touched:
                 existing[(r[0], r[1])] = r[2:]
@@ -270,6 +270,31 @@ def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any
                                    data)
 
 
+def _update_many(session: Session, table: Table, keys: Mapping[str, str],
+                 rows: Sequence[Mapping[str, Any]]) -> None:
+    """Update each row (the same names in each) where the columns `keys` names hold the values
+    of those names. On PostgreSQL, one statement over one array per column (`unnest`): the
+    server plans and runs one UPDATE, not one per row, and no row passes SQLAlchemy's per-row
+    parameter work; each value converted by its column type's bind processor, as in `_insert_many`."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(update(table).where(*(table.c[c] == bindparam(k) for k, c in keys.items())), rows)
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    names = list(rows[0])
+    types = [table.c[keys.get(name, name)].type.dialect_impl(dialect) for name in names]
+    arrays = []
+    for name, type_ in zip(names, types, strict=True):
+        process = type_.bind_processor(dialect)
+        arrays.append([row[name] if process is None else process(row[name]) for row in rows])
+    q = dialect.identifier_preparer.quote
+    unnest = ", ".join(f"%b::{t.compile(dialect=dialect)}[]" for t in types)  # binary: no text escaping
+    sets = ", ".join(f"{q(name)} = v.{q(name)}" for name in names if name not in keys)
+    match = " AND ".join(f"t.{q(column)} = v.{q(key)}" for key, column in keys.items())
+    connection.exec_driver_sql(f"UPDATE {q(table.name)} AS t SET {sets} FROM unnest({unnest}) "
+                               f"AS v({', '.join(map(q, names))}) WHERE {match}", tuple(arrays))
+
+
 def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
     """Whether a stored result row (columns `_RESULT_COLUMNS`, JSON ones as text) differs from `_values`."""
     for i, name in enumerate(_RESULT_COLUMNS):
@@ -290,7 +315,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     table = AuditEpisode.__table__  # type: ignore[attr-defined]
     existing = {r[0]: r[1:] for r in session.execute(
         sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
-        .where(table.c.enrolment_id.in_([e.enrolment_id for e in episodes]))).all()}
+        .where(among(session, table.c.enrolment_id, [e.enrolment_id for e in episodes]))).all()}
     inserts, updates = [], []
     for e in episodes:
         old = existing.get(e.enrolment_id)
@@ -308,7 +333,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     if inserts:
         session.execute(insert(table), inserts)
     if updates:
-        session.execute(update(table).where(table.c.enrolment_id == bindparam("key_enrolment")), updates)
+        _update_many(session, table, {"key_enrolment": "enrolment_id"}, updates)
 
 
 @dataclass(frozen=True)

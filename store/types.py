@@ -1,7 +1,6 @@
 """Column types and vocabularies of the store's tables (action statuses are the engine's `Status`)."""
 
 import json
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -46,14 +45,17 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
+# Every digit as 0, so that a run of 19 is one substring test: several times faster than the
+# regex \d{19} (whose scan cost more than orjson's decoding). Only ASCII digits make JSON numbers.
+_DIGITS_AS_ZERO = str.maketrans("123456789", "0" * 9)
+_LONG_NUMBER = "0" * 19
 
 
 def json_value(text: str) -> Any:
     """A JSON column's stored text decoded as its type (json) would, several times faster: orjson,
     but json for what orjson refuses (NaN, Infinity) or reads otherwise (an integer beyond 64 bits
     becomes a float), i.e. any text with 19 digits in a row."""
-    if _LONG_NUMBER.search(text):
+    if _LONG_NUMBER in text.translate(_DIGITS_AS_ZERO):
         return json.loads(text)
     try:
         return orjson.loads(text)

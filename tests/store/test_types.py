@@ -97,6 +97,7 @@ def test_as_utc_naive_raises() -> None:
     '{"a": [1, 2.5, "x\\u00e9", null, true], "b": {"c": -3}}', '[]', '"text"',
     '[NaN, Infinity]', '{"big": 123456789012345678901234567890}', '[-9223372036854775809]',
     '[18446744073709551616, 0.1000000000000000055511151231257827]',  # orjson refuses or rounds these
+    '{"\u00e9t\u00e9 été": [-10000000000000000000, 20000000000000000000.5]}',  # zeros, non-ASCII text
 ])
 def test_json_value_decodes_as_json_does(stored: str) -> None:
     decoded, expected = json_value(stored), json.loads(stored)
