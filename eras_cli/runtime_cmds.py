@@ -139,6 +139,10 @@ async def _serve(host: str, port: int, poll: float | None, tick: float, prefect:
         await server.serve()
     finally:
         await asyncio.to_thread(runtime.stop)
+        if prefect:  # while Prefect's server still runs: end_children stops it
+            from flows.prefect_server import flush_to_prefect_server
+
+            await asyncio.to_thread(flush_to_prefect_server, timeout=5)
         await asyncio.to_thread(end_children)
 
 

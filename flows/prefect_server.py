@@ -55,3 +55,14 @@ def _start_server(done: Future[None]) -> None:
     else:
         done.set_result(None)
 
+
+def flush_to_prefect_server(timeout: float) -> None:
+    """Send the logs and events that flow runs left queued to Prefect's server, waiting at most
+    `timeout` seconds for each kind. Call it after the last flow run and before the server's
+    process ends: Prefect's own flush at interpreter exit has no time limit, and retried them
+    against the closed port for a minute."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)
