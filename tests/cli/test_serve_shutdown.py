@@ -1,7 +1,8 @@
 """`eras serve` with Prefect (the default) stops promptly and cleanly on SIGTERM, whether Prefect's
 temporary server is still starting or flow runs have run: exit 0 well within STOPS_WITHIN, the
 Prefect server's process and every other child gone, every notification it acknowledged still
-stored, and the flow runs' logs in Prefect's database."""
+stored, and the flow runs' logs in Prefect's database. A SIGTERM while it migrates the store
+lets the migrations finish and stops before serving, with exit 0 too."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from fhir_adapters.sandbox import FhirSandbox
 from store.db import make_engine
+from store.migrate import current_revision, head_revision
 from store.models import InboxEvent
 from tests.utils.loopback import free_port
 from tests.utils.notifications import backport_bundle, observation
@@ -82,13 +84,38 @@ def test_sigterm_stops_serve_promptly_with_its_prefect_server_and_keeps_the_inbo
     engine.dispose()
     assert sorted(stored) == sorted(r["id"] for r in sent)
     if moment == "flow-runs-done":
-        assert FLOW_RUN_DONE in _prefect_logs(tmp_path / "prefect" / "prefect.db")
+        assert FLOW_RUN_DONE in _prefect_logs(tmp_path / "prefect" / "prefect.db"), output
 
 
 def _prefect_logs(path: Path) -> list[str]:
     """The messages Prefect's server stored in its database (PREFECT_HOME's, by default)."""
     with contextlib.closing(sqlite3.connect(path)) as connection:
         return [message for (message,) in connection.execute("SELECT message FROM log")]
+
+
+@pytest.mark.multiprocess
+def test_sigterm_while_serve_migrates_finishes_the_migrations_and_exits_0(
+    tmp_path: Path, fhir_sandbox: FhirSandbox
+) -> None:
+    database, log_path = f"sqlite:///{tmp_path / 'serve.db'}", tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ERAS_"))}
+    env |= {"ERAS_DATABASE_URL": database, "ERAS_FHIR_BASE_URL": fhir_sandbox.base_url,
+            "PREFECT_HOME": str(tmp_path / "prefect")}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([ERAS, "serve", "--port", str(free_port())],
+                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_log(proc, log_path, "Running upgrade")  # the first migration has begun
+        finally:
+            took = _terminate(proc)
+    output = log_path.read_text()
+    assert took is not None, f"eras serve still ran {STOPS_WITHIN} s after SIGTERM:\n{output}"
+    print(f"migrating: SIGTERM to exit {took:.2f} s")
+    assert proc.returncode == 0 and "Traceback" not in output, output
+    assert "API on" not in output  # stopped before serving
+    engine = make_engine(database)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
 
 
 @contextlib.contextmanager
