@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 from concurrent.futures import Future
 
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _start: Future[None] | None = None
@@ -64,5 +67,8 @@ def flush_to_prefect_server(timeout: float) -> None:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    APILogWorker.drain_all(timeout=timeout)
-    EventsWorker.drain_all(timeout=timeout)
+    for what, worker in (("logs", APILogWorker), ("events", EventsWorker)):
+        drained = worker.drain_all(timeout=timeout)  # off any event loop: (done, not done)
+        if isinstance(drained, tuple) and drained[1]:
+            log.warning("Prefect's server took more than %s s to receive the flow runs' %s: "
+                        "those not yet sent may be lost", timeout, what)
