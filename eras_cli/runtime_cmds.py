@@ -22,6 +22,10 @@ from flows.poll_options import POLL_HELP, describe_polling
 # the store and the FHIR client most of a second more; each command imports what it runs, so
 # `eras pathway validate` or `eras parked` starts without Prefect (tests/cli/test_cli_imports.py).
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import FrameType
+
+    import uvicorn
     from prefect.runner import Runner
 
     from flows.loops import Loops
@@ -69,6 +73,7 @@ class RuntimeThread(threading.Thread):
         self.runtime: Runtime | None = None
         self.loops: Loops | None = None
         self.error: BaseException | None = None
+        self.stop_asked = threading.Event()
         self._stopping: asyncio.Event | None = None
 
     def run(self) -> None:
@@ -76,9 +81,11 @@ class RuntimeThread(threading.Thread):
             asyncio.run(self._main())
         except BaseException as exc:  # reported to the API thread, which stops the server
             self.error = exc
+        finally:  # started, failed, or stopped before it started
             self.ready.set()
 
     async def _main(self) -> None:
+        self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         from eras_cli.mllp_cmds import start_if_configured
         from flows.deployments import deployments
         from flows.loops import Loops
@@ -87,8 +94,11 @@ class RuntimeThread(threading.Thread):
         from store.locks import claim_single_process
         from store.wakeup import listen_url
 
-        self.loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        if self.stop_asked.is_set():  # asked while importing: nothing is open yet
+            return
         async with process_runtime(self.settings, migrate=True) as rt:
+            if self.stop_asked.is_set():  # asked while migrating: the migrations were let finish
+                return
             claim_single_process(rt.db)  # SQLite: one engine process; a second one stops here
             tune_collector()
             self.runtime = rt
@@ -111,35 +121,81 @@ class RuntimeThread(threading.Thread):
         if self.loop is not None and self.loops is not None:
             self.loop.call_soon_threadsafe(self.loops.wake)
 
-    def stop(self) -> None:
+    def ask_stop(self) -> None:
+        """Stop now if running, else once started (the start is let finish its step, never
+        cut halfway through a migration). Safe from a signal handler and from any thread."""
+        self.stop_asked.set()
         if self.loop is not None and self._stopping is not None:
-            self.loop.call_soon_threadsafe(self._stopping.set)
-        self.join(timeout=30)
+            with contextlib.suppress(RuntimeError):  # its loop has ended: stopped already
+                self.loop.call_soon_threadsafe(self._stopping.set)
+
+    def stop(self) -> None:
+        self.ask_stop()
+        if self.ident is not None:  # started
+            self.join(timeout=30)
 
 
 async def _serve(host: str, port: int, poll: float | None, tick: float, prefect: bool) -> None:
+    runtime = RuntimeThread(runtime_settings(), poll=poll, tick=tick, prefect=prefect)
+    try:
+        with _stopped_by_signals(runtime) as servers:
+            await _start_and_serve(runtime, host, port, servers)
+    finally:
+        await asyncio.to_thread(runtime.stop)
+        # The flow runs' logs and events go to Prefect's server before end_children ends it.
+        if prefect and runtime.loops is not None:
+            from flows.prefect_server import flush_to_prefect_server
+
+            await asyncio.to_thread(flush_to_prefect_server, timeout=5)
+        await asyncio.to_thread(end_children)
+
+
+async def _start_and_serve(runtime: RuntimeThread, host: str, port: int,
+                           servers: list[uvicorn.Server]) -> None:
     from api.main import create_app
     from api.server import server as api_server
 
-    settings = runtime_settings()
-    runtime = RuntimeThread(settings, poll=poll, tick=tick, prefect=prefect)
+    if runtime.stop_asked.is_set():  # while importing the API
+        return
     runtime.start()
     await asyncio.to_thread(runtime.ready.wait)
+    if runtime.stop_asked.is_set():
+        return
     if runtime.error is not None or runtime.runtime is None:
         console.print(f"[red]the runtime did not start[/red]: {runtime.error}")
         raise typer.Exit(1)
-    rt = runtime.runtime
+    rt, settings = runtime.runtime, runtime.settings
     app = create_app(settings, pathways=rt.pathways)
     app.state.on_event_stored = runtime.wake
     app.state.runtime, app.state.clock, app.state.loops = rt, rt.clock, runtime.loops
     server = api_server(app, host, port, settings.http)
+    servers.append(server)
+    if runtime.stop_asked.is_set():
+        return
     console.print(f"eras serve: API on http://{host}:{port}, runtime running "
                   f"(target {rt.target.value}, pathways {', '.join(rt.pathways)})")
+    await server.serve()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(runtime: RuntimeThread) -> Iterator[list[uvicorn.Server]]:
+    """SIGTERM or SIGINT before the API serves (uvicorn then takes them over) stops the start
+    instead of killing the process halfway through it, a migration say: the runtime stops once
+    its step is done, and a server made meanwhile (in the yielded list) stops once started.
+    The previous handlers are back for the stop itself, so a second signal still ends it at once."""
+    servers: list[uvicorn.Server] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        runtime.ask_stop()
+        for server in servers:
+            server.should_exit = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        await server.serve()
+        yield servers
     finally:
-        await asyncio.to_thread(runtime.stop)
-        await asyncio.to_thread(end_children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def worker(

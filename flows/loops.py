@@ -21,6 +21,7 @@ from prefect._vendor.croniter import croniter
 from flows.deployments import Deployment
 from flows.drain import drain_once
 from flows.metrics import observe_drain
+from flows.prefect_server import prefect_server_started
 from flows.runtime import Runtime
 from store.wakeup import listen
 
@@ -115,5 +116,6 @@ class Loops:
     async def run(self, deployment: Deployment) -> object:
         """One run: a Prefect flow run (it reuses this process's Runtime) or a plain call."""
         if self.as_flow_runs:
+            await prefect_server_started()  # never on this loop: it would block every task
             return await deployment.flow(**deployment.parameters)
         return await deployment.run(self.rt)
