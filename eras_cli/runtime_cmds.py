@@ -22,7 +22,7 @@ from flows.poll_options import POLL_HELP, describe_polling
 # the store and the FHIR client most of a second more; each command imports what it runs, so
 # `eras pathway validate` or `eras parked` starts without Prefect (tests/cli/test_cli_imports.py).
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import FrameType
 
     import uvicorn
@@ -238,23 +238,25 @@ async def _worker(poll: float | None) -> None:
                       listen_url=listen_url(database_url(settings.database_url)))
         loops.start()
         log.info("%s", describe_polling(settings.poll, poll))
-        console.print(f"eras worker: serving {', '.join(served)}; drain loop running")
         try:
-            await _run_until_sigterm(runner)
+            await _run_until_sigterm(runner, ready=lambda: console.print(
+                f"eras worker: serving {', '.join(served)}; drain loop running"))
         finally:
             await loops.stop()
 
 
-async def _run_until_sigterm(runner: Runner) -> None:
+async def _run_until_sigterm(runner: Runner, *, ready: Callable[[], None]) -> None:
     """Run the Runner; on SIGTERM stop it (never pausing the schedules) and return.
 
     Prefect's own SIGTERM handler calls its async stop without awaiting it and raises
-    SystemExit inside the event loop: ours replaces it, once `start()` has installed it.
+    SystemExit inside the event loop: ours replaces it, once `start()` has installed it. Only
+    then is the worker `ready` (says it serves): a SIGTERM before would end it unstopped.
     """
     started = asyncio.create_task(runner.start())
     await asyncio.sleep(0)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    ready()
     stop = asyncio.create_task(stopping.wait())
     await asyncio.wait([started, stop], return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()

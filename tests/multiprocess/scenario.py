@@ -182,10 +182,11 @@ class Saboteur(threading.Thread):
     def _signal(self, name: str, sig: signal.Signals, claimed_by: str, ids: list[int]) -> dict[str, Any]:
         proc = self.workers[name]
         proc.signal(sig)
-        if sig is signal.SIGKILL:  # what it still held when it died (it may have settled some)
-            assert proc.popen is not None
-            proc.popen.wait(timeout=10)
-            ids = held_batches(self.db).get(claimed_by, [])
+        # What it still held once it ended: it may have settled some of the batch seen, and a
+        # SIGTERMed worker may have claimed one more batch before its drain loop was stopped.
+        assert proc.popen is not None
+        proc.popen.wait(timeout=10 if sig is signal.SIGKILL else 60)
+        ids = held_batches(self.db).get(claimed_by, [])
         return {"signal": sig.name, "held": ids, "mid_batch": bool(ids), "pid": proc.pid}
 
 
