@@ -20,7 +20,7 @@ from flows.metrics import APPLY_SECONDS
 from flows.relevance import settle_irrelevant
 from flows.runtime import Runtime
 from store.db import session_scope
-from store.inbox import claim_batch, mark_done, mark_failed, release
+from store.inbox import claim_batch, give_back, mark_done, mark_failed, release
 from store.locks import PatientLockTimeout
 from store.models import InboxEvent
 from store.scheduling import parked_patients
@@ -57,6 +57,17 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     trips = rt.round_trips
     claimed, events, parked = await rt.in_store(_claim, rt, worker, batch_size, now, lease)
     token = claimed[0].claim_token or "" if claimed else ""
+    try:
+        return await _drain_claimed(rt, claimed, events, parked, token, now, trips, concurrency)
+    except asyncio.CancelledError:
+        # Stopped mid-batch (SIGTERM, a rolling restart): the events not yet settled go back at
+        # once to the next drain, here or in another worker, instead of waiting out the lease.
+        await asyncio.shield(rt.in_store(_give_back, rt, [int(e.id or 0) for e in events], token))
+        raise
+
+
+async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[InboxEvent], parked: _Parked,
+                         token: str, now: datetime, trips: int, concurrency: int | None) -> DrainResult:
     try:
         by_patient = await _group_by_patient(rt, events)
     except FhirTemporaryError:
@@ -116,6 +127,13 @@ def _release(rt: Runtime, ids: list[int], token: str, error: str) -> None:
     """Give the events back for a later batch, with why."""
     with session_scope(rt.db) as session:
         release(session=session, ids=ids, token=token, error=error)
+
+
+def _give_back(rt: Runtime, ids: list[int], token: str) -> None:
+    with session_scope(rt.db) as session:
+        n = give_back(session=session, ids=ids, token=token)
+    if n:
+        log.info("drain stopped: %d unsettled events of its batch given back", n)
 
 
 def _done(rt: Runtime, ids: list[int], token: str, at: datetime) -> None:

@@ -394,6 +394,17 @@ def _fill_gap(session: Session, subscription_id: str, number: int, at: datetime)
             gap.to_number -= 1
 
 
+def give_back(*, session: Session, ids: Sequence[int], token: str) -> int:
+    """Of a claim's events, those not yet settled go back to pending for the next drain (a drain
+    stopped mid-batch); the settled ones are left. Returns how many went back."""
+    if not ids:
+        return 0
+    statement = (update(InboxEvent).where(_still_claimed(ids, token))
+                 .values(status=InboxStatus.PENDING, claimed_by=None, claimed_at=None, claim_token=None)
+                 .execution_options(synchronize_session=False))
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
 def release(*, session: Session, ids: Sequence[int], token: str, error: str | None = None) -> None:
     """Give claimed events back (the EHR was unreachable): the next drain takes them again."""
     if not ids:

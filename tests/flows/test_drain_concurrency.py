@@ -209,3 +209,38 @@ def _enrol_all(rt: Runtime, patients: list[str]) -> None:
         for pid in patients:
             enrol(session=session, patient_ref=f"Patient/{pid}", pathway_id=pathway.id,
                   pathway_version=pathway.version, parameters={}, enrolled_by="test", at=AFTER_SURGERY)
+
+
+async def test_a_drain_stopped_mid_batch_gives_back_at_once_what_it_had_not_settled(
+        make_runtime, monkeypatch, new_patient_id) -> None:
+    """A worker stopped mid-batch (SIGTERM, a rolling restart) cancels its drain: the events of
+    the applies that had not finished go back to pending for the next drain at once, instead of
+    waiting out the 5-minute lease; those already settled stay done."""
+    patients = [f"{new_patient_id}-{i}" for i in range(3)]
+    stuck: list[str] = []
+    both_stuck = asyncio.Event()
+
+    async def apply(rt: Runtime, patient_id: str, *, finish: Callable[[Session], None]) -> None:
+        if patient_id != patients[0] and len(stuck) < 2:  # the first batch's: they never end
+            stuck.append(patient_id)
+            if len(stuck) == 2:
+                both_stuck.set()
+            await asyncio.Event().wait()  # waiting for the EHR when the stop comes
+        with session_scope(rt.db) as session:
+            finish(session)
+
+    async with make_runtime() as rt:
+        monkeypatch.setattr(drain, "apply_patient", apply)
+        _enrolled_with_observations(rt, patients)
+        batch = asyncio.create_task(drain_once(rt, worker="stopping", concurrency=3))
+        await asyncio.wait_for(both_stuck.wait(), timeout=30)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        after_stop = _statuses(rt)
+        again = await drain_once(rt, worker="next", now=AFTER_SURGERY)  # well inside the lease
+        by_patient = _statuses(rt)
+    assert after_stop == {f"Patient/{patients[0]}": "done", f"Patient/{patients[1]}": "pending",
+                          f"Patient/{patients[2]}": "pending"}
+    assert (again.claimed, sorted(again.applied)) == (2, sorted(patients[1:]))
+    assert set(by_patient.values()) == {"done"}

@@ -182,12 +182,20 @@ class Saboteur(threading.Thread):
     def _signal(self, name: str, sig: signal.Signals, claimed_by: str, ids: list[int]) -> dict[str, Any]:
         proc = self.workers[name]
         proc.signal(sig)
-        # What it still held once it ended: it may have settled some of the batch seen, and a
-        # SIGTERMed worker may have claimed one more batch before its drain loop was stopped.
         assert proc.popen is not None
-        proc.popen.wait(timeout=10 if sig is signal.SIGKILL else 60)
-        ids = held_batches(self.db).get(claimed_by, [])
-        return {"signal": sig.name, "held": ids, "mid_batch": bool(ids), "pid": proc.pid}
+        if sig is signal.SIGKILL:  # what it still held when it died (it may have settled some)
+            proc.popen.wait(timeout=10)
+            ids = held_batches(self.db).get(claimed_by, [])
+            return {"signal": sig.name, "held": ids, "mid_batch": bool(ids), "pid": proc.pid}
+        # SIGTERM: every event it held until it ended (it may claim one more batch before its
+        # drain stops); a stopped drain gives back what it had not settled, so it ends holding none.
+        seen, deadline = set(ids), time.monotonic() + 60
+        while proc.popen.poll() is None and time.monotonic() < deadline:
+            seen.update(held_batches(self.db).get(claimed_by, []))
+            time.sleep(0.02)
+        left = held_batches(self.db).get(claimed_by, [])
+        return {"signal": sig.name, "held": sorted(seen | set(left)), "held_after_stop": left,
+                "mid_batch": bool(seen), "pid": proc.pid}
 
 
 def waves(resources: list[dict[str, Any]], rng: random.Random) -> list[list[dict[str, Any]]]:

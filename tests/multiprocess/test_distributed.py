@@ -43,6 +43,13 @@ def test_every_notification_is_stored_once_and_done(observed: Observed) -> None:
     assert all(row["processed_at"] is not None for row in inbox)
 
 
+def test_the_stopped_worker_gave_back_what_it_had_not_settled(observed: Observed) -> None:
+    """SIGTERM (a rolling restart): its drain is stopped and the batch's unsettled events go back
+    at once, for the others, instead of waiting out the lease like the killed worker's."""
+    stopped = next(k for k in observed.killed.values() if k["signal"] == "SIGTERM")
+    assert stopped.get("held_after_stop", []) == []
+
+
 def test_the_killed_workers_batch_is_finished_by_another_worker(observed: Observed) -> None:
     killed = next(k for k in observed.killed.values() if k["signal"] == "SIGKILL")
     by_id = {row["id"]: row for row in observed.inbox}
