@@ -72,10 +72,7 @@ def test_sigterm_stops_serve_promptly_with_its_prefect_server_and_keeps_the_inbo
             children |= descendants(proc.pid)
         finally:
             took = _terminate(proc)
-    output = log_path.read_text()
-    assert took is not None, f"eras serve still ran {STOPS_WITHIN} s after SIGTERM:\n{output}"
-    print(f"{moment}: SIGTERM to exit {took:.2f} s")
-    assert proc.returncode == 0 and "Traceback" not in output, output
+    output = _stopped_cleanly(proc, took, log_path, moment)
     assert [pid for pid in children if alive(pid)] == [], output
     engine = make_engine(database)
     with Session(engine) as session:
@@ -85,6 +82,15 @@ def test_sigterm_stops_serve_promptly_with_its_prefect_server_and_keeps_the_inbo
     assert sorted(stored) == sorted(r["id"] for r in sent)
     if moment == "flow-runs-done":
         assert FLOW_RUN_DONE in _prefect_logs(tmp_path / "prefect" / "prefect.db"), output
+
+
+def _stopped_cleanly(proc: subprocess.Popen[bytes], took: float | None, log_path: Path, moment: str) -> str:
+    """eras serve ended within STOPS_WITHIN s of SIGTERM, with 0 and no traceback; its output."""
+    output = log_path.read_text()
+    assert took is not None, f"eras serve still ran {STOPS_WITHIN} s after SIGTERM:\n{output}"
+    print(f"{moment}: SIGTERM to exit {took:.2f} s")
+    assert proc.returncode == 0 and "Traceback" not in output, output
+    return output
 
 
 def _prefect_logs(path: Path) -> list[str]:
@@ -108,10 +114,7 @@ def test_sigterm_while_serve_migrates_finishes_the_migrations_and_exits_0(
             _wait_for_log(proc, log_path, "Running upgrade")  # the first migration has begun
         finally:
             took = _terminate(proc)
-    output = log_path.read_text()
-    assert took is not None, f"eras serve still ran {STOPS_WITHIN} s after SIGTERM:\n{output}"
-    print(f"migrating: SIGTERM to exit {took:.2f} s")
-    assert proc.returncode == 0 and "Traceback" not in output, output
+    output = _stopped_cleanly(proc, took, log_path, "migrating")
     assert "API on" not in output  # stopped before serving
     engine = make_engine(database)
     assert current_revision(engine) == head_revision()
