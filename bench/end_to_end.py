@@ -44,8 +44,8 @@ SECRET = "bench-secret"
 PATIENTS = 40
 
 
-async def seed(client: FhirClient, now: datetime) -> list[str]:
-    pids = [f"e2e-{i}" for i in range(PATIENTS)]
+async def seed(client: FhirClient, now: datetime, prefix: str = "e2e") -> list[str]:
+    pids = [f"{prefix}-{i}" for i in range(PATIENTS)]
     start = now - timedelta(hours=6)
     for pid in pids:
         await client.transaction(ehr.transaction(
@@ -268,19 +268,20 @@ async def run_distributed(args: argparse.Namespace) -> None:
             async def trips() -> int:  # what the EHR served, less the bench's own requests
                 return topo.sandbox.requests - client.round_trips
 
-            pids = await seed(client, datetime.now(UTC))
             bench = Bench(topo.api, client, http, topo.inbox(), trips)
             figures = {}
             for n in range(1, args.workers + 1):
+                # Patients of their own for each worker count: every NRS 7 adds an Observation and
+                # a Task to its patient's record, so the same patients would give the later counts
+                # records twice as long to read and evaluate (~50 more Observations and Tasks each).
+                pids = await seed(client, datetime.now(UTC), prefix=f"e2e-w{n}")
                 cpu_before = {k: cpu_seconds(v) for k, v in topo.processes([]).items()}
                 wall = time.perf_counter()
                 workers = topo.start_workers(n)
-                if not bench.enrolment:  # the first time: enrolments, first plans
-                    await bench.announce_bookings(pids)
+                await bench.announce_bookings(pids)  # enrolments, first plans
                 await stage(bench, pids, 8, 5)  # warm-up
                 await bench.drained(args.drain_seconds)
-                if not bench.enrolment:
-                    await bench.learn_enrolments(pids)
+                await bench.learn_enrolments(pids)
                 batch = f" --batch-size {args.batch_size}" if args.runner == "drain" else ""
                 print(f"{n} x eras {args.runner}{batch}, 1 API, PostgreSQL:")
                 figures[n] = await measure(bench, pids, args)
