@@ -162,7 +162,6 @@ PARTS = [
     ("flows.apply", "session_scope", "sessions (BEGIN, code in them no part claims)", "store: transactions"),
     ("sqlalchemy.orm.session:SessionTransaction", "commit", "commit (last flush, COMMIT)",
      "store: transactions"),
-    ("flows.apply", "_enrolled_pathways", "_enrolled_pathways (enrolments read)", "store: reads"),
     ("flows.apply", "_enrol_from_record", "_enrol_from_record (enrolments, pending, open)", "store: reads"),
     ("flows.apply", "require_enrolment", "require_enrolment", "store: reads"),
     ("flows.apply", "find_enrolments", "find_enrolments", "store: reads"),

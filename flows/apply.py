@@ -47,7 +47,7 @@ from store.actions import (
     record_fhir_ids,
     sync_actions,
 )
-from store.db import reading, session_scope
+from store.db import session_scope
 from store.enrolments import enrol, find_enrolments, require_enrolment, update_enrolment_context
 from store.episode_facts import record_facts
 from store.locks import patient_lock
@@ -166,15 +166,11 @@ def _decide(rt: Runtime, patient_id: str, resources: list[dict[str, Any]], now: 
 async def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
     if len(rt.pathways) < 2:  # one order only: no need to read the enrolments for it
         return list(rt.pathways.values())
-    enrolled = await rt.in_store(_enrolled_pathways, rt, patient_id)
+    enrolled = {e.pathway_id for e in await rt.in_transaction(  # no write lock: no writer is waited for
+        find_enrolments, read_only=True, patient_ref=f"Patient/{patient_id}")}
     # Pathways not yet enrolled are read too: their procedure in the record enrols the patient.
     return [p for pid, p in rt.pathways.items() if pid in enrolled] + [
         p for pid, p in rt.pathways.items() if pid not in enrolled]
-
-
-def _enrolled_pathways(rt: Runtime, patient_id: str) -> set[str]:
-    with session_scope(reading(rt.db)) as session:  # no write lock: another writer is not waited for
-        return {e.pathway_id for e in find_enrolments(session=session, patient_ref=f"Patient/{patient_id}")}
 
 
 async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> list[dict[str, Any]]:
@@ -411,11 +407,6 @@ def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, versi
     session.add(row)
 
 
-def _enrolments(rt: Runtime, patient_id: str) -> list[Enrolment]:
-    with session_scope(rt.db) as session:
-        return list(find_enrolments(session=session, patient_ref=f"Patient/{patient_id}"))
-
-
 class PatientEvaluation(NamedTuple):
     enrolment: Enrolment
     evaluation: Evaluation
@@ -427,7 +418,7 @@ async def read_and_evaluate(rt: Runtime, patient_id: str, *,
     """Read the record and evaluate each active enrolment, writing nothing (reports, the demo)."""
     now = now or rt.clock()
     resources = await _read(rt, patient_id, await _candidate_pathways(rt, patient_id))
-    enrolments = await rt.in_store(_enrolments, rt, patient_id)
+    enrolments = await rt.in_transaction(find_enrolments, patient_ref=f"Patient/{patient_id}")
     out = []
     for enrolment in enrolments:
         if enrolment.status == EnrolmentStatus.ACTIVE:

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from fhir_adapters.errors import FhirTemporaryError
 from fhir_adapters.inbox_events import patient_ref_of
 from flows.apply import apply_patient
-from flows.failures import PARKED_ERROR, clear_failures, describe, is_parked, record_failure
+from flows.failures import PARKED_ERROR, clear_failures, describe, record_failure
 from flows.metrics import APPLY_SECONDS
 from flows.relevance import settle_irrelevant
 from flows.runtime import Runtime
@@ -62,7 +62,9 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     except asyncio.CancelledError:
         # Stopped mid-batch (SIGTERM, a rolling restart): the events not yet settled go back at
         # once to the next drain, here or in another worker, instead of waiting out the lease.
-        await asyncio.shield(rt.in_store(_give_back, rt, [int(e.id or 0) for e in events], token))
+        ids = [int(e.id or 0) for e in events]
+        if given := await asyncio.shield(rt.in_transaction(give_back, ids=ids, token=token)):
+            log.info("drain stopped: %d unsettled events of its batch given back", given)
         raise
 
 
@@ -71,25 +73,27 @@ async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[In
     try:
         by_patient = await _group_by_patient(rt, events)
     except FhirTemporaryError:
-        await rt.in_store(_release, rt, [int(e.id or 0) for e in events], token, "EHR unreachable")
+        await rt.in_transaction(release, ids=[int(e.id or 0) for e in events], token=token,
+                                error="EHR unreachable")
         return DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events), deferred=["*"],
                            round_trips=rt.round_trips - trips)
     if about_no_patient := by_patient.pop(None, []):
         # Events about no patient (a Location update, a resource since deleted) apply nothing.
-        await rt.in_store(_done, rt, about_no_patient, token, now)
+        await rt.in_transaction(mark_done, ids=about_no_patient, token=token, at=now)
     result = DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events),
                          patients=len(by_patient))
     slots = asyncio.Semaphore(rt.concurrent_applies if concurrency is None else concurrency)
 
     async def apply_in_turn(patient_id: str, ids: list[int]) -> None:
         async with slots:
-            if f"Patient/{patient_id}" in parked.checked:
-                is_parked_now = f"Patient/{patient_id}" in parked.parked
+            ref = f"Patient/{patient_id}"
+            if ref in parked.checked:
+                is_parked_now = ref in parked.parked
             else:  # found by reading the resource the event named (_group_by_patient)
-                is_parked_now = await rt.in_store(is_parked, rt, patient_id)
+                is_parked_now = bool(await rt.in_transaction(parked_patients, patient_refs=[ref]))
             if result.deferred:  # the EHR is down: give the rest back untried
                 result.deferred.append(patient_id)
-                await rt.in_store(_release, rt, ids, token, "EHR unreachable")
+                await rt.in_transaction(release, ids=ids, token=token, error="EHR unreachable")
             elif is_parked_now:
                 await rt.in_store(_fail_events, rt, ids, token, PARKED_ERROR)
                 result.failed.append(patient_id)
@@ -108,7 +112,7 @@ async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[In
 
 class _Parked(NamedTuple):
     checked: set[str]  # patient refs asked about
-    parked: set[str]  # those parked (store.scheduling.patient_parked)
+    parked: set[str]  # those parked (store.scheduling.parked_patients)
 
 
 def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,
@@ -121,24 +125,6 @@ def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,
         events = settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
         refs = {f"Patient/{pid}" for e in events if (pid := _patient_id(e)) is not None}
         return claimed, events, _Parked(refs, parked_patients(session=session, patient_refs=refs))
-
-
-def _release(rt: Runtime, ids: list[int], token: str, error: str) -> None:
-    """Give the events back for a later batch, with why."""
-    with session_scope(rt.db) as session:
-        release(session=session, ids=ids, token=token, error=error)
-
-
-def _give_back(rt: Runtime, ids: list[int], token: str) -> None:
-    with session_scope(rt.db) as session:
-        n = give_back(session=session, ids=ids, token=token)
-    if n:
-        log.info("drain stopped: %d unsettled events of its batch given back", n)
-
-
-def _done(rt: Runtime, ids: list[int], token: str, at: datetime) -> None:
-    with session_scope(rt.db) as session:
-        mark_done(session=session, ids=ids, token=token, at=at)
 
 
 async def _group_by_patient(rt: Runtime, events: list[InboxEvent]) -> dict[str | None, list[int]]:
@@ -179,9 +165,9 @@ async def _apply_one(rt: Runtime, patient_id: str, ids: list[int], token: str,
     except FhirTemporaryError as exc:
         log.warning("EHR unreachable while applying Patient/%s: %s", patient_id, exc.status)
         result.deferred.append(patient_id)  # at once: the applies not yet started see it
-        await rt.in_store(_release, rt, ids, token, f"temporary: {exc}")
+        await rt.in_transaction(release, ids=ids, token=token, error=f"temporary: {exc}")
     except PatientLockTimeout:  # another process is stuck on them: later
-        await rt.in_store(_release, rt, ids, token, "patient lock timeout")
+        await rt.in_transaction(release, ids=ids, token=token, error="patient lock timeout")
     except OperationalError:
         raise  # the database, not the patient: nothing to record it in
     except Exception as exc:  # any other error is this patient's alone: the batch goes on

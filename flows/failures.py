@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from flows.runtime import Runtime
 from store.db import session_scope
-from store.scheduling import clear_patient_failures, patient_parked, record_patient_failure
+from store.scheduling import clear_patient_failures, record_patient_failure
 
 log = logging.getLogger(__name__)
 PARK_AFTER = 3  # failed applies in a row before a patient is parked (see `eras parked`)
@@ -22,11 +22,6 @@ PARKED_ERROR = "patient parked after repeated failures: see `eras parked`"
 def describe(exc: BaseException) -> str:
     """The error as stored: its type and message (FHIR errors carry resource ids, not values)."""
     return f"{type(exc).__name__}: {exc}"
-
-
-def is_parked(rt: Runtime, patient_id: str) -> bool:
-    with session_scope(rt.db) as session:
-        return patient_parked(session=session, patient_ref=f"Patient/{patient_id}")
 
 
 def record_failure(rt: Runtime, patient_id: str, error: str, *, loop: str) -> None:

@@ -22,6 +22,7 @@ from fhir_adapters.client import FhirClient
 from fhir_adapters.locations import DEFAULT_PATTERN
 from fhir_adapters.plandefinition import CANONICAL_BASE
 from flows.poll_options import PollSettings
+from store.db import reading, session_scope
 
 DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
 # Patients a drain batch applies at once. An apply is mostly waiting for the EHR (~0.1 s of this
@@ -102,6 +103,11 @@ class Runtime:
         call = functools.partial(contextvars.copy_context().run, work, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._store_threads, call)
 
+    async def in_transaction(self, work: Callable[..., T], *, read_only: bool = False, **kwargs: Any) -> T:
+        """`work(session=..., **kwargs)` in one store transaction (committed), run by `in_store`:
+        the store functions take their session by keyword. `read_only`: on SQLite, no write lock."""
+        return await self.in_store(_transaction, self.db, work, read_only, kwargs)
+
     def close_store_threads(self) -> None:
         """Stop the store threads (each finishes the work it has); a later in_store starts them again."""
         if self._store_threads is not None:
@@ -123,3 +129,8 @@ class Runtime:
         """HTTP requests sent so far to the EHR and the task store (retries included)."""
         extra = self.tasks.round_trips if self.tasks is not None and self.tasks is not self.ehr else 0
         return self.ehr.round_trips + extra
+
+
+def _transaction(db: Engine, work: Callable[..., T], read_only: bool, kwargs: Mapping[str, Any]) -> T:
+    with session_scope(reading(db) if read_only else db) as session:
+        return work(session=session, **kwargs)

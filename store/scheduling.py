@@ -148,17 +148,10 @@ def clear_patient_failures(*, session: Session, patient_ref: str, at: datetime) 
         col(PatientFailure.patient_ref) == patient_ref, col(PatientFailure.parked_at).is_(None)))
 
 
-def patient_parked(*, session: Session, patient_ref: str) -> bool:
-    """Whether every active enrolment of the patient (or the patient alone) is parked.
-
-    Asked before every drained apply: one statement, no ORM objects loaded."""
-    parked_at, active, parked = session.execute(_parked_counts(), {"ref": patient_ref}).one()
-    return parked_at is not None or (active > 0 and parked == active)
-
-
 def parked_patients(*, session: Session, patient_refs: Collection[str]) -> set[str]:
-    """Those of the patients that are parked (`patient_parked`): for a drain's whole batch in two
-    statements, not one transaction per patient before each apply."""
+    """Those of the patients that are parked: every active enrolment of theirs is (or, with no
+    active enrolment, the patient alone is). Asked once for a drain's whole batch, in two
+    statements, not in a transaction per patient before each apply."""
     if not patient_refs:
         return set()
     refs = list(patient_refs)
@@ -183,17 +176,6 @@ def _failures_to_clear() -> Any:
         exists().where(_ENROLMENTS.c.patient_ref == bindparam("ref"), _ENROLMENTS.c.failure_count != 0,
                        _ENROLMENTS.c.parked_at.is_(None)),
         exists().where(_FAILURES.c.patient_ref == bindparam("ref"), _FAILURES.c.parked_at.is_(None))))
-
-
-@cache
-def _parked_counts() -> Any:
-    """The patient's own parked instant, their active enrolments and how many of those are parked."""
-    active = ((_ENROLMENTS.c.patient_ref == bindparam("ref"))
-              & (_ENROLMENTS.c.status == EnrolmentStatus.ACTIVE.value))
-    return sa_select(
-        sa_select(_FAILURES.c.parked_at).where(_FAILURES.c.patient_ref == bindparam("ref")).scalar_subquery(),
-        sa_select(func.count()).where(active).scalar_subquery(),
-        sa_select(func.count()).where(active, _ENROLMENTS.c.parked_at.is_not(None)).scalar_subquery())
 
 
 def unpark_patient(*, session: Session, patient_ref: str, at: datetime) -> None:
