@@ -55,17 +55,31 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     """
     now = now or rt.clock()
     trips = rt.round_trips
-    claimed, events, parked = await rt.in_store(_claim, rt, worker, batch_size, now, lease)
-    token = claimed[0].claim_token or "" if claimed else ""
+    claim = asyncio.ensure_future(rt.in_store(_claim, rt, worker, batch_size, now, lease))
     try:
-        return await _drain_claimed(rt, claimed, events, parked, token, now, trips, concurrency)
+        claimed, events, parked = await asyncio.shield(claim)
     except asyncio.CancelledError:
-        # Stopped mid-batch (SIGTERM, a rolling restart): the events not yet settled go back at
-        # once to the next drain, here or in another worker, instead of waiting out the lease.
-        ids = [int(e.id or 0) for e in events]
-        if given := await asyncio.shield(rt.in_transaction(give_back, ids=ids, token=token)):
-            log.info("drain stopped: %d unsettled events of its batch given back", given)
+        # Stopped while claiming: on PostgreSQL the claim commits on its thread all the same.
+        claimed, events, _ = await asyncio.shield(claim)
+        await _give_back(rt, claimed, events)
         raise
+    try:
+        return await _drain_claimed(rt, claimed, events, parked, _token(claimed), now, trips, concurrency)
+    except asyncio.CancelledError:
+        await _give_back(rt, claimed, events)
+        raise
+
+
+def _token(claimed: list[InboxEvent]) -> str:
+    return claimed[0].claim_token or "" if claimed else ""
+
+
+async def _give_back(rt: Runtime, claimed: list[InboxEvent], events: list[InboxEvent]) -> None:
+    """Stopped mid-batch (SIGTERM, a rolling restart): the events not yet settled go back at
+    once to the next drain, here or in another worker, instead of waiting out the lease."""
+    ids = [int(e.id or 0) for e in events]
+    if ids and (given := await asyncio.shield(rt.in_transaction(give_back, ids=ids, token=_token(claimed)))):
+        log.info("drain stopped: %d unsettled events of its batch given back", given)
 
 
 async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[InboxEvent], parked: _Parked,
@@ -121,7 +135,7 @@ def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,
     which of the patients they name are parked (their events fail, unapplied)."""
     with session_scope(rt.db) as session:
         claimed = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
-        token = claimed[0].claim_token or "" if claimed else ""
+        token = _token(claimed)
         events = settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)
         refs = {f"Patient/{pid}" for e in events if (pid := _patient_id(e)) is not None}
         return claimed, events, _Parked(refs, parked_patients(session=session, patient_refs=refs))

@@ -150,9 +150,9 @@ async def test_ehr_unreachable_gives_back_the_untried_and_settles_only_the_appli
 
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
-        _enrolled_with_observations(rt, patients)
+        enrolled_with_observations(rt, patients)
         result = await drain_once(rt, worker="test", concurrency=2)
-        by_patient = _statuses(rt)
+        by_patient = status_by_patient(rt)
     assert order == patients[:2]  # the other two never started
     assert result.applied == [patients[1]]
     assert sorted(result.deferred) == sorted([patients[0], *patients[2:]])
@@ -177,22 +177,22 @@ async def test_a_database_error_lets_the_other_applies_finish_then_stops_the_bat
 
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
-        _enrolled_with_observations(rt, patients)
+        enrolled_with_observations(rt, patients)
         with pytest.raises(OperationalError):
             await drain_once(rt, worker="test", concurrency=3)
-        by_patient = _statuses(rt)
+        by_patient = status_by_patient(rt)
     assert by_patient == {f"Patient/{patients[0]}": "processing", f"Patient/{patients[1]}": "done",
                           f"Patient/{patients[2]}": "done"}
 
 
-def _enrolled_with_observations(rt: Runtime, patients: list[str]) -> None:
+def enrolled_with_observations(rt: Runtime, patients: list[str]) -> None:
     """An observation each in the inbox, for patients already enrolled."""
     store_events(rt, [{"resourceType": "Observation", "id": f"o-{pid}", "meta": {"versionId": "1"},
                        "subject": {"reference": f"Patient/{pid}"}} for pid in patients])
     _enrol_all(rt, patients)
 
 
-def _statuses(rt: Runtime) -> dict[str | None, str]:
+def status_by_patient(rt: Runtime) -> dict[str | None, str]:
     """Each patient's inbox event status."""
     with session_scope(rt.db) as session:
         return {e.patient_ref: e.status for e in session.exec(select(InboxEvent))}
@@ -231,15 +231,15 @@ async def test_a_drain_stopped_mid_batch_gives_back_at_once_what_it_had_not_sett
 
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
-        _enrolled_with_observations(rt, patients)
+        enrolled_with_observations(rt, patients)
         batch = asyncio.create_task(drain_once(rt, worker="stopping", concurrency=3))
         await asyncio.wait_for(both_stuck.wait(), timeout=30)
         batch.cancel()
         with pytest.raises(asyncio.CancelledError):
             await batch
-        after_stop = _statuses(rt)
+        after_stop = status_by_patient(rt)
         again = await drain_once(rt, worker="next", now=AFTER_SURGERY)  # well inside the lease
-        by_patient = _statuses(rt)
+        by_patient = status_by_patient(rt)
     assert after_stop == {f"Patient/{patients[0]}": "done", f"Patient/{patients[1]}": "pending",
                           f"Patient/{patients[2]}": "pending"}
     assert (again.claimed, sorted(again.applied)) == (2, sorted(patients[1:]))

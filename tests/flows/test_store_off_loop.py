@@ -7,26 +7,42 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from sqlalchemy import Engine, text
 
 from fhir_adapters.client import FhirClient
 from fhir_adapters.sandbox import FhirSandbox
 from flows.apply import apply_patient
+from flows.drain import drain_once
 from flows.runtime import Runtime, WriteTarget
 from store.db import make_engine
-from tests.flows.test_drain_concurrency import AFTER_SURGERY, booked_and_operated
+from tests.flows.test_drain_concurrency import (
+    AFTER_SURGERY,
+    booked_and_operated,
+    enrolled_with_observations,
+    status_by_patient,
+)
 from tests.utils.databases import postgres_schema
 from tests.utils.pathways import LONDON, lumbar
 
 RELEASE_AFTER_SECONDS = 45.0  # the lock's safety release: long past any wait this test makes
 
 
-def waiting_for_lock(engine: Engine) -> bool:
-    """Whether a backend of this database is waiting for a lock on planned_action."""
+def waiting_for_lock(engine: Engine, table: str = "planned_action") -> bool:
+    """Whether a backend of this database is waiting for a lock on `table`."""
     with engine.connect() as connection:
         return bool(connection.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query ILIKE '%planned_action%'")).scalar_one())
+            "AND wait_event_type = 'Lock' AND query ILIKE :table"), {"table": f"%{table}%"}).scalar_one())
+
+
+async def seen_waiting(engine: Engine, table: str) -> bool:
+    for _ in range(300):  # the loop runs while the store work waits for the lock
+        if await asyncio.to_thread(waiting_for_lock, engine, table):
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def test_an_apply_waiting_for_the_database_leaves_the_event_loop_free(
@@ -45,11 +61,7 @@ async def test_an_apply_waiting_for_the_database_leaves_the_event_loop_free(
                 safety = threading.Timer(RELEASE_AFTER_SECONDS, transaction.rollback)
                 safety.start()
                 apply = asyncio.create_task(apply_patient(rt, new_patient_id))
-                seen = False
-                for _ in range(300):  # the loop runs while the apply waits for the lock
-                    if seen := await asyncio.to_thread(waiting_for_lock, engine):
-                        break
-                    await asyncio.sleep(0.05)
+                seen = await seen_waiting(engine, "planned_action")
                 released_by_test = safety.is_alive()
                 safety.cancel()
                 if released_by_test:
@@ -60,3 +72,39 @@ async def test_an_apply_waiting_for_the_database_leaves_the_event_loop_free(
         finally:
             blocker.close()
             engine.dispose()
+
+
+async def test_a_drain_stopped_while_its_claim_waits_gives_the_claim_back(
+        fhir_sandbox: FhirSandbox, new_patient_id: str) -> None:
+    """A worker stopped (SIGTERM) while its claim waits for PostgreSQL: the claim still commits
+    on its thread, and its events go back to pending at once, not held until the lease ends."""
+    patients = [f"{new_patient_id}-{i}" for i in range(3)]
+    with postgres_schema() as url:
+        engine = make_engine(url)
+        blocker = engine.connect()
+        try:
+            async with FhirClient(fhir_sandbox.base_url) as ehr:
+                rt = Runtime(pathways={"lumbar_fusion": lumbar()}, ehr=ehr, tasks=ehr, target=WriteTarget.EHR,
+                             db=engine, tz=LONDON, clock=lambda: AFTER_SURGERY)
+                enrolled_with_observations(rt, patients)
+                transaction = blocker.begin()
+                blocker.execute(text("LOCK TABLE inbox_event IN ACCESS EXCLUSIVE MODE"))
+                safety = threading.Timer(RELEASE_AFTER_SECONDS, transaction.rollback)
+                safety.start()
+                batch = asyncio.create_task(drain_once(rt, worker="stopping"))
+                seen = await seen_waiting(engine, "inbox_event")
+                batch.cancel()
+                await asyncio.sleep(0.2)  # the stop reaches the drain while its claim still waits
+                released_by_test = safety.is_alive()
+                safety.cancel()
+                if released_by_test:
+                    transaction.rollback()
+                with pytest.raises(asyncio.CancelledError):
+                    await batch
+                rt.close_store_threads()  # every claim made on a thread has committed
+                after_stop = status_by_patient(rt)
+        finally:
+            blocker.close()
+            engine.dispose()
+    assert seen and released_by_test
+    assert after_stop == {f"Patient/{pid}": "pending" for pid in patients}
