@@ -1,7 +1,8 @@
 """CPU time by part of the code: named functions wrapped with a timer, each part's own time
 (its nested parts' taken out), so the parts add up to the whole. For benches that run one unit
-of work at a time (a single thread; an awaited part counts only its own task's work when nothing
-else runs meanwhile). Used by bench/apply.py --breakdown.
+of work at a time (an awaited part counts only its own task's work when nothing else runs
+meanwhile). Each thread times its own parts (store work run on a runtime's threads, PostgreSQL).
+Used by bench/apply.py --breakdown.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -22,19 +24,28 @@ class CpuParts:
     def __init__(self) -> None:
         self.own: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self._stack: list[list[Any]] = []  # [label, started, nested CPU]
+        self._local = threading.local()  # .stack: [label, started, nested CPU] of this thread
+        self._lock = threading.Lock()
         self._undo: list[tuple[Any, str, Any]] = []
+
+    @property
+    def _stack(self) -> list[list[Any]]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack  # type: ignore[no-any-return]
 
     def _enter(self, label: str) -> None:
         self._stack.append([label, time.thread_time(), 0.0])
 
     def _exit(self) -> None:
-        label, started, nested = self._stack.pop()
+        stack = self._stack
+        label, started, nested = stack.pop()
         spent = time.thread_time() - started
-        self.own[label] += spent - nested
-        self.calls[label] += 1
-        if self._stack:
-            self._stack[-1][2] += spent
+        with self._lock:
+            self.own[label] += spent - nested
+            self.calls[label] += 1
+        if stack:
+            stack[-1][2] += spent
 
     def wrap(self, owner: Any, name: str, label: str, *, context: bool = False) -> None:
         """Time `owner.name` (a module's function, a class's method, an object's method) as `label`;
