@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -71,6 +72,8 @@ class FactsReading(NamedTuple):
 # the same patient: validation is the largest cost of reading a record (~0.5 ms a resource).
 _PARSED: OrderedDict[tuple[str, str, str], FHIRAbstractModel] = OrderedDict()
 PARSE_CACHE_SIZE = 20_000
+# Applies on PostgreSQL map records on several store threads at once (flows.runtime.in_store).
+_CACHES_LOCK = threading.Lock()
 
 
 def parse_resource(resource: Mapping[str, Any]) -> FHIRAbstractModel:
@@ -85,13 +88,16 @@ def parse_resource(resource: Mapping[str, Any]) -> FHIRAbstractModel:
     if not version or rid == "?":
         return _validate(resource, rtype, rid)
     key = (rtype, rid, str(version))
-    model = _PARSED.get(key)
-    if model is None:
-        model = _PARSED[key] = _validate(resource, rtype, rid)
+    with _CACHES_LOCK:
+        model = _PARSED.get(key)
+        if model is not None:
+            _PARSED.move_to_end(key)
+            return model
+    model = _validate(resource, rtype, rid)
+    with _CACHES_LOCK:
+        _PARSED[key] = model
         if len(_PARSED) > PARSE_CACHE_SIZE:
             _PARSED.popitem(last=False)
-    else:
-        _PARSED.move_to_end(key)
     return model
 
 
@@ -428,7 +434,7 @@ def facts_from_resources(
     resources = list(resources)
     locations = {f"Location/{r.get('id')}": r for r in resources if r.get("resourceType") == "Location"}
     with_locations = partial(encounter_facts, locations=locations, ward_bed=ward_bed)
-    mappers: dict[str, Mapper] = {**MAPPERS, "Encounter": with_locations}
+    context = _MappingContext(terminology, local_tz, task_identifier_system)
     facts: list[Fact] = []
     tasks: list[TaskState] = []
     not_done: list[Fact] = []
@@ -442,29 +448,88 @@ def facts_from_resources(
         if why_not:
             skipped.append(SkippedResource(rtype, rid, why_not))
             continue
-        try:
-            model = parse_resource(resource)
-        except UnreadableResource as exc:
-            skipped.append(SkippedResource(rtype, rid, exc.reason))
-            continue
-        if getattr(model, "status", None) in DROPPED_STATUSES.get(rtype, ()):
-            continue
         if rtype == "Patient":
-            demographics = _demographics(model)
-        elif rtype == "Task":
-            state = task_state(model, task_identifier_system)
-            if state is not None:
-                tasks.append(state)
-        elif getattr(model, "status", None) == "not-done" and rtype in NOT_DONE_TYPES:
-            not_done.extend(_not_done(model, mappers[rtype](model, terminology, local_tz)))
-        elif rtype in mappers:
-            facts.extend(mappers[rtype](model, terminology, local_tz))
+            try:
+                demographics = _demographics(parse_resource(resource))
+            except UnreadableResource as exc:
+                skipped.append(SkippedResource(rtype, rid, exc.reason))
+            continue
+        if rtype == "Encounter":  # its ward and bed come from the Locations read with it
+            mapped = _map(resource, rtype, rid, context, with_locations)
         else:
-            skipped.append(SkippedResource(rtype, rid, "no mapping to facts for this resource type"))
+            mapped = _mapped(resource, rtype, rid, context)
+        facts.extend(mapped.facts)
+        not_done.extend(mapped.not_done)
+        if mapped.task is not None:
+            tasks.append(mapped.task)
+        if mapped.skipped is not None:
+            skipped.append(SkippedResource(rtype, rid, mapped.skipped))
     patient = PatientFacts(patient_id=patient_id, enrolment_id=enrolment_id, enrolled_at=enrolled_at,
                            parameters=dict(parameters), facts=tuple(facts), tasks=tuple(tasks),
                            not_done=tuple(not_done), **demographics)
     return FactsReading(patient, skipped)
+
+
+class _MappingContext(NamedTuple):
+    """What a resource's facts depend on besides the resource (Encounters: its Locations too)."""
+
+    terminology: Terminology
+    local_tz: tzinfo
+    task_identifier_system: str
+
+
+class _Mapped(NamedTuple):
+    """What one resource contributes to a patient's facts."""
+
+    facts: tuple[Fact, ...] = ()
+    not_done: tuple[Fact, ...] = ()
+    task: TaskState | None = None
+    skipped: str | None = None  # why it was left out
+
+
+# A resource version never changes, and its facts depend only on it and the mapping context:
+# the next apply of the same patient reuses them (most of a record is unchanged between two
+# applies). Keys hold the context's terminology by identity (it is checked on every hit).
+_MappedKey = tuple[str, str, str, int, tzinfo, str]
+_MAPPED_CACHE: OrderedDict[_MappedKey, tuple[Terminology, _Mapped]] = OrderedDict()
+
+
+def _mapped(resource: Mapping[str, Any], rtype: str, rid: str, context: _MappingContext) -> _Mapped:
+    version = (resource.get("meta") or {}).get("versionId")
+    if not version or rid == "?":
+        return _map(resource, rtype, rid, context, MAPPERS.get(rtype))
+    key = (rtype, rid, str(version), id(context.terminology), context.local_tz,
+           context.task_identifier_system)
+    with _CACHES_LOCK:
+        hit = _MAPPED_CACHE.get(key)
+        if hit is not None and hit[0] is context.terminology:
+            _MAPPED_CACHE.move_to_end(key)
+            return hit[1]
+    mapped = _map(resource, rtype, rid, context, MAPPERS.get(rtype))
+    with _CACHES_LOCK:
+        _MAPPED_CACHE[key] = (context.terminology, mapped)
+        if len(_MAPPED_CACHE) > PARSE_CACHE_SIZE:
+            _MAPPED_CACHE.popitem(last=False)
+    return mapped
+
+
+def _map(resource: Mapping[str, Any], rtype: str, rid: str, context: _MappingContext,
+         mapper: Mapper | None) -> _Mapped:
+    """One resource's facts, or its Task state, or why it is left out."""
+    try:
+        model = parse_resource(resource)
+    except UnreadableResource as exc:
+        return _Mapped(skipped=exc.reason)
+    if getattr(model, "status", None) in DROPPED_STATUSES.get(rtype, ()):
+        return _Mapped()
+    if rtype == "Task":
+        return _Mapped(task=task_state(model, context.task_identifier_system))
+    if mapper is None:
+        return _Mapped(skipped="no mapping to facts for this resource type")
+    facts = mapper(model, context.terminology, context.local_tz)
+    if getattr(model, "status", None) == "not-done" and rtype in NOT_DONE_TYPES:
+        return _Mapped(not_done=tuple(_not_done(model, facts)))
+    return _Mapped(facts=tuple(facts))
 
 
 def _demographics(patient: Any) -> dict[str, Any]:
