@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
@@ -179,21 +179,37 @@ def claim_batch(
     return rows
 
 
-def _still_claimed(ids: Sequence[int], token: str) -> Any:
-    """Our events, still in our claim: not taken again by another worker since our lease expired."""
-    return and_(col(InboxEvent.id).in_(ids), col(InboxEvent.status) == InboxStatus.PROCESSING,
-                col(InboxEvent.claim_token) == token)
-
-
 def _settle(session: Session, ids: Sequence[int], token: str, values: dict[str, Any]) -> list[int]:
-    statement = (update(InboxEvent).where(_still_claimed(ids, token)).values(**values)
-                 .returning(col(InboxEvent.id)).execution_options(synchronize_session=False))
-    settled = [int(i) for i in session.execute(statement).scalars()]
+    settled = _update_claimed(session, ids, token, values)
     if len(settled) < len(set(ids)):
         # The lease expired and another worker claimed them: theirs to settle, not ours.
         log.warning("%d inbox events were claimed again by another worker; left to it",
                     len(set(ids)) - len(settled))
     return settled
+
+
+def _update_claimed(session: Session, ids: Sequence[int], token: str, values: dict[str, Any]) -> list[int]:
+    """Set `values` on those of the events still in the claim `token` (not taken again by another
+    worker since our lease expired); their ids."""
+    params = {f"s_{name}": value for name, value in values.items()}
+    statement = _claimed_update(tuple(values))
+    return [int(i) for i in session.execute(statement, {"s_ids": list(ids), "s_token": token, **params})
+            .scalars()]
+
+
+_EVENTS = InboxEvent.__table__  # type: ignore[attr-defined]
+
+
+@cache
+def _claimed_update(columns: tuple[str, ...]) -> Any:
+    """UPDATE the still-claimed events SET `columns` RETURNING id: one statement object per set of
+    columns (a drain settles every apply with one), Core, not the ORM's bulk UPDATE: the rows are
+    not loaded, and the session's copies are not updated either way."""
+    still_claimed = and_(_EVENTS.c.id.in_(bindparam("s_ids", expanding=True)),
+                         _EVENTS.c.status == InboxStatus.PROCESSING.value,
+                         _EVENTS.c.claim_token == bindparam("s_token"))
+    return (update(_EVENTS).where(still_claimed)
+            .values({name: bindparam(f"s_{name}") for name in columns}).returning(_EVENTS.c.id))
 
 
 def mark_done(*, session: Session, ids: Sequence[int], token: str, at: datetime) -> list[int]:
@@ -399,10 +415,8 @@ def give_back(*, session: Session, ids: Sequence[int], token: str) -> int:
     stopped mid-batch); the settled ones are left. Returns how many went back."""
     if not ids:
         return 0
-    statement = (update(InboxEvent).where(_still_claimed(ids, token))
-                 .values(status=InboxStatus.PENDING, claimed_by=None, claimed_at=None, claim_token=None)
-                 .execution_options(synchronize_session=False))
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return len(_update_claimed(session, ids, token, {"status": InboxStatus.PENDING, "claimed_by": None,
+                                                     "claimed_at": None, "claim_token": None}))
 
 
 def release(*, session: Session, ids: Sequence[int], token: str, error: str | None = None) -> None:
