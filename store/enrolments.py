@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -160,6 +161,27 @@ def update_enrolment_context(
     session.add(enrolment)
     session.flush()
     return enrolment
+
+
+def record_careplan(*, session: Session, enrolment_id: str, careplan_id: str, careplan_version: str | None,
+                    at: datetime) -> None:
+    """Note the CarePlan the FHIR server wrote for the enrolment: one UPDATE, the row not loaded
+    (every apply that writes runs it); a copy the session holds is read again on use."""
+    done = session.execute(_careplan_statement(), {"e_id": enrolment_id, "e_careplan_id": careplan_id,
+                                                   "e_careplan_version": careplan_version,
+                                                   "e_updated_at": as_utc(at)})
+    if not done.rowcount:  # type: ignore[attr-defined]
+        raise EnrolmentNotFound(enrolment_id)
+    if (held := session.identity_map.get(session.identity_key(Enrolment, enrolment_id))) is not None:
+        session.expire(held)
+
+
+@cache
+def _careplan_statement() -> Any:
+    table = Enrolment.__table__  # type: ignore[attr-defined]
+    return (update(table).where(table.c.id == bindparam("e_id"))
+            .values(careplan_id=bindparam("e_careplan_id"), careplan_version=bindparam("e_careplan_version"),
+                    updated_at=bindparam("e_updated_at")))
 
 
 def anchor_instants(enrolment: Enrolment) -> dict[str, datetime]:
