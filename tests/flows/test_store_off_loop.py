@@ -8,7 +8,6 @@ import asyncio
 import threading
 
 import pytest
-
 from sqlalchemy import Engine, text
 
 from fhir_adapters.client import FhirClient
