@@ -77,14 +77,20 @@ def find_enrolments(
     status: str | None = None,
 ) -> list[Enrolment]:
     """Enrolments matching every filter given, oldest first."""
+    filters = {"patient_ref": patient_ref, "pathway_id": pathway_id,
+               "status": None if status is None else EnrolmentStatus(status)}
+    given = {name: value for name, value in filters.items() if value is not None}
+    return list(session.exec(_find_statement(tuple(given)), params=given))
+
+
+@cache
+def _find_statement(filters: tuple[str, ...]) -> Any:
+    """`find_enrolments`' statement for these filters, built once: every apply runs it, and
+    building it and its cache key cost as much as running it."""
     statement = select(Enrolment).order_by(col(Enrolment.enrolled_at), col(Enrolment.id))
-    if patient_ref is not None:
-        statement = statement.where(Enrolment.patient_ref == patient_ref)
-    if pathway_id is not None:
-        statement = statement.where(Enrolment.pathway_id == pathway_id)
-    if status is not None:
-        statement = statement.where(Enrolment.status == EnrolmentStatus(status))
-    return list(session.exec(statement))
+    for name in filters:
+        statement = statement.where(getattr(Enrolment, name) == bindparam(name))
+    return statement
 
 
 def exit_enrolment(*, session: Session, enrolment_id: str, reason: str, at: datetime) -> Enrolment:
