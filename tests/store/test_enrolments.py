@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from store.db import add_unless_exists, session_scope
@@ -194,6 +194,30 @@ def test_record_careplan_sets_the_careplan_and_the_held_copy_reads_it(db: Sessio
 def test_record_careplan_unknown_id_raises(db: Session) -> None:
     with pytest.raises(EnrolmentNotFound):
         record_careplan(session=db, enrolment_id="missing", careplan_id="cp-1", careplan_version=None, at=T0)
+
+
+def test_update_enrolment_context_writes_what_changed_and_the_held_copy_holds_it(db: Session) -> None:
+    enrolment = create_enrolment(session=db)
+    updates: list[str] = []
+
+    def statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        if sql.startswith("UPDATE enrolment"):
+            updates.append(sql)
+    event.listen(db.get_bind(), "before_cursor_execute", statement)
+    try:
+        held = _set_context(db, enrolment.id, next_check_at=T0 + timedelta(hours=4))
+        _set_context(db, enrolment.id, next_check_at=T0 + timedelta(hours=4))  # nothing new: no UPDATE
+        moved = _set_context(db, enrolment.id, next_check_at=T0 + timedelta(hours=8))
+    finally:
+        event.remove(db.get_bind(), "before_cursor_execute", statement)
+
+    assert held is moved and not db.dirty  # the session's copy holds what is stored, nothing to flush
+    assert len(updates) == 2 and "ward" in updates[0] and "ward" not in updates[1]
+    assert "next_check_at" in updates[1] and "anchors" not in updates[1]
+    db.expire_all()
+    stored = get_enrolment(session=db, enrolment_id=enrolment.id)
+    assert stored is not None and stored.next_check_at == T0 + timedelta(hours=8)
+    assert (stored.ward, stored.bed, stored.careplan_id, stored.status) == ("ward-4B", "12", "cp-1", "active")
 
 
 def _set_context(
