@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
@@ -140,6 +141,9 @@ def _unless_duplicate(dialect_name: str) -> Any:
     return statement
 
 
+_EVENTS = InboxEvent.__table__  # type: ignore[attr-defined]
+
+
 def claim_batch(
     *, session: Session, worker: str, limit: int, now: datetime, lease: timedelta
 ) -> list[InboxEvent]:
@@ -152,31 +156,37 @@ def claim_batch(
     current token may settle the events (mark_done, mark_failed, release).
     """
     now = as_utc(now)
-    claimable = or_(
-        col(InboxEvent.status) == InboxStatus.PENDING,
-        and_(
-            col(InboxEvent.status) == InboxStatus.PROCESSING,
-            col(InboxEvent.claimed_at) < now - lease,
-        ),
-    )
-    statement = (
-        select(InboxEvent)
-        .where(claimable)
-        .order_by(col(InboxEvent.received_at), col(InboxEvent.id))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
-    rows = list(session.exec(statement).all())
-    token = uuid.uuid4().hex
-    for row in rows:
-        row.status = InboxStatus.PROCESSING
-        row.claimed_by = worker
-        row.claimed_at = now
-        row.claim_token = token
-        row.attempts += 1
-    session.flush()
-    return rows
+    rows = session.execute(_claimable(), {"c_expired": now - lease, "c_limit": limit}).mappings().all()
+    if not rows:
+        return []
+    claim = {"status": InboxStatus.PROCESSING.value, "claimed_by": worker, "claimed_at": now,
+             "claim_token": uuid.uuid4().hex}
+    ids = [row["id"] for row in rows]
+    session.execute(_claim_statement(),
+                    {"c_ids": ids, **{f"c_{name}": value for name, value in claim.items()}})
+    for event_id in ids:  # this session's copies no longer hold what is stored
+        if (held := session.identity_map.get(session.identity_key(InboxEvent, event_id))) is not None:
+            session.expire(held)
+    return [InboxEvent.model_construct(**{**row, **claim, "attempts": row["attempts"] + 1}) for row in rows]
+
+
+@cache
+def _claimable() -> Any:
+    """The events to claim, oldest first, locked (statement built once: every drain runs it)."""
+    claimable = or_(_EVENTS.c.status == InboxStatus.PENDING.value,
+                    and_(_EVENTS.c.status == InboxStatus.PROCESSING.value,
+                         _EVENTS.c.claimed_at < bindparam("c_expired")))
+    return (sa_select(_EVENTS).where(claimable).order_by(_EVENTS.c.received_at, _EVENTS.c.id)
+            .limit(bindparam("c_limit")).with_for_update(skip_locked=True))
+
+
+@cache
+def _claim_statement() -> Any:
+    """The claim written on the events locked, one UPDATE, not one per row as the ORM's flush."""
+    return (update(_EVENTS).where(_EVENTS.c.id.in_(bindparam("c_ids", expanding=True)))
+            .values(status=bindparam("c_status"), claimed_by=bindparam("c_claimed_by"),
+                    claimed_at=bindparam("c_claimed_at"), claim_token=bindparam("c_claim_token"),
+                    attempts=_EVENTS.c.attempts + 1))
 
 
 def _settle(session: Session, ids: Sequence[int], token: str, values: dict[str, Any]) -> list[int]:
@@ -195,9 +205,6 @@ def _update_claimed(session: Session, ids: Sequence[int], token: str, values: di
     statement = _claimed_update(tuple(values))
     return [int(i) for i in session.execute(statement, {"s_ids": list(ids), "s_token": token, **params})
             .scalars()]
-
-
-_EVENTS = InboxEvent.__table__  # type: ignore[attr-defined]
 
 
 @cache

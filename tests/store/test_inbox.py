@@ -92,6 +92,20 @@ def test_claim_batch_fresh_claim_not_taken_again(inbox: Session) -> None:
     assert claim_batch(session=inbox, worker="w2", limit=10, now=T0 + LEASE, lease=LEASE) == []
 
 
+def test_claim_batch_the_sessions_copy_reads_the_claim(inbox: Session) -> None:
+    stored, _ = store_event(session=inbox, event=new_event(), at=T0)
+    held = inbox.get(InboxEvent, stored.id)
+    assert held is not None and held.status == "pending"
+
+    [claimed] = claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)
+
+    assert (claimed.id, claimed.status, claimed.claimed_by, claimed.attempts) == (
+        stored.id, "processing", "w1", 1)
+    assert (held.status, held.claim_token, held.claimed_at, held.attempts) == (
+        "processing", claimed.claim_token, T0, 1)
+    assert claimed.payload == stored.payload and claimed.received_at == T0
+
+
 def test_claim_batch_stale_claim_reclaimed(inbox: Session) -> None:
     row, _ = store_event(session=inbox, event=new_event(), at=T0)
     claim_batch(session=inbox, worker="dead-worker", limit=10, now=T0, lease=LEASE)
