@@ -37,7 +37,7 @@ from fhir_adapters.writeback import transaction_for
 from flows.metrics import FUTURE_DATED
 from flows.runtime import Runtime, WriteTarget
 from flows.unbound_codes import UNBOUND_CODES
-from flows.withdrawal import withdraw_if_cancelled
+from flows.withdrawal import cancellation_reason, withdraw_if_cancelled
 from flows.writes import EnrolmentWrites, WriteContext, plan_writes, written_ids
 from store.actions import (
     ActionState,
@@ -48,7 +48,13 @@ from store.actions import (
     sync_actions,
 )
 from store.db import session_scope
-from store.enrolments import enrol, find_enrolments, require_enrolment, update_enrolment_context
+from store.enrolments import (
+    enrol,
+    find_enrolments,
+    record_careplan,
+    require_enrolment,
+    update_enrolment_context,
+)
 from store.episode_facts import record_facts
 from store.locks import patient_lock
 from store.models import Enrolment, PlannedActionRow
@@ -132,34 +138,55 @@ class _Decided(NamedTuple):
 
 def _decide(rt: Runtime, patient_id: str, resources: list[dict[str, Any]], now: datetime,
             finish: Finish | None) -> _Decided:
-    """Enrol from the record, evaluate each enrolment and keep the plans (store work: in_store)."""
-    enrolments, new = _enrol_from_record(rt, patient_id, resources, now)
+    """Enrol from the record, evaluate each enrolment and keep the plans (store work: in_store).
+
+    Mostly one transaction: it reads the enrolments, keeps every plan and, with nothing to send
+    to FHIR, settles what needs no write and runs `finish`, so such an apply commits once. The
+    evaluation in it is CPU only (no network, no wait). An apply that enrols or withdraws someone
+    commits that first, on its own, so that a failing evaluation does not undo it.
+    """
+    with session_scope(rt.db) as session:
+        enrolments, new = _enrol_from_record(rt, session, patient_id, resources, now)
+        if not new and not any(_cancellation(rt, e, resources) for e in enrolments):
+            return _keep(rt, session, enrolments, resources, now, finish, new)
+    enrolments = [withdraw_if_cancelled(rt, e, resources, now) if e.status == EnrolmentStatus.ACTIVE else e
+                  for e in enrolments]
     if new:
         finish = None  # settled by the pass that reads the record again (_apply_until_settled)
+    with session_scope(rt.db) as session:
+        return _keep(rt, session, enrolments, resources, now, finish, new)
+
+
+def _cancellation(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]]) -> bool:
+    """Whether the active enrolment is to be withdrawn (flows.withdrawal), written nothing yet."""
+    return enrolment.status == EnrolmentStatus.ACTIVE and cancellation_reason(
+        rt.pathway(enrolment.pathway_id), enrolment, resources,
+        patient_id=enrolment.patient_ref.split("/", 1)[1]) is not None
+
+
+def _keep(rt: Runtime, session: Session, enrolments: list[Enrolment], resources: list[dict[str, Any]],
+          now: datetime, finish: Finish | None, new: list[str]) -> _Decided:
+    """Evaluate each active enrolment and keep every plan in `session`; with nothing to send to
+    FHIR, settle what needs no write and run `finish` there too."""
     evaluations: list[Evaluation] = []
     skipped: list[str] = []
     evaluated: list[tuple[Enrolment, tuple[Evaluation, PatientFacts] | None]] = []
     for enrolment in enrolments:
-        if enrolment.status == EnrolmentStatus.ACTIVE:
-            enrolment = withdraw_if_cancelled(rt, enrolment, resources, now)
         if enrolment.status != EnrolmentStatus.ACTIVE:
             evaluated.append((enrolment, None))
             continue
-        evaluation, facts, warnings = _evaluate(rt, enrolment, resources, now)
+        evaluation, facts, warnings = _evaluate(rt, enrolment, resources, now, session)
         evaluations.append(evaluation)
         skipped.extend(warnings)
         evaluated.append((enrolment, (evaluation, facts)))
-    # One transaction keeps every enrolment's plan; with nothing to send to FHIR it also
-    # settles what needs no write and runs `finish`, so such an apply commits once.
-    with session_scope(rt.db) as session:
-        batches = [(enrolment, _retire(rt, session, enrolment, resources, now) if done is None
-                    else _sync(rt, session, enrolment, *done, resources, now))
-                   for enrolment, done in evaluated]
-        settled = not any(b.writes for _, b in batches)
-        if settled:
-            record_fhir_ids(session=session, ids={k: v for _, b in batches for k, v in b.untouched.items()})
-            if finish is not None:
-                finish(session)
+    batches = [(enrolment, _retire(rt, session, enrolment, resources, now) if done is None
+                else _sync(rt, session, enrolment, *done, resources, now))
+               for enrolment, done in evaluated]
+    settled = not any(b.writes for _, b in batches)
+    if settled:
+        record_fhir_ids(session=session, ids={k: v for _, b in batches for k, v in b.untouched.items()})
+        if finish is not None:
+            finish(session)
     return _Decided(batches, settled, finish, tuple(evaluations), tuple(new), tuple(dict.fromkeys(skipped)))
 
 
@@ -207,30 +234,29 @@ def _search_plan(rt: Runtime, pathways: Sequence[Pathway]) -> SearchPlan:
     return plan
 
 
-def _enrol_from_record(rt: Runtime, patient_id: str, resources: list[dict[str, Any]],
+def _enrol_from_record(rt: Runtime, session: Session, patient_id: str, resources: list[dict[str, Any]],
                        now: datetime) -> tuple[list[Enrolment], list[str]]:
     """Active enrolments, enrolling on every pathway whose procedure the record shows."""
     ref = f"Patient/{patient_id}"
     new: list[str] = []
-    with session_scope(rt.db) as session:
-        known = {e.pathway_id: e for e in find_enrolments(session=session, patient_ref=ref)}
-        for pid, pathway in rt.pathways.items():
-            if pid in known:
-                continue
-            source = _enrolling_fact(pathway, resources, patient_id, now, rt.tz)
-            if source is None:
-                continue
-            register_pathway(session, pathway, now)
-            row, created = enrol(session=session, patient_ref=ref, pathway_id=pid,
-                                 pathway_version=pathway.version, parameters={},
-                                 enrolled_by=f"auto:{source}", at=now)
-            known[pid] = row
-            if created:
-                new.append(row.id)
-        # Ended enrolments come too while they still have work written out: it gets cancelled.
-        current = [e for e in known.values() if e.status == EnrolmentStatus.ACTIVE
-                   or pending_fhir_writes(session=session, enrolment_id=e.id)
-                   or _open_actions(session, e.id)]
+    known = {e.pathway_id: e for e in find_enrolments(session=session, patient_ref=ref)}
+    for pid, pathway in rt.pathways.items():
+        if pid in known:
+            continue
+        source = _enrolling_fact(pathway, resources, patient_id, now, rt.tz)
+        if source is None:
+            continue
+        register_pathway(session, pathway, now)
+        row, created = enrol(session=session, patient_ref=ref, pathway_id=pid,
+                             pathway_version=pathway.version, parameters={},
+                             enrolled_by=f"auto:{source}", at=now)
+        known[pid] = row
+        if created:
+            new.append(row.id)
+    # Ended enrolments come too while they still have work written out: it gets cancelled.
+    current = [e for e in known.values() if e.status == EnrolmentStatus.ACTIVE
+               or pending_fhir_writes(session=session, enrolment_id=e.id)
+               or _open_actions(session, e.id)]
     return current, new
 
 
@@ -261,8 +287,9 @@ def register_pathway(session: Any, pathway: Pathway, now: datetime) -> None:
                              content=content, title=pathway.title, at=now)
 
 
-def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]],
-              now: datetime) -> tuple[Evaluation, PatientFacts, list[str]]:
+def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]], now: datetime,
+              session: Session | None = None) -> tuple[Evaluation, PatientFacts, list[str]]:
+    """`session`: the apply's transaction, where the store's task list is read (else its own)."""
     pathway = rt.pathway(enrolment.pathway_id)
     patient_id = enrolment.patient_ref.split("/", 1)[1]
     reading = facts_from_resources(
@@ -271,16 +298,19 @@ def _evaluate(rt: Runtime, enrolment: Enrolment, resources: list[dict[str, Any]]
         task_identifier_system=rt.identifier_system, local_tz=rt.tz, ward_bed=rt.ward_bed)
     facts = reading.facts
     if rt.target is WriteTarget.NONE:
-        facts = _with_store_tasks(rt, facts)
+        facts = _with_store_tasks(rt, facts, session)
     facts = replace(facts, future_tolerance=rt.future_tolerance)
     evaluation = evaluate(pathway, facts, now=now, tz=rt.tz)
     FUTURE_DATED.inc(len(evaluation.future_dated))
     return evaluation, facts, [str(s) for s in reading.skipped] + list(evaluation.warnings)
 
 
-def _with_store_tasks(rt: Runtime, facts: PatientFacts) -> PatientFacts:
+def _with_store_tasks(rt: Runtime, facts: PatientFacts, session: Session | None) -> PatientFacts:
     """With no FHIR task list, completions and declines recorded in the store are the Task states."""
-    with session_scope(rt.db) as session:
+    if session is None:
+        with session_scope(rt.db) as own:
+            rows = list_actions(session=own, enrolment_id=facts.enrolment_id)
+    else:
         rows = list_actions(session=session, enrolment_id=facts.enrolment_id)
     states = tuple(
         TaskState(r.key, "completed" if r.completed_at else "cancelled",
@@ -391,20 +421,14 @@ def _record_written(rt: Runtime, batches: list[tuple[Enrolment, EnrolmentWrites]
             for key in batch.keys:
                 rtype, rid, version = next(ids)
                 if key is None:
-                    _record_careplan(session, enrolment, rid, version, now)
+                    record_careplan(session=session, enrolment_id=enrolment.id, careplan_id=rid,
+                                    careplan_version=version, at=now)
                 else:
                     action_ids[key] = (rtype, rid, version)
             record_fhir_ids(session=session, ids=action_ids)
             untouched = {}
         if finish is not None:
             finish(session)
-
-
-def _record_careplan(session: Any, enrolment: Enrolment, careplan_id: str, version: str | None,
-                     now: datetime) -> None:
-    row = session.get(Enrolment, enrolment.id)
-    row.careplan_id, row.careplan_version, row.updated_at = careplan_id, version, now
-    session.add(row)
 
 
 class PatientEvaluation(NamedTuple):

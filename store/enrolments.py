@@ -2,9 +2,11 @@
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from store.db import add_unless_exists
@@ -76,14 +78,20 @@ def find_enrolments(
     status: str | None = None,
 ) -> list[Enrolment]:
     """Enrolments matching every filter given, oldest first."""
+    filters = {"patient_ref": patient_ref, "pathway_id": pathway_id,
+               "status": None if status is None else EnrolmentStatus(status)}
+    given = {name: value for name, value in filters.items() if value is not None}
+    return list(session.exec(_find_statement(tuple(given)), params=given))
+
+
+@cache
+def _find_statement(filters: tuple[str, ...]) -> Any:
+    """`find_enrolments`' statement for these filters, built once: every apply runs it, and
+    building it and its cache key cost as much as running it."""
     statement = select(Enrolment).order_by(col(Enrolment.enrolled_at), col(Enrolment.id))
-    if patient_ref is not None:
-        statement = statement.where(Enrolment.patient_ref == patient_ref)
-    if pathway_id is not None:
-        statement = statement.where(Enrolment.pathway_id == pathway_id)
-    if status is not None:
-        statement = statement.where(Enrolment.status == EnrolmentStatus(status))
-    return list(session.exec(statement))
+    for name in filters:
+        statement = statement.where(getattr(Enrolment, name) == bindparam(name))
+    return statement
 
 
 def exit_enrolment(*, session: Session, enrolment_id: str, reason: str, at: datetime) -> Enrolment:
@@ -141,25 +149,60 @@ def update_enrolment_context(
     careplan_version: str | None,
     at: datetime,
 ) -> Enrolment:
-    """Record what the last evaluation found; the ward is copied onto the planned actions."""
+    """Record what the last evaluation found; the ward is copied onto the planned actions.
+
+    Every apply runs it: the columns that changed (as the ORM's flush would tell) are written
+    with one UPDATE, without a flush, and the session's copy of the enrolment holds them.
+    """
     enrolment = require_enrolment(session=session, enrolment_id=enrolment_id)
-    enrolment.anchors = {name: as_utc(instant).isoformat() for name, instant in anchors.items()}
-    enrolment.encounter_ref = encounter_ref
-    enrolment.bed = bed
-    enrolment.next_check_at = None if next_check_at is None else as_utc(next_check_at)
-    enrolment.careplan_id = careplan_id
-    enrolment.careplan_version = careplan_version
-    enrolment.updated_at = as_utc(at)
-    if enrolment.ward != ward:
-        enrolment.ward = ward
+    found = {"anchors": {name: as_utc(instant).isoformat() for name, instant in anchors.items()},
+             "encounter_ref": encounter_ref, "bed": bed,
+             "next_check_at": None if next_check_at is None else as_utc(next_check_at),
+             "careplan_id": careplan_id, "careplan_version": careplan_version, "ward": ward,
+             "updated_at": as_utc(at)}
+    changed = {name: value for name, value in found.items() if getattr(enrolment, name) != value}
+    if not changed:
+        return enrolment
+    session.execute(_context_statement(tuple(changed)),
+                    {"c_id": enrolment_id, **{f"c_{name}": value for name, value in changed.items()}})
+    for name, value in changed.items():
+        set_committed_value(enrolment, name, value)
+    if "ward" in changed:
         session.exec(
             update(PlannedActionRow)
             .where(col(PlannedActionRow.enrolment_id) == enrolment_id)
             .values(ward=ward)
         )
-    session.add(enrolment)
-    session.flush()
     return enrolment
+
+
+_ENROLMENTS = Enrolment.__table__  # type: ignore[attr-defined]
+
+
+@cache
+def _context_statement(columns: tuple[str, ...]) -> Any:
+    return (update(_ENROLMENTS).where(_ENROLMENTS.c.id == bindparam("c_id"))
+            .values({name: bindparam(f"c_{name}") for name in columns}))
+
+
+def record_careplan(*, session: Session, enrolment_id: str, careplan_id: str, careplan_version: str | None,
+                    at: datetime) -> None:
+    """Note the CarePlan the FHIR server wrote for the enrolment: one UPDATE, the row not loaded
+    (every apply that writes runs it); a copy the session holds is read again on use."""
+    done = session.execute(_careplan_statement(), {"e_id": enrolment_id, "e_careplan_id": careplan_id,
+                                                   "e_careplan_version": careplan_version,
+                                                   "e_updated_at": as_utc(at)})
+    if not done.rowcount:  # type: ignore[attr-defined]
+        raise EnrolmentNotFound(enrolment_id)
+    if (held := session.identity_map.get(session.identity_key(Enrolment, enrolment_id))) is not None:
+        session.expire(held)
+
+
+@cache
+def _careplan_statement() -> Any:
+    return (update(_ENROLMENTS).where(_ENROLMENTS.c.id == bindparam("e_id"))
+            .values(careplan_id=bindparam("e_careplan_id"), careplan_version=bindparam("e_careplan_version"),
+                    updated_at=bindparam("e_updated_at")))
 
 
 def anchor_instants(enrolment: Enrolment) -> dict[str, datetime]:

@@ -8,7 +8,8 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
@@ -140,6 +141,9 @@ def _unless_duplicate(dialect_name: str) -> Any:
     return statement
 
 
+_EVENTS = InboxEvent.__table__  # type: ignore[attr-defined]
+
+
 def claim_batch(
     *, session: Session, worker: str, limit: int, now: datetime, lease: timedelta
 ) -> list[InboxEvent]:
@@ -152,48 +156,67 @@ def claim_batch(
     current token may settle the events (mark_done, mark_failed, release).
     """
     now = as_utc(now)
-    claimable = or_(
-        col(InboxEvent.status) == InboxStatus.PENDING,
-        and_(
-            col(InboxEvent.status) == InboxStatus.PROCESSING,
-            col(InboxEvent.claimed_at) < now - lease,
-        ),
-    )
-    statement = (
-        select(InboxEvent)
-        .where(claimable)
-        .order_by(col(InboxEvent.received_at), col(InboxEvent.id))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
-    rows = list(session.exec(statement).all())
-    token = uuid.uuid4().hex
-    for row in rows:
-        row.status = InboxStatus.PROCESSING
-        row.claimed_by = worker
-        row.claimed_at = now
-        row.claim_token = token
-        row.attempts += 1
-    session.flush()
-    return rows
+    rows = session.execute(_claimable(), {"c_expired": now - lease, "c_limit": limit}).mappings().all()
+    if not rows:
+        return []
+    claim = {"status": InboxStatus.PROCESSING.value, "claimed_by": worker, "claimed_at": now,
+             "claim_token": uuid.uuid4().hex}
+    ids = [row["id"] for row in rows]
+    session.execute(_claim_statement(),
+                    {"c_ids": ids, **{f"c_{name}": value for name, value in claim.items()}})
+    for event_id in ids:  # this session's copies no longer hold what is stored
+        if (held := session.identity_map.get(session.identity_key(InboxEvent, event_id))) is not None:
+            session.expire(held)
+    return [InboxEvent.model_construct(**{**row, **claim, "attempts": row["attempts"] + 1}) for row in rows]
 
 
-def _still_claimed(ids: Sequence[int], token: str) -> Any:
-    """Our events, still in our claim: not taken again by another worker since our lease expired."""
-    return and_(col(InboxEvent.id).in_(ids), col(InboxEvent.status) == InboxStatus.PROCESSING,
-                col(InboxEvent.claim_token) == token)
+@cache
+def _claimable() -> Any:
+    """The events to claim, oldest first, locked (statement built once: every drain runs it)."""
+    claimable = or_(_EVENTS.c.status == InboxStatus.PENDING.value,
+                    and_(_EVENTS.c.status == InboxStatus.PROCESSING.value,
+                         _EVENTS.c.claimed_at < bindparam("c_expired")))
+    return (sa_select(_EVENTS).where(claimable).order_by(_EVENTS.c.received_at, _EVENTS.c.id)
+            .limit(bindparam("c_limit")).with_for_update(skip_locked=True))
+
+
+@cache
+def _claim_statement() -> Any:
+    """The claim written on the events locked, one UPDATE, not one per row as the ORM's flush."""
+    return (update(_EVENTS).where(_EVENTS.c.id.in_(bindparam("c_ids", expanding=True)))
+            .values(status=bindparam("c_status"), claimed_by=bindparam("c_claimed_by"),
+                    claimed_at=bindparam("c_claimed_at"), claim_token=bindparam("c_claim_token"),
+                    attempts=_EVENTS.c.attempts + 1))
 
 
 def _settle(session: Session, ids: Sequence[int], token: str, values: dict[str, Any]) -> list[int]:
-    statement = (update(InboxEvent).where(_still_claimed(ids, token)).values(**values)
-                 .returning(col(InboxEvent.id)).execution_options(synchronize_session=False))
-    settled = [int(i) for i in session.execute(statement).scalars()]
+    settled = _update_claimed(session, ids, token, values)
     if len(settled) < len(set(ids)):
         # The lease expired and another worker claimed them: theirs to settle, not ours.
         log.warning("%d inbox events were claimed again by another worker; left to it",
                     len(set(ids)) - len(settled))
     return settled
+
+
+def _update_claimed(session: Session, ids: Sequence[int], token: str, values: dict[str, Any]) -> list[int]:
+    """Set `values` on those of the events still in the claim `token` (not taken again by another
+    worker since our lease expired); their ids."""
+    params = {f"s_{name}": value for name, value in values.items()}
+    statement = _claimed_update(tuple(values))
+    return [int(i) for i in session.execute(statement, {"s_ids": list(ids), "s_token": token, **params})
+            .scalars()]
+
+
+@cache
+def _claimed_update(columns: tuple[str, ...]) -> Any:
+    """UPDATE the still-claimed events SET `columns` RETURNING id: one statement object per set of
+    columns (a drain settles every apply with one), Core, not the ORM's bulk UPDATE: the rows are
+    not loaded, and the session's copies are not updated either way."""
+    still_claimed = and_(_EVENTS.c.id.in_(bindparam("s_ids", expanding=True)),
+                         _EVENTS.c.status == InboxStatus.PROCESSING.value,
+                         _EVENTS.c.claim_token == bindparam("s_token"))
+    return (update(_EVENTS).where(still_claimed)
+            .values({name: bindparam(f"s_{name}") for name in columns}).returning(_EVENTS.c.id))
 
 
 def mark_done(*, session: Session, ids: Sequence[int], token: str, at: datetime) -> list[int]:
@@ -399,10 +422,8 @@ def give_back(*, session: Session, ids: Sequence[int], token: str) -> int:
     stopped mid-batch); the settled ones are left. Returns how many went back."""
     if not ids:
         return 0
-    statement = (update(InboxEvent).where(_still_claimed(ids, token))
-                 .values(status=InboxStatus.PENDING, claimed_by=None, claimed_at=None, claim_token=None)
-                 .execution_options(synchronize_session=False))
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return len(_update_claimed(session, ids, token, {"status": InboxStatus.PENDING, "claimed_by": None,
+                                                     "claimed_at": None, "claim_token": None}))
 
 
 def release(*, session: Session, ids: Sequence[int], token: str, error: str | None = None) -> None:

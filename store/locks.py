@@ -60,22 +60,44 @@ async def patient_lock(engine: Engine, patient_id: str, *,
         yield  # SQLite: one process (claim_single_process at start-up); the asyncio lock serves
         return
     key = patient_lock_key(patient_id)
-    # Each statement runs on a thread: a round trip to the server must not stop the event loop.
-    connection = await asyncio.to_thread(_lock_engine(engine).connect)
-    held = released = False
+    # Each round trip to the server runs on a thread, so as not to stop the event loop: the
+    # connection is taken with the first try, and given back with the unlock (two hops an apply).
+    connection, held = await asyncio.to_thread(_connect_and_try, _lock_engine(engine), key)
+    released = False
     try:
-        await _acquire(connection, key, timeout)
-        held = True
+        if not held:
+            await _acquire(connection, key, timeout)
+            held = True
         try:
             yield
         finally:
-            await asyncio.to_thread(connection.execute, text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            await asyncio.to_thread(_unlock_and_close, connection, key)
             released = True
     finally:
-        if held and not released:
-            # The unlock failed: a connection still holding the lock must not go back to the pool.
-            connection.invalidate()
+        if not released:
+            if held:
+                # The unlock failed: a connection still holding the lock must not go back to the pool.
+                connection.invalidate()
+            connection.close()
+
+
+_TRY = text("SELECT pg_try_advisory_lock(:k)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:k)")
+
+
+def _connect_and_try(engine: Engine, key: int) -> tuple[Connection, bool]:
+    """A lock connection, and whether its first try took the lock."""
+    connection = engine.connect()
+    try:
+        return connection, bool(connection.execute(_TRY, {"k": key}).scalar_one())
+    except BaseException:
         connection.close()
+        raise
+
+
+def _unlock_and_close(connection: Connection, key: int) -> None:
+    connection.execute(_UNLOCK, {"k": key})
+    connection.close()
 
 
 _lock_engines: dict[str, Engine] = {}
@@ -96,15 +118,17 @@ def _lock_engine(engine: Engine) -> Engine:
 
 
 async def _acquire(connection: Connection, key: int, timeout: float) -> None:
+    """Try again, waiting longer each time, until the lock is ours (the first try failed)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     wait = LOCK_POLL_SECONDS
-    statement = text("SELECT pg_try_advisory_lock(:k)")
-    while not await asyncio.to_thread(lambda: connection.execute(statement, {"k": key}).scalar_one()):
+    while True:
         if loop.time() >= deadline:
             raise PatientLockTimeout(f"patient lock {key} held by another process for {timeout:.0f} s")
         await asyncio.sleep(wait)
         wait = min(wait * 2, LOCK_POLL_MAX_SECONDS)
+        if await asyncio.to_thread(lambda: connection.execute(_TRY, {"k": key}).scalar_one()):
+            return
 
 
 _held: dict[str, IO[str]] = {}

@@ -15,7 +15,13 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from store.actions import list_actions, sync_actions
 from store.db import make_engine, make_session_factory, session_scope
-from store.locks import PatientLockTimeout, SingleProcessOnly, claim_single_process, patient_lock
+from store.locks import (
+    PatientLockTimeout,
+    SingleProcessOnly,
+    _lock_engine,
+    claim_single_process,
+    patient_lock,
+)
 from tests.utils.databases import sqlite_database
 from tests.utils.store_factories import T0, action_state, create_enrolment
 
@@ -88,6 +94,23 @@ async def test_patient_lock_excludes_a_second_holder_until_released(postgresql_u
 
         await asyncio.gather(hold(one, "a", 0.3), hold(two, "b", 0.0))
         assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+    finally:
+        one.dispose()
+        two.dispose()
+
+
+async def test_patient_lock_gives_its_connection_back_unlocked(postgresql_url: str) -> None:
+    """Whatever the block does, the lock connection goes back to its pool, and the lock with it."""
+    one, two = make_engine(postgresql_url), make_engine(postgresql_url)
+    try:
+        with pytest.raises(RuntimeError):
+            async with patient_lock(one, "p-back"):
+                raise RuntimeError("the apply failed")
+        async with patient_lock(one, "p-back"):
+            pass
+        async with patient_lock(two, "p-back", timeout=0):  # free at once: taken at the first try
+            pass
+        assert _lock_engine(one).pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         one.dispose()
         two.dispose()

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from store.db import add_unless_exists, session_scope
@@ -16,6 +16,7 @@ from store.enrolments import (
     exit_enrolment,
     find_enrolments,
     get_enrolment,
+    record_careplan,
     update_enrolment_context,
 )
 from store.errors import EnrolmentNotFound
@@ -107,6 +108,23 @@ def test_find_enrolments_filters_combine(db: Session) -> None:
     assert [e.id for e in exited] == [hip.id]
 
 
+def test_find_enrolments_each_filter_alone_oldest_first(db: Session) -> None:
+    """Each set of filters has its statement (built once): one filter's must not answer another's."""
+    patient, pathway = random_patient_ref(), f"pathway-{random_patient_ref()}"
+    later = create_enrolment(session=db, patient_ref=patient, pathway_id=pathway, at=T0 + timedelta(days=1))
+    first = create_enrolment(session=db, patient_ref=patient, at=T0)
+    other = create_enrolment(session=db, pathway_id=pathway, at=T0 + timedelta(days=2))
+    exit_enrolment(session=db, enrolment_id=other.id, reason="surgery cancelled", at=T0)
+
+    assert [e.id for e in find_enrolments(session=db, patient_ref=patient)] == [first.id, later.id]
+    assert [e.id for e in find_enrolments(session=db, pathway_id=pathway)] == [later.id, other.id]
+    assert [e.id for e in find_enrolments(session=db, pathway_id=pathway, status="exited")] == [other.id]
+    assert [e.id for e in find_enrolments(session=db, patient_ref=patient, pathway_id=pathway)] == [later.id]
+    everything = [e.id for e in find_enrolments(session=db)]
+    assert {first.id, later.id, other.id} <= set(everything)
+    assert everything.index(first.id) < everything.index(later.id) < everything.index(other.id)
+
+
 def test_find_enrolments_unknown_status_raises(db: Session) -> None:
     with pytest.raises(ValueError):
         find_enrolments(session=db, status="paused")
@@ -156,6 +174,50 @@ def test_update_enrolment_context_stores_anchors_as_utc_iso(db: Session) -> None
     assert anchor_instants(stored) == {"surgery_start": surgery_start}
     assert (stored.ward, stored.bed, stored.encounter_ref) == ("ward-4B", "12", "Encounter/9")
     assert (stored.careplan_id, stored.careplan_version) == ("cp-1", "3")
+
+
+def test_record_careplan_sets_the_careplan_and_the_held_copy_reads_it(db: Session) -> None:
+    enrolment = create_enrolment(session=db)
+    held = get_enrolment(session=db, enrolment_id=enrolment.id)
+    later = datetime(2025, 3, 11, 10, tzinfo=timezone(timedelta(hours=1)))
+
+    record_careplan(session=db, enrolment_id=enrolment.id, careplan_id="cp-9", careplan_version="2", at=later)
+
+    assert held is not None
+    assert (held.careplan_id, held.careplan_version, held.updated_at) == ("cp-9", "2", later)
+    db.expire_all()
+    stored = get_enrolment(session=db, enrolment_id=enrolment.id)
+    assert stored is not None and (stored.careplan_id, stored.updated_at) == ("cp-9", later)
+    assert (stored.status, stored.patient_ref) == (enrolment.status, enrolment.patient_ref)  # the rest kept
+
+
+def test_record_careplan_unknown_id_raises(db: Session) -> None:
+    with pytest.raises(EnrolmentNotFound):
+        record_careplan(session=db, enrolment_id="missing", careplan_id="cp-1", careplan_version=None, at=T0)
+
+
+def test_update_enrolment_context_writes_what_changed_and_the_held_copy_holds_it(db: Session) -> None:
+    enrolment = create_enrolment(session=db)
+    updates: list[str] = []
+
+    def statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        if sql.startswith("UPDATE enrolment"):
+            updates.append(sql)
+    event.listen(db.get_bind(), "before_cursor_execute", statement)
+    try:
+        held = _set_context(db, enrolment.id, next_check_at=T0 + timedelta(hours=4))
+        _set_context(db, enrolment.id, next_check_at=T0 + timedelta(hours=4))  # nothing new: no UPDATE
+        moved = _set_context(db, enrolment.id, next_check_at=T0 + timedelta(hours=8))
+    finally:
+        event.remove(db.get_bind(), "before_cursor_execute", statement)
+
+    assert held is moved and not db.dirty  # the session's copy holds what is stored, nothing to flush
+    assert len(updates) == 2 and "ward" in updates[0] and "ward" not in updates[1]
+    assert "next_check_at" in updates[1] and "anchors" not in updates[1]
+    db.expire_all()
+    stored = get_enrolment(session=db, enrolment_id=enrolment.id)
+    assert stored is not None and stored.next_check_at == T0 + timedelta(hours=8)
+    assert (stored.ward, stored.bed, stored.careplan_id, stored.status) == ("ward-4B", "12", "cp-1", "active")
 
 
 def _set_context(

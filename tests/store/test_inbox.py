@@ -15,6 +15,7 @@ from store.inbox import (
     gaps_to_catch_up,
     get_subscription_state,
     get_watermark,
+    give_back,
     mark_done,
     mark_failed,
     pending_count,
@@ -91,6 +92,20 @@ def test_claim_batch_fresh_claim_not_taken_again(inbox: Session) -> None:
     assert claim_batch(session=inbox, worker="w2", limit=10, now=T0 + LEASE, lease=LEASE) == []
 
 
+def test_claim_batch_the_sessions_copy_reads_the_claim(inbox: Session) -> None:
+    stored, _ = store_event(session=inbox, event=new_event(), at=T0)
+    held = inbox.get(InboxEvent, stored.id)
+    assert held is not None and held.status == "pending"
+
+    [claimed] = claim_batch(session=inbox, worker="w1", limit=10, now=T0, lease=LEASE)
+
+    assert (claimed.id, claimed.status, claimed.claimed_by, claimed.attempts) == (
+        stored.id, "processing", "w1", 1)
+    assert (held.status, held.claim_token, held.claimed_at, held.attempts) == (
+        "processing", claimed.claim_token, T0, 1)
+    assert claimed.payload == stored.payload and claimed.received_at == T0
+
+
 def test_claim_batch_stale_claim_reclaimed(inbox: Session) -> None:
     row, _ = store_event(session=inbox, event=new_event(), at=T0)
     claim_batch(session=inbox, worker="dead-worker", limit=10, now=T0, lease=LEASE)
@@ -140,6 +155,27 @@ def test_expired_and_reclaimed_batch_is_not_settled_by_the_old_claimant(inbox: S
                      at=T0 + LEASE * 4) == []  # done once: a second settle changes nothing
     stored = inbox.exec(select(InboxEvent).execution_options(populate_existing=True)).one()
     assert (stored.status, stored.processed_at) == ("done", T0 + LEASE * 3)
+
+
+def test_settling_a_batch_changes_only_its_unsettled_events(inbox: Session) -> None:
+    rows = [store_event(session=inbox, event=new_event(), at=T0)[0] for _ in range(4)]
+    ids = [row.id or 0 for row in rows]
+    token = claim_batch(session=inbox, worker="w1", limit=3, now=T0, lease=LEASE)[0].claim_token or ""
+    later = T0 + timedelta(seconds=5)
+
+    assert sorted(mark_done(session=inbox, ids=ids[:2], token=token, at=later)) == ids[:2]
+    # Of the claim, the event not settled goes back; the settled ones and the unclaimed one stay.
+    assert give_back(session=inbox, ids=ids, token=token) == 1
+    assert give_back(session=inbox, ids=ids, token=token) == 0
+
+    stored = {r.id: r for r in inbox.exec(select(InboxEvent).execution_options(populate_existing=True))}
+    assert [(stored[i].status, stored[i].processed_at, stored[i].payload) for i in ids[:2]] == [
+        ("done", later, None)] * 2
+    back = stored[ids[2]]
+    assert (back.status, back.claim_token, back.claimed_by) == ("pending", None, None)
+    assert back.payload == rows[2].payload
+    assert stored[ids[3]].attempts == 0
+    assert claim_batch(session=inbox, worker="w2", limit=10, now=later, lease=LEASE)[0].id == ids[2]
 
 
 def test_claim_batch_concurrent_workers_never_share_an_event(committed: Engine) -> None:
