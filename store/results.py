@@ -9,7 +9,7 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, Text, bindparam, cast, delete, event, insert, tuple_, update
+from sqlalchemy import Engine, Text, cast, delete, event, insert, tuple_
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -21,6 +21,7 @@ from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
+from store.bulk import insert_many, update_many
 from store.db import among
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
@@ -178,9 +179,9 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
                 updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
                                 "evaluated_at": at})
     if inserts:
-        _insert_many(session, table, inserts)
+        insert_many(session, table, inserts)
     if updates:
-        _update_many(session, table, {"key_enrolment": "enrolment_id", "key_element": "element_id"}, updates)
+        update_many(session, table, {"key_enrolment": "enrolment_id", "key_element": "element_id"}, updates)
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
@@ -247,54 +248,6 @@ _PHASE_AT, _STATUS_AT = _RESULT_COLUMNS.index("phase"), _RESULT_COLUMNS.index("s
 assert _RESULT_COLUMNS[_PHASE_AT + 1] == "category" and _RESULT_COLUMNS[_STATUS_AT + 1] == "counts"
 
 
-def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """`session.execute(insert(table), rows)` without its per-row statement work: each value is
-    converted by its column type's own bind processor, as SQLAlchemy would, then the rows go in
-    with one driver `executemany` (SQLite) or one COPY (PostgreSQL), several times cheaper."""
-    connection = session.connection()
-    dialect = connection.dialect
-    names = list(rows[0])
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-    data = [tuple(value if p is None else p(value) for p, value in zip(processors, (row[n] for n in names),
-                                                                        strict=True)) for row in rows]
-    if dialect.name == "postgresql":
-        copy = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-        driver = connection.connection.driver_connection  # psycopg's, in this session's transaction
-        assert driver is not None
-        with driver.cursor() as cursor, cursor.copy(copy) as stream:
-            for values in data:
-                stream.write_row(values)
-    else:
-        placeholders = ", ".join("?" for _ in names)
-        connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({placeholders})",
-                                   data)
-
-
-def _update_many(session: Session, table: Table, keys: Mapping[str, str],
-                 rows: Sequence[Mapping[str, Any]]) -> None:
-    """Update each row (the same names in each) where the columns `keys` names hold the values
-    of those names. On PostgreSQL, one statement over one array per column (`unnest`): the
-    server plans and runs one UPDATE, not one per row, and no row passes SQLAlchemy's per-row
-    parameter work; each value converted by its column type's bind processor, as in `_insert_many`."""
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(update(table).where(*(table.c[c] == bindparam(k) for k, c in keys.items())), rows)
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    names = list(rows[0])
-    types = [table.c[keys.get(name, name)].type.dialect_impl(dialect) for name in names]
-    arrays = []
-    for name, type_ in zip(names, types, strict=True):
-        process = type_.bind_processor(dialect)
-        arrays.append([row[name] if process is None else process(row[name]) for row in rows])
-    q = dialect.identifier_preparer.quote
-    unnest = ", ".join(f"%b::{t.compile(dialect=dialect)}[]" for t in types)  # binary: no text escaping
-    sets = ", ".join(f"{q(name)} = v.{q(name)}" for name in names if name not in keys)
-    match = " AND ".join(f"t.{q(column)} = v.{q(key)}" for key, column in keys.items())
-    connection.exec_driver_sql(f"UPDATE {q(table.name)} AS t SET {sets} FROM unnest({unnest}) "
-                               f"AS v({', '.join(map(q, names))}) WHERE {match}", tuple(arrays))
-
-
 def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
     """Whether a stored result row (columns `_RESULT_COLUMNS`, JSON ones as text) differs from `_values`."""
     for i, name in enumerate(_RESULT_COLUMNS):
@@ -333,7 +286,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     if inserts:
         session.execute(insert(table), inserts)
     if updates:
-        _update_many(session, table, {"key_enrolment": "enrolment_id"}, updates)
+        update_many(session, table, {"key_enrolment": "enrolment_id"}, updates)
 
 
 @dataclass(frozen=True)
