@@ -6,10 +6,11 @@ import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, delete, event, insert, tuple_
+from sqlalchemy import Engine, Select, Text, bindparam, cast, delete, event, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -21,7 +22,7 @@ from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
-from store.bulk import insert_many, update_many
+from store.bulk import insert_many, read_values, update_many
 from store.db import among
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
@@ -200,14 +201,11 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
     """The stored results the episodes may rewrite (all of each episode's, or its `touched` ones),
     and, for the episodes with `touched`, the results of the other elements of their ERAS items."""
     table = ElementResultRow.__table__  # type: ignore[attr-defined]
-    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
-               for name in _RESULT_COLUMNS]
-    query = sa_select(table.c.enrolment_id, table.c.element_id, *columns)
+    query = _results_query()
     whole = [e.enrolment_id for e in episodes if e.touched is None]
     existing: dict[tuple[str, str], Sequence[Any]] = {}
     if whole:
-        rows = session.execute(query.where(among(session, table.c.enrolment_id, whole))).all()
-        existing = {(r[0], r[1]): r[2:] for r in rows}
+        existing = {(r[0], r[1]): r[2:] for r in _rows_of(session, query, whole)}
     part = {e.enrolment_id: (e.touched, _item_peers(e)) for e in episodes if e.touched is not None}
     read = set().union(*(touched | peers for touched, peers in part.values()))
     peer_results: dict[str, list[ElementResult]] = {}
@@ -220,6 +218,28 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
             elif r[1] in peers:
                 peer_results.setdefault(r[0], []).append(_stored_result(r[1], r[2:]))
     return existing, peer_results
+
+
+@cache
+def _results_query() -> Select[Any]:
+    """The stored results' keys and `_RESULT_COLUMNS` (JSON ones as text)."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    return sa_select(table.c.enrolment_id, table.c.element_id, *(
+        table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
+        for name in _RESULT_COLUMNS))
+
+
+def _rows_of(session: Session, query: Select[Any], enrolment_ids: Sequence[str]) -> Sequence[Sequence[Any]]:
+    """The rows of `query` (its first column an enrolment id) of these enrolments. One enrolment's
+    (each apply's) through `store.bulk.read_values`, its statement compiled once."""
+    if len(enrolment_ids) == 1:
+        return read_values(session, _of_one(query), {"enrolment": enrolment_ids[0]})
+    return session.execute(query.where(among(session, query.selected_columns[0], enrolment_ids))).all()
+
+
+@cache
+def _of_one(query: Select[Any]) -> Select[Any]:
+    return query.where(query.selected_columns[0] == bindparam("enrolment"))
 
 
 def _item_peers(e: RecordedEpisode) -> frozenset[str]:
@@ -266,9 +286,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     episode in `replaced` (its touched elements' old results, and their ERAS items' other results)
     keeps its stored figures but for what its re-evaluated elements change."""
     table = AuditEpisode.__table__  # type: ignore[attr-defined]
-    existing = {r[0]: r[1:] for r in session.execute(
-        sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
-        .where(among(session, table.c.enrolment_id, [e.enrolment_id for e in episodes]))).all()}
+    existing = {r[0]: r[1:] for r in _rows_of(session, _episodes_query(), [e.enrolment_id for e in episodes])}
     inserts, updates = [], []
     for e in episodes:
         old = existing.get(e.enrolment_id)
@@ -287,6 +305,12 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
         session.execute(insert(table), inserts)
     if updates:
         update_many(session, table, {"key_enrolment": "enrolment_id"}, updates)
+
+
+@cache
+def _episodes_query() -> Select[Any]:
+    table = AuditEpisode.__table__  # type: ignore[attr-defined]
+    return sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -390,15 +414,34 @@ def item_masks(by_item: Mapping[int, Ratio]) -> tuple[int | None, int | None]:
 
 def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOutcomes,
                     at: datetime) -> None:
-    """Store (replace) one enrolment's outcome values, as `PatientOutcomes.values()` names them."""
-    row = session.get(AuditOutcome, enrolment_id) or AuditOutcome(enrolment_id=enrolment_id,
-                                                                  computed_at=at)
+    """Store (replace) one enrolment's outcome values, as `PatientOutcomes.values()` names them.
+    Without the ORM (every apply runs it): the stored values read as text, written only when
+    they changed."""
+    table = AuditOutcome.__table__  # type: ignore[attr-defined]
     values = outcomes.stored()
-    if row.values == values:
+    session.flush()  # an outcome row this session holds unwritten first: it is read below
+    stored = read_values(session, _outcome_query(), {"enrolment": enrolment_id})
+    if (json_value(stored[0][0]) if stored else {}) == values:
         return  # an apply that changes nothing writes nothing
-    row.values = values
-    row.computed_at = as_utc(at)
-    session.add(row)
+    row = {"values": values, "computed_at": as_utc(at)}
+    if stored:
+        session.execute(_outcome_update(), {**row, "key": enrolment_id})
+        if (held := session.identity_map.get(session.identity_key(AuditOutcome, enrolment_id))) is not None:
+            session.expire(held)  # this session's copy no longer holds what is stored
+    else:
+        session.execute(insert(table), {**row, "enrolment_id": enrolment_id})
+
+
+@cache
+def _outcome_query() -> Select[Any]:
+    table = AuditOutcome.__table__  # type: ignore[attr-defined]
+    return sa_select(cast(table.c["values"], Text)).where(table.c.enrolment_id == bindparam("enrolment"))
+
+
+@cache
+def _outcome_update() -> Any:
+    table = AuditOutcome.__table__  # type: ignore[attr-defined]
+    return update(table).where(table.c.enrolment_id == bindparam("key"))
 
 
 def stored_outcomes(patient_id: str, values: Mapping[str, Any]) -> PatientOutcomes:
