@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, or_, select
 
 from engine.results import OPEN_STATUSES, Status
+from store.bulk import insert_many, read_rows, update_many
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
 from store.history import transition_values
@@ -89,8 +90,7 @@ def sync_actions(
     _check_unique(states)
     at = as_utc(at)
     session.flush()  # what the session holds unwritten first: the statements below do not flush it
-    stored = {row["key"]: dict(row) for row in session.execute(_list_statement(), {"enrolment": enrolment_id})
-              .mappings()}
+    stored = {row["key"]: row for row in read_rows(session, _list_statement(), {"enrolment": enrolment_id})}
     transitions: list[_Transition] = []
     new, changed, unchanged = [], [], []
     inserts, updates = [], []
@@ -115,8 +115,8 @@ def sync_actions(
     vanished = _cancel_vanished(stored=stored, seen=seen, at=at, cause=cause, transitions=transitions)
     updates += [_versioned(stored[key], stored[key]["version"]) for key in vanished]
     _write(session, inserts, updates, transitions, at)
-    rows = sorted((PlannedActionRow.model_construct(**row) for row in stored.values()), key=_due_order)
-    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished), tuple(rows))
+    rows = tuple(map(_action_row, sorted(stored.values(), key=_due_order)))
+    return ActionChanges(tuple(new), tuple(changed), tuple(unchanged), tuple(vanished), rows)
 
 
 _ACTIONS = PlannedActionRow.__table__  # type: ignore[attr-defined]
@@ -132,18 +132,15 @@ def _list_statement() -> Any:
             .order_by(_ACTIONS.c.due.is_(None), _ACTIONS.c.due, _ACTIONS.c.key))
 
 
-@cache
-def _update_statement() -> Any:
-    return (update(_ACTIONS)
-            .where(_ACTIONS.c.key == bindparam("w_key"), _ACTIONS.c.version == bindparam("w_read_version"))
-            .values({name: bindparam(f"w_{name}") for name in (*_WRITTEN, "version")}))
-
-
 def _versioned(row: dict[str, Any], read: int) -> dict[str, Any]:
-    """The UPDATE's parameters for `row`, read at version `read`; the row's version moves on."""
+    """The UPDATE's values for `row`, read at version `read`; the row's version moves on."""
     row["version"] = read + 1
     return {"w_key": row["key"], "w_read_version": read,
-            **{f"w_{name}": row[name] for name in (*_WRITTEN, "version")}}
+            **{name: row[name] for name in (*_WRITTEN, "version")}}
+
+
+# An update's row is the one with the key, at the version read.
+_VERSIONED = {"w_key": "key", "w_read_version": "version"}
 
 
 def _write(session: Session, inserts: list[dict[str, Any]], updates: list[dict[str, Any]],
@@ -151,26 +148,37 @@ def _write(session: Session, inserts: list[dict[str, Any]], updates: list[dict[s
     """The sync's rows, each statement once for all of them: the new actions before their
     history rows (the foreign key from element_status to planned_action)."""
     if inserts:
-        session.execute(insert(_ACTIONS), inserts)
+        insert_many(session, _ACTIONS, inserts)
     if updates:
-        done = session.execute(_update_statement(), updates)
-        if done.rowcount != len(updates):  # type: ignore[attr-defined]
+        matched = update_many(session, _ACTIONS, _VERSIONED, updates)
+        if matched != len(updates):
             raise StaleDataError(f"UPDATE statement on table 'planned_action' expected to update "
-                                 f"{len(updates)} row(s); {done.rowcount} were matched.")  # type: ignore[attr-defined]
+                                 f"{len(updates)} row(s); {matched} were matched.")
         for values in updates:  # this session's copies no longer hold what is stored
             if (held := session.identity_map.get(session.identity_key(PlannedActionRow, values["w_key"]))):
                 session.expire(held)
     if transitions:
-        session.execute(insert(_HISTORY), [transition_values(row, from_status=from_status, at=at, cause=why)
-                                           for row, from_status, why in transitions])
+        insert_many(session, _HISTORY, [transition_values(row, from_status=from_status, at=at, cause=why)
+                                        for row, from_status, why in transitions])
 
 
 _NO_DUE = datetime.min.replace(tzinfo=UTC)
 
 
-def _due_order(row: PlannedActionRow) -> tuple[bool, datetime, str]:
-    """`list_actions`'s order: by due instant, undated last, then by key."""
-    return row.due is None, _NO_DUE if row.due is None else as_utc(row.due), row.key
+def _due_order(row: Mapping[str, Any]) -> tuple[bool, datetime, str]:
+    """`list_actions`'s order: by due instant (aware datetimes compare as instants), undated
+    last, then by key."""
+    due = row["due"]
+    return due is None, _NO_DUE if due is None else due, row["key"]
+
+
+def _action_row(values: dict[str, Any]) -> PlannedActionRow:
+    """A row's columns as the model, built as the ORM builds a loaded row (the class's `__new__`,
+    then its columns), without `model_construct`'s per-field alias checks: every apply builds
+    one per action."""
+    row = PlannedActionRow.__new__(PlannedActionRow)
+    vars(row).update(values)
+    return row
 
 
 def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
@@ -179,6 +187,8 @@ def _normalised(state: ActionState, enrolment_id: str) -> ActionState:
         raise ValueError(f"action key {state.key!r} should be {expected!r}")
     ActionKind(state.kind)
     Status(state.status)
+    if all(t is None or t.tzinfo is UTC for t in (state.opens, state.due, state.closes, state.remind_at)):
+        return state  # in UTC already (the engine's instants are): no copy
     return replace(
         state,
         opens=_utc_or_none(state.opens),

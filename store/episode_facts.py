@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, cast, func, insert, update
+from sqlalchemy import ColumnElement, Text, and_, bindparam, cast, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -21,11 +22,19 @@ from store.types import as_utc, json_value
 def record_facts(*, session: Session, enrolment_id: str, facts: PatientFacts, at: datetime) -> None:
     """Keep (replace) what the evaluation at `at` read, as a patient file: written over the
     stored one without reading it back (one UPDATE, or the INSERT of the first evaluation)."""
-    table = EpisodeFacts.__table__  # type: ignore[attr-defined]
     values = {"facts": patient_json(facts), "evaluated_at": as_utc(at)}
-    done = session.execute(update(table).where(table.c.enrolment_id == enrolment_id).values(**values))
+    done = session.execute(_update_statement(), {**values, "key": enrolment_id})
     if not done.rowcount:  # type: ignore[attr-defined]
-        session.execute(insert(table).values(enrolment_id=enrolment_id, **values))
+        session.execute(insert(_FACTS), {**values, "enrolment_id": enrolment_id})
+
+
+_FACTS = EpisodeFacts.__table__  # type: ignore[attr-defined]
+
+
+@cache
+def _update_statement() -> Any:
+    """The UPDATE, built once (every apply runs it): its values are bound at each execution."""
+    return update(_FACTS).where(_FACTS.c.enrolment_id == bindparam("key"))
 
 
 def stored_episode_ids(*, session: Session, pathway_id: str, unless_plan: str | None = None) -> list[str]:

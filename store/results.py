@@ -6,10 +6,11 @@ import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, Text, bindparam, cast, delete, event, insert, tuple_, update
+from sqlalchemy import Engine, Select, Text, bindparam, cast, delete, event, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -21,6 +22,7 @@ from engine.fingerprint import PlanDigest, plan_digest
 from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
+from store.bulk import insert_many, read_values, update_many
 from store.db import among
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
@@ -178,9 +180,9 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
                 updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
                                 "evaluated_at": at})
     if inserts:
-        _insert_many(session, table, inserts)
+        insert_many(session, table, inserts)
     if updates:
-        _update_many(session, table, {"key_enrolment": "enrolment_id", "key_element": "element_id"}, updates)
+        update_many(session, table, {"key_enrolment": "enrolment_id", "key_element": "element_id"}, updates)
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
@@ -199,14 +201,11 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
     """The stored results the episodes may rewrite (all of each episode's, or its `touched` ones),
     and, for the episodes with `touched`, the results of the other elements of their ERAS items."""
     table = ElementResultRow.__table__  # type: ignore[attr-defined]
-    columns = [table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
-               for name in _RESULT_COLUMNS]
-    query = sa_select(table.c.enrolment_id, table.c.element_id, *columns)
+    query = _results_query()
     whole = [e.enrolment_id for e in episodes if e.touched is None]
     existing: dict[tuple[str, str], Sequence[Any]] = {}
     if whole:
-        rows = session.execute(query.where(among(session, table.c.enrolment_id, whole))).all()
-        existing = {(r[0], r[1]): r[2:] for r in rows}
+        existing = {(r[0], r[1]): r[2:] for r in _rows_of(session, query, whole)}
     part = {e.enrolment_id: (e.touched, _item_peers(e)) for e in episodes if e.touched is not None}
     read = set().union(*(touched | peers for touched, peers in part.values()))
     peer_results: dict[str, list[ElementResult]] = {}
@@ -219,6 +218,28 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
             elif r[1] in peers:
                 peer_results.setdefault(r[0], []).append(_stored_result(r[1], r[2:]))
     return existing, peer_results
+
+
+@cache
+def _results_query() -> Select[Any]:
+    """The stored results' keys and `_RESULT_COLUMNS` (JSON ones as text)."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    return sa_select(table.c.enrolment_id, table.c.element_id, *(
+        table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
+        for name in _RESULT_COLUMNS))
+
+
+def _rows_of(session: Session, query: Select[Any], enrolment_ids: Sequence[str]) -> Sequence[Sequence[Any]]:
+    """The rows of `query` (its first column an enrolment id) of these enrolments. One enrolment's
+    (each apply's) through `store.bulk.read_values`, its statement compiled once."""
+    if len(enrolment_ids) == 1:
+        return read_values(session, _of_one(query), {"enrolment": enrolment_ids[0]})
+    return session.execute(query.where(among(session, query.selected_columns[0], enrolment_ids))).all()
+
+
+@cache
+def _of_one(query: Select[Any]) -> Select[Any]:
+    return query.where(query.selected_columns[0] == bindparam("enrolment"))
 
 
 def _item_peers(e: RecordedEpisode) -> frozenset[str]:
@@ -247,54 +268,6 @@ _PHASE_AT, _STATUS_AT = _RESULT_COLUMNS.index("phase"), _RESULT_COLUMNS.index("s
 assert _RESULT_COLUMNS[_PHASE_AT + 1] == "category" and _RESULT_COLUMNS[_STATUS_AT + 1] == "counts"
 
 
-def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """`session.execute(insert(table), rows)` without its per-row statement work: each value is
-    converted by its column type's own bind processor, as SQLAlchemy would, then the rows go in
-    with one driver `executemany` (SQLite) or one COPY (PostgreSQL), several times cheaper."""
-    connection = session.connection()
-    dialect = connection.dialect
-    names = list(rows[0])
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-    data = [tuple(value if p is None else p(value) for p, value in zip(processors, (row[n] for n in names),
-                                                                        strict=True)) for row in rows]
-    if dialect.name == "postgresql":
-        copy = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-        driver = connection.connection.driver_connection  # psycopg's, in this session's transaction
-        assert driver is not None
-        with driver.cursor() as cursor, cursor.copy(copy) as stream:
-            for values in data:
-                stream.write_row(values)
-    else:
-        placeholders = ", ".join("?" for _ in names)
-        connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({placeholders})",
-                                   data)
-
-
-def _update_many(session: Session, table: Table, keys: Mapping[str, str],
-                 rows: Sequence[Mapping[str, Any]]) -> None:
-    """Update each row (the same names in each) where the columns `keys` names hold the values
-    of those names. On PostgreSQL, one statement over one array per column (`unnest`): the
-    server plans and runs one UPDATE, not one per row, and no row passes SQLAlchemy's per-row
-    parameter work; each value converted by its column type's bind processor, as in `_insert_many`."""
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(update(table).where(*(table.c[c] == bindparam(k) for k, c in keys.items())), rows)
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    names = list(rows[0])
-    types = [table.c[keys.get(name, name)].type.dialect_impl(dialect) for name in names]
-    arrays = []
-    for name, type_ in zip(names, types, strict=True):
-        process = type_.bind_processor(dialect)
-        arrays.append([row[name] if process is None else process(row[name]) for row in rows])
-    q = dialect.identifier_preparer.quote
-    unnest = ", ".join(f"%b::{t.compile(dialect=dialect)}[]" for t in types)  # binary: no text escaping
-    sets = ", ".join(f"{q(name)} = v.{q(name)}" for name in names if name not in keys)
-    match = " AND ".join(f"t.{q(column)} = v.{q(key)}" for key, column in keys.items())
-    connection.exec_driver_sql(f"UPDATE {q(table.name)} AS t SET {sets} FROM unnest({unnest}) "
-                               f"AS v({', '.join(map(q, names))}) WHERE {match}", tuple(arrays))
-
-
 def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:
     """Whether a stored result row (columns `_RESULT_COLUMNS`, JSON ones as text) differs from `_values`."""
     for i, name in enumerate(_RESULT_COLUMNS):
@@ -313,9 +286,7 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     episode in `replaced` (its touched elements' old results, and their ERAS items' other results)
     keeps its stored figures but for what its re-evaluated elements change."""
     table = AuditEpisode.__table__  # type: ignore[attr-defined]
-    existing = {r[0]: r[1:] for r in session.execute(
-        sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
-        .where(among(session, table.c.enrolment_id, [e.enrolment_id for e in episodes]))).all()}
+    existing = {r[0]: r[1:] for r in _rows_of(session, _episodes_query(), [e.enrolment_id for e in episodes])}
     inserts, updates = [], []
     for e in episodes:
         old = existing.get(e.enrolment_id)
@@ -333,7 +304,13 @@ def _record_many_episodes(session: Session, episodes: Sequence[RecordedEpisode],
     if inserts:
         session.execute(insert(table), inserts)
     if updates:
-        _update_many(session, table, {"key_enrolment": "enrolment_id"}, updates)
+        update_many(session, table, {"key_enrolment": "enrolment_id"}, updates)
+
+
+@cache
+def _episodes_query() -> Select[Any]:
+    table = AuditEpisode.__table__  # type: ignore[attr-defined]
+    return sa_select(table.c.enrolment_id, *(table.c[name] for name in _EPISODE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -437,15 +414,34 @@ def item_masks(by_item: Mapping[int, Ratio]) -> tuple[int | None, int | None]:
 
 def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOutcomes,
                     at: datetime) -> None:
-    """Store (replace) one enrolment's outcome values, as `PatientOutcomes.values()` names them."""
-    row = session.get(AuditOutcome, enrolment_id) or AuditOutcome(enrolment_id=enrolment_id,
-                                                                  computed_at=at)
+    """Store (replace) one enrolment's outcome values, as `PatientOutcomes.values()` names them.
+    Without the ORM (every apply runs it): the stored values read as text, written only when
+    they changed."""
+    table = AuditOutcome.__table__  # type: ignore[attr-defined]
     values = outcomes.stored()
-    if row.values == values:
+    session.flush()  # an outcome row this session holds unwritten first: it is read below
+    stored = read_values(session, _outcome_query(), {"enrolment": enrolment_id})
+    if (json_value(stored[0][0]) if stored else {}) == values:
         return  # an apply that changes nothing writes nothing
-    row.values = values
-    row.computed_at = as_utc(at)
-    session.add(row)
+    row = {"values": values, "computed_at": as_utc(at)}
+    if stored:
+        session.execute(_outcome_update(), {**row, "key": enrolment_id})
+        if (held := session.identity_map.get(session.identity_key(AuditOutcome, enrolment_id))) is not None:
+            session.expire(held)  # this session's copy no longer holds what is stored
+    else:
+        session.execute(insert(table), {**row, "enrolment_id": enrolment_id})
+
+
+@cache
+def _outcome_query() -> Select[Any]:
+    table = AuditOutcome.__table__  # type: ignore[attr-defined]
+    return sa_select(cast(table.c["values"], Text)).where(table.c.enrolment_id == bindparam("enrolment"))
+
+
+@cache
+def _outcome_update() -> Any:
+    table = AuditOutcome.__table__  # type: ignore[attr-defined]
+    return update(table).where(table.c.enrolment_id == bindparam("key"))
 
 
 def stored_outcomes(patient_id: str, values: Mapping[str, Any]) -> PatientOutcomes:

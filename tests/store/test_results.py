@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
 from engine.outcomes import load_outcome_definitions, patient_outcomes
-from store.models import AuditEpisode, AuditOutcome, ElementResultRow, Enrolment
+from engine.patientfile import patient_json
+from store.episode_facts import record_facts
+from store.models import AuditEpisode, AuditOutcome, ElementResultRow, Enrolment, EpisodeFacts
 from store.results import episode_attributes, record_element_results, record_outcomes
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 
@@ -76,3 +79,33 @@ def test_record_outcomes_replaces_values(db: Session) -> None:
     record_outcomes(session=db, enrolment_id=row.id, outcomes=outcomes, at=AT + timedelta(hours=1))
     stored = db.get(AuditOutcome, row.id)
     assert stored is not None and stored.values["length_of_stay_days"] == 4.25
+
+
+def test_record_outcomes_writes_only_changed_values(db: Session) -> None:
+    """An unchanged outcome is not rewritten (its computed_at stays); a changed one is, and the
+    row the session holds reads what is stored."""
+    case = gold_cohort()[0]
+    row = _enrol(db, "P01")
+    outcomes = patient_outcomes(case.facts, case.evaluation, definitions=load_outcome_definitions(),
+                                tz=LONDON)
+    record_outcomes(session=db, enrolment_id=row.id, outcomes=outcomes, at=AT)
+    held = db.get(AuditOutcome, row.id)
+    assert held is not None and held.computed_at == AT
+    record_outcomes(session=db, enrolment_id=row.id, outcomes=outcomes, at=AT + timedelta(hours=1))
+    assert held.computed_at == AT
+    readmitted = replace(outcomes, readmitted=not outcomes.readmitted)
+    record_outcomes(session=db, enrolment_id=row.id, outcomes=readmitted, at=AT + timedelta(hours=2))
+    assert (held.values, held.computed_at) == (readmitted.stored(), AT + timedelta(hours=2))
+    db.expire_all()
+    assert db.get(AuditOutcome, row.id).values == readmitted.stored()  # type: ignore[union-attr]
+
+
+def test_record_facts_inserts_then_replaces(db: Session) -> None:
+    """The first evaluation's facts are inserted, a later one's written over them (one row)."""
+    first, second = gold_cohort()[0].facts, gold_cohort()[1].facts
+    row = _enrol(db, "P01")
+    record_facts(session=db, enrolment_id=row.id, facts=first, at=AT)
+    record_facts(session=db, enrolment_id=row.id, facts=second, at=AT + timedelta(hours=1))
+    db.expire_all()
+    stored = db.exec(select(EpisodeFacts).where(col(EpisodeFacts.enrolment_id) == row.id)).all()
+    assert [(s.facts, s.evaluated_at) for s in stored] == [(patient_json(second), AT + timedelta(hours=1))]
