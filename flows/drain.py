@@ -19,7 +19,7 @@ from flows.failures import PARKED_ERROR, clear_failures, describe, record_failur
 from flows.metrics import APPLY_SECONDS
 from flows.relevance import settle_irrelevant
 from flows.runtime import Runtime
-from store.db import session_scope
+from store.db import run_to_the_end, session_scope
 from store.inbox import claim_batch, give_back, mark_done, mark_failed, release
 from store.locks import PatientLockTimeout
 from store.models import InboxEvent
@@ -55,14 +55,10 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     """
     now = now or rt.clock()
     trips = rt.round_trips
-    claim = asyncio.ensure_future(rt.in_store(_claim, rt, worker, batch_size, now, lease))
-    try:
-        claimed, events, parked = await asyncio.shield(claim)
-    except asyncio.CancelledError:
-        # Stopped while claiming: on PostgreSQL the claim commits on its thread all the same.
-        claimed, events, _ = await asyncio.shield(claim)
-        await _give_back(rt, claimed, events)
-        raise
+    # Stopped while claiming: on PostgreSQL the claim commits on its thread all the same.
+    claimed, events, parked = await run_to_the_end(
+        rt.in_store(_claim, rt, worker, batch_size, now, lease),
+        if_stopped=lambda taken: _give_back(rt, taken[0], taken[1]))
     try:
         return await _drain_claimed(rt, claimed, events, parked, _token(claimed), now, trips, concurrency)
     except asyncio.CancelledError:
@@ -78,7 +74,7 @@ async def _give_back(rt: Runtime, claimed: list[InboxEvent], events: list[InboxE
     """Stopped mid-batch (SIGTERM, a rolling restart): the events not yet settled go back at
     once to the next drain, here or in another worker, instead of waiting out the lease."""
     ids = [int(e.id or 0) for e in events]
-    if ids and (given := await asyncio.shield(rt.in_transaction(give_back, ids=ids, token=_token(claimed)))):
+    if ids and (given := await run_to_the_end(rt.in_transaction(give_back, ids=ids, token=_token(claimed)))):
         log.info("drain stopped: %d unsettled events of its batch given back", given)
 
 

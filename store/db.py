@@ -1,9 +1,10 @@
 """Database URLs, engines and sessions for SQLite (embedded default) and PostgreSQL."""
 
+import asyncio
 import re
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ DEFAULT_POOL_SIZE = 5
 _READ_ONLY = "eras_read_only"
 
 T = TypeVar("T", bound=SQLModel)
+R = TypeVar("R")
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -174,3 +176,18 @@ def add_unless_exists(
             raise
         return existing, False
     return row, True
+
+
+async def run_to_the_end(work: Awaitable[R], *, if_stopped: Callable[[R], Awaitable[Any]] | None = None) -> R:
+    """Await store work that runs on a thread, which a cancellation cannot stop: if the caller is
+    cancelled (SIGTERM) meanwhile, wait for the work to end, undo what it did (`if_stopped`, given
+    its result), then let the cancellation through. A claim or a lock taken on a thread after its
+    caller stopped would otherwise be held by nobody until a lease or the process ends."""
+    running = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        result = await running
+        if if_stopped is not None:
+            await asyncio.shield(if_stopped(result))
+        raise

@@ -25,7 +25,7 @@ from typing import IO
 
 from sqlalchemy import Connection, Engine, QueuePool, create_engine, text
 
-from store.db import DEFAULT_POOL_SIZE, ping_when_idle
+from store.db import DEFAULT_POOL_SIZE, ping_when_idle, run_to_the_end
 
 # Named in the error a second SQLite process gets (the setting lives in flows.settings, read at the edges).
 DATABASE_URL_ENV = "ERAS_DATABASE_URL"
@@ -62,7 +62,11 @@ async def patient_lock(engine: Engine, patient_id: str, *,
     key = patient_lock_key(patient_id)
     # Each round trip to the server runs on a thread, so as not to stop the event loop: the
     # connection is taken with the first try, and given back with the unlock (two hops an apply).
-    connection, held = await asyncio.to_thread(_connect_and_try, _lock_engine(engine), key)
+    # A hop runs to its end even when the apply is stopped meanwhile (SIGTERM): a lock taken or
+    # kept on a connection nobody holds would stop this patient's applies in this process.
+    connection, held = await run_to_the_end(
+        asyncio.to_thread(_connect_and_try, _lock_engine(engine), key),
+        if_stopped=lambda taken: asyncio.to_thread(_give_back_taken, key, taken))
     released = False
     try:
         if not held:
@@ -71,7 +75,11 @@ async def patient_lock(engine: Engine, patient_id: str, *,
         try:
             yield
         finally:
-            await asyncio.to_thread(_unlock_and_close, connection, key)
+            try:
+                await run_to_the_end(asyncio.to_thread(_unlock_and_close, connection, key))
+            except asyncio.CancelledError:
+                released = True  # its thread gave the lock back before the cancellation went on
+                raise
             released = True
     finally:
         if not released:
@@ -97,6 +105,14 @@ def _connect_and_try(engine: Engine, key: int) -> tuple[Connection, bool]:
 
 def _unlock_and_close(connection: Connection, key: int) -> None:
     connection.execute(_UNLOCK, {"k": key})
+    connection.close()
+
+
+def _give_back_taken(key: int, taken: tuple[Connection, bool]) -> None:
+    """Undo `_connect_and_try` for an apply stopped meanwhile."""
+    connection, held = taken
+    if held:
+        connection.execute(_UNLOCK, {"k": key})
     connection.close()
 
 

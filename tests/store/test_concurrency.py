@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm.exc import StaleDataError
 
+from store import locks
 from store.actions import list_actions, sync_actions
 from store.db import make_engine, make_session_factory, session_scope
 from store.locks import (
@@ -135,3 +137,39 @@ def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
         claim_single_process(engine)  # the holder is gone: the OS released its lock
         claim_single_process(engine)  # and claiming again in the same process is harmless
         engine.dispose()
+
+
+@pytest.mark.parametrize("hop", ["_connect_and_try", "_unlock_and_close"])
+async def test_an_apply_stopped_during_a_lock_hop_leaves_the_lock_free(
+        postgresql_url: str, monkeypatch: pytest.MonkeyPatch, hop: str) -> None:
+    """SIGTERM while the lock's statement runs on its thread: the thread finishes all the same,
+    and the lock (taken, or being given back) must not stay on a connection nobody holds, or
+    this patient's applies would wait for it until the process ends."""
+    one, two = make_engine(postgresql_url), make_engine(postgresql_url)
+    original = getattr(locks, hop)
+    on_thread = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(*args: object) -> object:
+        loop.call_soon_threadsafe(on_thread.set)
+        time.sleep(0.3)  # the stop arrives while this hop is on its thread
+        return original(*args)
+
+    monkeypatch.setattr(locks, hop, slow)
+    try:
+        async def apply() -> None:
+            async with patient_lock(one, "p-stopped"):
+                await asyncio.sleep(0)
+
+        running = asyncio.create_task(apply())
+        await asyncio.wait_for(on_thread.wait(), timeout=10)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await asyncio.sleep(0.5)  # past the hop, whatever became of it
+        async with patient_lock(two, "p-stopped", timeout=0):  # free: taken at the first try
+            pass
+        assert _lock_engine(one).pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        one.dispose()
+        two.dispose()
