@@ -81,7 +81,7 @@ def sync_actions(
     Stored actions missing from `actions` and not yet terminal are marked cancelled and
     reported as vanished, once, so the caller can cancel what was written for them.
     Every apply runs it, so without the ORM: the actions are read as rows, and what changed
-    is written with one executemany per statement (inserts, updates, history). An update says
+    is written with one statement each for inserts, updates and history (`store.bulk`). An update says
     WHERE version = <the version read>, as the ORM's would: a row another writer changed since
     raises StaleDataError. The session's own copies of the rows written are read again on use.
     """

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Dialect, Select, Table, bindparam, update
+from sqlalchemy import Dialect, Select, Table
 from sqlmodel import Session
 
 _Processor = Callable[[Any], Any] | None
@@ -43,18 +43,22 @@ def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
 def update_many(session: Session, table: Table, keys: Mapping[str, str],
                 rows: Sequence[Mapping[str, Any]]) -> int:
     """Update each row (the same names in each) where the columns `keys` names hold the values
-    of those names; the other names are the columns set. Returns how many rows matched. On
-    PostgreSQL, one statement over one array per column (`unnest`): the server plans and runs
-    one UPDATE, not one per row, and no row passes SQLAlchemy's per-row parameter work."""
-    if session.get_bind().dialect.name != "postgresql":
-        done = session.execute(_keyed_update(table, tuple(keys.items())), rows)
-        return int(done.rowcount)  # type: ignore[attr-defined]
+    of those names; the other names are the columns set. Returns how many rows matched. Several
+    rows on PostgreSQL: one statement over one array per column (`unnest`), so the server plans
+    and runs one UPDATE, not one per row; otherwise one UPDATE with a driver `executemany`."""
     connection = session.connection()
+    dialect = connection.dialect
     names = tuple(rows[0])
-    sql, processors = _unnest_update(connection.dialect, table, tuple(keys.items()), names)
-    arrays = [[row[name] if process is None else process(row[name]) for row in rows]
-              for name, process in zip(names, processors, strict=True)]
-    return int(connection.exec_driver_sql(sql, tuple(arrays)).rowcount)
+    if dialect.name == "postgresql" and len(rows) > 1:
+        sql, processors = _unnest_update(dialect, table, tuple(keys.items()), names)
+        arrays = [[row[name] if process is None else process(row[name]) for row in rows]
+                  for name, process in zip(names, processors, strict=True)]
+        return int(connection.exec_driver_sql(sql, tuple(arrays)).rowcount)
+    sql, order = _keyed_update(dialect, table, tuple(keys.items()), names)
+    processors = _bind_processors(dialect, table, tuple(keys.get(name, name) for name in order))
+    data = [tuple(row[name] if process is None else process(row[name])
+                  for name, process in zip(order, processors, strict=True)) for row in rows]
+    return int(connection.exec_driver_sql(sql, data if len(data) > 1 else data[0]).rowcount)
 
 
 def read_rows(session: Session, statement: Select[Any], params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -97,8 +101,16 @@ def _bind_processors(dialect: Dialect, table: Table, names: tuple[str, ...]) -> 
 
 
 @_per_dialect
-def _keyed_update(table: Table, keys: tuple[tuple[str, str], ...]) -> Any:
-    return update(table).where(*(table.c[column] == bindparam(key) for key, column in keys))
+def _keyed_update(dialect: Dialect, table: Table, keys: tuple[tuple[str, str], ...],
+                  names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The UPDATE of one row by positional parameters, and the names in their order."""
+    by_key = dict(keys)
+    q = dialect.identifier_preparer.quote
+    mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+    sets = [name for name in names if name not in by_key]
+    sql = (f"UPDATE {q(table.name)} SET {', '.join(f'{q(name)} = {mark}' for name in sets)} "
+           f"WHERE {' AND '.join(f'{q(column)} = {mark}' for _, column in keys)}")
+    return sql, (*sets, *by_key)
 
 
 @_per_dialect

@@ -330,6 +330,10 @@ class ElementResultRow(SQLModel, table=True):
     decline_reason: str | None = Field(default=None, sa_type=Text)
     occurrences: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     evaluated_at: datetime = Field(sa_type=UTCDateTime)
+    # `store.results.result_digest` of the columns above but the keys and evaluated_at, written
+    # with them: equal digests, equal values. Null: unknown (compared in full). Whatever else
+    # changes those columns must set it to null.
+    digest: str | None = None
 
 
 class AuditEpisode(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, Select, Text, bindparam, cast, delete, event, insert, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -167,22 +169,37 @@ def record_many_results(*, session: Session, episodes: Sequence[RecordedEpisode]
     for (eid, element_id), row in existing.items():
         if eid in replaced:
             replaced[eid][0].append(_stored_result(element_id, row))
-    inserts, updates = [], []
+    inserts, updates, unknown = [], [], {}
     for e in episodes:
         at = as_utc(e.at)
         for result in e.results:
             values = _values(result)
-            old = existing.pop((e.enrolment_id, result.element_id), None)
+            values["digest"] = result_digest(values)
+            key = (e.enrolment_id, result.element_id)
+            old = existing.pop(key, None)
             if old is None:
                 inserts.append({**values, "enrolment_id": e.enrolment_id, "element_id": result.element_id,
                                 "evaluated_at": at})
-            elif _changed(old, values):
+            elif old[0] is None:  # stored without a digest: compared in full below
+                unknown[key] = values, at
+            elif old[0] != values["digest"]:
                 updates.append({**values, "key_enrolment": e.enrolment_id, "key_element": result.element_id,
                                 "evaluated_at": at})
+    digests = []
+    for (eid, element_id), old_values in _stored_values(session, unknown.keys()).items():
+        values, at = unknown[(eid, element_id)]
+        row_key = {"key_enrolment": eid, "key_element": element_id}
+        if _changed(old_values, values):
+            updates.append({**values, **row_key, "evaluated_at": at})
+        else:  # unchanged: only its digest is written, once
+            digests.append({"digest": values["digest"], **row_key})
+    by_key = {"key_enrolment": "enrolment_id", "key_element": "element_id"}
     if inserts:
         insert_many(session, table, inserts)
     if updates:
-        update_many(session, table, {"key_enrolment": "enrolment_id", "key_element": "element_id"}, updates)
+        update_many(session, table, by_key, updates)
+    if digests:
+        update_many(session, table, by_key, digests)
     if existing:  # elements no longer planned
         keys = tuple_(table.c.enrolment_id, table.c.element_id)
         session.execute(delete(table).where(keys.in_(list(existing))))
@@ -222,11 +239,34 @@ def _existing_results(session: Session, episodes: Sequence[RecordedEpisode]
 
 @cache
 def _results_query() -> Select[Any]:
-    """The stored results' keys and `_RESULT_COLUMNS` (JSON ones as text)."""
+    """The stored results' keys and `_KEPT_COLUMNS`."""
+    table = ElementResultRow.__table__  # type: ignore[attr-defined]
+    return sa_select(table.c.enrolment_id, table.c.element_id, *(table.c[name] for name in _KEPT_COLUMNS))
+
+
+def _stored_values(session: Session, keys: Collection[tuple[str, str]]
+                   ) -> dict[tuple[str, str], Sequence[Any]]:
+    """The `_RESULT_COLUMNS` (JSON ones as text) of these stored results, by key: their
+    episodes' rows read in full (results stored before their digests were kept, once)."""
+    if not keys:
+        return {}
+    rows = _rows_of(session, _full_results_query(), sorted({eid for eid, _ in keys}))
+    return {(r[0], r[1]): r[2:] for r in rows if (r[0], r[1]) in keys}
+
+
+@cache
+def _full_results_query() -> Select[Any]:
     table = ElementResultRow.__table__  # type: ignore[attr-defined]
     return sa_select(table.c.enrolment_id, table.c.element_id, *(
         table.c[name] if name not in _JSON_RESULT_COLUMNS else cast(table.c[name], Text)
         for name in _RESULT_COLUMNS))
+
+
+def result_digest(values: Mapping[str, Any]) -> str:
+    """The digest of a result's stored values (`_values`), kept in its row: equal values have
+    equal digests (orjson writes them alike: `_values` builds its dicts in one order, holds no
+    floats, and its instants are in UTC), and different ones, different digests."""
+    return hashlib.blake2b(orjson.dumps(values), digest_size=16).hexdigest()
 
 
 def _rows_of(session: Session, query: Select[Any], enrolment_ids: Sequence[str]) -> Sequence[Sequence[Any]]:
@@ -251,10 +291,10 @@ def _item_peers(e: RecordedEpisode) -> frozenset[str]:
 
 
 def _stored_result(element_id: str, row: Sequence[Any]) -> ElementResult:
-    """A stored result row (`_RESULT_COLUMNS`) as the engine's result, without its occurrences:
+    """A stored result row (`_KEPT_COLUMNS`) as the engine's result, without its occurrences:
     what the episode's figures read of it."""
-    return ElementResult(element_id, row[_PHASE_AT], row[_PHASE_AT + 1], _STATUS[row[_STATUS_AT]], (),
-                         row[_STATUS_AT + 1])
+    _, phase, category, status, counts = row
+    return ElementResult(element_id, phase, category, _STATUS[status], (), counts)
 
 
 _STATUS = {s.value: s for s in Status}  # a dict lookup, several times cheaper than Status(value)
@@ -264,8 +304,8 @@ _RESULT_COLUMNS = ("phase", "category", "status", "counts", "missing", "occurren
                    "occurrences_counted", "done_at", "evidence", "decline_reason", "occurrences")
 _JSON_RESULT_COLUMNS = frozenset({"evidence", "occurrences"})
 _JSON_AT = tuple(i for i, name in enumerate(_RESULT_COLUMNS) if name in _JSON_RESULT_COLUMNS)
-_PHASE_AT, _STATUS_AT = _RESULT_COLUMNS.index("phase"), _RESULT_COLUMNS.index("status")
-assert _RESULT_COLUMNS[_PHASE_AT + 1] == "category" and _RESULT_COLUMNS[_STATUS_AT + 1] == "counts"
+# What an apply reads of each stored result: whether it changed, and what the figures need.
+_KEPT_COLUMNS = ("digest", "phase", "category", "status", "counts")
 
 
 def _changed(old: Sequence[Any], values: Mapping[str, Any]) -> bool:

@@ -71,6 +71,14 @@ def test_update_many_writes_what_an_executemany_update_writes(db: Session) -> No
     assert [{k: v for k, v in r.items() if k not in strip} for r in mine] == \
         [{k: v for k, v in r.items() if k not in strip} for r in other]
     assert mine[0]["title"] == "It's 100% \"done\"" and mine[0]["due"] == T0 + timedelta(days=2)
+    one = [{**changes(ours)[1], "w_version": 1, "due": T0.astimezone(west), "escalations": [["x", "y"]]}]
+    db.execute(update(ACTIONS).where(ACTIONS.c.key == bindparam("w_key"), ACTIONS.c.version == bindparam(
+        "w_version")), [{**one[0], "w_key": sorted(r["key"] for r in other)[1]}])
+    by_version = {"w_key": "key", "w_version": "version"}
+    assert update_many(db, ACTIONS, by_version, one) == 1  # one row: no arrays
+    assert update_many(db, ACTIONS, by_version, [{**one[0], "w_version": 9}]) == 0
+    assert [{k: v for k, v in r.items() if k not in strip} for r in _stored(db, ours)] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in _stored(db, theirs)]
 
 
 def test_sync_actions_raises_when_another_writer_moved_an_action(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel import Session, col, select
 
@@ -16,9 +17,11 @@ from engine.results import Evaluation
 from store.models import AuditEpisode, ElementResultRow, Enrolment
 from store.results import (
     RecordedEpisode,
+    _values,
     episode_attributes,
     record_element_results,
     record_many_results,
+    result_digest,
 )
 from tests.audit.cohort import LONDON, gold_cohort, lumbar
 
@@ -87,3 +90,40 @@ def test_bulk_write_stores_what_one_episode_at_a_time_stores(db: Session) -> Non
     results = {key: row for key, row in expected.items() if key[1] and not key[1].startswith("raw ")}
     assert len({row["evaluated_at"] for row in results.values()}) == 3
     assert len(results) < sum(len(c.evaluation.elements) for c in cases)
+
+
+def _stored_results(db: Session, ids: list[str]) -> dict[tuple[int, str], ElementResultRow]:
+    db.flush()
+    db.expire_all()
+    where = {eid: i for i, eid in enumerate(ids)}
+    return {(where[r.enrolment_id], r.element_id): r
+            for r in db.exec(select(ElementResultRow).where(col(ElementResultRow.enrolment_id).in_(ids)))}
+
+
+@pytest.mark.parametrize("digests", ["kept", "unknown"])
+def test_results_rewritten_exactly_when_their_values_change(db: Session, digests: str) -> None:
+    """After each round every stored result holds its evaluation's values, and a result is
+    rewritten (evaluated_at moves) exactly when those values changed: told from the digests, or,
+    for results stored without one (before migration 0012), from the values themselves, which
+    then gain their digest without being rewritten."""
+    cases = gold_cohort()
+    ids = [_enrol(db, c, "d") for c in cases]
+    before: dict[tuple[int, str], ElementResultRow] = {}
+    for n, evaluations in enumerate(_rounds(cases)):
+        if digests == "unknown":
+            db.execute(text("UPDATE element_result SET digest = NULL"))
+        at = cases[0].evaluation.now + timedelta(hours=n)
+        record_many_results(session=db, episodes=[
+            RecordedEpisode(eid, ev, episode_attributes(lumbar(), ev, c.facts, ward=None), at)
+            for c, ev, eid in zip(cases, evaluations, ids, strict=True)])
+        stored = _stored_results(db, ids)
+        expected = {(i, r.element_id): _values(r) for i, ev in enumerate(evaluations) for r in ev.elements}
+        assert {k: r.model_dump(exclude={"enrolment_id", "element_id", "evaluated_at"})
+                for k, r in stored.items()} == {k: {**v, "digest": result_digest(v)}
+                                                for k, v in expected.items()}
+        for key, row in stored.items():
+            old = before.get(key)
+            same = old is not None and old.model_dump(exclude={"evaluated_at", "digest"}) == \
+                row.model_dump(exclude={"evaluated_at", "digest"})
+            assert row.evaluated_at == (old.evaluated_at if same and old else at), (n, key)
+        before = {k: r.model_copy() for k, r in stored.items()}
