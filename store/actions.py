@@ -13,6 +13,7 @@ from sqlmodel import Session, col, or_, select
 
 from engine.results import OPEN_STATUSES, Status
 from store.bulk import insert_many, read_rows, update_many
+from store.db import expire_held
 from store.enrolments import require_enrolment
 from store.errors import ActionNotFound
 from store.history import transition_values
@@ -154,9 +155,7 @@ def _write(session: Session, inserts: list[dict[str, Any]], updates: list[dict[s
         if matched != len(updates):
             raise StaleDataError(f"UPDATE statement on table 'planned_action' expected to update "
                                  f"{len(updates)} row(s); {matched} were matched.")
-        for values in updates:  # this session's copies no longer hold what is stored
-            if (held := session.identity_map.get(session.identity_key(PlannedActionRow, values["w_key"]))):
-                session.expire(held)
+        expire_held(session, PlannedActionRow, (values["w_key"] for values in updates))
     if transitions:
         insert_many(session, _HISTORY, [transition_values(row, from_status=from_status, at=at, cause=why)
                                         for row, from_status, why in transitions])
@@ -304,9 +303,7 @@ def record_fhir_ids(*, session: Session,
     if done.rowcount != len(params):  # type: ignore[attr-defined]
         found = set(session.execute(sa_select(_ACTIONS.c.key).where(_ACTIONS.c.key.in_(list(ids)))).scalars())
         raise ActionNotFound(next(key for key in ids if key not in found))
-    for key in ids:  # this session's copies (the sync's) no longer hold what is stored
-        if (row := session.identity_map.get(session.identity_key(PlannedActionRow, key))) is not None:
-            session.expire(row)
+    expire_held(session, PlannedActionRow, ids)  # the sync's copies
 
 
 @cache

@@ -4,7 +4,7 @@ import asyncio
 import re
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -177,6 +177,13 @@ def add_unless_exists(
         return existing, False
     return row, True
 
+
+def expire_held(session: Session, model: type[SQLModel], keys: Iterable[Any]) -> None:
+    """After a statement that wrote these rows outside the ORM: this session's copies of them (if it
+    holds any) no longer hold what is stored, and are read again on use."""
+    for key in keys:
+        if (held := session.identity_map.get(session.identity_key(model, key))) is not None:
+            session.expire(held)
 
 async def run_to_the_end(work: Awaitable[R], *, if_stopped: Callable[[R], Awaitable[Any]] | None = None) -> R:
     """Await store work that runs on a thread, which a cancellation cannot stop: if the caller is

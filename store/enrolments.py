@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from store.db import add_unless_exists
+from store.db import add_unless_exists, expire_held
 from store.errors import EnrolmentNotFound
 from store.models import Enrolment, PlannedActionRow
 from store.types import EnrolmentStatus, as_utc
@@ -181,6 +181,7 @@ _ENROLMENTS = Enrolment.__table__  # type: ignore[attr-defined]
 
 @cache
 def _context_statement(columns: tuple[str, ...]) -> Any:
+    """One enrolment's UPDATE of these columns (parameters `c_id`, `c_<column>`), built once."""
     return (update(_ENROLMENTS).where(_ENROLMENTS.c.id == bindparam("c_id"))
             .values({name: bindparam(f"c_{name}") for name in columns}))
 
@@ -189,20 +190,12 @@ def record_careplan(*, session: Session, enrolment_id: str, careplan_id: str, ca
                     at: datetime) -> None:
     """Note the CarePlan the FHIR server wrote for the enrolment: one UPDATE, the row not loaded
     (every apply that writes runs it); a copy the session holds is read again on use."""
-    done = session.execute(_careplan_statement(), {"e_id": enrolment_id, "e_careplan_id": careplan_id,
-                                                   "e_careplan_version": careplan_version,
-                                                   "e_updated_at": as_utc(at)})
+    values = {"careplan_id": careplan_id, "careplan_version": careplan_version, "updated_at": as_utc(at)}
+    done = session.execute(_context_statement(tuple(values)),
+                           {"c_id": enrolment_id, **{f"c_{name}": value for name, value in values.items()}})
     if not done.rowcount:  # type: ignore[attr-defined]
         raise EnrolmentNotFound(enrolment_id)
-    if (held := session.identity_map.get(session.identity_key(Enrolment, enrolment_id))) is not None:
-        session.expire(held)
-
-
-@cache
-def _careplan_statement() -> Any:
-    return (update(_ENROLMENTS).where(_ENROLMENTS.c.id == bindparam("e_id"))
-            .values(careplan_id=bindparam("e_careplan_id"), careplan_version=bindparam("e_careplan_version"),
-                    updated_at=bindparam("e_updated_at")))
+    expire_held(session, Enrolment, [enrolment_id])
 
 
 def anchor_instants(enrolment: Enrolment) -> dict[str, datetime]:

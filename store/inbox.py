@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
-from store.db import add_unless_exists
+from store.db import add_unless_exists, expire_held
 from store.models import InboxEvent, InboxEventCreate, PollWatermark, SubscriptionGap, SubscriptionState
 from store.types import as_utc
 from store.wakeup import notify_stored
@@ -164,9 +164,7 @@ def claim_batch(
     ids = [row["id"] for row in rows]
     session.execute(_claim_statement(),
                     {"c_ids": ids, **{f"c_{name}": value for name, value in claim.items()}})
-    for event_id in ids:  # this session's copies no longer hold what is stored
-        if (held := session.identity_map.get(session.identity_key(InboxEvent, event_id))) is not None:
-            session.expire(held)
+    expire_held(session, InboxEvent, ids)
     return [InboxEvent.model_construct(**{**row, **claim, "attempts": row["attempts"] + 1}) for row in rows]
 
 

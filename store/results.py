@@ -25,7 +25,7 @@ from engine.model import Pathway
 from engine.outcomes import PatientOutcomes
 from engine.results import ElementResult, Evaluation, Occurrence, Status
 from store.bulk import insert_many, read_values, update_many
-from store.db import among
+from store.db import among, expire_held
 from store.models import AuditEpisode, AuditOutcome, ElementResultRow, PlanDigestRow
 from store.types import as_utc, json_value
 
@@ -466,8 +466,7 @@ def record_outcomes(*, session: Session, enrolment_id: str, outcomes: PatientOut
     row = {"values": values, "computed_at": as_utc(at)}
     if stored:
         session.execute(_outcome_update(), {**row, "key": enrolment_id})
-        if (held := session.identity_map.get(session.identity_key(AuditOutcome, enrolment_id))) is not None:
-            session.expire(held)  # this session's copy no longer holds what is stored
+        expire_held(session, AuditOutcome, [enrolment_id])
     else:
         session.execute(insert(table), {**row, "enrolment_id": enrolment_id})
 
