@@ -90,26 +90,29 @@ async def run(args: argparse.Namespace) -> None:
             with profiled(args.profile, len(pids)):
                 await measure(rt, "apply after a new NRS 7", pids, now, statements)
             with broken_down(args.breakdown, len(pids)):
-                await drained(rt, client, pids, now, statements)
+                await drained(rt, client, pids, now, statements, concurrency=1)
+            await drained(rt, client, pids, now, statements, concurrency=rt.concurrent_applies)
         db.dispose()
 
 
 async def drained(rt: Runtime, client: FhirClient, pids: list[str], now: datetime,
-                  statements: list[int]) -> None:
+                  statements: list[int], *, concurrency: int) -> None:
     """As `eras serve` takes them: one more NRS 7 per patient notified into the inbox, then one
-    batch drained (claim, apply, settle). One patient at a time, so that --breakdown can tell
-    the parts apart (the CPU per event is the same as at 8 at once)."""
+    batch drained (claim, apply, settle). One patient at a time (for --breakdown, which tells
+    the parts apart only then), or as `eras serve` does, `concurrency` at once: their batch
+    reads and transactions then go to the EHR together (fhir_adapters.coalesce)."""
     pain = [await client.create(ehr.pain(pid, now - timedelta(minutes=4), 7)) for pid in pids]
     with session_scope(rt.db) as session:
         store_events(session=session, at=now,
                      events=[inbox_event_for_resource(r, source="bench") for r in pain])
     cpu, sql, commits, trips = time.process_time(), statements[0], statements[1], rt.round_trips
     t0 = time.perf_counter()
-    result = await drain_once(rt, worker="bench", batch_size=len(pids), now=now, concurrency=1)
+    result = await drain_once(rt, worker="bench", batch_size=len(pids), now=now, concurrency=concurrency)
     wall = time.perf_counter() - t0
     assert len(result.applied) == len(pids), result
     n = len(pids)
-    print(f"{'drained, a new NRS 7 each':>24}: {n} events in one batch, {wall / n * 1e3:.1f} ms each; "
+    label = "drained, a new NRS 7 each" if concurrency == 1 else f"the same, {concurrency} at once"
+    print(f"{label:>24}: {n} events in one batch, {wall / n * 1e3:.1f} ms each; "
           f"round trips/event {(rt.round_trips - trips) / n:.1f}")
     print(f"{'':>24}  CPU/event {(time.process_time() - cpu) / n * 1e3:.1f} ms (this process)  "
           f"SQL statements/event {(statements[0] - sql) / n:.1f}  "

@@ -4,7 +4,9 @@ Round trips: one batch read from the EHR (+ one Task search when Tasks live in a
 store, + one Observation search in the results store the HL7 feed writes to, + reads of stay
 Locations not yet cached) and at most one transaction. The plan is committed to the store before
 the FHIR write, so a write that fails stays pending and the next apply sends it (conditional
-creates on the business identifier make a resend after a crash create nothing twice).
+creates on the business identifier make a resend after a crash create nothing twice). The
+applies of a drain batch running at once share these requests: a batch or transaction sent while
+another is in flight goes with the others that wait, as one (fhir_adapters.coalesce).
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ async def _candidate_pathways(rt: Runtime, patient_id: str) -> list[Pathway]:
 async def _read(rt: Runtime, patient_id: str, pathways: Sequence[Pathway]) -> list[dict[str, Any]]:
     plan = _search_plan(rt, pathways)
     request = batch_bundle(patient_id, plan)
-    resources = resources_from_batch_response(await rt.ehr.batch(request), request)
+    resources = resources_from_batch_response(await rt.bundles(rt.ehr).batch(request), request)
     resources += await resolve_locations(rt.ehr, resources)  # ward and bed of the stays
     observation_codes = dict(plan).get("Observation")
     if rt.results is not None and observation_codes:  # results the HL7 feed wrote there
@@ -406,7 +408,7 @@ async def _write(rt: Runtime, patient_id: str, batches: list[tuple[Enrolment, En
     writes = [w for _, b in batches for w in b.writes]
     untouched = {k: v for _, b in batches for k, v in b.untouched.items()}
     assert rt.tasks is not None
-    response = await rt.tasks.transaction(transaction_for(patient_id, writes))
+    response = await rt.bundles(rt.tasks).transaction(transaction_for(patient_id, writes))
     await rt.in_store(_record_written, rt, batches, untouched, written_ids(response), now, finish)
     return len(writes)
 

@@ -143,7 +143,8 @@ def _runtime(s: Settings, ehr: FhirClient, tasks: FhirClient | None, db: Engine,
                  report_dir=s.audit.report_dir,
                  ward_bed=compile_ward_bed_pattern(s.fhir.ward_bed_pattern),
                  future_tolerance=timedelta(minutes=s.future_tolerance_minutes),
-                 concurrent_applies=s.fhir.concurrent_applies)
+                 concurrent_applies=s.fhir.concurrent_applies,
+                 bundle_max_entries=s.fhir.bundle_max_entries)
     if s.clock_file is not None:
         rt.clock = file_clock(s.clock_file)
     if s.delivery_routes_file is not None:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from engine.model import Pathway
 from engine.outcomes import OutcomeDefinitions, load_outcome_definitions
 from fhir_adapters.client import FhirClient
+from fhir_adapters.coalesce import Coalescer
 from fhir_adapters.locations import DEFAULT_PATTERN
 from fhir_adapters.plandefinition import CANONICAL_BASE
 from flows.poll_options import PollSettings
@@ -29,6 +30,9 @@ DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
 # process's CPU in ~0.8 s, bench/hospital_feed.py), so one at a time made a batch as long as the
 # sum of its applies, and each event waited for the batch before its own and its place in it.
 DEFAULT_CONCURRENT_APPLIES = 8
+# The most entries in one Bundle that carries several applies' reads or writes (fhir_adapters.
+# coalesce): 8 applies' reads of a pathway's ~12 searches, and their usual writes, fit in one.
+DEFAULT_BUNDLE_MAX_ENTRIES = 100
 # Connections (FHIR, database) and store threads beyond the drain's applies, so that the tick, a
 # poll or a worklist write-back running beside a full batch does not queue behind it.
 SPARE_CONNECTIONS = 2
@@ -75,6 +79,9 @@ class Runtime:
     # Patients a drain batch applies at once (ERAS_FHIR_CONCURRENT_APPLIES): an apply mostly waits
     # for the EHR. The FHIR clients' pools are larger (flows.config.fhir_connections).
     concurrent_applies: int = DEFAULT_CONCURRENT_APPLIES
+    # Concurrent applies' batch reads and transactions go to the EHR together, up to this many
+    # entries a Bundle (ERAS_FHIR_BUNDLE_MAX_ENTRIES; 0: each apply's alone).
+    bundle_max_entries: int = DEFAULT_BUNDLE_MAX_ENTRIES
     # The audit outcomes, read and stored by every apply (None: outcomes are not kept).
     outcomes: OutcomeDefinitions | None = field(default_factory=load_outcome_definitions)
     # One apply per patient at a time in this process (drain, tick and API share the loop).
@@ -82,6 +89,7 @@ class Runtime:
     # The EHR searches each set of pathways needs (flows.apply), worked out once.
     search_plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
+    _coalescers: dict[int, Coalescer] = field(default_factory=dict, repr=False)
     # Threads that run store work off the event loop on a database server (in_store).
     _store_threads: ThreadPoolExecutor | None = field(default=None, repr=False)
 
@@ -113,6 +121,14 @@ class Runtime:
         if self._store_threads is not None:
             self._store_threads.shutdown(wait=True)
             self._store_threads = None
+
+    def bundles(self, client: FhirClient) -> Coalescer:
+        """Where an apply sends its batch read and its transaction to `client` (rt.ehr, rt.tasks):
+        with the other applies' in flight at the same time, as one request (fhir_adapters.coalesce)."""
+        found = self._coalescers.get(id(client))
+        if found is None or found.client is not client or found.max_entries != self.bundle_max_entries:
+            found = self._coalescers[id(client)] = Coalescer(client, max_entries=self.bundle_max_entries)
+        return found
 
     def patient_lock(self, patient_id: str) -> asyncio.Lock:
         return self._locks.setdefault(patient_id, asyncio.Lock())

@@ -32,7 +32,12 @@ from fhir_adapters.locations import DEFAULT_WARD_BED_PATTERN, compile_ward_bed_p
 from flows.logs import LogFormat
 from flows.mllp_options import MllpSettings
 from flows.poll_options import PollSettings
-from flows.runtime import DEFAULT_CONCURRENT_APPLIES, DEFAULT_IDENTIFIER_SYSTEM, WriteTarget
+from flows.runtime import (
+    DEFAULT_BUNDLE_MAX_ENTRIES,
+    DEFAULT_CONCURRENT_APPLIES,
+    DEFAULT_IDENTIFIER_SYSTEM,
+    WriteTarget,
+)
 from store.db import DEFAULT_DATABASE_URL
 
 MIB = 1024 * 1024
@@ -57,6 +62,9 @@ class FhirSettings(BaseModel):
     concurrent_applies: int = Field(
         DEFAULT_CONCURRENT_APPLIES, gt=0,
         description="patients a drain batch applies at once; the FHIR connection pools hold more")
+    bundle_max_entries: int = Field(
+        DEFAULT_BUNDLE_MAX_ENTRIES, ge=0,
+        description="most entries in one Bundle carrying several applies' reads or writes; 0: one each")
     ward_bed_pattern: str = Field(
         DEFAULT_WARD_BED_PATTERN,
         description="regex with groups `ward` and `bed` splitting a location display holding both")
