@@ -386,7 +386,12 @@ def _version_of(etag: str | None) -> str | None:
 
 
 def _dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON by orjson (a plan's transaction is the largest body an apply sends);
+    what orjson refuses (a key that is not a string) goes through the stdlib as before."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _typed_bundle(bundle: Mapping[str, Any], kind: str) -> dict[str, Any]:
