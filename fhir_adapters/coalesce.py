@@ -13,7 +13,8 @@ its own. Batch entries are independent, so a merged batch means the same as its 
 transaction is all-or-nothing across its parts: when the server refuses one (a version conflict,
 a rejected resource: FhirFatalError), each part is sent again alone, so the error reaches only the
 caller whose Bundle caused it and the others are written as if they had gone alone. A temporary
-error (the client has already retried it with backoff) reaches every part's caller.
+error (the client has already retried it with backoff), or credentials refused, reaches every
+part's caller.
 
 Callers hold their patient's lock while they wait (flows.apply), so a merged request never
 reads or writes a patient earlier than that patient's own request would have.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_adapters.client import FhirClient
-from fhir_adapters.errors import FhirFatalError
+from fhir_adapters.errors import FhirAuthError, FhirFatalError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ class _Window:
         merged = _bundle(self.kind, [e for waiting in group for e in waiting.entries])
         try:
             response = await self._send(merged)
+        except FhirAuthError as exc:  # the credentials, not a part: alone each would be refused too
+            for waiting in group:
+                _settle(waiting, exc=exc)
+            return
         except FhirFatalError as exc:
             # One part may be at fault (a conflict, a rejected resource): each alone tells which.
             log.info("FHIR %s of %d Bundles refused (%s): each sent alone", self.kind, len(group),

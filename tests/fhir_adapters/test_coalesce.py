@@ -18,7 +18,7 @@ import respx
 
 from fhir_adapters.client import FhirClient
 from fhir_adapters.coalesce import Coalescer
-from fhir_adapters.errors import FhirConflictError, FhirTemporaryError
+from fhir_adapters.errors import FhirAuthError, FhirConflictError, FhirTemporaryError
 from fhir_adapters.facts import resources_from_batch_response
 from tests.utils import ehr
 
@@ -214,9 +214,12 @@ async def test_a_caller_stopped_while_waiting_is_not_sent(client: FhirClient, pa
     assert held.sent == [("batch", 3), ("batch", 3)]  # the stopped one's entries never went
 
 
-async def test_a_temporary_error_reaches_every_waiting_caller() -> None:
+@pytest.mark.parametrize(("status", "error"), [(503, FhirTemporaryError), (401, FhirAuthError)])
+async def test_a_temporary_error_or_refused_credentials_reach_every_waiting_caller(
+        status: int, error: type[Exception]) -> None:
+    """Not sent again part by part: alone, each would meet the same."""
     with respx.mock(base_url="http://ehr.test/fhir") as mock:
-        mock.post("/").mock(return_value=httpx.Response(503))
+        mock.post("/").mock(return_value=httpx.Response(status))
         async with FhirClient("http://ehr.test/fhir", max_retries=0) as fhir:
             held = Held(fhir)
             bundles = coalescer(held)
@@ -227,5 +230,5 @@ async def test_a_temporary_error_reaches_every_waiting_caller() -> None:
             await asyncio.sleep(0)
             held.open.set()
             answers = await asyncio.gather(first, *rest, return_exceptions=True)
-    assert [type(a) for a in answers] == [FhirTemporaryError] * 3
+    assert [type(a) for a in answers] == [error] * 3
     assert held.sent == [("batch", 3), ("batch", 6)]  # the waiting two were sent once, together
