@@ -60,10 +60,11 @@ Counts = Callable[[], Awaitable[dict[str, int]]]
 class Bench:
     def __init__(self, api: str, ehr_client: FhirClient, http: httpx.AsyncClient,
                  inbox: Counts, round_trips: Callable[[], Awaitable[int]],
-                 cpu: Callable[[], float] | None = None) -> None:
+                 cpu: Callable[[], float] | None = None, ehr_cpu: Callable[[], float] | None = None) -> None:
         self.api, self.ehr, self.http = api, ehr_client, http
         self.inbox, self.round_trips = inbox, round_trips  # engine's FHIR requests so far
         self.cpu = cpu  # CPU seconds the engine's process has used so far (`eras serve`)
+        self.ehr_cpu = ehr_cpu  # and the sandbox EHR's (it also serves the bench's own writes)
         self.sent = 0
         self.poll_seconds = 0.1  # how often event() looks for its Task
         self.enrolment: dict[str, str] = {}  # patient -> enrolment id, the prefix of Task keys
@@ -167,10 +168,15 @@ async def measure(bench: Bench, pids: list[str], args: argparse.Namespace) -> tu
     best = 0.0
     for rate in args.rates:
         cpu = bench.cpu() if bench.cpu else 0.0
+        ehr_cpu = bench.ehr_cpu() if bench.ehr_cpu else 0.0
+        trips = await bench.round_trips()
         sent, half, end, done = await stage(bench, pids, rate, args.stage_seconds)
+        requests = (await bench.round_trips() - trips) / max(done, 1)
         if bench.cpu:  # intake and apply of the events settled in the stage, per event
             print(f"  {rate:>3} events/s: serve CPU {bench.cpu() - cpu:.1f} s over the stage, "
-                  f"{(bench.cpu() - cpu) / max(done, 1) * 1e3:.1f} ms per event done")
+                  f"{(bench.cpu() - cpu) / max(done, 1) * 1e3:.1f} ms per event done"
+                  + (f"; EHR CPU {bench.ehr_cpu() - ehr_cpu:.1f} s" if bench.ehr_cpu else "")
+                  + f"; engine's FHIR requests/event done {requests:.2f}")
         # Sustained: the events sent were applied (DONE) by the end of the stage, but for about
         # two seconds' worth in the batch in progress. The backlog alone (the old test) also
         # looks flat when events are claimed but not applied.
@@ -249,7 +255,7 @@ async def run_serve(args: argparse.Namespace) -> None:
         async with serving(sandbox) as served:
             pids = await seed(served.client, datetime.now(UTC))
             bench = Bench(served.api, served.client, served.http, served.inbox, served.trips,
-                          cpu=lambda: cpu_seconds(served.pid))
+                          cpu=lambda: cpu_seconds(served.pid), ehr_cpu=lambda: cpu_seconds(sandbox.pid or 0))
             await bench.announce_bookings(pids)  # warm-up: enrolments and first plans (38 Tasks each)
             await stage(bench, pids, 8, 5)
             await bench.drained()

@@ -83,6 +83,11 @@ class FhirSandbox:
         return f"http://127.0.0.1:{self.port}{self._base_path}"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (benches read its CPU time)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
