@@ -143,11 +143,12 @@ def _decide(rt: Runtime, patient_id: str, resources: list[dict[str, Any]], now: 
     """Enrol from the record, evaluate each enrolment and keep the plans (store work: in_store).
 
     Mostly one transaction: it reads the enrolments, keeps every plan and, with nothing to send
-    to FHIR, settles what needs no write and runs `finish`, so such an apply commits once. The
+    to FHIR, settles what needs no write and runs `finish`, so such an apply commits once, without
+    waiting for the disk (rt.work_db: a power cut that undoes it makes the next apply redo it). The
     evaluation in it is CPU only (no network, no wait). An apply that enrols or withdraws someone
     commits that first, on its own, so that a failing evaluation does not undo it.
     """
-    with session_scope(rt.db) as session:
+    with session_scope(rt.work_db) as session:
         enrolments, new = _enrol_from_record(rt, session, patient_id, resources, now)
         if not new and not any(_cancellation(rt, e, resources) for e in enrolments):
             return _keep(rt, session, enrolments, resources, now, finish, new)
@@ -155,7 +156,10 @@ def _decide(rt: Runtime, patient_id: str, resources: list[dict[str, Any]], now: 
                   for e in enrolments]
     if new:
         finish = None  # settled by the pass that reads the record again (_apply_until_settled)
-    with session_scope(rt.db) as session:
+    # A new enrolment's id names its Tasks in the EHR: it must be on disk before any is written
+    # (a power cut would otherwise enrol the patient again, under another id). This commit waits
+    # for the disk, and with it for every commit before it (rt.work_db, store.db.redoable).
+    with session_scope(rt.db if new else rt.work_db) as session:
         return _keep(rt, session, enrolments, resources, now, finish, new)
 
 
@@ -417,7 +421,7 @@ def _record_written(rt: Runtime, batches: list[tuple[Enrolment, EnrolmentWrites]
                     written: list[tuple[str, str, str | None]], now: datetime, finish: Finish | None) -> None:
     """Note the ids the FHIR transaction gave each write, and run `finish`, in one transaction."""
     ids = iter(written)
-    with session_scope(rt.db) as session:
+    with session_scope(rt.work_db) as session:
         for enrolment, batch in batches:
             action_ids = dict(untouched)
             for key in batch.keys:

@@ -129,7 +129,7 @@ def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,
            lease: timedelta) -> tuple[list[InboxEvent], list[InboxEvent], _Parked]:
     """Claim a batch; the events claimed, those left once the irrelevant ones are settled, and
     which of the patients they name are parked (their events fail, unapplied)."""
-    with session_scope(rt.db) as session:
+    with session_scope(rt.work_db) as session:
         claimed = claim_batch(session=session, worker=worker, limit=batch_size, now=now, lease=lease)
         token = _token(claimed)
         events = settle_irrelevant(session, claimed, rt.pathways, token=token, at=now)

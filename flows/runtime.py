@@ -23,7 +23,7 @@ from fhir_adapters.coalesce import Coalescer
 from fhir_adapters.locations import DEFAULT_PATTERN
 from fhir_adapters.plandefinition import CANONICAL_BASE
 from flows.poll_options import PollSettings
-from store.db import reading, session_scope
+from store.db import reading, redoable, session_scope
 
 DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
 # Patients a drain batch applies at once. An apply is mostly waiting for the EHR (~0.1 s of this
@@ -121,6 +121,12 @@ class Runtime:
         if self._store_threads is not None:
             self._store_threads.shutdown(wait=True)
             self._store_threads = None
+
+    @functools.cached_property
+    def work_db(self) -> Engine:
+        """`db` for the drain's and the applies' own transactions, done again if a power cut
+        undoes them: on SQLite their commits do not wait for the disk (store.db.redoable)."""
+        return redoable(self.db)
 
     def bundles(self, client: FhirClient) -> Coalescer:
         """Where an apply sends its batch read and its transaction to `client` (rt.ehr, rt.tasks):

@@ -14,6 +14,7 @@ from store.db import (
     make_engine,
     ping_when_idle,
     reading,
+    redoable,
     session_scope,
 )
 from store.models import AccessLogEntry
@@ -122,6 +123,35 @@ def test_reading_session_does_not_wait_for_a_busy_sqlite_writer(sqlite_url: str)
             with session_scope(reading(engine)) as reader:
                 assert reader.execute(text("SELECT 1")).scalar() == 1
             assert time.monotonic() - started < 5
+    finally:
+        engine.dispose()
+
+
+def test_redoable_transactions_commit_without_waiting_for_the_disk_the_others_wait(
+        sqlite_url: str) -> None:
+    """On SQLite: `synchronous=NORMAL` in a redoable transaction, FULL in every other one, on
+    the same pooled connection whichever came before (the level cannot change inside one)."""
+    engine = make_engine(sqlite_url)
+    try:
+        seen = []
+        for bind in (engine, redoable(engine), redoable(engine), engine, redoable(engine)):
+            with session_scope(bind) as session:
+                session.add(_audit_row("x"))
+                seen.append(session.execute(text("PRAGMA synchronous")).scalar())
+        with session_scope(reading(engine)) as reader:  # reads commit nothing: no level set
+            reader.execute(text("SELECT 1"))
+        assert seen == [2, 1, 1, 2, 1]  # FULL, NORMAL, NORMAL, FULL, NORMAL
+        assert engine.pool.checkedin() == 1  # one connection served them all
+    finally:
+        engine.dispose()
+
+
+def test_redoable_is_the_engine_itself_on_postgresql() -> None:
+    url = database_url(postgres_server_url())
+    require_postgres(url)
+    engine = make_engine(url)
+    try:
+        assert redoable(engine) is engine
     finally:
         engine.dispose()
 
