@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine, event
 
 from api.admin import access_log, health, metrics, runtime
 from api.audit.mount import mount_audit
@@ -25,7 +23,7 @@ from engine.model import Pathway
 from flows.config import load_pathways, open_task_client
 from flows.relevance import enrolling_resource_types
 from flows.settings import Settings
-from store.db import database_url, make_engine
+from store.db import database_url, make_engine, set_synchronous
 from store.migrate import upgrade
 
 # A nurse waits on the worklist's write-back: one retry, then a clear 502, not the runtime's four.
@@ -51,7 +49,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(database_url(settings.database_url))
-        _set_sqlite_synchronous(engine, settings.sqlite_synchronous)
+        set_synchronous(engine, settings.sqlite_synchronous)
         if settings.migrate_on_startup:
             await run_in_threadpool(upgrade, engine)
         app.state.engine = engine
@@ -91,12 +89,3 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
     return app
 
 
-def _set_sqlite_synchronous(engine: Engine, level: str) -> None:
-    if engine.dialect.name != "sqlite":
-        return
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA synchronous={level}")
-        cursor.close()

@@ -111,7 +111,8 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
         options = connection.get_execution_options()
         read_only = options.get(_READ_ONLY, False)
         if not read_only:
-            synchronous = "NORMAL" if options.get(_REDOABLE, False) else "FULL"
+            durable = connection.info.get("durable_synchronous", "FULL")  # set_synchronous
+            synchronous = "NORMAL" if options.get(_REDOABLE, False) else durable
             if connection.info.get("synchronous") != synchronous:  # not inside a transaction
                 connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
                 connection.info["synchronous"] = synchronous
@@ -127,6 +128,20 @@ def reading(engine: Engine) -> Engine:
     writer is busy: use it only for reads.
     """
     return engine.execution_options(**{_READ_ONLY: True})
+
+
+def set_synchronous(engine: Engine, level: str) -> None:
+    """SQLite: the level of every transaction on `engine` but the redoable ones (ERAS_SQLITE_
+    SYNCHRONOUS on the API's store: `NORMAL` trades the acks' durability for speed)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA synchronous={level}")
+        cursor.close()
+        record.info["synchronous"] = record.info["durable_synchronous"] = level
 
 
 def redoable(engine: Engine) -> Engine:

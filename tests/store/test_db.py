@@ -16,6 +16,7 @@ from store.db import (
     reading,
     redoable,
     session_scope,
+    set_synchronous,
 )
 from store.models import AccessLogEntry
 from tests.utils.databases import (
@@ -142,6 +143,21 @@ def test_redoable_transactions_commit_without_waiting_for_the_disk_the_others_wa
             reader.execute(text("SELECT 1"))
         assert seen == [2, 1, 1, 2, 1]  # FULL, NORMAL, NORMAL, FULL, NORMAL
         assert engine.pool.checkedin() == 1  # one connection served them all
+    finally:
+        engine.dispose()
+
+
+def test_the_api_stores_level_holds_for_every_transaction_but_the_redoable(sqlite_url: str) -> None:
+    """ERAS_SQLITE_SYNCHRONOUS=NORMAL on the API's store: its transactions stay NORMAL after a
+    redoable one (not put back to FULL)."""
+    engine = make_engine(sqlite_url)
+    set_synchronous(engine, "NORMAL")
+    try:
+        seen = []
+        for bind in (engine, redoable(engine), engine):
+            with session_scope(bind) as session:
+                seen.append(session.execute(text("PRAGMA synchronous")).scalar())
+        assert seen == [1, 1, 1]
     finally:
         engine.dispose()
 
