@@ -72,7 +72,13 @@ def _local(anchor: datetime, tz: tzinfo) -> datetime:
 
 def parse_offset(text: str) -> Offset:
     """Parse an offset string; raise ValueError saying what is accepted."""
-    raw = str(text).strip()
+    return _parsed(str(text).strip())
+
+
+# Offsets are immutable and a text always parses the same: evaluations and outcomes parse the
+# definitions' few texts at every apply (a ValueError is not kept: it is raised again).
+@lru_cache(maxsize=4096)
+def _parsed(raw: str) -> Offset:
     if raw in {"0", "+0", "-0"}:
         return Offset()
     m = _DAY.match(raw)
