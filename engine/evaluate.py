@@ -39,7 +39,7 @@ def evaluate(pathway: Pathway, facts: PatientFacts, *, now: datetime,
         actions.extend(planned)
         for act in planned:
             if act.status in OPEN_STATUSES:
-                upcoming.extend(at for at, _ in act.escalations)
+                upcoming.extend([at for at, _ in act.escalations])
                 if act.remind_at is not None:
                     upcoming.append(act.remind_at)
     later = [t for t in upcoming if t > now]
@@ -73,15 +73,17 @@ def _actions(ctx: EvaluationContext, c: CompiledElement,
     if action is None:
         return []
     head = (action.kind, action.role, action.priority, c.element.title, action.instructions)
+    remind = None if c.remind_before is None else c.remind_before.negated()  # once, not per occurrence
     out = []
     for occ in result.occurrences:
         escalations: tuple[tuple[datetime, str], ...] = ()
         remind_at = None
         if occ.status in OPEN_STATUSES and occ.due is not None:
-            escalations = tuple((after.apply(occ.due, ctx.tz), role)
-                                for after, role in c.escalations)
-            if c.remind_before is not None:
-                remind_at = c.remind_before.negated().apply(occ.due, ctx.tz)
+            if c.escalations:
+                escalations = tuple([(after.apply(occ.due, ctx.tz), role)
+                                     for after, role in c.escalations])
+            if remind is not None:
+                remind_at = remind.apply(occ.due, ctx.tz)
         out.append(PlannedAction(occ.key, occ.element_id, occ.occurrence, *head, occ.status,
                                  occ.opens, occ.due, occ.closes, escalations, remind_at,
                                  occ.done_at, occ.decline_reason))

@@ -119,7 +119,7 @@ class FactIndex:
                 by_concept.setdefault(fact.concept, []).append(seen)
         for items in by_concept.values():
             if len(items) > 1:
-                items.sort(key=_sort_key)
+                _sort(items)
         return cls(by_concept, tuple(held))
 
     def get(self, concept: str) -> list[Fact]:
@@ -165,6 +165,24 @@ def _as_known_at(fact: Fact, now: datetime) -> Fact | None:
         # Still going on at `now`: its end is not known yet.
         return replace(fact, end=None, status="in-progress")
     return fact
+
+
+def _sort(items: list[Fact]) -> None:
+    """Sort in `_sort_key`'s order. Its source and value only break ties between facts at the
+    same instant, so with none (the usual record) the times alone give that order; both sorts
+    are stable, so facts equal on the whole key keep the order they came in either way."""
+    items.sort(key=_time_key)
+    previous = _time_key(items[0])
+    for fact in items[1:]:
+        current = _time_key(fact)
+        if current == previous:
+            items.sort(key=_sort_key)
+            return
+        previous = current
+
+
+def _time_key(fact: Fact) -> datetime:
+    return fact.time if fact.time is not None else _NO_TIME
 
 
 def _sort_key(fact: Fact) -> tuple[datetime, str, str]:

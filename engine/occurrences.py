@@ -72,7 +72,7 @@ def occurrence_windows(ctx: EvaluationContext, c: CompiledElement) -> list[Slot]
 def _shifted(c: CompiledElement, anchor: datetime, i: int,
              ctx: EvaluationContext) -> tuple[datetime, Bounds]:
     assert c.every is not None
-    shifted = c.every.scaled(i).apply(anchor, ctx.tz)
+    shifted = c.every.apply_scaled(i, anchor, ctx.tz)
     return shifted, _bounds(c.window, shifted, ctx)
 
 

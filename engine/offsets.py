@@ -60,6 +60,14 @@ class Offset:
     def negated(self) -> Offset:
         return Offset(days=-self.days, minutes=-self.minutes, day=self.day, at=self.at)
 
+    def apply_scaled(self, factor: int, anchor: datetime, tz: tzinfo) -> datetime:
+        """`self.scaled(factor).apply(anchor, tz)`, without building the scaled offset when
+        it is exact hours and minutes (a recurrence's slots: the hot path)."""
+        if self.day is None and not self.days:
+            utc = anchor if anchor.tzinfo is UTC else anchor.astimezone(UTC)
+            return utc + self.delta * factor if self.minutes * factor else utc
+        return self.scaled(factor).apply(anchor, tz)
+
     def scaled(self, factor: int) -> Offset:
         """This duration repeated `factor` times (recurrence); local days are not scalable."""
         return Offset(days=self.days * factor, minutes=self.minutes * factor)
@@ -72,7 +80,13 @@ def _local(anchor: datetime, tz: tzinfo) -> datetime:
 
 def parse_offset(text: str) -> Offset:
     """Parse an offset string; raise ValueError saying what is accepted."""
-    raw = str(text).strip()
+    return _parsed(str(text).strip())
+
+
+# Offsets are immutable and a text always parses the same: evaluations and outcomes parse the
+# definitions' few texts at every apply (a ValueError is not kept: it is raised again).
+@lru_cache(maxsize=4096)
+def _parsed(raw: str) -> Offset:
     if raw in {"0", "+0", "-0"}:
         return Offset()
     m = _DAY.match(raw)

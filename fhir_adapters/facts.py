@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -440,30 +440,42 @@ def facts_from_resources(
     not_done: list[Fact] = []
     skipped: list[SkippedResource] = []
     demographics: dict[str, Any] = {}
+    # What this patient's resources are (an apply re-reads a record, most of it mapped before).
+    todo: list[tuple[Mapping[str, Any], str, str, _MappedKey | None]] = []
+    own = _PatientRefs(patient_id)
     for resource in resources:
         rtype, rid = str(resource.get("resourceType") or "?"), str(resource.get("id") or "?")
-        why_not = _not_this_patient(resource, patient_id)
         if rtype == "Location":
             continue
+        why_not = own.not_this_patient(resource)
         if why_not:
             skipped.append(SkippedResource(rtype, rid, why_not))
             continue
+        todo.append((resource, rtype, rid, None if rtype in ("Patient", "Encounter")
+                     else _mapped_key(resource, rtype, rid, context)))
+    cached = _cached_mappings([key for *_, key in todo], context.terminology)
+    fresh: dict[_MappedKey, _Mapped] = {}
+    for (resource, rtype, rid, key), mapped in zip(todo, cached, strict=True):
         if rtype == "Patient":
             try:
                 demographics = _demographics(parse_resource(resource))
             except UnreadableResource as exc:
                 skipped.append(SkippedResource(rtype, rid, exc.reason))
             continue
-        if rtype == "Encounter":  # its ward and bed come from the Locations read with it
-            mapped = _map(resource, rtype, rid, context, with_locations)
-        else:
-            mapped = _mapped(resource, rtype, rid, context)
+        if mapped is None:
+            if rtype == "Encounter":  # its ward and bed come from the Locations read with it
+                mapped = _map(resource, rtype, rid, context, with_locations)
+            else:
+                mapped = _map(resource, rtype, rid, context, MAPPERS.get(rtype))
+                if key is not None:
+                    fresh[key] = mapped
         facts.extend(mapped.facts)
         not_done.extend(mapped.not_done)
         if mapped.task is not None:
             tasks.append(mapped.task)
         if mapped.skipped is not None:
             skipped.append(SkippedResource(rtype, rid, mapped.skipped))
+    _keep_mappings(fresh, context.terminology)
     patient = PatientFacts(patient_id=patient_id, enrolment_id=enrolment_id, enrolled_at=enrolled_at,
                            parameters=dict(parameters), facts=tuple(facts), tasks=tuple(tasks),
                            not_done=tuple(not_done), **demographics)
@@ -494,23 +506,39 @@ _MappedKey = tuple[str, str, str, int, tzinfo, str]
 _MAPPED_CACHE: OrderedDict[_MappedKey, tuple[Terminology, _Mapped]] = OrderedDict()
 
 
-def _mapped(resource: Mapping[str, Any], rtype: str, rid: str, context: _MappingContext) -> _Mapped:
+def _mapped_key(resource: Mapping[str, Any], rtype: str, rid: str,
+                context: _MappingContext) -> _MappedKey | None:
+    """The cache key of a resource version's facts; None: not cached (no meta.versionId or id)."""
     version = (resource.get("meta") or {}).get("versionId")
     if not version or rid == "?":
-        return _map(resource, rtype, rid, context, MAPPERS.get(rtype))
-    key = (rtype, rid, str(version), id(context.terminology), context.local_tz,
-           context.task_identifier_system)
+        return None
+    return (rtype, rid, str(version), id(context.terminology), context.local_tz,
+            context.task_identifier_system)
+
+
+def _cached_mappings(keys: list[_MappedKey | None], terminology: Terminology) -> list[_Mapped | None]:
+    """The cached facts of each key (None: to map), looked up under one hold of the lock."""
+    out: list[_Mapped | None] = []
     with _CACHES_LOCK:
-        hit = _MAPPED_CACHE.get(key)
-        if hit is not None and hit[0] is context.terminology:
+        for key in keys:
+            hit = None if key is None else _MAPPED_CACHE.get(key)
+            if hit is not None and hit[0] is terminology:
+                _MAPPED_CACHE.move_to_end(key)  # type: ignore[arg-type]
+                out.append(hit[1])
+            else:
+                out.append(None)
+    return out
+
+
+def _keep_mappings(fresh: Mapping[_MappedKey, _Mapped], terminology: Terminology) -> None:
+    if not fresh:
+        return
+    with _CACHES_LOCK:
+        for key, mapped in fresh.items():
+            _MAPPED_CACHE[key] = (terminology, mapped)
             _MAPPED_CACHE.move_to_end(key)
-            return hit[1]
-    mapped = _map(resource, rtype, rid, context, MAPPERS.get(rtype))
-    with _CACHES_LOCK:
-        _MAPPED_CACHE[key] = (context.terminology, mapped)
-        if len(_MAPPED_CACHE) > PARSE_CACHE_SIZE:
+        while len(_MAPPED_CACHE) > PARSE_CACHE_SIZE:
             _MAPPED_CACHE.popitem(last=False)
-    return mapped
 
 
 def _map(resource: Mapping[str, Any], rtype: str, rid: str, context: _MappingContext,
@@ -537,20 +565,29 @@ def _demographics(patient: Any) -> dict[str, Any]:
     return {"sex": patient.gender, "birth_date": birth}
 
 
-def _not_this_patient(resource: Mapping[str, Any], patient_id: str) -> str | None:
-    """Why the resource is about someone else, or None: guards against mixing up patients."""
-    if resource.get("resourceType") == "Patient":
-        return None if resource.get("id") == patient_id else "a different Patient"
-    for element in ("subject", "patient", "for"):
-        ref = resource.get(element)
-        reference = ref.get("reference") if isinstance(ref, Mapping) else None
-        if isinstance(reference, str) and not _is_patient(reference, patient_id):
-            return f"{element} is not the patient being read"
-    return None
+class _PatientRefs:
+    """The references that name one patient, made once per reading of their record."""
 
+    __slots__ = ("patient_id", "reference", "suffix")
 
-def _is_patient(reference: str, patient_id: str) -> bool:
-    return reference == f"Patient/{patient_id}" or reference.endswith(f"/Patient/{patient_id}")
+    def __init__(self, patient_id: str) -> None:
+        self.patient_id = patient_id
+        self.reference = f"Patient/{patient_id}"
+        self.suffix = f"/Patient/{patient_id}"
+
+    def not_this_patient(self, resource: Mapping[str, Any]) -> str | None:
+        if resource.get("resourceType") == "Patient":
+            return None if resource.get("id") == self.patient_id else "a different Patient"
+        for element in ("subject", "patient", "for"):
+            ref = resource.get(element)
+            if ref is None:
+                continue
+            # JSON objects are dicts: the Mapping check (an ABC's, slow) only for anything else
+            reference = ref.get("reference") if type(ref) is dict or isinstance(ref, Mapping) else None
+            if isinstance(reference, str) and reference != self.reference \
+                    and not reference.endswith(self.suffix):
+                return f"{element} is not the patient being read"
+        return None
 
 
 # Resource types whose `code` search parameter covers the codes the mappers read.
@@ -604,14 +641,30 @@ def batch_bundle(patient_id: str, plan: SearchPlan) -> dict[str, Any]:
     if not _FHIR_ID.fullmatch(patient_id):
         raise ValueError("patient id is not a valid FHIR id")
     entries = []
+    patient = urlencode({"patient": f"Patient/{patient_id}"}, safe=_SEARCH_SAFE)
     for rtype, params in plan:
         if rtype == "Patient" and not params:
             url = f"Patient/{patient_id}"
+        elif not params:
+            url = f"{rtype}?{patient}"
+        elif "patient" in params:  # replaces the patient's value, in its place
+            url = f"{rtype}?{urlencode({'patient': f'Patient/{patient_id}', **params}, safe=_SEARCH_SAFE)}"
         else:
-            query = urlencode({"patient": f"Patient/{patient_id}", **params}, safe="/:|,$\\")
-            url = f"{rtype}?{query}"
+            try:
+                url = f"{rtype}?{patient}&{_encoded(tuple(params.items()))}"
+            except TypeError:  # a value that is not text (unhashable): encoded as it comes
+                url = f"{rtype}?{patient}&{urlencode(params, safe=_SEARCH_SAFE)}"
         entries.append({"request": {"method": "GET", "url": url}})
     return {"resourceType": "Bundle", "type": "batch", "entry": entries}
+
+
+_SEARCH_SAFE = "/:|,$\\"
+
+
+@lru_cache(maxsize=1024)
+def _encoded(params: tuple[tuple[str, str], ...]) -> str:
+    """A search plan's parameters as a query (the same for every patient: encoded once)."""
+    return urlencode(params, safe=_SEARCH_SAFE)
 
 
 def resources_from_batch_response(response: Mapping[str, Any],

@@ -47,10 +47,13 @@ class UnboundCodeCounter(Collector):
             if {id(t) for t in terms} != {id(t) for t in self._surveyed_with}:
                 self._surveyed.clear()
                 self._surveyed_with = terms
+        surveyed = self._surveyed
         for resource in resources:
-            version = _version_key(resource)
-            versioned = bool((resource.get("meta") or {}).get("versionId"))
-            if versioned and version in self._surveyed:
+            meta = resource.get("meta") or {}
+            stamp = meta.get("versionId")
+            version = f"{resource.get('resourceType')}/{resource.get('id')}/{meta.get('versionId', '')}"
+            versioned = bool(stamp)
+            if versioned and version in surveyed:  # most of a record, at every apply after the first
                 continue
             for row in unbound_codes(terminologies, [resource]):
                 self._count(version, row.resource_type, f"{row.system}|{row.code}")
@@ -93,11 +96,6 @@ class UnboundCodeCounter(Collector):
         for row in self.top():
             family.add_metric([row["resource_type"], row["code"]], row["resources"])
         yield family
-
-
-def _version_key(resource: Mapping[str, Any]) -> str:
-    meta = resource.get("meta") or {}
-    return f"{resource.get('resourceType')}/{resource.get('id')}/{meta.get('versionId', '')}"
 
 
 UNBOUND_CODES = UnboundCodeCounter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -378,6 +379,21 @@ def test_batch_bundle_relative_gets_for_the_patient(terms: Terminology) -> None:
         {"method": "GET", "url": "Encounter?patient=Patient/p1"},
         {"method": "GET", "url": f"Observation?patient=Patient/p1&code={LOINC}|72514-3"},
     ]
+
+
+def test_batch_bundle_urls_are_the_whole_query_encoded_at_once() -> None:
+    """The plan's parameters are encoded once per plan (they are the same for every patient):
+    each URL is the one urlencode gives for the patient and the parameters together."""
+    plan = [("Patient", {}), ("Encounter", {}), ("Observation", {"code": "http://x|a,http://x|b c"}),
+            ("Task", {"identifier": "urn:sys\\|x|", "status": "ready"}),
+            ("Procedure", {"patient": "other", "code": "s|1"})]  # a patient parameter takes its place
+    safe = "/:|,$\\"
+    for patient in ("p1", "p-2.b"):
+        for _ in range(2):  # encoded, then from the memo
+            urls = [e["request"]["url"] for e in batch_bundle(patient, plan)["entry"]]
+            assert urls == [f"Patient/{patient}"] + [
+                rtype + "?" + urlencode({"patient": f"Patient/{patient}", **params}, safe=safe)
+                for rtype, params in plan[1:]]
 
 
 def test_batch_bundle_bad_patient_id_raises() -> None:
