@@ -18,13 +18,18 @@ part's caller.
 
 Callers hold their patient's lock while they wait (flows.apply), so a merged request never
 reads or writes a patient earlier than that patient's own request would have.
+
+A drain batch's applies join a `Flight`: a window about to send waits (a moment at most) until
+every apply of the batch still running waits for the EHR too, so that applies whose store work
+ends one after another still share their requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +39,46 @@ from fhir_adapters.errors import FhirAuthError, FhirFatalError
 log = logging.getLogger(__name__)
 
 Send = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Flight:
+    """The applies a drain batch runs at once, as the windows see them: how many are running
+    (`joined`), and how many of those wait for the EHR through a window. A window about to send
+    waits, up to `linger` seconds, until every running apply waits for the EHR: on PostgreSQL
+    the applies' store work runs on threads, one after another under the GIL, so they reach the
+    EHR ~20 ms apart and would each find the window idle. With no apply joined (the tick, the
+    API, a lone apply) nothing waits."""
+
+    def __init__(self, linger: float = 0.0) -> None:
+        self.linger = linger
+        self.active = 0  # applies running
+        self.blocked = 0  # of those, waiting for the EHR through a window (queued or in flight)
+        self._wakeups: list[asyncio.Future[None]] = []
+
+    @contextmanager
+    def joined(self) -> Iterator[None]:
+        """Around one apply of a drain batch."""
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self.changed()
+
+    def changed(self) -> None:
+        wakeups, self._wakeups = self._wakeups, []
+        for wakeup in wakeups:
+            if not wakeup.done() and not wakeup.get_loop().is_closed():
+                wakeup.set_result(None)
+
+    async def all_waiting(self) -> None:
+        """Until every running apply waits for the EHR, or `linger` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        while self.blocked < self.active and (left := deadline - loop.time()) > 0:
+            wakeup = loop.create_future()
+            self._wakeups.append(wakeup)
+            await asyncio.wait({wakeup}, timeout=left)
 
 
 @dataclass
@@ -46,10 +91,11 @@ class _Waiting:
 class _Window:
     """Bundles of one kind waiting to go; at most one request of the kind in flight."""
 
-    def __init__(self, kind: str, send: Send, max_entries: int) -> None:
+    def __init__(self, kind: str, send: Send, max_entries: int, flight: Flight) -> None:
         self.kind = kind
         self._send = send
         self._max_entries = max_entries
+        self._flight = flight
         self._waiting: list[_Waiting] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -63,6 +109,8 @@ class _Window:
             self._waiting = [w for w in self._waiting if w.answer.get_loop() is loop]
             self._sender = loop.create_task(self._send_all())
         self._waiting.append(waiting)
+        self._flight.blocked += 1
+        self._flight.changed()
         try:
             return await waiting.answer
         except asyncio.CancelledError:
@@ -71,10 +119,13 @@ class _Window:
             if waiting in self._waiting:
                 self._waiting.remove(waiting)
             raise
+        finally:
+            self._flight.blocked -= 1
 
     async def _send_all(self) -> None:
         """Send what waits, group after group, until nothing does."""
         while self._waiting:
+            await self._flight.all_waiting()
             group = self._take()
             await self._send_group(group)
 
@@ -153,11 +204,12 @@ class Coalescer:
     """One FHIR server's batch and transaction Bundles, each kind sent together while one is in
     flight (module docstring). `max_entries` 0: every Bundle goes alone, at once."""
 
-    def __init__(self, client: FhirClient, *, max_entries: int) -> None:
+    def __init__(self, client: FhirClient, *, max_entries: int, flight: Flight | None = None) -> None:
         self.client = client
         self.max_entries = max_entries
-        self._batches = _Window("batch", client.batch, max_entries)
-        self._transactions = _Window("transaction", client.transaction, max_entries)
+        self.flight = flight or Flight()
+        self._batches = _Window("batch", client.batch, max_entries, self.flight)
+        self._transactions = _Window("transaction", client.transaction, max_entries, self.flight)
 
     async def batch(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """The batch-response to `bundle`'s entries, as if sent alone."""

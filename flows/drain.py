@@ -108,7 +108,8 @@ async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[In
                 await rt.in_store(_fail_events, rt, ids, token, PARKED_ERROR)
                 result.failed.append(patient_id)
             else:
-                await _apply_one(rt, patient_id, ids, token, result)
+                with rt.flight.joined():  # its EHR requests wait for the others' (a moment at most)
+                    await _apply_one(rt, patient_id, ids, token, result)
 
     # Different patients at once: an apply mostly waits for the EHR. One patient is in one
     # group only, and the patient lock (apply_patient) still serialises a patient's applies.

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from engine.model import Pathway
 from engine.outcomes import OutcomeDefinitions, load_outcome_definitions
 from fhir_adapters.client import FhirClient
-from fhir_adapters.coalesce import Coalescer
+from fhir_adapters.coalesce import Coalescer, Flight
 from fhir_adapters.locations import DEFAULT_PATTERN
 from fhir_adapters.plandefinition import CANONICAL_BASE
 from flows.poll_options import PollSettings
@@ -33,6 +33,9 @@ DEFAULT_CONCURRENT_APPLIES = 8
 # The most entries in one Bundle that carries several applies' reads or writes (fhir_adapters.
 # coalesce): 8 applies' reads of a pathway's ~12 searches, and their usual writes, fit in one.
 DEFAULT_BUNDLE_MAX_ENTRIES = 100
+# How long a drain batch's apply may wait for the others to reach the EHR, so that they share
+# its request (fhir_adapters.coalesce.Flight): on PostgreSQL their store work ends ~20-40 ms apart.
+BUNDLE_LINGER_SECONDS = 0.2
 # Connections (FHIR, database) and store threads beyond the drain's applies, so that the tick, a
 # poll or a worklist write-back running beside a full batch does not queue behind it.
 SPARE_CONNECTIONS = 2
@@ -90,6 +93,8 @@ class Runtime:
     search_plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     _coalescers: dict[int, Coalescer] = field(default_factory=dict, repr=False)
+    # A drain batch's applies running (flows.drain), as the coalescers see them.
+    flight: Flight = field(default_factory=lambda: Flight(BUNDLE_LINGER_SECONDS), repr=False)
     # Threads that run store work off the event loop on a database server (in_store).
     _store_threads: ThreadPoolExecutor | None = field(default=None, repr=False)
 
@@ -133,7 +138,8 @@ class Runtime:
         with the other applies' in flight at the same time, as one request (fhir_adapters.coalesce)."""
         found = self._coalescers.get(id(client))
         if found is None or found.client is not client or found.max_entries != self.bundle_max_entries:
-            found = self._coalescers[id(client)] = Coalescer(client, max_entries=self.bundle_max_entries)
+            found = self._coalescers[id(client)] = Coalescer(client, max_entries=self.bundle_max_entries,
+                                                             flight=self.flight)
         return found
 
     def patient_lock(self, patient_id: str) -> asyncio.Lock:

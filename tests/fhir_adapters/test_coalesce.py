@@ -17,7 +17,7 @@ import pytest
 import respx
 
 from fhir_adapters.client import FhirClient
-from fhir_adapters.coalesce import Coalescer
+from fhir_adapters.coalesce import Coalescer, Flight
 from fhir_adapters.errors import FhirAuthError, FhirConflictError, FhirTemporaryError
 from fhir_adapters.facts import resources_from_batch_response
 from tests.utils import ehr
@@ -232,3 +232,47 @@ async def test_a_temporary_error_or_refused_credentials_reach_every_waiting_call
             answers = await asyncio.gather(first, *rest, return_exceptions=True)
     assert [type(a) for a in answers] == [error] * 3
     assert held.sent == [("batch", 3), ("batch", 6)]  # the waiting two were sent once, together
+
+
+async def test_a_window_waits_until_every_joined_apply_waits_for_the_ehr(
+        client: FhirClient, patients: list[str]) -> None:
+    """Applies of one drain batch reach the EHR one after another (their store work in turn):
+    with three joined, the first two wait for the third, and the three go as one request."""
+    held = Held(client)
+    flight = Flight(linger=30.0)
+    bundles = Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
+    with flight.joined(), flight.joined(), flight.joined():
+        first = asyncio.create_task(bundles.batch(reads(patients[0])))
+        second = asyncio.create_task(bundles.batch(reads(patients[1])))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert held.sent == []  # the third apply is still at its store work
+        third = asyncio.create_task(bundles.batch(reads(patients[2])))
+        await asyncio.gather(first, second, third)
+    assert held.sent == [("batch", 9)]
+
+
+async def test_an_apply_that_ends_without_a_request_lets_the_others_go(
+        client: FhirClient, patients: list[str]) -> None:
+    held = Held(client)
+    flight = Flight(linger=30.0)
+    bundles = Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
+    with flight.joined():
+        with flight.joined():  # an apply that settles with nothing to send to the EHR
+            waiting = asyncio.create_task(bundles.batch(reads(patients[0])))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert held.sent == []
+        await asyncio.wait_for(waiting, timeout=10)  # not the linger's 30 s
+    assert held.sent == [("batch", 3)]
+
+
+async def test_a_window_waits_no_longer_than_the_linger(client: FhirClient, patients: list[str]) -> None:
+    """An apply stuck elsewhere (its patient's lock held by another process) delays the others
+    by `linger` at most."""
+    held = Held(client)
+    flight = Flight(linger=0.05)
+    bundles = Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
+    with flight.joined(), flight.joined():
+        await asyncio.wait_for(bundles.batch(reads(patients[0])), timeout=20)
+    assert held.sent == [("batch", 3)]
