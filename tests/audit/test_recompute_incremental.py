@@ -10,6 +10,8 @@ hand-worked episodes at the audit instant) and 30 synthetic ones caught mid-path
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.forkserver
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -21,6 +23,7 @@ import pytest
 from sqlalchemy import delete, text, update
 from sqlmodel import Session, col
 
+import flows.recompute
 from bench.synthetic import synthetic_patient
 from engine.evaluate import evaluate
 from engine.facts import PatientFacts
@@ -138,6 +141,30 @@ CHANGES = [
     Change("anchor", _anchor, "full", True),
     Change("version only", lambda t: t, "unchanged", False),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _workers_forked_from_a_warm_server() -> Iterator[None]:
+    """`recompute` spawns its workers: each is a new interpreter importing the engine and the store
+    (2 s of CPU), and the two start at once on a 2-core machine, 8-10 s of the 10-12 s each call
+    takes here (the chunks themselves take 0.5 s). In this module, which calls it 22 times, they
+    are forked from a forkserver that imported flows.recompute once: like spawned workers they
+    inherit nothing of this process (no database connection, the reason recompute spawns), and
+    each still loads the pathway file and opens its own engine. The spawn start method itself
+    stays tested by tests/audit/test_recompute.py and `eras audit recompute` in tests/cli."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["flows.recompute"])
+
+    def forkserver(method: str) -> multiprocessing.context.BaseContext:
+        assert method == "spawn", method  # what recompute asks for; only that is replaced
+        return context
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flows.recompute, "get_context", forkserver)
+        yield
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
+    if stop is not None:  # the server would otherwise wait, idle, for this process to exit
+        stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
