@@ -10,6 +10,7 @@ hand-worked episodes at the audit instant) and 30 synthetic ones caught mid-path
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.forkserver
 import random
@@ -191,23 +192,31 @@ def _version_2(tmp: Path, edit: Callable[[str], str], name: str = "lumbar_fusion
     return path
 
 
+@functools.cache
+def _version_1() -> tuple[RecordedEpisode, ...]:
+    """The episodes evaluated by version 1, once per module (evaluation is pure: the same facts
+    at the same instant give the same results); every _store writes them anew."""
+    plan = recorded_plan(lumbar(), LONDON)
+    recorded = []
+    for e in EPISODES:
+        ev = evaluate(lumbar(), e.facts, now=e.now, tz=LONDON)
+        attrs = episode_attributes(lumbar(), ev, e.facts, ward=e.ward, surgeon=e.surgeon)
+        recorded.append(RecordedEpisode(e.facts.enrolment_id, ev, attrs, e.now, plan))
+    return tuple(recorded)
+
+
 def _store(url: str) -> None:
     """The episodes as apply leaves them with version 1: results, their plan, the facts read."""
     engine = make_engine(url)
-    plan = recorded_plan(lumbar(), LONDON)
     with Session(engine) as session:
         for table in (ElementResultRow, AuditOutcome, EpisodeFacts, AuditEpisode, Enrolment, PlanDigestRow):
             session.execute(delete(table))
-        recorded = []
         for e in EPISODES:
             session.add(Enrolment(id=e.facts.enrolment_id, patient_ref=f"Patient/{e.facts.patient_id}",
                                   pathway_id="lumbar_fusion", pathway_version=1, status="active",
                                   enrolled_at=e.now, enrolled_by="test", updated_at=e.now))
-            ev = evaluate(lumbar(), e.facts, now=e.now, tz=LONDON)
-            attrs = episode_attributes(lumbar(), ev, e.facts, ward=e.ward, surgeon=e.surgeon)
-            recorded.append(RecordedEpisode(e.facts.enrolment_id, ev, attrs, e.now, plan))
         session.flush()
-        record_many_results(session=session, episodes=recorded)
+        record_many_results(session=session, episodes=_version_1())
         for e in EPISODES:
             record_facts(session=session, enrolment_id=e.facts.enrolment_id, facts=e.facts, at=e.now)
         session.commit()
