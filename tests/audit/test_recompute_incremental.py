@@ -10,6 +10,9 @@ hand-worked episodes at the audit instant) and 30 synthetic ones caught mid-path
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import multiprocessing.forkserver
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -21,6 +24,7 @@ import pytest
 from sqlalchemy import delete, text, update
 from sqlmodel import Session, col
 
+import flows.recompute
 from bench.synthetic import synthetic_patient
 from engine.evaluate import evaluate
 from engine.facts import PatientFacts
@@ -140,6 +144,30 @@ CHANGES = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _workers_forked_from_a_warm_server() -> Iterator[None]:
+    """`recompute` spawns its workers: each is a new interpreter importing the engine and the store
+    (2 s of CPU), and the two start at once on a 2-core machine, 8-10 s of the 10-12 s each call
+    takes here (the chunks themselves take 0.5 s). In this module, which calls it 22 times, they
+    are forked from a forkserver that imported flows.recompute once: like spawned workers they
+    inherit nothing of this process (no database connection, the reason recompute spawns), and
+    each still loads the pathway file and opens its own engine. The spawn start method itself
+    stays tested by tests/audit/test_recompute.py and `eras audit recompute` in tests/cli."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["flows.recompute"])
+
+    def forkserver(method: str) -> multiprocessing.context.BaseContext:
+        assert method == "spawn", method  # what recompute asks for; only that is replaced
+        return context
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flows.recompute, "get_context", forkserver)
+        yield
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
+    if stop is not None:  # the server would otherwise wait, idle, for this process to exit
+        stop()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def databases(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[str, str]]:
@@ -164,23 +192,31 @@ def _version_2(tmp: Path, edit: Callable[[str], str], name: str = "lumbar_fusion
     return path
 
 
+@functools.cache
+def _version_1() -> tuple[RecordedEpisode, ...]:
+    """The episodes evaluated by version 1, once per module (evaluation is pure: the same facts
+    at the same instant give the same results); every _store writes them anew."""
+    plan = recorded_plan(lumbar(), LONDON)
+    recorded = []
+    for e in EPISODES:
+        ev = evaluate(lumbar(), e.facts, now=e.now, tz=LONDON)
+        attrs = episode_attributes(lumbar(), ev, e.facts, ward=e.ward, surgeon=e.surgeon)
+        recorded.append(RecordedEpisode(e.facts.enrolment_id, ev, attrs, e.now, plan))
+    return tuple(recorded)
+
+
 def _store(url: str) -> None:
     """The episodes as apply leaves them with version 1: results, their plan, the facts read."""
     engine = make_engine(url)
-    plan = recorded_plan(lumbar(), LONDON)
     with Session(engine) as session:
         for table in (ElementResultRow, AuditOutcome, EpisodeFacts, AuditEpisode, Enrolment, PlanDigestRow):
             session.execute(delete(table))
-        recorded = []
         for e in EPISODES:
             session.add(Enrolment(id=e.facts.enrolment_id, patient_ref=f"Patient/{e.facts.patient_id}",
                                   pathway_id="lumbar_fusion", pathway_version=1, status="active",
                                   enrolled_at=e.now, enrolled_by="test", updated_at=e.now))
-            ev = evaluate(lumbar(), e.facts, now=e.now, tz=LONDON)
-            attrs = episode_attributes(lumbar(), ev, e.facts, ward=e.ward, surgeon=e.surgeon)
-            recorded.append(RecordedEpisode(e.facts.enrolment_id, ev, attrs, e.now, plan))
         session.flush()
-        record_many_results(session=session, episodes=recorded)
+        record_many_results(session=session, episodes=_version_1())
         for e in EPISODES:
             record_facts(session=session, enrolment_id=e.facts.enrolment_id, facts=e.facts, at=e.now)
         session.commit()
