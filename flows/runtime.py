@@ -138,8 +138,12 @@ class Runtime:
         with the other applies' in flight at the same time, as one request (fhir_adapters.coalesce)."""
         found = self._coalescers.get(id(client))
         if found is None or found.client is not client or found.max_entries != self.bundle_max_entries:
+            # On SQLite the applies' store work runs on the loop, one after another: a request
+            # sent alone while the next apply works overlaps the EHR's time with ours, and the
+            # ones that come meanwhile go together. Waiting for them all would only idle the loop.
+            flight = None if self.db.dialect.name == "sqlite" else self.flight
             found = self._coalescers[id(client)] = Coalescer(client, max_entries=self.bundle_max_entries,
-                                                             flight=self.flight)
+                                                             flight=flight)
         return found
 
     def patient_lock(self, patient_id: str) -> asyncio.Lock:
