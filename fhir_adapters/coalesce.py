@@ -19,9 +19,9 @@ part's caller.
 Callers hold their patient's lock while they wait (flows.apply), so a merged request never
 reads or writes a patient earlier than that patient's own request would have.
 
-A drain batch's applies join a `Flight`: a window about to send waits (a moment at most) until
-every apply of the batch still running waits for the EHR too, so that applies whose store work
-ends one after another still share their requests.
+On PostgreSQL a drain batch's applies join a `Flight`: a window about to send waits (a moment
+at most) until every apply of the batch still running waits for the EHR too, so that applies
+whose store work ends one thread after another still share their requests (flows.runtime).
 """
 
 from __future__ import annotations
