@@ -47,6 +47,17 @@ class Held:
         send = self.client.batch if kind == "batch" else self.client.transaction
         return await send(bundle)
 
+    async def first_then_rest(self, submit: Any, bundles: list[dict[str, Any]]) -> list[Any]:
+        """The first Bundle submitted and held in flight, the rest submitted while it is; then
+        all answered (an error as its exception)."""
+        self.open.clear()
+        first = asyncio.create_task(submit(bundles[0]))
+        await self.in_flight(1)
+        rest = [asyncio.create_task(submit(bundle)) for bundle in bundles[1:]]
+        await asyncio.sleep(0)
+        self.open.set()
+        return list(await asyncio.gather(first, *rest, return_exceptions=True))
+
     async def in_flight(self, count: int) -> None:
         """Until `count` requests have gone out."""
         for _ in range(1000):
@@ -99,14 +110,7 @@ async def patients(client: FhirClient) -> list[str]:
 async def test_reads_waiting_for_one_in_flight_go_as_one_and_each_gets_its_own_record(
         client: FhirClient, patients: list[str]) -> None:
     held = Held(client)
-    bundles = coalescer(held)
-    held.open.clear()
-    first = asyncio.create_task(bundles.batch(reads(patients[0])))
-    await held.in_flight(1)
-    rest = [asyncio.create_task(bundles.batch(reads(pid))) for pid in patients[1:]]
-    await asyncio.sleep(0)
-    held.open.set()
-    answers = await asyncio.gather(first, *rest)
+    answers = await held.first_then_rest(coalescer(held).batch, [reads(pid) for pid in patients])
     alone = [await client.batch(reads(pid)) for pid in patients]
     assert held.sent == [("batch", 3), ("batch", 9)]  # the first at once, the three waiting as one
     for pid, answer, own in zip(patients, answers, alone, strict=True):
@@ -127,13 +131,7 @@ async def test_an_idle_server_gets_each_bundle_at_once(client: FhirClient, patie
 async def test_no_request_carries_more_than_max_entries(client: FhirClient, patients: list[str]) -> None:
     held = Held(client)
     bundles = coalescer(held, max_entries=7)
-    held.open.clear()
-    first = asyncio.create_task(bundles.batch(reads(patients[0])))
-    await held.in_flight(1)
-    rest = [asyncio.create_task(bundles.batch(reads(pid))) for pid in patients[1:]]
-    await asyncio.sleep(0)
-    held.open.set()
-    answers = await asyncio.gather(first, *rest)
+    answers = await held.first_then_rest(bundles.batch, [reads(pid) for pid in patients])
     assert held.sent == [("batch", 3), ("batch", 6), ("batch", 3)]
     assert [len(a["entry"]) for a in answers] == [3, 3, 3, 3]
 
@@ -153,14 +151,8 @@ async def test_transactions_waiting_go_as_one_and_each_gets_its_own_entries(
         client: FhirClient, patients: list[str]) -> None:
     system = f"urn:test:{uuid.uuid4().hex}"
     held = Held(client)
-    bundles = coalescer(held)
-    held.open.clear()
-    first = asyncio.create_task(bundles.transaction(pain_write(patients[0], system)))
-    await held.in_flight(1)
-    rest = [asyncio.create_task(bundles.transaction(pain_write(pid, system))) for pid in patients[1:]]
-    await asyncio.sleep(0)
-    held.open.set()
-    answers = await asyncio.gather(first, *rest)
+    writes = [pain_write(pid, system) for pid in patients]
+    answers = await held.first_then_rest(coalescer(held).transaction, writes)
     assert held.sent == [("transaction", 1), ("transaction", 3)]
     for pid, answer in zip(patients, answers, strict=True):
         assert answer["type"] == "transaction-response" and len(answer["entry"]) == 1
@@ -179,15 +171,9 @@ async def test_a_refused_part_fails_alone_and_the_others_are_written(
         "resource": {**task, "status": "completed"},
         "request": {"method": "PUT", "url": f"Task/{task['id']}", "ifMatch": 'W/"stale"'}}]}
     held = Held(client)
-    bundles = coalescer(held)
-    held.open.clear()
-    first = asyncio.create_task(bundles.transaction(pain_write(patients[0], system)))
-    await held.in_flight(1)
-    rest = [asyncio.create_task(bundles.transaction(bundle)) for bundle in
-            (pain_write(patients[1], system), stale, pain_write(patients[3], system))]
-    await asyncio.sleep(0)
-    held.open.set()
-    answers = await asyncio.gather(first, *rest, return_exceptions=True)
+    writes = [pain_write(patients[0], system), pain_write(patients[1], system), stale,
+              pain_write(patients[3], system)]
+    answers = await held.first_then_rest(coalescer(held).transaction, writes)
     assert held.sent == [("transaction", 1), ("transaction", 3)] + [("transaction", 1)] * 3
     assert isinstance(answers[2], FhirConflictError)
     for pid, answer in zip([patients[0], patients[1], patients[3]], [answers[0], answers[1], answers[3]],
@@ -222,14 +208,7 @@ async def test_a_temporary_error_or_refused_credentials_reach_every_waiting_call
         mock.post("/").mock(return_value=httpx.Response(status))
         async with FhirClient("http://ehr.test/fhir", max_retries=0) as fhir:
             held = Held(fhir)
-            bundles = coalescer(held)
-            held.open.clear()
-            first = asyncio.create_task(bundles.batch(reads("a")))
-            await held.in_flight(1)
-            rest = [asyncio.create_task(bundles.batch(reads(pid))) for pid in ("b", "c")]
-            await asyncio.sleep(0)
-            held.open.set()
-            answers = await asyncio.gather(first, *rest, return_exceptions=True)
+            answers = await held.first_then_rest(coalescer(held).batch, [reads(pid) for pid in "abc"])
     assert [type(a) for a in answers] == [error] * 3
     assert held.sent == [("batch", 3), ("batch", 6)]  # the waiting two were sent once, together
 
