@@ -38,7 +38,12 @@ from fhir_adapters.sandbox import FhirSandbox  # noqa: E402
 from flows.apply import apply_patient  # noqa: E402
 from flows.drain import drain_once  # noqa: E402
 from flows.process_runtime import tune_collector  # noqa: E402
-from flows.runtime import Runtime, WriteTarget  # noqa: E402
+from flows.runtime import (  # noqa: E402
+    DEFAULT_CONCURRENT_APPLIES,
+    SPARE_CONNECTIONS,
+    Runtime,
+    WriteTarget,
+)
 from store.db import make_engine, session_scope  # noqa: E402
 from store.inbox import store_events  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
@@ -72,7 +77,9 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp, FhirSandbox() as sandbox:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
         upgrade(url)
-        db = make_engine(url)
+        # As flows.config sizes it for `eras serve` and `eras worker`: a connection for each
+        # apply at once and the spare ones (a smaller pool opens and closes connections per apply).
+        db = make_engine(url, pool_size=DEFAULT_CONCURRENT_APPLIES + SPARE_CONNECTIONS)
         async with FhirClient(sandbox.base_url) as client:
             now = SURGERY + timedelta(days=1, hours=6)
             rt = Runtime(pathways={pathway.id: pathway}, ehr=client, tasks=client,
