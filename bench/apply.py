@@ -207,7 +207,6 @@ PARTS = [
     ("fhir_adapters.client", "_dumps", "JSON encode", "FHIR: HTTP client"),
     ("flows.apply", "_action_states", "_action_states", "flows.apply glue (+ patient lock)"),
     ("flows.apply", "_own_resources", "_own_resources", "flows.apply glue (+ patient lock)"),
-    ("flows.apply", "_instructions", "_instructions", "flows.apply glue (+ patient lock)"),
     ("flows.apply", "_pending_writes", "_pending_writes", "flows.apply glue (+ patient lock)"),
     ("flows.apply", "_sync", "_sync", "flows.apply glue (+ patient lock)"),
     ("flows.apply", "plan_writes", "plan_writes (Tasks built)", "FHIR: writes built"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
 
 from engine.expressions import CompiledExpression
 from engine.model import Element, Pathway, Score
@@ -74,6 +76,12 @@ class Plan:
     # concepts_read's answers, by set of elements: worked out once
     reads: dict[frozenset[str] | None, frozenset[str]] = field(default_factory=dict, compare=False,
                                                                repr=False)
+
+    @cached_property
+    def instructions(self) -> Mapping[str, str]:
+        """Element id -> its action's instructions (the Tasks' text): worked out once."""
+        return MappingProxyType({e.id: e.element.action.instructions for e in self.elements
+                                 if e.element.action is not None})
 
 
 def plan_of(pathway: Pathway) -> Plan:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -641,30 +641,14 @@ def batch_bundle(patient_id: str, plan: SearchPlan) -> dict[str, Any]:
     if not _FHIR_ID.fullmatch(patient_id):
         raise ValueError("patient id is not a valid FHIR id")
     entries = []
-    patient = urlencode({"patient": f"Patient/{patient_id}"}, safe=_SEARCH_SAFE)
     for rtype, params in plan:
         if rtype == "Patient" and not params:
             url = f"Patient/{patient_id}"
-        elif not params:
-            url = f"{rtype}?{patient}"
-        elif "patient" in params:  # replaces the patient's value, in its place
-            url = f"{rtype}?{urlencode({'patient': f'Patient/{patient_id}', **params}, safe=_SEARCH_SAFE)}"
         else:
-            try:
-                url = f"{rtype}?{patient}&{_encoded(tuple(params.items()))}"
-            except TypeError:  # a value that is not text (unhashable): encoded as it comes
-                url = f"{rtype}?{patient}&{urlencode(params, safe=_SEARCH_SAFE)}"
+            query = urlencode({"patient": f"Patient/{patient_id}", **params}, safe="/:|,$\\")
+            url = f"{rtype}?{query}"
         entries.append({"request": {"method": "GET", "url": url}})
     return {"resourceType": "Bundle", "type": "batch", "entry": entries}
-
-
-_SEARCH_SAFE = "/:|,$\\"
-
-
-@lru_cache(maxsize=1024)
-def _encoded(params: tuple[tuple[str, str], ...]) -> str:
-    """A search plan's parameters as a query (the same for every patient: encoded once)."""
-    return urlencode(params, safe=_SEARCH_SAFE)
 
 
 def resources_from_batch_response(response: Mapping[str, Any],

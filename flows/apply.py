@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm.exc import StaleDataError
@@ -378,24 +377,8 @@ def _pending_writes(rt: Runtime, enrolment: Enrolment, everything: Sequence[Plan
                        planned=planned, pathway_version=enrolment.pathway_version,
                        existing=_own_resources(resources, rt.identifier_system),
                        system=rt.identifier_system, now=now,
-                       instructions=_instructions(rt.pathway(enrolment.pathway_id)))
+                       instructions=plan_of(rt.pathway(enrolment.pathway_id)).instructions)
     return plan_writes(ctx, pending, everything, rt.pathway(enrolment.pathway_id).title)
-
-
-def _instructions(pathway: Pathway) -> Mapping[str, str]:
-    """Element id -> action instructions: worked out once per pathway object (they are frozen)."""
-    held = _INSTRUCTIONS.get(id(pathway))
-    if held is not None and held[0] is pathway:  # the entry holds it: its id is not reused meanwhile
-        return held[1]
-    found = MappingProxyType({el.id: el.action.instructions for el in pathway.elements
-                              if el.action is not None})
-    if len(_INSTRUCTIONS) >= 64:  # a process runs a few pathways; tests load many
-        _INSTRUCTIONS.clear()
-    _INSTRUCTIONS[id(pathway)] = (pathway, found)
-    return found
-
-
-_INSTRUCTIONS: dict[int, tuple[Pathway, Mapping[str, str]]] = {}
 
 
 def _retire(rt: Runtime, session: Session, enrolment: Enrolment, resources: list[dict[str, Any]],
