@@ -65,6 +65,7 @@ class Bench:
         self.inbox, self.round_trips = inbox, round_trips  # engine's FHIR requests so far
         self.cpu = cpu  # CPU seconds the engine's process has used so far (`eras serve`)
         self.ehr_cpu = ehr_cpu  # and the sandbox EHR's (it also serves the bench's own writes)
+        self.cpu_label = "serve"  # whose CPU `cpu` counts
         self.sent = 0
         self.poll_seconds = 0.1  # how often event() looks for its Task
         self.enrolment: dict[str, str] = {}  # patient -> enrolment id, the prefix of Task keys
@@ -164,7 +165,8 @@ async def measure(bench: Bench, pids: list[str], args: argparse.Namespace) -> tu
     print(f"  steady 5 events/s for {args.steady_seconds:.0f} s: notification -> Task visible "
           f"p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s "
           f"(goal p95 <= 2 s); FHIR round trips/event {(after - before) / len(latencies):.2f}"
-          + (f"; serve CPU/event {(bench.cpu() - cpu) / len(latencies) * 1e3:.1f} ms" if bench.cpu else ""))
+          + (f"; {bench.cpu_label} CPU/event {(bench.cpu() - cpu) / len(latencies) * 1e3:.1f} ms"
+             if bench.cpu else ""))
     best = 0.0
     for rate in args.rates:
         cpu = bench.cpu() if bench.cpu else 0.0
@@ -173,7 +175,7 @@ async def measure(bench: Bench, pids: list[str], args: argparse.Namespace) -> tu
         sent, half, end, done = await stage(bench, pids, rate, args.stage_seconds)
         requests = (await bench.round_trips() - trips) / max(done, 1)
         if bench.cpu:  # intake and apply of the events settled in the stage, per event
-            print(f"  {rate:>3} events/s: serve CPU {bench.cpu() - cpu:.1f} s over the stage, "
+            print(f"  {rate:>3} events/s: {bench.cpu_label} CPU {bench.cpu() - cpu:.1f} s over the stage, "
                   f"{(bench.cpu() - cpu) / max(done, 1) * 1e3:.1f} ms per event done"
                   + (f"; EHR CPU {bench.ehr_cpu() - ehr_cpu:.1f} s" if bench.ehr_cpu else "")
                   + f"; engine's FHIR requests/event done {requests:.2f}")
@@ -284,6 +286,9 @@ async def run_distributed(args: argparse.Namespace) -> None:
                 cpu_before = {k: cpu_seconds(v) for k, v in topo.processes([]).items()}
                 wall = time.perf_counter()
                 workers = topo.start_workers(n)
+                bench.cpu = lambda pids=[p.pid for p in workers]: sum(map(cpu_seconds, pids))
+                bench.ehr_cpu = lambda: cpu_seconds(topo.sandbox.pid or 0)
+                bench.cpu_label = "workers'" if n > 1 else "worker"
                 await bench.announce_bookings(pids)  # enrolments, first plans
                 await stage(bench, pids, 8, 5)  # warm-up
                 await bench.drained(args.drain_seconds)

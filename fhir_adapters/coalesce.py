@@ -19,18 +19,19 @@ part's caller.
 Callers hold their patient's lock while they wait (flows.apply), so a merged request never
 reads or writes a patient earlier than that patient's own request would have.
 
-On PostgreSQL a drain batch's applies join a `Flight`: a window about to send waits (a moment
-at most) until every apply of the batch still running waits for the EHR too, so that applies
+On PostgreSQL the drain's applies join a `Flight`: a window about to send waits (a moment at
+most) until each apply running then waits for the EHR too or is past this kind, so that applies
 whose store work ends one thread after another still share their requests (flows.runtime).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_adapters.client import FhirClient
@@ -41,29 +42,63 @@ log = logging.getLogger(__name__)
 Send = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
+@dataclass(eq=False)
+class _Member:
+    """One apply in a Flight: whether it waits for the EHR now, and the kinds it has sent."""
+
+    waiting: bool = False
+    sent: set[str] = field(default_factory=set)
+
+
+_MEMBER: contextvars.ContextVar[_Member | None] = contextvars.ContextVar("flight_member", default=None)
+
+
 class Flight:
-    """The applies a drain batch runs at once, as the windows see them: how many are running
-    (`joined`), and how many of those wait for the EHR through a window. A window about to send
-    waits, up to `linger` seconds, until every running apply waits for the EHR: on PostgreSQL
-    the applies' store work runs on threads, one after another under the GIL, so they reach the
-    EHR ~20 ms apart and would each find the window idle. With no apply joined (the tick, the
-    API, a lone apply) nothing waits."""
+    """The drain's applies running, as the windows see them. A window about to send waits, up
+    to `linger` seconds, until each apply that was running when it began to wait either waits
+    for the EHR too or has already sent its Bundle of this kind: on PostgreSQL the applies'
+    store work runs on threads, one after another under the GIL, so they reach the EHR ~20 ms
+    apart and would each find the window idle. Applies that join later, and those past this
+    kind (settling their events, or reading while this window writes), are not waited for: the
+    drain starts applies continuously (flows.loops), so some are always at their store work.
+    With no apply joined (the tick, the API, a lone apply) nothing waits."""
 
     def __init__(self, linger: float = 0.0) -> None:
         self.linger = linger
-        self.active = 0  # applies running
-        self.blocked = 0  # of those, waiting for the EHR through a window (queued or in flight)
+        self._members: set[_Member] = set()
         self._wakeups: list[asyncio.Future[None]] = []
+
+    @property
+    def active(self) -> int:
+        return len(self._members)
 
     @contextmanager
     def joined(self) -> Iterator[None]:
-        """Around one apply of a drain batch."""
-        self.active += 1
+        """Around one apply (its task and the tasks it starts)."""
+        member = _Member()
+        self._members.add(member)
+        token = _MEMBER.set(member)
         try:
             yield
         finally:
-            self.active -= 1
+            _MEMBER.reset(token)
+            self._members.discard(member)
             self.changed()
+
+    @contextmanager
+    def waiting(self, kind: str) -> Iterator[None]:
+        """Around a joined apply's wait for a window of `kind` (queued, then in flight)."""
+        member = _MEMBER.get()
+        if member is None or member not in self._members:
+            yield
+            return
+        member.waiting = True
+        self.changed()
+        try:
+            yield
+        finally:
+            member.waiting = False
+            member.sent.add(kind)
 
     def changed(self) -> None:
         wakeups, self._wakeups = self._wakeups, []
@@ -71,11 +106,16 @@ class Flight:
             if not wakeup.done() and not wakeup.get_loop().is_closed():
                 wakeup.set_result(None)
 
-    async def all_waiting(self) -> None:
-        """Until every running apply waits for the EHR, or `linger` has passed."""
+    async def all_waiting(self, kind: str) -> None:
+        """Until each apply running now waits for the EHR or has sent its `kind`, or `linger` has passed."""
+        coming = [m for m in self._members if kind not in m.sent]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger
-        while self.blocked < self.active and (left := deadline - loop.time()) > 0:
+
+        def still_coming() -> bool:
+            return any(m in self._members and not m.waiting and kind not in m.sent for m in coming)
+
+        while still_coming() and (left := deadline - loop.time()) > 0:
             wakeup = loop.create_future()
             self._wakeups.append(wakeup)
             await asyncio.wait({wakeup}, timeout=left)
@@ -109,23 +149,20 @@ class _Window:
             self._waiting = [w for w in self._waiting if w.answer.get_loop() is loop]
             self._sender = loop.create_task(self._send_all())
         self._waiting.append(waiting)
-        self._flight.blocked += 1
-        self._flight.changed()
-        try:
-            return await waiting.answer
-        except asyncio.CancelledError:
-            # Not yet taken: it is not sent. Taken: it is sent all the same (as when a caller is
-            # stopped after its own request went out), and its answer is dropped.
-            if waiting in self._waiting:
-                self._waiting.remove(waiting)
-            raise
-        finally:
-            self._flight.blocked -= 1
+        with self._flight.waiting(self.kind):
+            try:
+                return await waiting.answer
+            except asyncio.CancelledError:
+                # Not yet taken: it is not sent. Taken: it is sent all the same (as when a caller is
+                # stopped after its own request went out), and its answer is dropped.
+                if waiting in self._waiting:
+                    self._waiting.remove(waiting)
+                raise
 
     async def _send_all(self) -> None:
         """Send what waits, group after group, until nothing does."""
         while self._waiting:
-            await self._flight.all_waiting()
+            await self._flight.all_waiting(self.kind)
             group = self._take()
             await self._send_group(group)
 

@@ -18,7 +18,7 @@ from flows.apply import apply_patient
 from flows.failures import PARKED_ERROR, clear_failures, describe, record_failure
 from flows.metrics import APPLY_SECONDS
 from flows.relevance import settle_irrelevant
-from flows.runtime import Runtime
+from flows.runtime import ApplySlots, Runtime
 from store.db import run_to_the_end, session_scope
 from store.inbox import claim_batch, give_back, mark_done, mark_failed, release
 from store.locks import PatientLockTimeout
@@ -45,6 +45,50 @@ def _patient_id(event: InboxEvent) -> str | None:
     return ref.split("/", 1)[1] if ref.startswith("Patient/") else None
 
 
+class _Parked(NamedTuple):
+    checked: set[str]  # patient refs asked about
+    parked: set[str]  # those parked (store.scheduling.parked_patients)
+
+
+@dataclass
+class Batch:
+    """Events claimed together (one claim token), settled by the applies of the patients they name."""
+
+    claimed: list[InboxEvent]
+    events: list[InboxEvent]  # those left once the irrelevant ones are settled
+    parked: _Parked
+    now: datetime
+    trips: int  # the runtime's FHIR requests when it was claimed
+
+    @property
+    def token(self) -> str:
+        return _token(self.claimed)
+
+
+async def claim(rt: Runtime, *, worker: str, batch_size: int = 200,
+                lease: timedelta = timedelta(minutes=5), now: datetime | None = None) -> Batch:
+    """Claim up to `batch_size` events, none of a patient another claim is applying, and settle
+    those that concern no enrolled patient and could enrol none (flows.relevance)."""
+    now = now or rt.clock()
+    trips = rt.round_trips
+    # Stopped while claiming: on PostgreSQL the claim commits on its thread all the same.
+    claimed, events, parked = await run_to_the_end(
+        rt.in_store(_claim, rt, worker, batch_size, now, lease),
+        if_stopped=lambda taken: _give_back(rt, taken[0], taken[1]))
+    return Batch(claimed, events, parked, now, trips)
+
+
+async def apply_batch(rt: Runtime, batch: Batch, slots: ApplySlots | None = None) -> DrainResult:
+    """Apply each patient of the batch once, as `slots` allow (else `rt.slots`, shared by every
+    batch in flight in this process), and settle its events. Stopped: the events not yet
+    settled are given back."""
+    try:
+        return await _drain_claimed(rt, batch, slots or rt.slots)
+    except asyncio.CancelledError:
+        await _give_back(rt, batch.claimed, batch.events)
+        raise
+
+
 async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
                      lease: timedelta = timedelta(minutes=5), now: datetime | None = None,
                      concurrency: int | None = None) -> DrainResult:
@@ -53,17 +97,8 @@ async def drain_once(rt: Runtime, *, worker: str, batch_size: int = 200,
     Up to `concurrency` patients (else `rt.concurrent_applies`, ERAS_FHIR_CONCURRENT_APPLIES) are
     applied at once; the batch ends when the last one has.
     """
-    now = now or rt.clock()
-    trips = rt.round_trips
-    # Stopped while claiming: on PostgreSQL the claim commits on its thread all the same.
-    claimed, events, parked = await run_to_the_end(
-        rt.in_store(_claim, rt, worker, batch_size, now, lease),
-        if_stopped=lambda taken: _give_back(rt, taken[0], taken[1]))
-    try:
-        return await _drain_claimed(rt, claimed, events, parked, _token(claimed), now, trips, concurrency)
-    except asyncio.CancelledError:
-        await _give_back(rt, claimed, events)
-        raise
+    batch = await claim(rt, worker=worker, batch_size=batch_size, lease=lease, now=now)
+    return await apply_batch(rt, batch, None if concurrency is None else ApplySlots(concurrency))
 
 
 def _token(claimed: list[InboxEvent]) -> str:
@@ -78,24 +113,23 @@ async def _give_back(rt: Runtime, claimed: list[InboxEvent], events: list[InboxE
         log.info("drain stopped: %d unsettled events of its batch given back", given)
 
 
-async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[InboxEvent], parked: _Parked,
-                         token: str, now: datetime, trips: int, concurrency: int | None) -> DrainResult:
+async def _drain_claimed(rt: Runtime, batch: Batch, slots: ApplySlots) -> DrainResult:
+    claimed, events, parked, token, now = batch.claimed, batch.events, batch.parked, batch.token, batch.now
     try:
         by_patient = await _group_by_patient(rt, events)
     except FhirTemporaryError:
         await rt.in_transaction(release, ids=[int(e.id or 0) for e in events], token=token,
                                 error="EHR unreachable")
         return DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events), deferred=["*"],
-                           round_trips=rt.round_trips - trips)
+                           round_trips=rt.round_trips - batch.trips)
     if about_no_patient := by_patient.pop(None, []):
         # Events about no patient (a Location update, a resource since deleted) apply nothing.
         await rt.in_transaction(mark_done, ids=about_no_patient, token=token, at=now)
     result = DrainResult(claimed=len(claimed), irrelevant=len(claimed) - len(events),
                          patients=len(by_patient))
-    slots = asyncio.Semaphore(rt.concurrent_applies if concurrency is None else concurrency)
 
     async def apply_in_turn(patient_id: str, ids: list[int]) -> None:
-        async with slots:
+        async with slots.held():
             ref = f"Patient/{patient_id}"
             if ref in parked.checked:
                 is_parked_now = ref in parked.parked
@@ -117,13 +151,8 @@ async def _drain_claimed(rt: Runtime, claimed: list[InboxEvent], events: list[In
                                       if patient_id is not None), return_exceptions=True)
     if errors := [outcome for outcome in outcomes if isinstance(outcome, BaseException)]:
         raise errors[0]  # the database, not a patient (_apply_one): the others were let finish
-    result.round_trips = rt.round_trips - trips
+    result.round_trips = rt.round_trips - batch.trips
     return result
-
-
-class _Parked(NamedTuple):
-    checked: set[str]  # patient refs asked about
-    parked: set[str]  # those parked (store.scheduling.parked_patients)
 
 
 def _claim(rt: Runtime, worker: str, batch_size: int, now: datetime,

@@ -19,7 +19,7 @@ from datetime import datetime
 from prefect._vendor.croniter import croniter
 
 from flows.deployments import Deployment
-from flows.drain import drain_once
+from flows.drain import Batch, apply_batch, claim
 from flows.metrics import observe_drain
 from flows.prefect_server import prefect_server_started
 from flows.runtime import Runtime
@@ -66,29 +66,64 @@ class Loops:
 
     async def _drain(self) -> None:
         backoff = self.drain_interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout=backoff)
-            self._event.clear()
-            backoff = await self._drain_all()
-            if self.listening.is_set():
-                backoff = max(backoff, LISTENING_SAFETY_NET)
+        self.rt.slots.listeners.append(self.wake)  # an apply's end: a slot, and its patient's events
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._event.wait(), timeout=backoff)
+                self._event.clear()
+                backoff = await self._drain_all()
+                if self.listening.is_set():
+                    backoff = max(backoff, LISTENING_SAFETY_NET)
+        finally:
+            self.rt.slots.listeners.remove(self.wake)
 
     async def _drain_all(self) -> float:
-        """Drain until empty; back off (up to a minute) while the EHR is unreachable."""
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await drain_once(self.rt, worker=self.worker, batch_size=self.batch_size)
-            except Exception:  # never let the loop die: the lease hands the batch to the next try
-                log.exception("drain failed")
-                return min(self.drain_interval * 8, 60.0)
-            observe_drain(result, time.perf_counter() - started)
-            self.processed += len(result.applied)
-            if result.deferred:
-                return min(self.drain_interval * 4, 60.0)
-            if result.claimed == 0:
-                return self.drain_interval
+        """Drain until empty, claiming a batch whenever an apply slot is free and events may be
+        waiting (woken, or an apply ended) while earlier batches still apply: a batch's last
+        applies mostly wait for the EHR, and waiting for them left this process idle. Back off
+        (up to a minute) while the EHR is unreachable or the store fails."""
+        slots, running, backoff = self.rt.slots, set[asyncio.Task[None]](), list[float]()
+        self._event.set()
+        try:
+            while not backoff:
+                await self._event.wait()
+                self._event.clear()
+                if not slots.free():
+                    continue  # the end of an apply wakes us again
+                started = time.perf_counter()
+                try:
+                    batch = await claim(self.rt, worker=self.worker, batch_size=self.batch_size)
+                except Exception:  # never let the loop die: the lease hands the batch to the next try
+                    log.exception("drain failed")
+                    backoff.append(min(self.drain_interval * 8, 60.0))
+                    break
+                if batch.claimed:
+                    task = asyncio.create_task(self._apply(batch, started, backoff))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                    task.add_done_callback(self.wake)  # its patients' later events, if any
+                elif not running:
+                    return self.drain_interval
+            await asyncio.gather(*running)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()  # each gives its unsettled events back (flows.drain.apply_batch)
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        return backoff[0]
+
+    async def _apply(self, batch: Batch, started: float, backoff: list[float]) -> None:
+        try:
+            result = await apply_batch(self.rt, batch)
+        except Exception:
+            log.exception("drain failed")
+            backoff.append(min(self.drain_interval * 8, 60.0))
+            return
+        observe_drain(result, time.perf_counter() - started)
+        self.processed += len(result.applied)
+        if result.deferred:
+            backoff.append(min(self.drain_interval * 4, 60.0))
 
     def next_delay(self, deployment: Deployment, now: datetime) -> float:
         """Seconds until `deployment` is next due; cron in the hospital's time zone."""

@@ -6,8 +6,9 @@ import asyncio
 import contextvars
 import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -26,9 +27,10 @@ from flows.poll_options import PollSettings
 from store.db import reading, redoable, session_scope
 
 DEFAULT_IDENTIFIER_SYSTEM = f"{CANONICAL_BASE}/identifier/action"
-# Patients a drain batch applies at once. An apply is mostly waiting for the EHR (~0.1 s of this
-# process's CPU in ~0.8 s, bench/hospital_feed.py), so one at a time made a batch as long as the
-# sum of its applies, and each event waited for the batch before its own and its place in it.
+# Patients the drain applies at once, whatever batch they came in (ApplySlots). An apply is mostly
+# waiting for the EHR (~0.1 s of this process's CPU in ~0.8 s, bench/hospital_feed.py), so one at
+# a time made a batch as long as the sum of its applies, and each event waited for the batch
+# before its own and its place in it.
 DEFAULT_CONCURRENT_APPLIES = 8
 # The most entries in one Bundle that carries several applies' reads or writes (fhir_adapters.
 # coalesce): 8 applies' reads of a pathway's ~12 searches, and their usual writes, fit in one.
@@ -56,6 +58,37 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class ApplySlots:
+    """The applies a process runs at once, shared by the drain batches it has in flight.
+
+    `free()` says whether another batch could start an apply now: a slot is free and no apply is
+    waiting for one. Listeners are called as each apply ends (flows.loops claims again then).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._semaphore = asyncio.Semaphore(size)
+        self._waiting = 0
+        self.listeners: list[Callable[[], None]] = []
+
+    def free(self) -> bool:
+        return self._waiting == 0 and not self._semaphore.locked()
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        self._waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+            for listener in self.listeners:
+                listener()
+
+
 @dataclass
 class Runtime:
     """The engine wired to one hospital. `tasks` is None when the write target is NONE."""
@@ -79,7 +112,7 @@ class Runtime:
     ward_bed: re.Pattern[str] = DEFAULT_PATTERN
     # How far in the future a fact that happened may be dated and still count (engine.facts.HAPPENED).
     future_tolerance: timedelta = timedelta(minutes=5)
-    # Patients a drain batch applies at once (ERAS_FHIR_CONCURRENT_APPLIES): an apply mostly waits
+    # Patients the drain applies at once (ERAS_FHIR_CONCURRENT_APPLIES): an apply mostly waits
     # for the EHR. The FHIR clients' pools are larger (flows.config.fhir_connections).
     concurrent_applies: int = DEFAULT_CONCURRENT_APPLIES
     # Concurrent applies' batch reads and transactions go to the EHR together, up to this many
@@ -93,7 +126,7 @@ class Runtime:
     search_plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     _coalescers: dict[int, Coalescer] = field(default_factory=dict, repr=False)
-    # A drain batch's applies running (flows.drain), as the coalescers see them.
+    # The drain's applies running (flows.drain), as the coalescers see them.
     flight: Flight = field(default_factory=lambda: Flight(BUNDLE_LINGER_SECONDS), repr=False)
     # Threads that run store work off the event loop on a database server (in_store).
     _store_threads: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -126,6 +159,11 @@ class Runtime:
         if self._store_threads is not None:
             self._store_threads.shutdown(wait=True)
             self._store_threads = None
+
+    @functools.cached_property
+    def slots(self) -> ApplySlots:
+        """The drain's applies at once in this process (`concurrent_applies`), whatever the batch."""
+        return ApplySlots(self.concurrent_applies)
 
     @functools.cached_property
     def work_db(self) -> Engine:

@@ -61,7 +61,7 @@ class FhirSettings(BaseModel):
     max_retries: int = Field(4, ge=0, description="retries of temporary FHIR errors (runtime)")
     concurrent_applies: int = Field(
         DEFAULT_CONCURRENT_APPLIES, gt=0,
-        description="patients a drain batch applies at once; the FHIR connection pools hold more")
+        description="patients the drain applies at once; the FHIR connection pools hold more")
     bundle_max_entries: int = Field(
         DEFAULT_BUNDLE_MAX_ENTRIES, ge=0,
         description="most entries in one Bundle carrying several applies' reads or writes; 0: one each")

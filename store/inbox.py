@@ -147,10 +147,14 @@ _EVENTS = InboxEvent.__table__  # type: ignore[attr-defined]
 def claim_batch(
     *, session: Session, worker: str, limit: int, now: datetime, lease: timedelta
 ) -> list[InboxEvent]:
-    """Claim up to `limit` events, oldest first: pending ones and those whose claim expired.
+    """Claim up to `limit` events, oldest first: pending ones and those whose claim expired,
+    except a patient's while another claim of theirs is live.
 
     A claim older than `lease` belongs to a worker presumed dead, so its events are taken
-    again. PostgreSQL skips rows another transaction holds (FOR UPDATE SKIP LOCKED), so two
+    again. A patient's events that arrive while a claim is applying them wait for it to end
+    (then the next claim takes them all, for one apply): a second worker, or a second batch
+    in this one, would only wait for the patient's lock (store.locks), its batch's applies
+    behind it. PostgreSQL skips rows another transaction holds (FOR UPDATE SKIP LOCKED), so two
     workers never claim the same event; SQLite has one writer at a time (BEGIN IMMEDIATE)
     and ignores the FOR UPDATE. Each claim gets a new `claim_token`: only the holder of the
     current token may settle the events (mark_done, mark_failed, release).
@@ -174,7 +178,12 @@ def _claimable() -> Any:
     claimable = or_(_EVENTS.c.status == InboxStatus.PENDING.value,
                     and_(_EVENTS.c.status == InboxStatus.PROCESSING.value,
                          _EVENTS.c.claimed_at < bindparam("c_expired")))
-    return (sa_select(_EVENTS).where(claimable).order_by(_EVENTS.c.received_at, _EVENTS.c.id)
+    busy = _EVENTS.alias("busy")  # patients a live claim is applying (few rows: the status index)
+    applying = (sa_select(busy.c.patient_ref)
+                .where(busy.c.status == InboxStatus.PROCESSING.value,
+                       busy.c.claimed_at >= bindparam("c_expired"), busy.c.patient_ref.is_not(None)))
+    free = or_(_EVENTS.c.patient_ref.is_(None), _EVENTS.c.patient_ref.not_in(applying))
+    return (sa_select(_EVENTS).where(claimable, free).order_by(_EVENTS.c.received_at, _EVENTS.c.id)
             .limit(bindparam("c_limit")).with_for_update(skip_locked=True))
 
 

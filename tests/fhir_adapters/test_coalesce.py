@@ -213,36 +213,64 @@ async def test_a_temporary_error_or_refused_credentials_reach_every_waiting_call
     assert held.sent == [("batch", 3), ("batch", 6)]  # the waiting two were sent once, together
 
 
+class Apply:
+    """One apply joined to a Flight, as a task of its own (the drain runs each so): it does its
+    store work until `go` is set, then sends its Bundles in turn, pausing at `at_work` between
+    them when given."""
+
+    def __init__(self, flight: Flight, *sends: Any, at_work: asyncio.Event | None = None) -> None:
+        self.go, self.at_work, self.paused = asyncio.Event(), at_work, asyncio.Event()
+        self.task = asyncio.create_task(self._run(flight, sends))
+
+    async def _run(self, flight: Flight, sends: tuple[Any, ...]) -> list[Any]:
+        answers = []
+        with flight.joined():
+            await self.go.wait()
+            for k, send in enumerate(sends):
+                if k and self.at_work is not None:
+                    self.paused.set()
+                    await self.at_work.wait()
+                answers.append(await send())
+        return answers
+
+
+async def turns(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def flight_and_coalescer(held: Held, linger: float) -> tuple[Flight, Coalescer]:
+    flight = Flight(linger=linger)
+    return flight, Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
+
+
 async def test_a_window_waits_until_every_joined_apply_waits_for_the_ehr(
         client: FhirClient, patients: list[str]) -> None:
     """Applies of one drain batch reach the EHR one after another (their store work in turn):
     with three joined, the first two wait for the third, and the three go as one request."""
     held = Held(client)
-    flight = Flight(linger=30.0)
-    bundles = Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
-    with flight.joined(), flight.joined(), flight.joined():
-        first = asyncio.create_task(bundles.batch(reads(patients[0])))
-        second = asyncio.create_task(bundles.batch(reads(patients[1])))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert held.sent == []  # the third apply is still at its store work
-        third = asyncio.create_task(bundles.batch(reads(patients[2])))
-        await asyncio.gather(first, second, third)
+    flight, bundles = flight_and_coalescer(held, linger=30.0)
+    applies = [Apply(flight, lambda pid=pid: bundles.batch(reads(pid))) for pid in patients[:3]]
+    applies[0].go.set()
+    applies[1].go.set()
+    await turns()
+    assert held.sent == []  # the third apply is still at its store work
+    applies[2].go.set()
+    await asyncio.wait_for(asyncio.gather(*(a.task for a in applies)), timeout=10)
     assert held.sent == [("batch", 9)]
 
 
 async def test_an_apply_that_ends_without_a_request_lets_the_others_go(
         client: FhirClient, patients: list[str]) -> None:
     held = Held(client)
-    flight = Flight(linger=30.0)
-    bundles = Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
-    with flight.joined():
-        with flight.joined():  # an apply that settles with nothing to send to the EHR
-            waiting = asyncio.create_task(bundles.batch(reads(patients[0])))
-            for _ in range(20):
-                await asyncio.sleep(0)
-            assert held.sent == []
-        await asyncio.wait_for(waiting, timeout=10)  # not the linger's 30 s
+    flight, bundles = flight_and_coalescer(held, linger=30.0)
+    sending = Apply(flight, lambda: bundles.batch(reads(patients[0])))
+    settling = Apply(flight)  # an apply that settles with nothing to send to the EHR
+    sending.go.set()
+    await turns()
+    assert held.sent == []
+    settling.go.set()
+    await asyncio.wait_for(sending.task, timeout=10)  # not the linger's 30 s
     assert held.sent == [("batch", 3)]
 
 
@@ -250,8 +278,54 @@ async def test_a_window_waits_no_longer_than_the_linger(client: FhirClient, pati
     """An apply stuck elsewhere (its patient's lock held by another process) delays the others
     by `linger` at most."""
     held = Held(client)
-    flight = Flight(linger=0.05)
-    bundles = Coalescer(held, max_entries=100, flight=flight)  # type: ignore[arg-type]
-    with flight.joined(), flight.joined():
-        await asyncio.wait_for(bundles.batch(reads(patients[0])), timeout=20)
+    flight, bundles = flight_and_coalescer(held, linger=0.05)
+    stuck = Apply(flight)
+    sending = Apply(flight, lambda: bundles.batch(reads(patients[0])))
+    sending.go.set()
+    await asyncio.wait_for(sending.task, timeout=20)
+    stuck.go.set()
+    await stuck.task
     assert held.sent == [("batch", 3)]
+
+
+async def test_a_window_does_not_wait_for_an_apply_past_its_kind_but_the_next_kind_does(
+        client: FhirClient, patients: list[str]) -> None:
+    """The drain starts applies continuously, so some are always at their store work: a read
+    does not wait for an apply that has read already (now working out its plan), and that
+    apply's write is waited for by the writes waiting then."""
+    held = Held(client)
+    flight, bundles = flight_and_coalescer(held, linger=30.0)
+    system = f"urn:test:{uuid.uuid4().hex}"
+    planning = asyncio.Event()
+    first = Apply(flight, lambda: bundles.batch(reads(patients[0])),
+                  lambda: bundles.transaction(pain_write(patients[0], system)), at_work=planning)
+    first.go.set()
+    await asyncio.wait_for(first.paused.wait(), timeout=10)  # read; at its store work until `planning`
+    second = Apply(flight, lambda: bundles.batch(reads(patients[1])),
+                   lambda: bundles.transaction(pain_write(patients[1], system)), at_work=asyncio.Event())
+    assert second.at_work is not None
+    second.at_work.set()
+    second.go.set()
+    await asyncio.wait_for(second.paused.wait(), timeout=10)  # read at once, not after the linger's 30 s
+    await turns()
+    assert held.sent == [("batch", 3), ("batch", 3)]  # the second's write waits for the first's
+    planning.set()
+    await asyncio.wait_for(asyncio.gather(first.task, second.task), timeout=10)
+    assert held.sent[2:] == [("transaction", 2)]
+
+
+async def test_a_window_does_not_wait_for_an_apply_that_joined_after_it_began_to(
+        client: FhirClient, patients: list[str]) -> None:
+    held = Held(client)
+    flight, bundles = flight_and_coalescer(held, linger=30.0)
+    sending = Apply(flight, lambda: bundles.batch(reads(patients[0])))
+    at_work = Apply(flight, lambda: bundles.batch(reads(patients[1])))
+    sending.go.set()
+    await turns()  # the window waits for `at_work`
+    late = Apply(flight)  # a later batch's apply, stuck at its store work
+    await turns()
+    at_work.go.set()
+    await asyncio.wait_for(asyncio.gather(sending.task, at_work.task), timeout=10)
+    late.go.set()
+    await late.task
+    assert held.sent == [("batch", 6)]

@@ -2,7 +2,7 @@
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, delete
@@ -176,6 +176,38 @@ def test_settling_a_batch_changes_only_its_unsettled_events(inbox: Session) -> N
     assert back.payload == rows[2].payload
     assert stored[ids[3]].attempts == 0
     assert claim_batch(session=inbox, worker="w2", limit=10, now=later, lease=LEASE)[0].id == ids[2]
+
+
+def test_claim_batch_leaves_a_patients_events_while_a_live_claim_of_theirs_applies(inbox: Session) -> None:
+    """Another worker (or batch) would only wait for the patient's lock: they wait in the inbox,
+    then the next claim takes them all; a claim whose lease ran out holds no patient."""
+    def store(patient: str | None, at: datetime) -> int:
+        return store_event(session=inbox, event=new_event(patient_ref=patient), at=at)[0].id or 0
+
+    first = store("Patient/p1", T0)
+    [claimed] = claim_batch(session=inbox, worker="w1", limit=1, now=T0, lease=LEASE)
+    later = [store("Patient/p1", T0 + timedelta(seconds=k)) for k in (1, 2)]
+    others = [store("Patient/p2", T0 + timedelta(seconds=3)), store(None, T0 + timedelta(seconds=4))]
+
+    taken = claim_batch(session=inbox, worker="w2", limit=10, now=T0 + timedelta(seconds=5), lease=LEASE)
+    mark_done(session=inbox, ids=[first], token=claimed.claim_token or "", at=T0 + timedelta(seconds=6))
+    after = claim_batch(session=inbox, worker="w2", limit=10, now=T0 + timedelta(seconds=7), lease=LEASE)
+
+    assert claimed.id == first
+    assert [row.id for row in taken] == others
+    assert [row.id for row in after] == later  # both, for one apply
+
+
+def test_claim_batch_a_dead_workers_claim_holds_its_patient_only_for_the_lease(inbox: Session) -> None:
+    first = store_event(session=inbox, event=new_event(patient_ref="Patient/p1"), at=T0)[0].id
+    claim_batch(session=inbox, worker="dead-worker", limit=1, now=T0, lease=LEASE)
+    second = store_event(session=inbox, event=new_event(patient_ref="Patient/p1"), at=T0 + timedelta(1))[0].id
+
+    inside = claim_batch(session=inbox, worker="w2", limit=10, now=T0 + LEASE, lease=LEASE)
+    expired = claim_batch(session=inbox, worker="w2", limit=10, now=T0 + LEASE + timedelta(seconds=1),
+                          lease=LEASE)
+
+    assert (inside, [row.id for row in expired]) == ([], [first, second])
 
 
 def test_claim_batch_concurrent_workers_never_share_an_event(committed: Engine) -> None:
