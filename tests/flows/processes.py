@@ -1,4 +1,5 @@
-"""A separate OS process for the concurrency tests: `python -m tests.flows.processes '<json>'`.
+"""A separate OS process for the concurrency tests: `python -m tests.flows.processes '<json>'`, or
+`child` in a process forked from a forkserver that imported this module (tests/flows/test_concurrency.py).
 
 It builds its own Runtime (own database engine, own FHIR client) and runs one apply or one
 reminders run, starting together with the other processes of the test (ready files, one go file). Prints
@@ -12,7 +13,9 @@ import json
 import os
 import sys
 import time
+import traceback
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +99,20 @@ async def main(args: dict[str, Any]) -> dict[str, Any]:
             return {"sent": [n.idempotency_key for n in sent]}
     finally:
         db.dispose()
+
+
+def child(args: dict[str, Any], env: dict[str, str], cwd: str, result: Connection) -> None:
+    """What `__main__` does, in a forked process: the test's environment and working directory
+    (a forkserver keeps its own), then main()'s result, or the traceback, sent back on `result`.
+    The crash case exits (3) without sending anything, as the command line one does."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        result.send(("ok", asyncio.run(main(args))))
+    except BaseException:
+        result.send(("error", traceback.format_exc()))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

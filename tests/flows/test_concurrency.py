@@ -5,10 +5,13 @@ sandbox EHR, the real databases."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import subprocess
-import sys
+import multiprocessing
+import multiprocessing.forkserver
+import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from store.inbox import store_event
 from store.models import Enrolment, InboxEvent, ReminderSent
 from store.scheduling import list_parked_patients
 from tests.api.conftest import api_app
+from tests.flows import processes
 from tests.flows.conftest import LONDON, lumbar
 from tests.flows.test_apply import BOOKED_AT, NOW, SURGERY, booked_patient, seed, tasks_of
 from tests.utils import ehr
@@ -42,12 +46,66 @@ ROOT = Path(__file__).resolve().parents[2]
 END = SURGERY + timedelta(hours=3)
 
 
-def spawn(**args: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.flows.processes", json.dumps(args)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Child:
+    """One OS process running tests/flows/processes.py's `main`, forked from the module's forkserver
+    (see `_forked_from_a_warm_server`); polled and read like the `subprocess.Popen` it replaces."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        assert _FORKSERVER, "spawned outside the module's forkserver fixture"
+        context = _FORKSERVER[0]
+        self._result, sent = context.Pipe(duplex=False)
+        self.process = context.Process(target=processes.child, args=(args, dict(os.environ), str(ROOT), sent))
+        self.process.start()
+        sent.close()  # the child holds the only sending end: its exit ends the pipe
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def communicate(self, timeout: float) -> tuple[dict[str, Any] | None, str]:
+        """Its result (None if it sent none) and its error text, once it has exited."""
+        sent: tuple[str, Any] | None = None
+        if self._result.poll(timeout):
+            with contextlib.suppress(EOFError):
+                sent = self._result.recv()
+        self.process.join(timeout)
+        assert self.process.exitcode is not None, f"still running after {timeout} s"
+        if sent is None:
+            return None, f"exited {self.process.exitcode} without a result"
+        return (sent[1], "") if sent[0] == "ok" else (None, sent[1])
 
 
-def start_together(tmp_path: Path, *arg_sets: dict[str, Any]) -> list[subprocess.Popen[str]]:
+_FORKSERVER: list[multiprocessing.context.ForkServerContext] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forked_from_a_warm_server() -> Iterator[None]:
+    """Each process of these tests used to be a new interpreter (`python -m tests.flows.processes`)
+    importing the engine, the store and the FHIR client: 1.5-3 s of CPU each, 14 of them in this
+    module, 4 one after the other in the crash test. Here they are forked from a forkserver that
+    imported tests.flows.processes once: like the interpreters they inherit nothing of this process
+    (no database connection, no event loop, no client), get the test's environment, and open their
+    own engine and FHIR client. `python -m tests.flows.processes` stays the module's entry point."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.flows.processes"])
+    _FORKSERVER.append(context)
+    try:
+        yield
+    finally:
+        _FORKSERVER.clear()
+        stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
+        if stop is not None:  # the server would otherwise wait, idle, for this process to exit
+            stop()
+
+
+def spawn(**args: Any) -> Child:
+    return Child(args)
+
+
+def start_together(tmp_path: Path, *arg_sets: dict[str, Any]) -> list[Child]:
     """Start one process per argument set; let them go at once, when all are ready (imports
     take seconds on a loaded machine), each after its own `offset`."""
     go = tmp_path / f"go-{time.monotonic_ns()}"
@@ -57,16 +115,16 @@ def start_together(tmp_path: Path, *arg_sets: dict[str, Any]) -> list[subprocess
     deadline = time.monotonic() + 120
     while not all(Path(f"{go}.ready{i}").exists() for i in range(len(arg_sets))):
         assert time.monotonic() < deadline and all(p.poll() is None for p in processes), \
-            [p.communicate()[1][-2000:] for p in processes if p.poll() is not None]
+            [p.communicate(5)[1][-2000:] for p in processes if p.poll() is not None]
         time.sleep(0.01)
     go.touch()
     return processes
 
 
-def result_of(process: subprocess.Popen[str]) -> dict[str, Any]:
+def result_of(process: Child) -> dict[str, Any]:
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err[-3000:]
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    assert process.returncode == 0 and out is not None, err[-3000:]
+    return dict(out)
 
 
 async def test_two_processes_applying_one_patient_serialise(postgresql_url: str,
