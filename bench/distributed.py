@@ -38,13 +38,14 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process (and its reaped children: flow-run subprocesses) has used so far."""
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """CPU time the process (and, unless told not to, its reaped children: flow-run
+    subprocesses, whose whole time lands at once when they end) has used so far."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
 
 
 def inbox_counts(db: Engine) -> dict[str, int]:
