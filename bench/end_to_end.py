@@ -303,6 +303,9 @@ async def run_distributed(args: argparse.Namespace) -> None:
                 print("  peak RSS MiB: " + ", ".join(f"{k} {peak_rss_mib(v):.0f}" for k, v in procs.items()))
                 print(f"  CPU s used over these {time.perf_counter() - wall:.0f} s: " + ", ".join(
                     f"{k} {cpu_seconds(v) - cpu_before.get(k, 0.0):.0f}" for k, v in procs.items()))
+                print("  of which the workers' scheduled flow runs (subprocesses): " + ", ".join(
+                    f"{w.name} {cpu_seconds(w.pid) - cpu_seconds(w.pid, children=False):.0f} s"
+                    for w in workers))
                 print(f"  failed drains logged by the workers: {topo.failed_drains(workers)}")
                 for proc in workers:
                     proc.stop()
