@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from sqlmodel import Session, select
 
@@ -68,6 +69,21 @@ class Gated:
             finish(session)
 
 
+@asynccontextmanager
+async def slow_apply_running(rt: Runtime, apply: Gated) -> AsyncIterator[Loops]:
+    """`eras serve`'s drain loop, woken for the events in the inbox, until the slow patient's
+    apply waits for the EHR; on the way out the gate opens and the loop stops."""
+    loops = Loops(rt, worker="test", drain_interval=60.0, as_flow_runs=False)
+    loops.start()
+    loops.wake()  # the events are in: as the intake wakes it on commit
+    try:
+        await asyncio.wait_for(apply.waiting.wait(), 10)
+        yield loops
+    finally:
+        apply.gate.set()
+        await loops.stop()
+
+
 async def test_new_events_are_applied_while_an_earlier_batch_waits_for_the_ehr(
         make_runtime, monkeypatch, new_patient_id) -> None:
     slow, quick, later = (f"{new_patient_id}-{name}" for name in ("slow", "quick", "later"))
@@ -75,11 +91,7 @@ async def test_new_events_are_applied_while_an_earlier_batch_waits_for_the_ehr(
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
         enrolled_with_observations(rt, [slow, quick])  # one batch: both applied at once
-        loops = Loops(rt, worker="test", drain_interval=60.0, as_flow_runs=False)
-        loops.start()
-        loops.wake()  # the events are in: as the intake wakes it on commit
-        try:
-            await asyncio.wait_for(apply.waiting.wait(), 10)
+        async with slow_apply_running(rt, apply) as loops:
             await until(lambda: statuses_of(rt, quick) == Counter(done=1), "the first batch's quick apply")
             first_batch = status_by_patient(rt)
             _enrol_all(rt, [later])
@@ -92,9 +104,6 @@ async def test_new_events_are_applied_while_an_earlier_batch_waits_for_the_ehr(
             slow_meanwhile = statuses_of(rt, slow)
             apply.gate.set()
             await until(lambda: statuses_of(rt, slow) == Counter(done=1), "the slow apply")
-        finally:
-            apply.gate.set()
-            await loops.stop()
     assert first_batch[f"Patient/{slow}"] == "processing"
     assert slow_meanwhile == Counter(processing=1)
     assert apply.applies == Counter({slow: 1, quick: 2, later: 1})
@@ -109,11 +118,7 @@ async def test_a_patients_events_that_arrive_during_their_apply_wait_for_it_then
         monkeypatch.setattr(drain, "apply_patient", apply)
         enrolled_with_observations(rt, [slow])
         _enrol_all(rt, [other])
-        loops = Loops(rt, worker="test", drain_interval=60.0, as_flow_runs=False)
-        loops.start()
-        loops.wake()  # the events are in: as the intake wakes it on commit
-        try:
-            await asyncio.wait_for(apply.waiting.wait(), 10)
+        async with slow_apply_running(rt, apply) as loops:
             observe(rt, f"o2-{slow}", slow)
             observe(rt, f"o3-{slow}", slow)
             observe(rt, f"o-{other}", other)  # after them: a claim that took it saw them too
@@ -122,9 +127,6 @@ async def test_a_patients_events_that_arrive_during_their_apply_wait_for_it_then
             while_applying = statuses_of(rt, slow)
             apply.gate.set()
             await until(lambda: statuses_of(rt, slow) == Counter(done=3), "the slow patient's events")
-        finally:
-            apply.gate.set()
-            await loops.stop()
     assert while_applying == Counter(processing=1, pending=2)
     assert apply.applies[slow] == 2  # the first event's, then the two later ones together
 
