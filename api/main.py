@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, pathways: Mapping[str, Pathw
             with suppress(asyncio.CancelledError):
                 await writer
             await app.state.cds.fhir_transport.close_pool()
+            await health.close_probe_client(app)
             engine.dispose()
 
     docs = settings.api_docs

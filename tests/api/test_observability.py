@@ -19,6 +19,7 @@ from flows.metrics import instrument_client
 from store.db import session_scope
 from store.models import DeliveryRecord
 from store.scheduling import record_failure
+from tests.api.conftest import api_app
 from tests.utils.notifications import observation
 from tests.utils.store_factories import T0, create_enrolment
 
@@ -122,6 +123,27 @@ async def test_readyz_503_names_the_unreachable_database(client: httpx.AsyncClie
     assert response.status_code == 503
     assert response.json()["database"].startswith("unreachable")
     assert response.json()["ehr"] == "ok"
+
+
+async def test_readyz_probes_through_one_client_that_still_sees_the_ehr_go_down(db_url: str) -> None:
+    """Probes every 10 s (deploy/k8s) share one client, closed with the app, instead of building
+    a TLS context each; a kept-alive connection to an EHR that has since stopped still reads
+    as unreachable."""
+    app = api_app(db_url)
+    with FhirSandbox() as ehr:
+        async with app.router.lifespan_context(app):
+            _point_ehr(app, ehr.base_url)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://eras.test") as http:
+                up = [(await http.get("/readyz")).status_code for _ in range(2)]
+                probe = app.state.probe_http
+                ehr.stop()
+                down = await http.get("/readyz")
+                reused = app.state.probe_http is probe
+        closed = probe.is_closed
+    assert up == [200, 200]
+    assert down.status_code == 503 and down.json()["ehr"].startswith("unreachable")
+    assert (reused, closed) == (True, True)
 
 
 def test_json_log_lines_carry_fixed_fields_only() -> None:
