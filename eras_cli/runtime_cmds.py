@@ -279,25 +279,40 @@ def drain(
     from datetime import timedelta
 
     from flows.config import open_runtime
-    from flows.drain import drain_once
+    from flows.drain import DrainResult, drain_once
+    from flows.loops import Loops
     from flows.process_runtime import tune_collector
+    from store.db import database_url
     from store.locks import claim_single_process
+    from store.wakeup import listen_url
+
+    def report(result: DrainResult) -> None:
+        if result.claimed:
+            console.print(f"batch: {result.claimed} events, {len(result.applied)} patients "
+                          f"applied, {len(result.deferred)} deferred, {len(result.failed)} failed")
 
     async def go() -> None:
-        async with open_runtime(runtime_settings()) as rt:
+        settings = runtime_settings()
+        async with open_runtime(settings) as rt:
             claim_single_process(rt.db)
             tune_collector()
             worker = f"drain:{socket.gethostname()}:{os.getpid()}"
+            lease = timedelta(seconds=lease_seconds)
+            if loop:  # as eras serve and eras worker drain: the next batch claimed as slots free
+                loops = Loops(rt, worker=worker, drain_interval=1.0, batch_size=batch_size, lease=lease,
+                              listen_url=listen_url(database_url(settings.database_url)), on_batch=report)
+                loops.start()
+                loops.wake()
+                try:
+                    await asyncio.Event().wait()  # until stopped
+                finally:
+                    await loops.stop()
+                return
             while True:
-                result = await drain_once(rt, worker=worker, batch_size=batch_size,
-                                          lease=timedelta(seconds=lease_seconds))
-                if result.claimed:
-                    console.print(f"batch: {result.claimed} events, {len(result.applied)} patients "
-                                  f"applied, {len(result.deferred)} deferred, {len(result.failed)} failed")
-                if not loop and (result.claimed == 0 or result.deferred):
-                    return
+                result = await drain_once(rt, worker=worker, batch_size=batch_size, lease=lease)
+                report(result)
                 if result.claimed == 0 or result.deferred:
-                    await asyncio.sleep(1.0)
+                    return
 
     asyncio.run(go())
 

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prefect._vendor.croniter import croniter
 
 from flows.deployments import Deployment
-from flows.drain import Batch, apply_batch, claim
+from flows.drain import Batch, DrainResult, apply_batch, claim
 from flows.metrics import observe_drain
 from flows.prefect_server import prefect_server_started
 from flows.runtime import Runtime
@@ -42,6 +42,8 @@ class Loops:
     scheduled: list[Deployment] = field(default_factory=list)  # run here (eras serve)
     intervals: Mapping[str, float | None] = field(default_factory=dict)  # overrides; None = off
     as_flow_runs: bool = True  # scheduled work as Prefect flow runs (else plain calls)
+    lease: timedelta = timedelta(minutes=5)  # claims older than this are taken again
+    on_batch: Callable[[DrainResult], None] | None = None  # told of each batch settled (eras drain)
     processed: int = 0
     _event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -93,7 +95,8 @@ class Loops:
                     continue  # the end of an apply wakes us again
                 started = time.perf_counter()
                 try:
-                    batch = await claim(self.rt, worker=self.worker, batch_size=self.batch_size)
+                    batch = await claim(self.rt, worker=self.worker, batch_size=self.batch_size,
+                                        lease=self.lease)
                 except Exception:  # never let the loop die: the lease hands the batch to the next try
                     log.exception("drain failed")
                     backoff.append(min(self.drain_interval * 8, 60.0))
@@ -122,6 +125,8 @@ class Loops:
             return
         observe_drain(result, time.perf_counter() - started)
         self.processed += len(result.applied)
+        if self.on_batch is not None:
+            self.on_batch(result)
         if result.deferred:
             backoff.append(min(self.drain_interval * 4, 60.0))
 
