@@ -37,7 +37,7 @@ class DrainResult:
     applied: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # EHR unreachable: events given back
     failed: list[str] = field(default_factory=list)  # a fatal error: events marked failed
-    round_trips: int = 0
+    round_trips: int = 0  # the FHIR requests sent while it ran (and by the batches in flight beside it)
 
 
 def _patient_id(event: InboxEvent) -> str | None:
