@@ -68,10 +68,6 @@ class Flight:
         self._members: set[_Member] = set()
         self._wakeups: list[asyncio.Future[None]] = []
 
-    @property
-    def active(self) -> int:
-        return len(self._members)
-
     @contextmanager
     def joined(self) -> Iterator[None]:
         """Around one apply (its task and the tasks it starts)."""

@@ -35,8 +35,8 @@ DEFAULT_CONCURRENT_APPLIES = 8
 # The most entries in one Bundle that carries several applies' reads or writes (fhir_adapters.
 # coalesce): 8 applies' reads of a pathway's ~12 searches, and their usual writes, fit in one.
 DEFAULT_BUNDLE_MAX_ENTRIES = 100
-# How long a drain batch's apply may wait for the others to reach the EHR, so that they share
-# its request (fhir_adapters.coalesce.Flight): on PostgreSQL their store work ends ~20-40 ms apart.
+# How long an apply's request may wait for the drain's other applies to reach the EHR, so that
+# they share it (fhir_adapters.coalesce.Flight): on PostgreSQL their store work ends ~20-40 ms apart.
 BUNDLE_LINGER_SECONDS = 0.2
 # Connections (FHIR, database) and store threads beyond the drain's applies, so that the tick, a
 # poll or a worklist write-back running beside a full batch does not queue behind it.
@@ -66,7 +66,6 @@ class ApplySlots:
     """
 
     def __init__(self, size: int) -> None:
-        self.size = size
         self._semaphore = asyncio.Semaphore(size)
         self._waiting = 0
         self.listeners: list[Callable[[], None]] = []
@@ -178,7 +177,7 @@ class Runtime:
         if found is None or found.client is not client or found.max_entries != self.bundle_max_entries:
             # On SQLite the applies' store work runs on the loop, one after another: a request
             # sent alone while the next apply works overlaps the EHR's time with ours, and the
-            # ones that come meanwhile go together. Waiting for them all would only idle the loop.
+            # ones that come meanwhile go together (with the Flight: no gain, bench/end_to_end.py).
             flight = None if self.db.dialect.name == "sqlite" else self.flight
             found = self._coalescers[id(client)] = Coalescer(client, max_entries=self.bundle_max_entries,
                                                              flight=flight)

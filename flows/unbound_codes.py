@@ -49,15 +49,13 @@ class UnboundCodeCounter(Collector):
                 self._surveyed_with = terms
         surveyed = self._surveyed
         for resource in resources:
-            meta = resource.get("meta") or {}
-            stamp = meta.get("versionId")
-            version = f"{resource.get('resourceType')}/{resource.get('id')}/{meta.get('versionId', '')}"
-            versioned = bool(stamp)
-            if versioned and version in surveyed:  # most of a record, at every apply after the first
+            stamp = (resource.get("meta") or {}).get("versionId")
+            version = f"{resource.get('resourceType')}/{resource.get('id')}/{stamp or ''}"
+            if stamp and version in surveyed:  # most of a record, at every apply after the first
                 continue
             for row in unbound_codes(terminologies, [resource]):
                 self._count(version, row.resource_type, f"{row.system}|{row.code}")
-            if versioned:
+            if stamp:
                 with self._lock:
                     self._surveyed[version] = None
                     if len(self._surveyed) > self.remember:

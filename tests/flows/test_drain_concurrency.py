@@ -192,7 +192,7 @@ def enrolled_with_observations(rt: Runtime, patients: list[str]) -> None:
     """An observation each in the inbox, for patients already enrolled."""
     store_events(rt, [{"resourceType": "Observation", "id": f"o-{pid}", "meta": {"versionId": "1"},
                        "subject": {"reference": f"Patient/{pid}"}} for pid in patients])
-    _enrol_all(rt, patients)
+    enrol_all(rt, patients)
 
 
 def status_by_patient(rt: Runtime) -> dict[str | None, str]:
@@ -201,7 +201,7 @@ def status_by_patient(rt: Runtime) -> dict[str | None, str]:
         return {e.patient_ref: e.status for e in session.exec(select(InboxEvent))}
 
 
-def _enrol_all(rt: Runtime, patients: list[str]) -> None:
+def enrol_all(rt: Runtime, patients: list[str]) -> None:
     """Enrolled, so that their observations are not settled as irrelevant before any apply."""
     from flows.apply import register_pathway
     from store.enrolments import enrol

@@ -21,7 +21,7 @@ from store.inbox import store_event
 from store.models import InboxEvent
 from tests.flows.test_drain_concurrency import (
     AFTER_SURGERY,
-    _enrol_all,
+    enrol_all,
     enrolled_with_observations,
     status_by_patient,
 )
@@ -94,7 +94,7 @@ async def test_new_events_are_applied_while_an_earlier_batch_waits_for_the_ehr(
         async with slow_apply_running(rt, apply) as loops:
             await until(lambda: statuses_of(rt, quick) == Counter(done=1), "the first batch's quick apply")
             first_batch = status_by_patient(rt)
-            _enrol_all(rt, [later])
+            enrol_all(rt, [later])
             observe(rt, f"o2-{quick}", quick)  # arrive while the first batch still applies
             observe(rt, f"o-{later}", later)
             loops.wake()  # as the intake does on commit
@@ -117,7 +117,7 @@ async def test_a_patients_events_that_arrive_during_their_apply_wait_for_it_then
     async with make_runtime() as rt:
         monkeypatch.setattr(drain, "apply_patient", apply)
         enrolled_with_observations(rt, [slow])
-        _enrol_all(rt, [other])
+        enrol_all(rt, [other])
         async with slow_apply_running(rt, apply) as loops:
             observe(rt, f"o2-{slow}", slow)
             observe(rt, f"o3-{slow}", slow)
